@@ -1,0 +1,615 @@
+//! The source schema as restage needs it, read once inside the snapshot: tables and their
+//! partitions, columns with their types, keys, foreign keys, sequences, sizes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use tokio_postgres::Client;
+
+use crate::db::{DbError, quote_ident};
+
+/// `schema.name`, printed unquoted as users write it in config and rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `schema.table`, `table` (schema `public`), and double-quoted parts
+    /// (`"My Schema"."Weird.Table"`).
+    pub fn parse(text: &str) -> Result<QualifiedName, String> {
+        let mut parts = Vec::new();
+        let mut current = String::new();
+        let mut chars = text.trim().chars().peekable();
+        let mut quoted_part = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => {
+                    quoted_part = true;
+                    loop {
+                        match chars.next() {
+                            Some('"') if chars.peek() == Some(&'"') => {
+                                chars.next();
+                                current.push('"');
+                            }
+                            Some('"') => break,
+                            Some(ch) => current.push(ch),
+                            None => return Err(format!("unterminated quote in table name `{text}`")),
+                        }
+                    }
+                }
+                '.' => {
+                    parts.push(std::mem::take(&mut current));
+                    quoted_part = false;
+                }
+                c => current.push(c),
+            }
+        }
+        let _ = quoted_part;
+        parts.push(current);
+        match parts.as_slice() {
+            [name] if !name.is_empty() => Ok(QualifiedName::new("public", name.clone())),
+            [schema, name] if !schema.is_empty() && !name.is_empty() => {
+                Ok(QualifiedName::new(schema.clone(), name.clone()))
+            }
+            _ => Err(format!(
+                "`{text}` is not a table name (expected schema.table)"
+            )),
+        }
+    }
+
+    /// The quoted SQL form.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// What kind of values a column holds, by its base type (domains resolved).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum TypeKind {
+    Text,
+    Int,
+    Float,
+    Numeric,
+    Bool,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Time,
+    Interval,
+    Json,
+    Jsonb,
+    Uuid,
+    Inet,
+    Cidr,
+    MacAddr,
+    Bytea,
+    TsVector,
+    Enum,
+    Other(String),
+}
+
+/// A column's type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnType {
+    /// As PostgreSQL prints it (`character varying(20)`, `text[]`, `public.mood`).
+    pub name: String,
+    /// The kind of the values, or of the elements for an array.
+    pub kind: TypeKind,
+    pub array: bool,
+    /// The length limit of `varchar(n)` / `char(n)` (of each element for an array).
+    pub max_len: Option<usize>,
+    /// The labels of an enum type, in order.
+    pub enum_labels: Vec<String>,
+}
+
+impl ColumnType {
+    /// A plain type, for tests and generated schemas.
+    pub fn simple(name: &str, kind: TypeKind) -> ColumnType {
+        ColumnType {
+            name: name.to_string(),
+            kind,
+            array: false,
+            max_len: None,
+            enum_labels: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub not_null: bool,
+    /// A generated column: left out of COPY, recomputed by the target.
+    pub generated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum TableKind {
+    /// A table with rows of its own (including a leaf partition).
+    Ordinary,
+    /// A partitioned table: no rows of its own; its leaves are copied.
+    Partitioned,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Table {
+    pub name: QualifiedName,
+    pub oid: u32,
+    pub kind: TableKind,
+    pub columns: Vec<Column>,
+    /// Primary key column names, in key order; empty when there is none.
+    pub primary_key: Vec<String>,
+    /// Column sets of unique constraints and unique indexes (including the primary key).
+    pub unique_keys: Vec<Vec<String>>,
+    /// For a partition: its direct parent.
+    pub parent: Option<QualifiedName>,
+    /// The planner's row estimate (`reltuples`; -1 when never analyzed).
+    pub estimated_rows: f64,
+    /// Heap + TOAST bytes (`pg_table_size`), what `max_storage` budgets.
+    pub bytes: u64,
+    /// Heap pages, for splitting a big table into ctid ranges.
+    pub pages: u64,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Columns that COPY moves (generated ones are computed by the target).
+    pub fn copy_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| !c.generated)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub table: QualifiedName,
+    pub columns: Vec<String>,
+    pub referenced: QualifiedName,
+    pub referenced_columns: Vec<String>,
+    /// Every referencing column accepts NULL (so a dangling reference can be nulled).
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Catalog {
+    /// Ordinary and partitioned tables, by name.
+    pub tables: BTreeMap<QualifiedName, Table>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub sequences: Vec<QualifiedName>,
+    pub materialized_views: Vec<QualifiedName>,
+    /// Installed extensions with their versions.
+    pub extensions: Vec<(String, String)>,
+    /// `server_version_num`, e.g. 150004.
+    pub server_version: u32,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+}
+
+impl Catalog {
+    pub fn table(&self, name: &QualifiedName) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// Tables that hold rows (ordinary tables and leaf partitions).
+    pub fn data_tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables
+            .values()
+            .filter(|t| t.kind == TableKind::Ordinary)
+    }
+
+    /// The table and its ancestors, nearest first (a leaf partition, its parent, …).
+    pub fn lineage(&self, name: &QualifiedName) -> Vec<&Table> {
+        let mut out = Vec::new();
+        let mut current = self.tables.get(name);
+        while let Some(table) = current {
+            out.push(table);
+            current = table.parent.as_ref().and_then(|p| self.tables.get(p));
+            if out.len() > 64 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The topmost ancestor of a partition (the table itself when it is not a partition).
+    pub fn root_of(&self, name: &QualifiedName) -> QualifiedName {
+        self.lineage(name)
+            .last()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| name.clone())
+    }
+
+    /// Leaf partitions under a partitioned table (the table itself when ordinary).
+    pub fn leaves(&self, name: &QualifiedName) -> Vec<&Table> {
+        self.data_tables()
+            .filter(|t| self.lineage(&t.name).iter().any(|a| &a.name == name))
+            .collect()
+    }
+
+    /// Reads the catalog. Run inside the snapshot transaction so it matches the data.
+    pub async fn read(client: &Client, server: &str) -> Result<Catalog, DbError> {
+        let q = |context: &'static str| {
+            let server = server.to_string();
+            move |e| DbError::new(server.clone(), context, e)
+        };
+
+        let version: String = client
+            .query_one("SHOW server_version_num", &[])
+            .await
+            .map_err(q("reading server version"))?
+            .get(0);
+        let server_version = version.trim().parse().unwrap_or(0);
+
+        let db = client
+            .query_one(
+                "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
+                   FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .map_err(q("reading database settings"))?;
+
+        // Types: enough to resolve domains and arrays to a base kind.
+        let type_rows = client
+            .query(
+                "SELECT t.oid, t.typname::text, n.nspname::text, t.typtype::text, t.typbasetype,
+                        t.typelem, t.typcategory::text, t.typtypmod
+                   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                  WHERE t.oid IN (SELECT atttypid FROM pg_attribute WHERE attnum > 0)
+                     OR t.typtype IN ('d', 'e')
+                     OR t.oid IN (SELECT typelem FROM pg_type WHERE oid IN
+                                   (SELECT atttypid FROM pg_attribute WHERE attnum > 0))",
+                &[],
+            )
+            .await
+            .map_err(q("reading types"))?;
+        let mut types: HashMap<u32, RawType> = HashMap::new();
+        for row in type_rows {
+            types.insert(
+                row.get(0),
+                RawType {
+                    name: row.get(1),
+                    schema: row.get(2),
+                    typtype: row.get(3),
+                    base: row.get(4),
+                    elem: row.get(5),
+                    category: row.get(6),
+                    typmod: row.get(7),
+                },
+            );
+        }
+        let mut enum_labels: HashMap<u32, Vec<String>> = HashMap::new();
+        for row in client
+            .query(
+                "SELECT enumtypid, enumlabel::text FROM pg_enum ORDER BY enumtypid, enumsortorder",
+                &[],
+            )
+            .await
+            .map_err(q("reading enums"))?
+        {
+            enum_labels.entry(row.get(0)).or_default().push(row.get(1));
+        }
+
+        let table_rows = client
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
+                        c.reltuples::float8, pg_table_size(c.oid)::int8, c.relpages::int8,
+                        (SELECT pn.nspname::text FROM pg_inherits i
+                           JOIN pg_class pc ON pc.oid = i.inhparent
+                           JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                          WHERE i.inhrelid = c.oid AND c.relispartition),
+                        (SELECT pc.relname::text FROM pg_inherits i
+                           JOIN pg_class pc ON pc.oid = i.inhparent
+                          WHERE i.inhrelid = c.oid AND c.relispartition)
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p')
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')",
+                &[],
+            )
+            .await
+            .map_err(q("reading tables"))?;
+
+        let column_rows = client
+            .query(
+                "SELECT a.attrelid, a.attname::text, a.atttypid, a.atttypmod,
+                        format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attgenerated <> ''
+                   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                  WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY a.attrelid, a.attnum",
+                &[],
+            )
+            .await
+            .map_err(q("reading columns"))?;
+        let mut columns: HashMap<u32, Vec<Column>> = HashMap::new();
+        for row in column_rows {
+            let rel: u32 = row.get(0);
+            let type_oid: u32 = row.get(2);
+            let typmod: i32 = row.get(3);
+            let printed: String = row.get(4);
+            columns.entry(rel).or_default().push(Column {
+                name: row.get(1),
+                ty: resolve_type(type_oid, typmod, printed, &types, &enum_labels),
+                not_null: row.get(5),
+                generated: row.get(6),
+            });
+        }
+
+        // Keys: primary key and unique column sets, by attribute names.
+        let key_rows = client
+            .query(
+                "SELECT i.indrelid, i.indisprimary,
+                        array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                              ORDER BY k.ord)
+                   FROM pg_index i
+                  WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                    AND NOT (0 = ANY (i.indkey::int2[]))",
+                &[],
+            )
+            .await
+            .map_err(q("reading keys"))?;
+        let mut primary: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut uniques: HashMap<u32, Vec<Vec<String>>> = HashMap::new();
+        for row in key_rows {
+            let rel: u32 = row.get(0);
+            let cols: Vec<String> = row.get(2);
+            if row.get::<_, bool>(1) {
+                primary.insert(rel, cols.clone());
+            }
+            uniques.entry(rel).or_default().push(cols);
+        }
+        // A partitioned table's primary key is an index on the parent only; partitions have
+        // their own. Either way each table gets its own entry above.
+
+        let mut tables = BTreeMap::new();
+        for row in table_rows {
+            let oid: u32 = row.get(0);
+            let name = QualifiedName::new(row.get::<_, String>(1), row.get::<_, String>(2));
+            let relkind: String = row.get(3);
+            let parent = match (row.get::<_, Option<String>>(7), row.get::<_, Option<String>>(8)) {
+                (Some(s), Some(n)) => Some(QualifiedName::new(s, n)),
+                _ => None,
+            };
+            tables.insert(
+                name.clone(),
+                Table {
+                    name,
+                    oid,
+                    kind: if relkind == "p" {
+                        TableKind::Partitioned
+                    } else {
+                        TableKind::Ordinary
+                    },
+                    columns: columns.remove(&oid).unwrap_or_default(),
+                    primary_key: primary.remove(&oid).unwrap_or_default(),
+                    unique_keys: uniques.remove(&oid).unwrap_or_default(),
+                    parent,
+                    estimated_rows: row.get(4),
+                    bytes: row.get::<_, i64>(5).max(0) as u64,
+                    pages: row.get::<_, i64>(6).max(0) as u64,
+                },
+            );
+        }
+
+        // Foreign keys declared by the user (not the per-partition clones PostgreSQL makes).
+        let fk_rows = client
+            .query(
+                "SELECT con.conname::text, n.nspname::text, c.relname::text,
+                        rn.nspname::text, rc.relname::text,
+                        array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                               JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                              ORDER BY k.ord),
+                        array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+                               JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                              ORDER BY k.ord),
+                        NOT EXISTS (SELECT 1 FROM unnest(con.conkey) k(attnum)
+                                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                                     WHERE a.attnotnull)
+                   FROM pg_constraint con
+                   JOIN pg_class c ON c.oid = con.conrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_class rc ON rc.oid = con.confrelid
+                   JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+                  WHERE con.contype = 'f' AND con.conparentid = 0
+                  ORDER BY 2, 3, 1",
+                &[],
+            )
+            .await
+            .map_err(q("reading foreign keys"))?;
+        let foreign_keys = fk_rows
+            .into_iter()
+            .map(|row| ForeignKey {
+                name: row.get(0),
+                table: QualifiedName::new(row.get::<_, String>(1), row.get::<_, String>(2)),
+                referenced: QualifiedName::new(row.get::<_, String>(3), row.get::<_, String>(4)),
+                columns: row.get(5),
+                referenced_columns: row.get(6),
+                nullable: row.get(7),
+            })
+            .collect();
+
+        let names = |relkind: &'static str| {
+            let sql = format!(
+                "SELECT n.nspname::text, c.relname::text FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind = '{relkind}'
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')
+                  ORDER BY 1, 2"
+            );
+            async move {
+                client.query(&sql, &[]).await.map(|rows| {
+                    rows.into_iter()
+                        .map(|r| QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+                        .collect::<Vec<_>>()
+                })
+            }
+        };
+        let sequences = names("S").await.map_err(q("reading sequences"))?;
+        let materialized_views = names("m").await.map_err(q("reading materialized views"))?;
+
+        let extensions = client
+            .query(
+                "SELECT extname::text, extversion::text FROM pg_extension ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(q("reading extensions"))?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+
+        Ok(Catalog {
+            tables,
+            foreign_keys,
+            sequences,
+            materialized_views,
+            extensions,
+            server_version,
+            encoding: db.get(0),
+            collate: db.get(1),
+            ctype: db.get(2),
+        })
+    }
+}
+
+struct RawType {
+    name: String,
+    schema: String,
+    typtype: String,
+    base: u32,
+    elem: u32,
+    category: String,
+    typmod: i32,
+}
+
+/// Resolves a column's type to a kind: follows domains to their base type and arrays to their
+/// element type.
+fn resolve_type(
+    oid: u32,
+    typmod: i32,
+    printed: String,
+    types: &HashMap<u32, RawType>,
+    enum_labels: &HashMap<u32, Vec<String>>,
+) -> ColumnType {
+    let mut oid = oid;
+    let mut typmod = typmod;
+    let mut array = false;
+    // Domains may nest, and a domain may be over an array; bound the walk.
+    for _ in 0..16 {
+        let Some(t) = types.get(&oid) else { break };
+        if t.typtype == "d" {
+            if typmod < 0 {
+                typmod = t.typmod;
+            }
+            oid = t.base;
+            continue;
+        }
+        if t.category == "A" && t.elem != 0 && !array {
+            array = true;
+            oid = t.elem;
+            continue;
+        }
+        break;
+    }
+    let (kind, labels) = match types.get(&oid) {
+        Some(t) if t.typtype == "e" => (TypeKind::Enum, enum_labels.get(&oid).cloned().unwrap_or_default()),
+        Some(t) => (kind_of(t), vec![]),
+        None => (TypeKind::Other(printed.clone()), vec![]),
+    };
+    let max_len = match kind {
+        TypeKind::Text if typmod > 4 => Some((typmod - 4) as usize),
+        _ => None,
+    };
+    ColumnType {
+        name: printed,
+        kind,
+        array,
+        max_len,
+        enum_labels: labels,
+    }
+}
+
+fn kind_of(t: &RawType) -> TypeKind {
+    if t.schema == "pg_catalog" {
+        return match t.name.as_str() {
+            "text" | "varchar" | "bpchar" | "name" | "char" => TypeKind::Text,
+            "int2" | "int4" | "int8" | "oid" => TypeKind::Int,
+            "float4" | "float8" => TypeKind::Float,
+            "numeric" | "money" => TypeKind::Numeric,
+            "bool" => TypeKind::Bool,
+            "date" => TypeKind::Date,
+            "timestamp" => TypeKind::Timestamp,
+            "timestamptz" => TypeKind::TimestampTz,
+            "time" | "timetz" => TypeKind::Time,
+            "interval" => TypeKind::Interval,
+            "json" => TypeKind::Json,
+            "jsonb" => TypeKind::Jsonb,
+            "uuid" => TypeKind::Uuid,
+            "inet" => TypeKind::Inet,
+            "cidr" => TypeKind::Cidr,
+            "macaddr" | "macaddr8" => TypeKind::MacAddr,
+            "bytea" => TypeKind::Bytea,
+            "tsvector" => TypeKind::TsVector,
+            other => TypeKind::Other(other.to_string()),
+        };
+    }
+    // Extension string types (citext) are category S.
+    if t.category == "S" {
+        TypeKind::Text
+    } else {
+        TypeKind::Other(format!("{}.{}", t.schema, t.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_qualified_names() {
+        assert_eq!(
+            QualifiedName::parse("public.users").unwrap(),
+            QualifiedName::new("public", "users")
+        );
+        assert_eq!(
+            QualifiedName::parse("users").unwrap(),
+            QualifiedName::new("public", "users")
+        );
+        assert_eq!(
+            QualifiedName::parse("\"My Schema\".\"Odd.Name\"\"x\"").unwrap(),
+            QualifiedName::new("My Schema", "Odd.Name\"x")
+        );
+        assert!(QualifiedName::parse("a.b.c").is_err());
+        assert_eq!(
+            QualifiedName::new("My Schema", "t").sql(),
+            "\"My Schema\".\"t\""
+        );
+    }
+}

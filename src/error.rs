@@ -1,0 +1,85 @@
+//! The top-level error and its exit code. Every variant names the thing at fault (file, table,
+//! column, server); `main` prints it once and exits with [`Error::exit_code`].
+
+use crate::config::ConfigError;
+use crate::db::DbError;
+
+/// Exit codes of the spec.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// Database, network or I/O failure.
+    pub const RUNTIME: i32 = 1;
+    /// Bad config, rules or usage.
+    pub const USAGE: i32 = 2;
+    /// Verification failed: a leak, a broken foreign key, counts off plan.
+    pub const VERIFY: i32 = 3;
+    /// Another refresh holds the lock.
+    pub const LOCKED: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Rules that do not load or do not fit the schema; one line per problem.
+    #[error("{}", .0.join("\n"))]
+    Rules(Vec<String>),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Runtime(String),
+    #[error("verification failed: {0}")]
+    Verify(String),
+    #[error("{0}")]
+    Locked(String),
+    #[error("interrupted by {0}: the half-built database was removed, staging is unchanged")]
+    Interrupted(&'static str),
+    #[error("`{0}` is not implemented yet")]
+    NotYet(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Rules(_) | Error::Usage(_) => exit::USAGE,
+            Error::Verify(_) => exit::VERIFY,
+            Error::Locked(_) => exit::LOCKED,
+            Error::Db(_)
+            | Error::Io { .. }
+            | Error::Runtime(_)
+            | Error::Interrupted(_)
+            | Error::NotYet(_) => exit::RUNTIME,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::Rules(vec!["x".into()]).exit_code(), 2);
+        assert_eq!(Error::Verify("x".into()).exit_code(), 3);
+        assert_eq!(Error::Locked("x".into()).exit_code(), 4);
+        assert_eq!(Error::Runtime("x".into()).exit_code(), 1);
+    }
+}

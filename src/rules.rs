@@ -1,0 +1,382 @@
+//! Rules: `rules/*.yaml` → a [`RuleSet`] (what was written, with where), then
+//! [`RuleSet::bind`] against the source [`Catalog`] → [`BoundRules`] (a transform instance per
+//! column of every table that holds rows).
+//!
+//! Every problem is an error at load time, before anything is copied, and all of them are
+//! reported at once, each with its file, line and column: a table or column that does not
+//! exist, an unknown transform or parameter, a transform that does not fit the column's type,
+//! two rules for one column.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::catalog::{Catalog, QualifiedName, Table, TypeKind};
+use crate::transform::{BindError, Catalogue, ColumnInfo, RuleSpec, Transform};
+use crate::yaml::{self, KeyIndex, Location};
+
+/// The wildcard column key: a rule for every column not named.
+pub const WILDCARD: &str = "*";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    tables: BTreeMap<String, Option<BTreeMap<String, serde_yaml::Value>>>,
+}
+
+/// One rule as written, with where.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub spec: RuleSpec,
+    pub location: Location,
+    /// Where each parameter is, for errors about it.
+    pub param_locations: BTreeMap<String, Location>,
+}
+
+/// Rules of one table as written.
+#[derive(Debug, Clone)]
+pub struct TableRuleSet {
+    pub location: Location,
+    pub columns: BTreeMap<String, Rule>,
+}
+
+/// All rules files, merged.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub tables: BTreeMap<QualifiedName, TableRuleSet>,
+    pub files: Vec<PathBuf>,
+}
+
+/// A rule bound to a column, ready for the data path.
+#[derive(Debug, Clone)]
+pub struct BoundColumn {
+    /// The column's name.
+    pub column: String,
+    /// The transform to run, or None to pass the value through untouched (no rule, or `keep`).
+    pub transform: Option<Arc<dyn Transform>>,
+    /// The transform's name as written (`keep` for wildcard keeps), None when no rule covers it.
+    pub rule: Option<String>,
+}
+
+/// The rules of one table that holds rows, aligned with [`Table::copy_columns`].
+#[derive(Debug, Clone)]
+pub struct BoundTable {
+    pub columns: Vec<BoundColumn>,
+}
+
+impl BoundTable {
+    /// True when no column is transformed: the table can be piped as raw COPY bytes.
+    pub fn is_passthrough(&self) -> bool {
+        self.columns.iter().all(|c| c.transform.is_none())
+    }
+
+    pub fn ruled_columns(&self) -> impl Iterator<Item = &BoundColumn> {
+        self.columns.iter().filter(|c| c.transform.is_some())
+    }
+}
+
+/// Rules bound to every table that holds rows (tables without rules get all-None entries).
+#[derive(Debug, Clone, Default)]
+pub struct BoundRules {
+    pub tables: HashMap<QualifiedName, BoundTable>,
+}
+
+impl BoundRules {
+    pub fn table(&self, name: &QualifiedName) -> Option<&BoundTable> {
+        self.tables.get(name)
+    }
+}
+
+impl RuleSet {
+    /// Loads a rules file, or every `*.yaml` / `*.yml` file of a folder (sorted by name).
+    /// A path that does not exist gives an empty rule set when `optional`.
+    pub fn load(path: &Path, optional: bool) -> Result<RuleSet, Vec<String>> {
+        let files = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| vec![format!("{}: cannot read rules folder: {e}", path.display())])?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("yaml") | Some("yml")
+                        )
+                })
+                .collect();
+            files.sort();
+            files
+        } else if path.exists() {
+            vec![path.to_path_buf()]
+        } else if optional {
+            return Ok(RuleSet::default());
+        } else {
+            return Err(vec![format!("{}: no such rules file or folder", path.display())]);
+        };
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => set.add_file(&text, &file, &mut errors),
+                Err(e) => errors.push(format!("{}: cannot read: {e}", file.display())),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses one file's text into the set; problems go to `errors`.
+    pub fn add_file(&mut self, text: &str, file: &Path, errors: &mut Vec<String>) {
+        let parsed: RulesFile = match yaml::from_str(text, file) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(e.to_string());
+                return;
+            }
+        };
+        let index = KeyIndex::parse(text, file);
+        self.files.push(file.to_path_buf());
+        for (table_key, columns) in parsed.tables {
+            let table_loc = index.locate(&["tables", &table_key]);
+            let name = match QualifiedName::parse(&table_key) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(format!("{table_loc}: {e}"));
+                    continue;
+                }
+            };
+            let entry = self.tables.entry(name.clone()).or_insert_with(|| TableRuleSet {
+                location: table_loc.clone(),
+                columns: BTreeMap::new(),
+            });
+            for (column, value) in columns.unwrap_or_default() {
+                let loc = index.locate(&["tables", &table_key, &column]);
+                let spec = match RuleSpec::from_value(&value) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        errors.push(format!("{loc}: {name}.{column}: {e}"));
+                        continue;
+                    }
+                };
+                if let Some(previous) = entry.columns.get(&column) {
+                    errors.push(format!(
+                        "{loc}: {name}.{column}: two rules for one column (the other is at {})",
+                        previous.location
+                    ));
+                    continue;
+                }
+                let param_locations = spec
+                    .params
+                    .keys()
+                    .map(|p| (p.clone(), index.locate(&["tables", &table_key, &column, p])))
+                    .collect();
+                entry.columns.insert(
+                    column,
+                    Rule {
+                        spec,
+                        location: loc,
+                        param_locations,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The rules written for `table` itself or inherited from a partitioned ancestor.
+    fn rules_for<'a>(&'a self, catalog: &'a Catalog, table: &QualifiedName) -> Vec<(&'a QualifiedName, &'a TableRuleSet)> {
+        catalog
+            .lineage(table)
+            .into_iter()
+            .filter_map(|t| self.tables.get_key_value(&t.name))
+            .collect()
+    }
+
+    /// Binds every rule to its column. Collects all problems.
+    pub fn bind(&self, catalog: &Catalog, transforms: &Catalogue) -> Result<BoundRules, Vec<String>> {
+        let mut errors = Vec::new();
+
+        // Tables and columns that do not exist, wherever they are written.
+        let table_names: Vec<String> = catalog.tables.keys().map(|n| n.to_string()).collect();
+        let table_refs: Vec<&str> = table_names.iter().map(String::as_str).collect();
+        for (name, rules) in &self.tables {
+            let Some(table) = catalog.table(name) else {
+                let hint = yaml::did_you_mean(&name.to_string(), &table_refs)
+                    .map(|s| format!(", did you mean `{s}`?"))
+                    .unwrap_or_default();
+                errors.push(format!(
+                    "{}: table {name} does not exist in the source{hint}",
+                    rules.location
+                ));
+                continue;
+            };
+            let column_names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            for (column, rule) in &rules.columns {
+                if column == WILDCARD {
+                    continue;
+                }
+                match table.column(column) {
+                    None => {
+                        let hint = yaml::did_you_mean(column, &column_names)
+                            .map(|s| format!(", did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        errors.push(format!(
+                            "{}: {name}.{column}: no such column{hint}",
+                            rule.location
+                        ));
+                    }
+                    Some(c) if c.generated && rule.spec.transform != "keep" => {
+                        errors.push(format!(
+                            "{}: {name}.{column}: is a generated column, recomputed from the others in staging; rule the columns it is computed from",
+                            rule.location
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        let mut bound = BoundRules::default();
+        for table in catalog.data_tables() {
+            let layers = self.rules_for(catalog, &table.name);
+            let mut columns = Vec::new();
+            for column in table.copy_columns() {
+                columns.push(self.bind_column(table, &column.name, &layers, transforms, &mut errors));
+            }
+            bound.tables.insert(table.name.clone(), BoundTable { columns });
+        }
+        if errors.is_empty() {
+            Ok(bound)
+        } else {
+            errors.sort();
+            errors.dedup();
+            Err(errors)
+        }
+    }
+
+    fn bind_column(
+        &self,
+        table: &Table,
+        column: &str,
+        layers: &[(&QualifiedName, &TableRuleSet)],
+        transforms: &Catalogue,
+        errors: &mut Vec<String>,
+    ) -> BoundColumn {
+        let unbound = BoundColumn {
+            column: column.to_string(),
+            transform: None,
+            rule: None,
+        };
+        // The nearest layer with a rule for this column wins over wildcards anywhere; two
+        // layers naming the same column is an error (a partition masked unlike its siblings is
+        // almost always a mistake).
+        let explicit: Vec<(&QualifiedName, &Rule)> = layers
+            .iter()
+            .filter_map(|(n, r)| r.columns.get(column).map(|rule| (*n, rule)))
+            .collect();
+        if explicit.len() > 1 {
+            errors.push(format!(
+                "{}: {}.{column}: two rules for one column (also at {}, on {})",
+                explicit[0].1.location, explicit[0].0, explicit[1].1.location, explicit[1].0
+            ));
+            return unbound;
+        }
+        let (owner, rule, via_wildcard) = match explicit.first() {
+            Some((owner, rule)) => (*owner, *rule, false),
+            None => match layers
+                .iter()
+                .find_map(|(n, r)| r.columns.get(WILDCARD).map(|rule| (*n, rule)))
+            {
+                Some((owner, rule)) => (owner, rule, true),
+                None => return unbound,
+            },
+        };
+        let Some(col) = table.column(column) else {
+            return unbound;
+        };
+        let info = ColumnInfo {
+            ty: &col.ty,
+            not_null: col.not_null,
+        };
+        match transforms.bind(&rule.spec, &info) {
+            Ok(instance) => BoundColumn {
+                column: column.to_string(),
+                transform: if instance.is_keep() { None } else { Some(instance) },
+                rule: Some(rule.spec.transform.clone()),
+            },
+            Err(e) => {
+                let at = e
+                    .param()
+                    .and_then(|p| rule.param_locations.get(p))
+                    .unwrap_or(&rule.location);
+                let which = if via_wildcard {
+                    format!("{}.{column} (via `*` on {owner})", table.name)
+                } else {
+                    format!("{owner}.{column}")
+                };
+                errors.push(format!("{at}: {which}: {}", describe_bind_error(&e, &col.ty.kind)));
+                unbound
+            }
+        }
+    }
+}
+
+fn describe_bind_error(e: &BindError, _kind: &TypeKind) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (RuleSet, Vec<String>) {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        set.add_file(text, Path::new("rules/a.yaml"), &mut errors);
+        (set, errors)
+    }
+
+    #[test]
+    fn shorthand_and_mapping() {
+        let (set, errors) = parse(
+            "tables:\n  public.users:\n    email: { transform: email, unique: true }\n    first_name: first_name\n    \"*\": keep\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let users = &set.tables[&QualifiedName::new("public", "users")];
+        assert_eq!(users.columns["first_name"].spec.transform, "first_name");
+        assert_eq!(users.columns["email"].spec.transform, "email");
+        assert!(users.columns["email"].spec.params.contains_key("unique"));
+        assert_eq!(users.columns["email"].location.line, 3);
+        assert_eq!(users.columns["email"].param_locations["unique"].line, 3);
+        assert!(users.columns.contains_key("*"));
+    }
+
+    #[test]
+    fn duplicate_column_across_files() {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        set.add_file("tables:\n  users:\n    email: email\n", Path::new("a.yaml"), &mut errors);
+        set.add_file("tables:\n  public.users:\n    email: hash\n", Path::new("b.yaml"), &mut errors);
+        assert_eq!(
+            errors,
+            vec!["b.yaml:3:5: public.users.email: two rules for one column (the other is at a.yaml:3:5)"]
+        );
+    }
+
+    #[test]
+    fn rule_without_transform() {
+        let (_, errors) = parse("tables:\n  t:\n    c: { unique: true }\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("rules/a.yaml:3:5: public.t.c: a rule needs `transform"), "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let (_, errors) = parse("tabels:\n  t:\n    c: keep\n");
+        assert_eq!(errors, vec!["rules/a.yaml:1:1: unknown key `tabels`, did you mean `tables`?"]);
+    }
+}
