@@ -42,7 +42,9 @@ impl QualifiedName {
                             }
                             Some('"') => break,
                             Some(ch) => current.push(ch),
-                            None => return Err(format!("unterminated quote in table name `{text}`")),
+                            None => {
+                                return Err(format!("unterminated quote in table name `{text}`"));
+                            }
                         }
                     }
                 }
@@ -390,7 +392,10 @@ impl Catalog {
             let oid: u32 = row.get(0);
             let name = QualifiedName::new(row.get::<_, String>(1), row.get::<_, String>(2));
             let relkind: String = row.get(3);
-            let parent = match (row.get::<_, Option<String>>(7), row.get::<_, Option<String>>(8)) {
+            let parent = match (
+                row.get::<_, Option<String>>(7),
+                row.get::<_, Option<String>>(8),
+            ) {
                 (Some(s), Some(n)) => Some(QualifiedName::new(s, n)),
                 _ => None,
             };
@@ -539,7 +544,10 @@ fn resolve_type(
         break;
     }
     let (kind, labels) = match types.get(&oid) {
-        Some(t) if t.typtype == "e" => (TypeKind::Enum, enum_labels.get(&oid).cloned().unwrap_or_default()),
+        Some(t) if t.typtype == "e" => (
+            TypeKind::Enum,
+            enum_labels.get(&oid).cloned().unwrap_or_default(),
+        ),
         Some(t) => (kind_of(t), vec![]),
         None => (TypeKind::Other(printed.clone()), vec![]),
     };

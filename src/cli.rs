@@ -18,7 +18,13 @@ use crate::progress::{ProgressMode, Ui};
 )]
 pub struct Cli {
     /// Configuration file.
-    #[arg(short, long, global = true, default_value = "restage.yaml", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "restage.yaml",
+        value_name = "FILE"
+    )]
     pub config: PathBuf,
 
     /// Machine-readable output on stdout (progress and logs stay on stderr).

@@ -779,7 +779,10 @@ impl Config {
         self.resolve_pg(&source.url, &["source", "url"])
     }
 
-    pub fn target(&self, command: &'static str) -> Result<(PgEndpoint, &TargetConfig), ConfigError> {
+    pub fn target(
+        &self,
+        command: &'static str,
+    ) -> Result<(PgEndpoint, &TargetConfig), ConfigError> {
         let target = self
             .file
             .target
@@ -849,7 +852,9 @@ impl Config {
             .as_ref()
             .ok_or_else(|| self.missing("cache", command))?;
         match &cache.url {
-            Some(raw) => Ok(Some(raw.resolve("cache.url", &self.locate(&["cache", "url"]))?)),
+            Some(raw) => Ok(Some(
+                raw.resolve("cache.url", &self.locate(&["cache", "url"]))?,
+            )),
             None => Ok(None),
         }
     }
@@ -869,7 +874,12 @@ mod tests {
         assert_eq!("2GiB".parse::<Size>().unwrap(), Size(2 << 30));
         assert_eq!("1.5 KiB".parse::<Size>().unwrap(), Size(1536));
         assert_eq!("1024".parse::<Size>().unwrap(), Size(1024));
-        assert!("2 parsecs".parse::<Size>().unwrap_err().contains("unknown size unit"));
+        assert!(
+            "2 parsecs"
+                .parse::<Size>()
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
     }
 
     #[test]
@@ -913,8 +923,13 @@ mod tests {
 
     #[test]
     fn unknown_key_suggests() {
-        let err = load("source:\n  url: x\ntraget:\n  url: y\n").unwrap_err().to_string();
-        assert_eq!(err, "restage.yaml:3:1: unknown key `traget`, did you mean `target`?");
+        let err = load("source:\n  url: x\ntraget:\n  url: y\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "restage.yaml:3:1: unknown key `traget`, did you mean `target`?"
+        );
     }
 
     #[test]
@@ -942,10 +957,12 @@ mod tests {
 
     #[test]
     fn pg_endpoint_display_hides_password() {
-        let e = PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db.example:6543/prod")).unwrap();
+        let e =
+            PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db.example:6543/prod")).unwrap();
         assert_eq!(e.display, "alice@db.example:6543/prod");
         assert!(!format!("{e:?}").contains("pw123"));
-        let bad = PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db:notaport/x")).unwrap_err();
+        let bad =
+            PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db:notaport/x")).unwrap_err();
         assert!(!bad.contains("pw123"), "{bad}");
     }
 

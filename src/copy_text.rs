@@ -44,7 +44,11 @@ pub fn fields(row: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Splits `row` into `out` (cleared first), checking the count.
-pub fn split_row<'a>(row: &'a [u8], expected: usize, out: &mut Vec<&'a [u8]>) -> Result<(), CopyTextError> {
+pub fn split_row<'a>(
+    row: &'a [u8],
+    expected: usize,
+    out: &mut Vec<&'a [u8]>,
+) -> Result<(), CopyTextError> {
     out.clear();
     let mut start = 0;
     for pos in memchr::memchr_iter(b'\t', row) {
@@ -143,7 +147,10 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
 /// Escapes `value` for COPY and appends it to `out`.
 pub fn encode(value: &str, out: &mut Vec<u8>) {
     let bytes = value.as_bytes();
-    if !bytes.iter().any(|&b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+    if !bytes
+        .iter()
+        .any(|&b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
         out.extend_from_slice(bytes);
         return;
     }
@@ -193,16 +200,26 @@ mod tests {
         assert!(!is_null(f[1]));
         assert_eq!(
             split_row(rows[1], 2, &mut f),
-            Err(CopyTextError::FieldCount { expected: 2, found: 3 })
+            Err(CopyTextError::FieldCount {
+                expected: 2,
+                found: 3
+            })
         );
         assert_eq!(super::rows(b"").count(), 0);
-        assert_eq!(super::rows(b"\n").count(), 1, "one row with one empty field");
+        assert_eq!(
+            super::rows(b"\n").count(),
+            1,
+            "one row with one empty field"
+        );
     }
 
     #[test]
     fn dangling_backslash_is_an_error() {
         let mut s = String::new();
-        assert_eq!(decode(b"abc\\", &mut s), Err(CopyTextError::DanglingBackslash));
+        assert_eq!(
+            decode(b"abc\\", &mut s),
+            Err(CopyTextError::DanglingBackslash)
+        );
     }
 
     proptest! {

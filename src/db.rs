@@ -237,9 +237,7 @@ impl TlsMode {
                         .with_custom_certificate_verifier(Arc::new(tls::ChainOnly(verifier)))
                         .with_no_client_auth()
                 } else {
-                    builder
-                        .with_webpki_verifier(verifier)
-                        .with_no_client_auth()
+                    builder.with_webpki_verifier(verifier).with_no_client_auth()
                 }
             }
         };
@@ -291,7 +289,10 @@ mod tls {
                         .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
                 }
                 if roots.is_empty() {
-                    return Err(format!("sslrootcert {} holds no certificate", path.display()));
+                    return Err(format!(
+                        "sslrootcert {} holds no certificate",
+                        path.display()
+                    ));
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -414,7 +415,9 @@ pub fn session_config(endpoint: &PgEndpoint, role: Role) -> tokio_postgres::Conf
         Role::Source => {
             "-c default_transaction_read_only=on -c row_security=off -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0"
         }
-        Role::Target => "-c synchronous_commit=off -c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
+        Role::Target => {
+            "-c synchronous_commit=off -c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
+        }
     };
     config.options(format!("{user_options} {ours}").trim());
     config
@@ -474,7 +477,10 @@ mod tests {
 
     #[test]
     fn tls_mode_from_url() {
-        let (s, m) = TlsMode::extract("postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x").unwrap();
+        let (s, m) = TlsMode::extract(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
+        )
+        .unwrap();
         assert_eq!(s, "postgres://u@h/db?application_name=x");
         assert_eq!(m, TlsMode::VerifyFull(Some(PathBuf::from("/tmp/ca.pem"))));
         let (s, m) = TlsMode::extract("postgres://u@h/db").unwrap();

@@ -207,7 +207,14 @@ fn truncate_label(label: &str, max: usize) -> String {
     if label.chars().count() <= max {
         label.to_string()
     } else {
-        let tail: String = label.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = label
+            .chars()
+            .rev()
+            .take(max - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 }

@@ -113,7 +113,10 @@ impl RuleSet {
         } else if optional {
             return Ok(RuleSet::default());
         } else {
-            return Err(vec![format!("{}: no such rules file or folder", path.display())]);
+            return Err(vec![format!(
+                "{}: no such rules file or folder",
+                path.display()
+            )]);
         };
         let mut set = RuleSet::default();
         let mut errors = Vec::new();
@@ -150,10 +153,13 @@ impl RuleSet {
                     continue;
                 }
             };
-            let entry = self.tables.entry(name.clone()).or_insert_with(|| TableRuleSet {
-                location: table_loc.clone(),
-                columns: BTreeMap::new(),
-            });
+            let entry = self
+                .tables
+                .entry(name.clone())
+                .or_insert_with(|| TableRuleSet {
+                    location: table_loc.clone(),
+                    columns: BTreeMap::new(),
+                });
             for (column, value) in columns.unwrap_or_default() {
                 let loc = index.locate(&["tables", &table_key, &column]);
                 let spec = match RuleSpec::from_value(&value) {
@@ -188,7 +194,11 @@ impl RuleSet {
     }
 
     /// The rules written for `table` itself or inherited from a partitioned ancestor.
-    fn rules_for<'a>(&'a self, catalog: &'a Catalog, table: &QualifiedName) -> Vec<(&'a QualifiedName, &'a TableRuleSet)> {
+    fn rules_for<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        table: &QualifiedName,
+    ) -> Vec<(&'a QualifiedName, &'a TableRuleSet)> {
         catalog
             .lineage(table)
             .into_iter()
@@ -197,7 +207,11 @@ impl RuleSet {
     }
 
     /// Binds every rule to its column. Collects all problems.
-    pub fn bind(&self, catalog: &Catalog, transforms: &Catalogue) -> Result<BoundRules, Vec<String>> {
+    pub fn bind(
+        &self,
+        catalog: &Catalog,
+        transforms: &Catalogue,
+    ) -> Result<BoundRules, Vec<String>> {
         let mut errors = Vec::new();
 
         // Tables and columns that do not exist, wherever they are written.
@@ -245,9 +259,17 @@ impl RuleSet {
             let layers = self.rules_for(catalog, &table.name);
             let mut columns = Vec::new();
             for column in table.copy_columns() {
-                columns.push(self.bind_column(table, &column.name, &layers, transforms, &mut errors));
+                columns.push(self.bind_column(
+                    table,
+                    &column.name,
+                    &layers,
+                    transforms,
+                    &mut errors,
+                ));
             }
-            bound.tables.insert(table.name.clone(), BoundTable { columns });
+            bound
+                .tables
+                .insert(table.name.clone(), BoundTable { columns });
         }
         if errors.is_empty() {
             Ok(bound)
@@ -305,7 +327,11 @@ impl RuleSet {
         match transforms.bind(&rule.spec, &info) {
             Ok(instance) => BoundColumn {
                 column: column.to_string(),
-                transform: if instance.is_keep() { None } else { Some(instance) },
+                transform: if instance.is_keep() {
+                    None
+                } else {
+                    Some(instance)
+                },
                 rule: Some(rule.spec.transform.clone()),
             },
             Err(e) => {
@@ -318,7 +344,10 @@ impl RuleSet {
                 } else {
                     format!("{owner}.{column}")
                 };
-                errors.push(format!("{at}: {which}: {}", describe_bind_error(&e, &col.ty.kind)));
+                errors.push(format!(
+                    "{at}: {which}: {}",
+                    describe_bind_error(&e, &col.ty.kind)
+                ));
                 unbound
             }
         }
@@ -359,11 +388,21 @@ mod tests {
     fn duplicate_column_across_files() {
         let mut set = RuleSet::default();
         let mut errors = Vec::new();
-        set.add_file("tables:\n  users:\n    email: email\n", Path::new("a.yaml"), &mut errors);
-        set.add_file("tables:\n  public.users:\n    email: hash\n", Path::new("b.yaml"), &mut errors);
+        set.add_file(
+            "tables:\n  users:\n    email: email\n",
+            Path::new("a.yaml"),
+            &mut errors,
+        );
+        set.add_file(
+            "tables:\n  public.users:\n    email: hash\n",
+            Path::new("b.yaml"),
+            &mut errors,
+        );
         assert_eq!(
             errors,
-            vec!["b.yaml:3:5: public.users.email: two rules for one column (the other is at a.yaml:3:5)"]
+            vec![
+                "b.yaml:3:5: public.users.email: two rules for one column (the other is at a.yaml:3:5)"
+            ]
         );
     }
 
@@ -371,12 +410,18 @@ mod tests {
     fn rule_without_transform() {
         let (_, errors) = parse("tables:\n  t:\n    c: { unique: true }\n");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("rules/a.yaml:3:5: public.t.c: a rule needs `transform"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("rules/a.yaml:3:5: public.t.c: a rule needs `transform"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn unknown_top_level_key() {
         let (_, errors) = parse("tabels:\n  t:\n    c: keep\n");
-        assert_eq!(errors, vec!["rules/a.yaml:1:1: unknown key `tabels`, did you mean `tables`?"]);
+        assert_eq!(
+            errors,
+            vec!["rules/a.yaml:1:1: unknown key `tabels`, did you mean `tables`?"]
+        );
     }
 }

@@ -175,13 +175,19 @@ mod tests {
             redact_url("postgresql://u@h/db?password=pw&sslmode=disable"),
             "postgresql://u@h/db?password=***&sslmode=disable"
         );
-        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 
     #[test]
     fn redacts_password_containing_at_sign() {
-        assert_eq!(redact_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 
     #[test]
@@ -198,6 +204,9 @@ mod tests {
 
     #[test]
     fn scrub_removes_secrets() {
-        assert_eq!(scrub("auth failed for hunter2", &["hunter2"]), "auth failed for ***");
+        assert_eq!(
+            scrub("auth failed for hunter2", &["hunter2"]),
+            "auth failed for ***"
+        );
     }
 }

@@ -104,7 +104,9 @@ impl RuleSpec {
                     )),
                 }
             }
-            Value::Null => Err(BindError::Invalid("empty rule; use `keep` to copy a column as is".into())),
+            Value::Null => Err(BindError::Invalid(
+                "empty rule; use `keep` to copy a column as is".into(),
+            )),
             _ => Err(BindError::Invalid(
                 "a rule is a transform name or a mapping with `transform`".into(),
             )),
@@ -197,7 +199,11 @@ impl Catalogue {
 
     /// Binds `spec` to a column: checks the transform exists, its parameters, and that it fits
     /// the column's type; returns the instance to call per value.
-    pub fn bind(&self, spec: &RuleSpec, column: &ColumnInfo<'_>) -> Result<Arc<dyn Transform>, BindError> {
+    pub fn bind(
+        &self,
+        spec: &RuleSpec,
+        column: &ColumnInfo<'_>,
+    ) -> Result<Arc<dyn Transform>, BindError> {
         match spec.transform.as_str() {
             "keep" => {
                 no_params(spec)?;

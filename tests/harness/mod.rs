@@ -1,0 +1,210 @@
+//! Test harness shared by the database tests: a fresh PostgreSQL database per test (dropped on
+//! success, kept on failure for debugging, stale ones from earlier runs removed), a unique Redis
+//! key prefix per test, and the path of the `restage` binary.
+//!
+//! Each test file does `mod harness;` and uses what it needs.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::{Client, NoTls};
+
+/// The maintenance URL of the test server: `RESTAGE_TEST_PG`, or the local trust-auth server.
+pub fn admin_url() -> String {
+    std::env::var("RESTAGE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The Redis URL for tests: `RESTAGE_TEST_REDIS`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("RESTAGE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string())
+}
+
+/// `admin_url` with another database.
+pub fn url_for(db: &str) -> String {
+    let admin = admin_url();
+    match admin.rfind('/') {
+        Some(pos) if admin[..pos].contains("://") && pos > admin.find("://").unwrap_or(0) + 2 => {
+            let (base, rest) = admin.split_at(pos);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{db}{query}")
+        }
+        _ => format!("{admin} dbname={db}"),
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to test server: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static CLEANUP: Once = Once::new();
+
+/// A name no other test (in this or another process) uses: prefix, pid, counter, time.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "rt_{prefix}_{}_{n}_{:x}",
+        std::process::id(),
+        nanos % 0xfffff
+    )
+}
+
+/// Seconds since the epoch, recorded on each test database so later runs can drop stale ones.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Drops test databases (and their restage generations) left by runs more than two hours
+/// old: a failed test keeps its database for debugging, but not forever.
+async fn cleanup_stale(admin: &Client) {
+    let rows = admin
+        .query(
+            "SELECT d.datname::text, coalesce(shobj_description(d.oid, 'pg_database'), '')
+               FROM pg_database d WHERE d.datname LIKE 'rt\\_%'",
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+    let cutoff = now_secs().saturating_sub(7200);
+    for row in rows {
+        let name: String = row.get(0);
+        let comment: String = row.get(1);
+        let created = comment
+            .strip_prefix("restage-test created ")
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        // Generations of test databases carry restage's own comment; judge them by their base.
+        let stale = match created {
+            Some(t) => t < cutoff,
+            None => false,
+        };
+        if stale {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// A database made for one test. Dropped (with every `<name>__restage_*` generation) when the
+/// test passes; kept when it panics, with its name printed.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database named after `prefix`.
+    pub async fn create(prefix: &str) -> TestDb {
+        let admin = connect(&admin_url()).await;
+        let first = !CLEANUP.is_completed();
+        CLEANUP.call_once(|| {});
+        if first {
+            cleanup_stale(&admin).await;
+        }
+        let name = unique_name(prefix);
+        // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e:?}"));
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE \"{name}\" IS 'restage-test created {}'",
+                now_secs()
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("commenting test database {name}: {e:?}"));
+        TestDb { name }
+    }
+
+    /// A name for a database the test expects restage to create (not created here), dropped
+    /// with this one.
+    pub fn sibling(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        url_for(&self.name)
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.url()).await
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        let client = self.client().await;
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("in {}: {e}\n{sql}", self.name));
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test database kept for debugging: {}", self.name);
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a small runtime of our own on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(drop_database_family(&name));
+            }
+        })
+        .join();
+    }
+}
+
+/// Drops `name` and every database whose name starts with `name` followed by `_` (siblings
+/// and restage generations).
+pub async fn drop_database_family(name: &str) {
+    let admin = connect(&admin_url()).await;
+    let pattern = format!("{}%", name.replace('_', "\\_"));
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let db: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .await;
+    }
+}
+
+/// A unique Redis key prefix for one test, e.g. `rt_warm_1234_0_ab:`.
+pub fn redis_prefix(prefix: &str) -> String {
+    format!("{}:", unique_name(prefix))
+}
+
+/// The `restage` binary built for these tests.
+pub fn restage_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_restage")
+}

@@ -1,0 +1,30 @@
+mod harness;
+
+#[tokio::test]
+async fn creates_and_drops_a_database() {
+    let name;
+    {
+        let db = harness::TestDb::create("selftest").await;
+        name = db.name.clone();
+        db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+            .await;
+        let n: i64 = db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    }
+    let admin = harness::connect(&harness::admin_url()).await;
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the test database is dropped after a passing test");
+}
