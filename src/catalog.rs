@@ -165,7 +165,8 @@ pub struct Table {
     pub estimated_rows: f64,
     /// Heap + TOAST bytes (`pg_table_size`), what `max_storage` budgets.
     pub bytes: u64,
-    /// Heap pages, for splitting a big table into ctid ranges.
+    /// Heap pages now (`pg_relation_size`, not the planner's estimate), for splitting a big
+    /// table into ctid ranges.
     pub pages: u64,
 }
 
@@ -315,7 +316,8 @@ impl Catalog {
         let table_rows = client
             .query(
                 "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
-                        c.reltuples::float8, pg_table_size(c.oid)::int8, c.relpages::int8,
+                        c.reltuples::float8, pg_table_size(c.oid)::int8,
+                        (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
                         (SELECT pn.nspname::text FROM pg_inherits i
                            JOIN pg_class pc ON pc.oid = i.inhparent
                            JOIN pg_namespace pn ON pn.oid = pc.relnamespace

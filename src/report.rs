@@ -1,2 +1,224 @@
-//! The refresh report: per-table rows, bytes, duration, rules and sample decisions, totals,
-//! verification and the generation swapped in. Never any personal data.
+//! The refresh report: per table rows read and written, bytes, duration, rules applied and
+//! sample decisions; totals; stage timings; the verification result; the generation swapped
+//! in. Text on a terminal, JSON with `--json` or `--report FILE`.
+//!
+//! It never carries personal data: only names, counts, sizes and durations.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::human_bytes;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub restage_version: &'static str,
+    pub started_at: String,
+    pub finished_at: String,
+    pub seconds: f64,
+    pub dry_run: bool,
+    pub source: String,
+    pub target: String,
+    pub database: String,
+    /// The database built by this run (its name while it was being built).
+    pub built: Option<String>,
+    pub snapshot: Option<String>,
+    pub tables: Vec<TableReport>,
+    pub totals: Totals,
+    pub stages: Vec<StageTiming>,
+    pub sequences_set: usize,
+    pub materialized_views_refreshed: Vec<String>,
+    pub derived_columns_recomputed: Vec<String>,
+    pub verification: Option<serde_json::Value>,
+    pub swap: Option<serde_json::Value>,
+    pub generations_dropped: Vec<String>,
+    pub leftovers_removed: Vec<String>,
+    pub sample: Option<serde_json::Value>,
+    pub cache: Option<serde_json::Value>,
+    /// Columns copied without a rule because of `--allow-unclassified`.
+    pub unclassified_allowed: Vec<String>,
+    pub warnings: Vec<String>,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub seconds: f64,
+    /// Column → transform, for ruled columns.
+    pub rules: BTreeMap<String, String>,
+    /// How the rows were chosen: `whole`, or the sample decision.
+    pub sample: String,
+    pub ranges: usize,
+    pub retries: u32,
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub tables: usize,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTiming {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn stage(&mut self, stage: &str, seconds: f64) {
+        self.stages.push(StageTiming {
+            stage: stage.to_string(),
+            seconds,
+        });
+    }
+
+    pub fn compute_totals(&mut self) {
+        self.totals = Totals {
+            tables: self.tables.len(),
+            rows_read: self.tables.iter().map(|t| t.rows_read).sum(),
+            rows_written: self.tables.iter().map(|t| t.rows_written).sum(),
+            bytes_read: self.tables.iter().map(|t| t.bytes_read).sum(),
+            bytes_written: self.tables.iter().map(|t| t.bytes_written).sum(),
+        };
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The human form: a table per table, then stages and outcome.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "restage {} {} → {} ({})",
+            if self.dry_run { "plan" } else { "refresh" },
+            self.source,
+            self.database,
+            self.target
+        );
+        let width = self
+            .tables
+            .iter()
+            .map(|t| t.table.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        if self.dry_run {
+            let _ = writeln!(
+                out,
+                "\n{:<width$}  {:>12}  {:>10}  {:<28}  rules",
+                "table", "est. rows", "est. size", "rows taken"
+            );
+            for t in &self.tables {
+                let _ = writeln!(
+                    out,
+                    "{:<width$}  {:>12}  {:>10}  {:<28}  {}",
+                    t.table,
+                    t.estimated_rows,
+                    human_bytes(t.estimated_bytes),
+                    t.sample,
+                    rules_text(&t.rules)
+                );
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "\n{:<width$}  {:>12}  {:>12}  {:>10}  {:>8}  rules",
+                "table", "rows read", "rows written", "size", "seconds"
+            );
+            for t in &self.tables {
+                let _ = writeln!(
+                    out,
+                    "{:<width$}  {:>12}  {:>12}  {:>10}  {:>8.2}  {}",
+                    t.table,
+                    t.rows_read,
+                    t.rows_written,
+                    human_bytes(t.bytes_written),
+                    t.seconds,
+                    rules_text(&t.rules)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>12}  {:>12}  {:>10}",
+                format!("total ({} tables)", self.totals.tables),
+                self.totals.rows_read,
+                self.totals.rows_written,
+                human_bytes(self.totals.bytes_written)
+            );
+        }
+        if !self.stages.is_empty() {
+            let _ = writeln!(out, "\nstages:");
+            for s in &self.stages {
+                let _ = writeln!(out, "  {:<22} {:>8.2}s", s.stage, s.seconds);
+            }
+        }
+        if let Some(v) = &self.verification {
+            let _ = writeln!(out, "\nverification: {}", summarize(v));
+        }
+        if let Some(s) = &self.swap {
+            let _ = writeln!(out, "swap: {}", summarize(s));
+        }
+        if let Some(c) = &self.cache {
+            let _ = writeln!(out, "cache: {}", summarize(c));
+        }
+        for name in &self.leftovers_removed {
+            let _ = writeln!(out, "removed leftover of an earlier run: {name}");
+        }
+        for name in &self.generations_dropped {
+            let _ = writeln!(out, "dropped old generation: {name}");
+        }
+        if !self.unclassified_allowed.is_empty() {
+            let _ = writeln!(
+                out,
+                "copied WITHOUT a rule (--allow-unclassified): {}",
+                self.unclassified_allowed.join(", ")
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        let _ = writeln!(out, "\n{} in {:.1}s", self.outcome, self.seconds);
+        out
+    }
+}
+
+fn rules_text(rules: &BTreeMap<String, String>) -> String {
+    if rules.is_empty() {
+        "-".to_string()
+    } else {
+        rules
+            .iter()
+            .map(|(c, t)| format!("{c}:{t}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// One line from a JSON object: its scalar fields as `key=value`.
+fn summarize(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}

@@ -1,28 +1,814 @@
-//! The refresh pipeline, stage by stage.
+//! The refresh pipeline, stage by stage, in a fixed order:
+//!
+//! 1. settings and rules loaded (nothing touched yet); the lock taken on the target;
+//! 2. [`snapshot`]: one read-only exported snapshot of the source; the [`crate::catalog`] read in it;
+//! 3. rules bound to the catalog, strict mode checked, the sampling [`crate::plan`] made —
+//!    any problem stops the run here, before anything is created;
+//! 4. leftovers of earlier failed runs removed; a new database created (`building`);
+//! 5. [`schema`] pre-data restored; [`copy`] streams every table through [`rows`];
+//!    [`sequences`] set; derived columns recomputed ([`reindex`]);
+//! 6. [`schema`] post-data (indexes, constraints — foreign keys validated here), materialized
+//!    views refreshed, ANALYZE, [`access`] grants;
+//! 7. [`generations::swap`]: the new database goes live in one transaction; old generations
+//!    beyond `keep` dropped.
+//!
+//! Until step 7 the live staging database is untouched. Any failure, Ctrl-C or SIGTERM before
+//! it drops the half-built database; a SIGKILL leaves it marked `building`, and the next run
+//! removes it. The swap itself is never interrupted half-way.
 
+pub mod access;
+pub mod copy;
+pub mod generations;
+pub mod lock;
+pub mod reindex;
+pub mod rows;
+pub mod schema;
+pub mod sequences;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_postgres::Client;
+
+use crate::catalog::{Catalog, QualifiedName, TypeKind};
 use crate::cli::{RefreshArgs, RollbackArgs, ValidateArgs};
-use crate::config::Config;
+use crate::config::{Config, PgEndpoint, Strictness};
+use crate::db::{self, DbError, Role};
 use crate::error::{Error, Result};
-use crate::progress::Ui;
+use crate::plan::{Decision, Plan};
+use crate::progress::{DataProgress, Stage, Ui};
+use crate::report::{Report, TableReport};
+use crate::rules::{BoundRules, RuleSet};
+use crate::secret::Secret;
+use crate::transform::Catalogue;
 
-pub async fn refresh(_config: &Config, _args: &RefreshArgs, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage refresh"))
+use self::copy::{CopyJob, JobResult, page_ranges};
+use self::reindex::DerivedColumn;
+use self::rows::{ColumnAction, RowPlan};
+use self::snapshot::Snapshot;
+
+/// Tables at least this big (heap + TOAST) are split into ctid ranges copied in parallel.
+/// `RESTAGE_SPLIT_BYTES` overrides it (tests use a tiny value to exercise splitting).
+const DEFAULT_SPLIT_BYTES: u64 = 256 << 20;
+
+/// What a refresh needs, resolved from the config.
+#[derive(Debug)]
+pub struct Settings {
+    pub source: PgEndpoint,
+    /// The maintenance connection on the staging server.
+    pub admin: PgEndpoint,
+    pub database: String,
+    pub keep: u32,
+    pub grants: Vec<String>,
+    pub jobs: usize,
+    pub secret: Option<Secret>,
+    pub rules_path: PathBuf,
+    pub rules_optional: bool,
+    pub strict: Strictness,
+    pub locale: String,
+    pub derived: Vec<DerivedColumn>,
+    pub refresh_materialized_views: bool,
+    pub reindex: Vec<String>,
+    pub split_bytes: u64,
 }
+
+impl Settings {
+    pub fn from_config(config: &Config, command: &'static str) -> Result<Settings> {
+        let source = config.source(command)?;
+        let (admin, target) = config.target(command)?;
+        let secret = match &config.file.secret {
+            Some(_) => Some(config.secret(command)?),
+            None => None,
+        };
+        let mut derived = Vec::new();
+        let mut refresh_materialized_views = true;
+        let mut reindex = Vec::new();
+        if let Some(search) = &config.file.search {
+            refresh_materialized_views = search.refresh_materialized_views;
+            reindex = search.reindex.clone();
+            for (i, d) in search.tsvector.iter().enumerate() {
+                let idx = i.to_string();
+                derived.push(DerivedColumn::from_config(d).map_err(|e| {
+                    config.value_error(&["search", "tsvector", idx.as_str(), "table"], e)
+                })?);
+            }
+        }
+        let split_bytes = std::env::var("RESTAGE_SPLIT_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_SPLIT_BYTES);
+        let settings = Settings {
+            source,
+            admin,
+            database: target.database.clone(),
+            keep: target.keep,
+            grants: target.grants.clone(),
+            jobs: config.jobs(),
+            secret,
+            rules_path: config.rules_path(),
+            rules_optional: config.file.rules.is_none(),
+            strict: config.strictness(),
+            locale: config.locale().to_string(),
+            derived,
+            refresh_materialized_views,
+            reindex,
+            split_bytes,
+        };
+        settings.check(config)?;
+        Ok(settings)
+    }
+
+    /// Refuses configurations that could damage production or the live staging database.
+    fn check(&self, config: &Config) -> Result<()> {
+        let same_server = self.source.same_server(&self.admin);
+        let source_db = self.source.dbname();
+        if same_server && source_db == self.database {
+            return Err(config
+                .value_error(
+                    &["target", "database"],
+                    format!(
+                        "is the source database ({source_db} on {}); restage would replace production",
+                        self.source.display
+                    ),
+                )
+                .into());
+        }
+        if same_server && source_db == self.admin.dbname() {
+            return Err(config
+                .value_error(
+                    &["target", "url"],
+                    format!(
+                        "points at the source database ({source_db}); use a maintenance database of the staging server, such as postgres"
+                    ),
+                )
+                .into());
+        }
+        if self.admin.dbname() == self.database
+            || self
+                .admin
+                .dbname()
+                .starts_with(&format!("{}{}", self.database, generations::INFIX))
+        {
+            return Err(config
+                .value_error(
+                    &["target", "url"],
+                    format!(
+                        "connects to {}, which restage renames; use a maintenance database such as postgres",
+                        self.admin.dbname()
+                    ),
+                )
+                .into());
+        }
+        Ok(())
+    }
+
+    pub fn building_endpoint(&self, name: &str) -> PgEndpoint {
+        self.admin.with_database(name)
+    }
+}
+
+/// Everything decided before the target is touched.
+pub struct Prepared {
+    pub snapshot: Arc<Snapshot>,
+    pub catalog: Catalog,
+    pub rules: BoundRules,
+    pub plan: Plan,
+    pub jobs: Vec<CopyJob>,
+    pub unclassified: Vec<String>,
+}
+
+/// Loads rules, opens the snapshot, reads the catalog, binds and checks rules, plans.
+pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
+    let rule_set =
+        RuleSet::load(&settings.rules_path, settings.rules_optional).map_err(Error::Rules)?;
+    let snapshot = Arc::new(Snapshot::open(&settings.source).await?);
+    let catalog = Catalog::read(snapshot.leader(), &settings.source.display).await?;
+    let secret = settings.secret.clone().unwrap_or_default();
+    let transforms = Catalogue::new(&secret, &settings.locale);
+    let rules = rule_set.bind(&catalog, &transforms).map_err(Error::Rules)?;
+    if settings.secret.is_none() {
+        let keyed: Vec<String> = rules
+            .tables
+            .iter()
+            .flat_map(|(t, b)| {
+                b.columns
+                    .iter()
+                    .filter(|c| c.transform.is_some() && c.rule.as_deref() != Some("set_null"))
+                    .map(move |c| format!("{t}.{}", c.column))
+            })
+            .collect();
+        if !keyed.is_empty() {
+            return Err(Error::Usage(format!(
+                "rules transform {} but restage.yaml has no `secret:` (the key of every pseudonym)",
+                keyed.join(", ")
+            )));
+        }
+    }
+    let unclassified = strict_check(&catalog, &rules, settings, allow_unclassified)?;
+    let plan = Plan::whole(&catalog);
+    let jobs = build_jobs(&catalog, &rules, &plan, settings);
+    Ok(Prepared {
+        snapshot,
+        catalog,
+        rules,
+        plan,
+        jobs,
+        unclassified,
+    })
+}
+
+/// Strict mode: refuses (exit 2) when columns that look personal (`pii`) or any columns
+/// (`all`) have no rule. With `allow_unclassified`, returns them instead, for the report.
+fn strict_check(
+    catalog: &Catalog,
+    rules: &BoundRules,
+    settings: &Settings,
+    allow_unclassified: bool,
+) -> Result<Vec<String>> {
+    if settings.strict == Strictness::Off {
+        return Ok(vec![]);
+    }
+    let mut offending = Vec::new();
+    for table in catalog.data_tables() {
+        let Some(bound) = rules.table(&table.name) else {
+            continue;
+        };
+        // Report partitions under their root: one line per logical table.
+        let shown = catalog.root_of(&table.name);
+        for (column, b) in table.copy_columns().zip(&bound.columns) {
+            if b.rule.is_some() {
+                continue;
+            }
+            let why = match settings.strict {
+                Strictness::All => Some("no rule".to_string()),
+                Strictness::Pii => crate::scan::personal_name(&column.name)
+                    .filter(|_| !matches!(column.ty.kind, TypeKind::Bool))
+                    .map(|w| format!("looks like {w}")),
+                Strictness::Off => None,
+            };
+            if let Some(why) = why {
+                offending.push(format!("{shown}.{} ({why})", column.name));
+            }
+        }
+    }
+    offending.sort();
+    offending.dedup();
+    if offending.is_empty() || allow_unclassified {
+        return Ok(offending);
+    }
+    Err(Error::Usage(format!(
+        "strict: {}: {} column(s) have no rule:\n  {}\nadd rules (restage scan --write proposes them), or mark them `keep`, or pass --allow-unclassified for one run",
+        match settings.strict {
+            Strictness::All => "all",
+            _ => "pii",
+        },
+        offending.len(),
+        offending.join("\n  ")
+    )))
+}
+
+/// One job per table, or per ctid range of a big table.
+fn build_jobs(
+    catalog: &Catalog,
+    rules: &BoundRules,
+    plan: &Plan,
+    settings: &Settings,
+) -> Vec<CopyJob> {
+    let derived: BTreeMap<(&QualifiedName, &str), ()> = settings
+        .derived
+        .iter()
+        .map(|d| ((&d.table, d.column.as_str()), ()))
+        .collect();
+    let mut jobs = Vec::new();
+    for table in catalog.data_tables() {
+        let Some(table_plan) = plan.tables.get(&table.name) else {
+            continue;
+        };
+        if table_plan.decision == Decision::Empty {
+            continue;
+        }
+        let bound = rules.table(&table.name);
+        let root = catalog.root_of(&table.name);
+        let columns: Vec<ColumnAction> = table
+            .copy_columns()
+            .enumerate()
+            .map(|(i, column)| {
+                // A derived column is recomputed after the load: its original content (the
+                // production words of a tsvector) never reaches staging.
+                let is_derived = derived.contains_key(&(&table.name, column.name.as_str()))
+                    || derived.contains_key(&(&root, column.name.as_str()));
+                if is_derived {
+                    return ColumnAction::Transform {
+                        column: column.name.clone(),
+                        transform: reindex::placeholder(column.not_null),
+                    };
+                }
+                match bound
+                    .and_then(|b| b.columns.get(i))
+                    .and_then(|b| b.transform.clone())
+                {
+                    Some(transform) => ColumnAction::Transform {
+                        column: column.name.clone(),
+                        transform,
+                    },
+                    None => ColumnAction::Pass,
+                }
+            })
+            .collect();
+        let row_plan = Arc::new(RowPlan {
+            table: table.name.clone(),
+            columns,
+            filter: table_plan.filter.clone(),
+        });
+        let column_names: Vec<String> = table.copy_columns().map(|c| c.name.clone()).collect();
+        let split = table.bytes >= settings.split_bytes
+            && settings.jobs > 1
+            && catalog.server_version >= 140000
+            && table.pages > 1;
+        let ranges = if split {
+            // Aim for ranges of about split_bytes / 2, at most two per worker.
+            let parts = (table.bytes / (settings.split_bytes / 2).max(1))
+                .clamp(2, settings.jobs as u64 * 2);
+            page_ranges(table.pages, parts)
+        } else {
+            vec![]
+        };
+        if ranges.len() > 1 {
+            let n = ranges.len() as u64;
+            for range in ranges {
+                jobs.push(CopyJob {
+                    table: table.name.clone(),
+                    columns: column_names.clone(),
+                    plan: row_plan.clone(),
+                    range: Some(range),
+                    source_where: table_plan.source_where.clone(),
+                    whole_table: false,
+                    estimated_rows: table_plan.estimated_rows / n,
+                    estimated_bytes: table_plan.estimated_bytes / n,
+                });
+            }
+        } else {
+            jobs.push(CopyJob {
+                table: table.name.clone(),
+                columns: column_names,
+                plan: row_plan,
+                range: None,
+                source_where: table_plan.source_where.clone(),
+                whole_table: true,
+                estimated_rows: table_plan.estimated_rows,
+                estimated_bytes: table_plan.estimated_bytes,
+            });
+        }
+    }
+    jobs
+}
+
+/// The per-table lines of the report, before anything runs.
+fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
+    let mut out = Vec::new();
+    for (name, tp) in &prepared.plan.tables {
+        let mut rules = BTreeMap::new();
+        if let Some(bound) = prepared.rules.table(name) {
+            for c in &bound.columns {
+                if let Some(rule) = &c.rule
+                    && rule != "keep"
+                {
+                    rules.insert(c.column.clone(), rule.clone());
+                }
+            }
+        }
+        out.push(TableReport {
+            table: name.to_string(),
+            sample: tp.reason.clone(),
+            estimated_rows: if tp.decision == Decision::Empty {
+                0
+            } else {
+                tp.estimated_rows
+            },
+            estimated_bytes: if tp.decision == Decision::Empty {
+                0
+            } else {
+                tp.estimated_bytes
+            },
+            ranges: prepared.jobs.iter().filter(|j| &j.table == name).count(),
+            rules,
+            ..TableReport::default()
+        });
+    }
+    out
+}
+
+/// `restage refresh`.
+pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
+    let report = run(config, args, ui).await?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, report.to_json())
+            .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
+    }
+    if ui.json {
+        println!("{}", report.to_json());
+    } else if ui.verbosity >= 0 || args.dry_run {
+        print!("{}", report.to_text());
+    }
+    Ok(0)
+}
+
+/// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
+pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report> {
+    let started = Instant::now();
+    let settings = Settings::from_config(config, "refresh")?;
+    let mut report = Report {
+        restage_version: env!("CARGO_PKG_VERSION"),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        dry_run: args.dry_run,
+        source: settings.source.display.clone(),
+        target: settings.admin.display.clone(),
+        database: settings.database.clone(),
+        ..Report::default()
+    };
+
+    if args.dry_run {
+        let stage = Stage::start(ui, "plan");
+        let prepared = prepare(&settings, args.allow_unclassified).await?;
+        report.stage("plan", stage.done().as_secs_f64());
+        report.tables = planned_tables(&prepared);
+        report.unclassified_allowed = prepared.unclassified.clone();
+        report.outcome = "plan only: nothing was changed".to_string();
+        report.seconds = started.elapsed().as_secs_f64();
+        report.finished_at = chrono::Utc::now().to_rfc3339();
+        return Ok(report);
+    }
+
+    // The lock first: a second run must stop before it reads or changes anything.
+    let admin = db::connect(&settings.admin, Role::Target).await?;
+    lock::acquire(&admin, &settings.admin.display, &settings.database).await?;
+
+    let stage = Stage::start(ui, "plan");
+    let prepared = prepare(&settings, args.allow_unclassified).await?;
+    report.stage("plan", stage.done().as_secs_f64());
+    report.snapshot = Some(prepared.snapshot.id.clone());
+    report.unclassified_allowed = prepared.unclassified.clone();
+    let mut tables = planned_tables(&prepared);
+
+    preflight(&admin, &settings, &prepared.catalog).await?;
+    let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
+
+    // From here on the target changes.
+    let server = settings.admin.display.clone();
+    if generations::repair_live(&admin, &server, &settings.database).await? {
+        report.warnings.push(
+            "the live database refused connections after an interrupted swap; re-enabled".into(),
+        );
+    }
+    report.leftovers_removed =
+        generations::drop_leftovers(&admin, &server, &settings.database).await?;
+    let birth = generations::timestamp(chrono::Utc::now());
+    let building = generations::generation_name(&settings.database, &birth);
+    generations::create_building(
+        &admin,
+        &server,
+        &building,
+        &birth,
+        &prepared.catalog.encoding,
+        &prepared.catalog.collate,
+        &prepared.catalog.ctype,
+    )
+    .await?;
+    report.built = Some(building.clone());
+
+    let outcome = tokio::select! {
+        result = build(&settings, prepared, &tools, &building, ui, &mut report) => result,
+        signal = shutdown_signal() => Err(Error::Interrupted(signal)),
+    };
+    if let Err(e) = outcome {
+        if let Err(cleanup) = generations::drop_database(&admin, &server, &building).await {
+            tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
+        }
+        return Err(e);
+    }
+    report.stage_tables(&mut tables);
+    report.tables = tables;
+
+    // The swap is not interrupted: signals wait until it is done.
+    let stage = Stage::start(ui, "swap");
+    let now = generations::timestamp(chrono::Utc::now());
+    match generations::swap(&admin, &server, &settings.database, &building, &birth, &now).await {
+        Ok(outcome) => {
+            report.swap = serde_json::to_value(&outcome).ok();
+        }
+        Err(e) => {
+            let _ = generations::drop_database(&admin, &server, &building).await;
+            return Err(e.into());
+        }
+    }
+    report.stage("swap", stage.done().as_secs_f64());
+    report.generations_dropped =
+        generations::retain(&admin, &server, &settings.database, settings.keep).await?;
+
+    report.outcome = format!(
+        "staging database {} is live ({building} built)",
+        settings.database
+    );
+    report.seconds = started.elapsed().as_secs_f64();
+    report.finished_at = chrono::Utc::now().to_rfc3339();
+    Ok(report)
+}
+
+impl Report {
+    /// Moves the per-table results gathered during the build into the planned table lines.
+    fn stage_tables(&mut self, tables: &mut [TableReport]) {
+        let results = std::mem::take(&mut self.tables);
+        let by_name: BTreeMap<String, TableReport> =
+            results.into_iter().map(|t| (t.table.clone(), t)).collect();
+        for t in tables.iter_mut() {
+            if let Some(r) = by_name.get(&t.table) {
+                t.rows_read = r.rows_read;
+                t.rows_written = r.rows_written;
+                t.bytes_read = r.bytes_read;
+                t.bytes_written = r.bytes_written;
+                t.seconds = r.seconds;
+                t.retries = r.retries;
+            }
+        }
+        let mut totals = Report {
+            tables: tables.to_vec(),
+            ..Report::default()
+        };
+        totals.compute_totals();
+        self.totals = totals.totals;
+    }
+}
+
+/// Checks the target can hold the copy before anything is created: the extensions the
+/// source uses are available, the grant roles exist.
+async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -> Result<()> {
+    let server = &settings.admin.display;
+    let available: Vec<String> = admin
+        .query("SELECT name::text FROM pg_available_extensions", &[])
+        .await
+        .map_err(|e| DbError::new(server, "listing available extensions", e))?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<String> = catalog
+        .extensions
+        .iter()
+        .filter(|(name, _)| !available.contains(name))
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Runtime(format!(
+            "{server}: the source uses extensions the staging server does not have: {}; install them on the staging server first (nothing was changed)",
+            missing.join(", ")
+        )));
+    }
+    access::check_roles(admin, server, &settings.grants).await
+}
+
+/// Builds the new database: schema, data, post-data, derived data, grants. Records results in
+/// the report.
+async fn build(
+    settings: &Settings,
+    prepared: Prepared,
+    tools: &schema::PgTools,
+    building: &str,
+    ui: &Ui,
+    report: &mut Report,
+) -> Result<()> {
+    let target = settings.building_endpoint(building);
+    let server = settings.admin.display.clone();
+    let Prepared {
+        snapshot,
+        catalog,
+        jobs,
+        ..
+    } = prepared;
+
+    let stage = Stage::start(ui, "schema");
+    let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
+    schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+    report.stage("schema (pre-data)", stage.done().as_secs_f64());
+
+    let sequence_values = sequences::read(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog.sequences,
+    )
+    .await?;
+
+    let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
+    let total_bytes: u64 = jobs.iter().map(|j| j.estimated_bytes).sum();
+    let data_started = Instant::now();
+    let progress = Arc::new(DataProgress::new(ui, jobs.len(), total_bytes));
+    let results = copy::run(
+        jobs,
+        snapshot.clone(),
+        pool.clone(),
+        server.clone(),
+        settings.jobs,
+        progress.clone(),
+    )
+    .await
+    .map_err(|e| Error::Runtime(e.to_string()))?;
+    if let Ok(progress) = Arc::try_unwrap(progress) {
+        progress.finish();
+    }
+    report.stage("data", data_started.elapsed().as_secs_f64());
+    // The source is no longer needed: end the snapshot now rather than hold production's
+    // xmin back until the indexes are built.
+    drop(snapshot);
+    report.tables = aggregate(&results);
+
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| Error::Runtime(format!("{server}: connecting to {building}: {e}")))?;
+    sequences::apply(&client, &server, &sequence_values).await?;
+    report.sequences_set = sequence_values.len();
+
+    if !settings.derived.is_empty() {
+        let stage = Stage::start(ui, "derived columns");
+        report.derived_columns_recomputed =
+            reindex::recompute_derived(&client, &server, &settings.derived).await?;
+        report.stage("derived columns", stage.done().as_secs_f64());
+    }
+
+    let stage = Stage::start(ui, "indexes");
+    schema::restore(
+        tools,
+        &archive,
+        &target,
+        schema::Section::PostData,
+        settings.jobs,
+    )
+    .await?;
+    report.stage("schema (post-data)", stage.done().as_secs_f64());
+
+    if settings.refresh_materialized_views {
+        let stage = Stage::start(ui, "materialized views");
+        report.materialized_views_refreshed =
+            reindex::refresh_materialized_views(&client, &server).await?;
+        report.stage("materialized views", stage.done().as_secs_f64());
+    }
+    reindex::reindex(&client, &server, &settings.reindex).await?;
+
+    let stage = Stage::start(ui, "analyze");
+    let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
+    reindex::analyze(&pool, &server, &names, settings.jobs).await?;
+    report.stage("analyze", stage.done().as_secs_f64());
+
+    access::grant(&client, &server, building, &settings.grants).await?;
+    Ok(())
+}
+
+/// Sums job results per table.
+fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
+    let mut by_table: BTreeMap<String, TableReport> = BTreeMap::new();
+    for r in results {
+        let t = by_table
+            .entry(r.table.to_string())
+            .or_insert_with(|| TableReport {
+                table: r.table.to_string(),
+                ..TableReport::default()
+            });
+        t.rows_read += r.rows_read;
+        t.rows_written += r.rows_written;
+        t.bytes_read += r.bytes_read;
+        t.bytes_written += r.bytes_written;
+        t.seconds = t.seconds.max(r.seconds);
+        t.retries += r.retries;
+    }
+    by_table.into_values().collect()
+}
+
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } } => "SIGINT",
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } } => "SIGTERM",
+    }
+}
+
 pub async fn validate(_config: &Config, _args: &ValidateArgs, _ui: &Ui) -> Result<i32> {
     Err(Error::NotYet("restage validate"))
 }
+
 pub async fn verify_live(_config: &Config, _ui: &Ui) -> Result<i32> {
     Err(Error::NotYet("restage verify"))
 }
+
 pub async fn warm_live(_config: &Config, _ui: &Ui) -> Result<i32> {
     Err(Error::NotYet("restage warm"))
 }
+
 pub async fn reindex_live(_config: &Config, _ui: &Ui) -> Result<i32> {
     Err(Error::NotYet("restage reindex"))
 }
-pub async fn generations(_config: &Config, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage generations"))
+
+/// `restage generations`: the live database and the kept generations.
+pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
+    let (admin_endpoint, target) = config.target("generations")?;
+    let admin = db::connect(&admin_endpoint, Role::Target).await?;
+    generations::repair_live(&admin, &admin_endpoint.display, &target.database).await?;
+    let list = generations::list(&admin, &admin_endpoint.display, &target.database).await?;
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".to_string())
+        );
+        return Ok(0);
+    }
+    if list.is_empty() {
+        println!(
+            "no staging database {} on {}",
+            target.database, admin_endpoint.display
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<48}  {:<10}  {:<17}  {:>10}",
+        "database", "state", "built", "size"
+    );
+    for db in &list {
+        println!(
+            "{:<48}  {:<10}  {:<17}  {:>10}",
+            db.name,
+            format!("{:?}", db.state).to_lowercase(),
+            db.birth.clone().unwrap_or_else(|| "-".into()),
+            if db.bytes >= 0 {
+                crate::config::human_bytes(db.bytes as u64)
+            } else {
+                "-".to_string()
+            }
+        );
+    }
+    Ok(0)
 }
-pub async fn rollback(_config: &Config, _args: &RollbackArgs, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage rollback"))
+
+/// `restage rollback [--to NAME]`: swaps a kept generation back in (the newest by default).
+pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i32> {
+    let (admin_endpoint, target) = config.target("rollback")?;
+    let server = admin_endpoint.display.clone();
+    let admin = db::connect(&admin_endpoint, Role::Target).await?;
+    lock::acquire(&admin, &server, &target.database).await?;
+    generations::repair_live(&admin, &server, &target.database).await?;
+    let list = generations::list(&admin, &server, &target.database).await?;
+    let mut kept: Vec<&generations::DatabaseInfo> = list
+        .iter()
+        .filter(|d| d.state == generations::State::Generation && !d.is_live)
+        .collect();
+    kept.sort_by(|a, b| b.birth.cmp(&a.birth));
+    let chosen = match &args.to {
+        Some(name) => kept
+            .iter()
+            .find(|d| &d.name == name)
+            .copied()
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{server}: no kept generation named {name} (see `restage generations`)"
+                ))
+            })?,
+        None => kept.first().copied().ok_or_else(|| {
+            Error::Usage(format!(
+                "{server}: no generation of {} is kept to roll back to",
+                target.database
+            ))
+        })?,
+    };
+    let birth = chosen.birth.clone().unwrap_or_default();
+    // A retired generation refuses connections; the swap re-enables them on the new live one.
+    let now = generations::timestamp(chrono::Utc::now());
+    let outcome = generations::swap(
+        &admin,
+        &server,
+        &target.database,
+        &chosen.name,
+        &birth,
+        &now,
+    )
+    .await?;
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "rolled back: {} is now {}{}",
+            chosen.name,
+            target.database,
+            outcome
+                .retired_as
+                .as_ref()
+                .map(|r| format!("; the previous live database is kept as {r}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
 }

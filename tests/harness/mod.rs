@@ -208,3 +208,126 @@ pub fn redis_prefix(prefix: &str) -> String {
 pub fn restage_bin() -> &'static str {
     env!("CARGO_BIN_EXE_restage")
 }
+
+/// A source database, a staging database name, a config and a rules folder in a temp dir:
+/// what a refresh test needs.
+pub struct Setup {
+    pub source: TestDb,
+    /// The name of the staging database restage builds (`target.database`).
+    pub staging: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Creates the source from `schema_sql` and writes `restage.yaml` with `extra` appended
+    /// (YAML: strict, rules, sample, …). The secret is fixed.
+    pub async fn new(prefix: &str, schema_sql: &str, extra: &str) -> Setup {
+        let source = TestDb::create(prefix).await;
+        source.execute(schema_sql).await;
+        let staging = source.sibling("stg");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
+        let setup = Setup {
+            source,
+            staging,
+            dir,
+        };
+        setup.write_config(extra);
+        setup
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("restage.yaml")
+    }
+
+    pub fn write_config(&self, extra: &str) {
+        let yaml = format!(
+            "source:\n  url: {}\ntarget:\n  url: {}\n  database: {}\n  keep: 1\njobs: 2\nsecret: test-secret-0123456789abcdef\n{extra}\n",
+            self.source.url(),
+            admin_url(),
+            self.staging
+        );
+        std::fs::write(self.config_path(), yaml).expect("write config");
+    }
+
+    pub fn write_rules(&self, name: &str, yaml: &str) {
+        std::fs::write(self.dir.path().join("rules").join(name), yaml).expect("write rules");
+    }
+
+    /// Runs `restage <args>` with this config; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        run_restage(&self.config_path(), args)
+    }
+
+    pub fn staging_url(&self) -> String {
+        url_for(&self.staging)
+    }
+
+    pub async fn staging(&self) -> Client {
+        connect(&self.staging_url()).await
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // The staging database and its generations are siblings of the source: dropping the
+        // source's family removes them (TestDb's own Drop does it).
+    }
+}
+
+/// Runs the binary with a config; returns (exit code, stdout, stderr).
+pub fn run_restage(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(restage_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("--progress")
+        .arg("never")
+        .args(args)
+        .output()
+        .expect("run restage");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every ordinary table (and leaf partition) of a database: row count and a SHA-256 of its
+/// COPY output in a fixed order (rows sorted by their text form).
+pub async fn table_checksums(url: &str) -> std::collections::BTreeMap<String, (u64, String)> {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    let client = connect(url).await;
+    let tables = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), format('%I', c.relname)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("list tables");
+    let mut out = std::collections::BTreeMap::new();
+    for row in tables {
+        let name: String = row.get(0);
+        let alias: String = row.get(1);
+        let sql = format!("COPY (SELECT * FROM ONLY {name} ORDER BY {alias}::text) TO STDOUT");
+        let stream = client.copy_out(&sql).await.expect("copy out");
+        let mut stream = std::pin::pin!(stream);
+        let mut hasher = sha2::Sha256::new();
+        let mut rows = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.expect("copy chunk");
+            hasher.update(&chunk);
+            rows += 1;
+        }
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.insert(name, (rows, digest));
+    }
+    out
+}

@@ -1,0 +1,523 @@
+//! The data stage: every table streamed from the source snapshot into the new database.
+//!
+//! Per job (a table, or a ctid range of a big one): `COPY ... TO STDOUT` on a source session
+//! that imported the snapshot, rows gathered into batches, batches transformed on the rayon
+//! pool (or passed through as raw bytes when the table has no rule and no filter), results
+//! written in order with `COPY ... FROM STDIN` into the target. Between the stages, bounded
+//! channels: at most [`IN_FLIGHT`] batches of about [`BATCH_BYTES`] per job exist at once, so
+//! memory stays flat whatever the table size.
+//!
+//! A job that loads a whole table does `TRUNCATE` + `COPY ... FREEZE` in one transaction: rows
+//! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
+//! Range jobs of one table run in parallel, so they cannot freeze.
+//!
+//! Retries: a job whose *source* connection drops is run again on a fresh session that imports
+//! the same snapshot (possible while the leader's transaction lives); the target COPY of the
+//! failed attempt was aborted, so nothing is doubled. A whole-table job whose *target*
+//! connection drops is run again too (its transaction rolled back, and it truncates first).
+//! A range job whose target connection drops is not retried: the server may have committed
+//! the COPY before the connection died, and retrying could double rows.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::Client;
+
+use super::rows::{BatchOut, RowError, RowPlan, process_batch};
+use super::snapshot::Snapshot;
+use crate::catalog::QualifiedName;
+use crate::db::{DbError, quote_ident};
+use crate::progress::{DataProgress, TableBar};
+
+/// Target size of one batch handed to the transform stage.
+pub const BATCH_BYTES: usize = 1 << 20;
+/// Target size of one write when rows pass through untouched.
+const PASS_BYTES: usize = 256 << 10;
+/// Batches in flight per job (being transformed or waiting to be written).
+pub const IN_FLIGHT: usize = 4;
+/// Attempts per job when a connection drops.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// A page range of a table, for splitting a big table: `[start, end)` pages, open-ended when
+/// `end` is None.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PageRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// One unit of work.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub table: QualifiedName,
+    /// The columns COPY moves, in order (generated columns excluded).
+    pub columns: Vec<String>,
+    pub plan: Arc<RowPlan>,
+    pub range: Option<PageRange>,
+    /// A condition pushed down to the source query (a sampling window), SQL.
+    pub source_where: Option<String>,
+    /// The job loads the whole target table (no other job writes it): truncate + freeze.
+    pub whole_table: bool,
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+}
+
+impl CopyJob {
+    pub fn label(&self) -> String {
+        match self.range {
+            Some(PageRange { start, end }) => format!(
+                "{} [{}..{}]",
+                self.table,
+                start,
+                end.map(|e| e.to_string()).unwrap_or_default()
+            ),
+            None => self.table.to_string(),
+        }
+    }
+
+    fn column_list(&self) -> String {
+        if self.columns.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                self.columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+
+    pub fn source_sql(&self) -> String {
+        let mut conditions = Vec::new();
+        if let Some(range) = self.range {
+            conditions.push(format!("ctid >= '({},0)'::tid", range.start));
+            if let Some(end) = range.end {
+                conditions.push(format!("ctid < '({end},0)'::tid"));
+            }
+        }
+        if let Some(w) = &self.source_where {
+            conditions.push(format!("({w})"));
+        }
+        if conditions.is_empty() {
+            format!("COPY {}{} TO STDOUT", self.table.sql(), self.column_list())
+        } else {
+            let select = if self.columns.is_empty() {
+                String::new()
+            } else {
+                self.columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "COPY (SELECT {select} FROM ONLY {} WHERE {}) TO STDOUT",
+                self.table.sql(),
+                conditions.join(" AND ")
+            )
+        }
+    }
+
+    pub fn target_sql(&self) -> String {
+        format!(
+            "COPY {}{} FROM STDIN{}",
+            self.table.sql(),
+            self.column_list(),
+            if self.whole_table { " (FREEZE)" } else { "" }
+        )
+    }
+}
+
+/// What one job did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobResult {
+    pub table: QualifiedName,
+    pub range: Option<PageRange>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub seconds: f64,
+    pub retries: u32,
+}
+
+/// A failure of the data stage.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("reading {table}: {source}")]
+    Source { table: String, source: DbError },
+    #[error("writing {table}: {source}")]
+    Target { table: String, source: DbError },
+    #[error("{0}")]
+    Row(#[from] RowError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CopyError {
+    fn retryable(&self, job: &CopyJob) -> bool {
+        match self {
+            CopyError::Source { source, .. } => source.is_connection_lost(),
+            CopyError::Target { source, .. } => job.whole_table && source.is_connection_lost(),
+            _ => false,
+        }
+    }
+}
+
+/// Runs all jobs with `workers` at once, biggest first. Stops everything at the first
+/// failure that cannot be retried.
+pub async fn run(
+    mut jobs: Vec<CopyJob>,
+    snapshot: Arc<Snapshot>,
+    target: deadpool_postgres::Pool,
+    target_server: String,
+    workers: usize,
+    progress: Arc<DataProgress>,
+) -> Result<Vec<JobResult>, CopyError> {
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.estimated_bytes));
+    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let queue = queue.clone();
+        let snapshot = snapshot.clone();
+        let target = target.clone();
+        let server = target_server.clone();
+        let progress = progress.clone();
+        set.spawn(async move { worker(queue, snapshot, target, server, progress).await });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(mut r)) => results.append(&mut r),
+            Ok(Err(e)) => {
+                // Dropping the other workers aborts their COPYs (an unfinished COPY IN is
+                // aborted by the driver) so nothing half-written is committed.
+                set.abort_all();
+                return Err(e);
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                set.abort_all();
+                return Err(CopyError::Other(format!("a copy worker failed: {e}")));
+            }
+        }
+    }
+    Ok(results)
+}
+
+async fn worker(
+    queue: Arc<Mutex<VecDeque<CopyJob>>>,
+    snapshot: Arc<Snapshot>,
+    target: deadpool_postgres::Pool,
+    target_server: String,
+    progress: Arc<DataProgress>,
+) -> Result<Vec<JobResult>, CopyError> {
+    let mut results = Vec::new();
+    let mut source: Option<Client> = None;
+    loop {
+        let Some(job) = queue.lock().await.pop_front() else {
+            break;
+        };
+        let bar = progress.table(&job.label(), job.estimated_rows);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if source.as_ref().is_none_or(|c| c.is_closed()) {
+                source = Some(snapshot.session().await.map_err(|e| CopyError::Source {
+                    table: job.label(),
+                    source: e,
+                })?);
+            }
+            let Some(src) = source.as_ref() else { break };
+            let started = Instant::now();
+            let servers = Servers {
+                source: &snapshot.endpoint().display,
+                target: &target_server,
+            };
+            match copy_one(src, &target, servers, &job, &bar).await {
+                Ok(mut r) => {
+                    r.seconds = started.elapsed().as_secs_f64();
+                    r.retries = attempt - 1;
+                    results.push(r);
+                    break;
+                }
+                Err(e) if attempt < MAX_ATTEMPTS && e.retryable(&job) && snapshot.is_alive() => {
+                    tracing::warn!(table = %job.label(), attempt, error = %e, "connection lost; copying the table again inside the same snapshot");
+                    // A fresh source session either way: the old one may be mid-COPY.
+                    source = None;
+                    tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bar.finish();
+    }
+    Ok(results)
+}
+
+/// A batch on its way to the target: ready bytes, or a transform running on rayon.
+enum Pending {
+    Ready { data: Bytes, rows: u64 },
+    Transforming(oneshot::Receiver<Result<BatchOut, RowError>>),
+}
+
+/// Server names for errors.
+#[derive(Clone, Copy)]
+struct Servers<'a> {
+    source: &'a str,
+    target: &'a str,
+}
+
+async fn copy_one(
+    source: &Client,
+    target: &deadpool_postgres::Pool,
+    servers: Servers<'_>,
+    job: &CopyJob,
+    bar: &TableBar,
+) -> Result<JobResult, CopyError> {
+    let label = job.label();
+    let target_server = servers.target;
+    let tgt_err = |context: &str, e: tokio_postgres::Error| CopyError::Target {
+        table: label.clone(),
+        source: DbError::new(target_server, context, e),
+    };
+    let src_err = |context: &str, e: tokio_postgres::Error| CopyError::Source {
+        table: label.clone(),
+        source: DbError::new(servers.source, context, e),
+    };
+    let client = target.get().await.map_err(|e| CopyError::Target {
+        table: label.clone(),
+        source: match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                DbError::new(target_server, "connecting to the new database", e)
+            }
+            other => DbError::other(
+                target_server,
+                format!("connecting to the new database: {other}"),
+            ),
+        },
+    })?;
+    if job.whole_table {
+        client
+            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", job.table.sql()))
+            .await
+            .map_err(|e| tgt_err("preparing the table", e))?;
+    }
+    let sink = client
+        .copy_in::<_, Bytes>(&job.target_sql())
+        .await
+        .map_err(|e| tgt_err("starting COPY FROM", e))?;
+    let stream = source
+        .copy_out(&job.source_sql())
+        .await
+        .map_err(|e| src_err("starting COPY TO", e))?;
+
+    let (tx, mut rx) = mpsc::channel::<Pending>(IN_FLIGHT);
+    let passthrough = job.plan.is_passthrough();
+    let plan = job.plan.clone();
+
+    let reader = async {
+        let mut stream = std::pin::pin!(stream);
+        let mut buffer =
+            BytesMut::with_capacity(if passthrough { PASS_BYTES } else { BATCH_BYTES } + 64 * 1024);
+        let mut rows_in_buffer = 0u64;
+        let mut rows_read = 0u64;
+        let mut bytes_read = 0u64;
+        let limit = if passthrough { PASS_BYTES } else { BATCH_BYTES };
+        let send = |data: BytesMut, rows: u64| {
+            if passthrough {
+                Pending::Ready {
+                    data: data.freeze(),
+                    rows,
+                }
+            } else {
+                let (done, receiver) = oneshot::channel();
+                let plan = plan.clone();
+                let input = data.freeze();
+                rayon::spawn(move || {
+                    let _ = done.send(process_batch(&plan, &input));
+                });
+                Pending::Transforming(receiver)
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| src_err("reading rows", e))?;
+            // Each CopyData message of COPY TO is exactly one row.
+            rows_read += 1;
+            rows_in_buffer += 1;
+            bytes_read += chunk.len() as u64;
+            buffer.extend_from_slice(&chunk);
+            if buffer.len() >= limit {
+                let full = buffer.split();
+                if tx.send(send(full, rows_in_buffer)).await.is_err() {
+                    // The writer stopped (and will report why).
+                    return Ok((rows_read, bytes_read));
+                }
+                rows_in_buffer = 0;
+            }
+        }
+        if !buffer.is_empty() {
+            let _ = tx.send(send(buffer.split(), rows_in_buffer)).await;
+        }
+        drop(tx);
+        Ok::<_, CopyError>((rows_read, bytes_read))
+    };
+
+    let writer = async {
+        let mut sink = std::pin::pin!(sink);
+        let mut rows_written = 0u64;
+        let mut bytes_written = 0u64;
+        while let Some(pending) = rx.recv().await {
+            let (data, rows_in, rows_out) = match pending {
+                Pending::Ready { data, rows } => (data, rows, rows),
+                Pending::Transforming(receiver) => {
+                    let out = receiver.await.map_err(|_| {
+                        CopyError::Other(format!("{label}: a transform worker stopped"))
+                    })??;
+                    (Bytes::from(out.data), out.rows_in, out.rows_out)
+                }
+            };
+            let len = data.len() as u64;
+            if len > 0 {
+                sink.send(data)
+                    .await
+                    .map_err(|e| tgt_err("writing rows", e))?;
+            }
+            rows_written += rows_out;
+            bytes_written += len;
+            bar.advance(rows_in, len);
+        }
+        let written = sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| tgt_err("finishing COPY FROM", e))?;
+        Ok::<_, CopyError>((rows_written.max(written), bytes_written))
+    };
+
+    let ((rows_read, bytes_read), (rows_written, bytes_written)) =
+        tokio::try_join!(reader, writer)?;
+    if job.whole_table {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| tgt_err("committing the table", e))?;
+    }
+    Ok(JobResult {
+        table: job.table.clone(),
+        range: job.range,
+        rows_read,
+        rows_written,
+        bytes_read,
+        bytes_written,
+        seconds: 0.0,
+        retries: 0,
+    })
+}
+
+/// Splits `pages` into about `parts` ranges; the last one is open-ended so rows on pages added
+/// since the size was read are not missed.
+pub fn page_ranges(pages: u64, parts: u64) -> Vec<PageRange> {
+    let parts = parts.max(1);
+    if parts == 1 || pages < parts {
+        return vec![PageRange {
+            start: 0,
+            end: None,
+        }];
+    }
+    let step = pages.div_ceil(parts);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start + step < pages {
+        out.push(PageRange {
+            start,
+            end: Some(start + step),
+        });
+        start += step;
+    }
+    out.push(PageRange { start, end: None });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::rows::ColumnAction;
+
+    #[test]
+    fn ranges_cover_everything() {
+        assert_eq!(
+            page_ranges(10, 1),
+            vec![PageRange {
+                start: 0,
+                end: None
+            }]
+        );
+        let r = page_ranges(100, 4);
+        assert_eq!(r.len(), 4);
+        assert_eq!(
+            r[0],
+            PageRange {
+                start: 0,
+                end: Some(25)
+            }
+        );
+        assert_eq!(
+            r[3],
+            PageRange {
+                start: 75,
+                end: None
+            }
+        );
+        for w in r.windows(2) {
+            assert_eq!(w[0].end, Some(w[1].start));
+        }
+    }
+
+    #[test]
+    fn sql_for_jobs() {
+        let plan = Arc::new(RowPlan {
+            table: QualifiedName::new("public", "T x"),
+            columns: vec![ColumnAction::Pass, ColumnAction::Pass],
+            filter: None,
+        });
+        let mut job = CopyJob {
+            table: QualifiedName::new("public", "T x"),
+            columns: vec!["id".into(), "Name".into()],
+            plan,
+            range: None,
+            source_where: None,
+            whole_table: true,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        };
+        assert_eq!(
+            job.source_sql(),
+            "COPY \"public\".\"T x\" (\"id\", \"Name\") TO STDOUT"
+        );
+        assert_eq!(
+            job.target_sql(),
+            "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN (FREEZE)"
+        );
+        job.range = Some(PageRange {
+            start: 5,
+            end: Some(9),
+        });
+        job.whole_table = false;
+        assert_eq!(
+            job.source_sql(),
+            "COPY (SELECT \"id\", \"Name\" FROM ONLY \"public\".\"T x\" WHERE ctid >= '(5,0)'::tid AND ctid < '(9,0)'::tid) TO STDOUT"
+        );
+        assert_eq!(
+            job.target_sql(),
+            "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The refresh pipeline end to end against the real PostgreSQL (issue 2).
+
+mod harness;
+
+use harness::Setup;
+
+const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
+
+/// With keep-only rules, every table of staging equals the source, row for row, byte for byte;
+/// the objects exist; sequences continue after the copied values; triggers did not fire.
+#[tokio::test]
+async fn keep_only_refresh_reproduces_every_table() {
+    let setup = Setup::new("keep", ALL_TYPES, "strict: off").await;
+    // Split big tables into ranges even though they are small, to exercise range jobs.
+    let (code, stdout, stderr) = {
+        let out = std::process::Command::new(harness::restage_bin())
+            .env("RESTAGE_SPLIT_BYTES", "16384")
+            .args([
+                "-c",
+                setup.config_path().to_str().unwrap(),
+                "--progress",
+                "never",
+                "refresh",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("is live"), "{stdout}");
+
+    let source = harness::table_checksums(&setup.source.url()).await;
+    let staging = harness::table_checksums(&setup.staging_url()).await;
+    assert_eq!(
+        source.keys().collect::<Vec<_>>(),
+        staging.keys().collect::<Vec<_>>(),
+        "same tables"
+    );
+    for (table, (rows, sum)) in &source {
+        let (srows, ssum) = &staging[table];
+        assert_eq!(rows, srows, "{table}: row count");
+        assert_eq!(sum, ssum, "{table}: content");
+    }
+    assert_eq!(source["public.everything"].0, 503);
+    assert_eq!(
+        source["public.events_2024"].0
+            + source["public.events_2023"].0
+            + source["public.events_other"].0,
+        1000
+    );
+
+    let stg = setup.staging().await;
+    // Views and the materialized view exist; the materialized view is populated.
+    let n: i64 = stg
+        .query_one("SELECT n FROM order_stats", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 100);
+    let big: i64 = stg
+        .query_one("SELECT count(*) FROM big_orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(big > 0);
+    // Sequences continue after the copied values.
+    let next: i64 = stg
+        .query_one("SELECT nextval('everything_id_seq')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 504);
+    let next: i64 = stg
+        .query_one("SELECT nextval('standalone_seq')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 1002);
+    let next: i32 = stg
+        .query_one("INSERT INTO orders (total) VALUES (1) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 101);
+    // The trigger exists after the load (it fired on this insert) ...
+    let touched: bool = stg
+        .query_one(
+            "SELECT updated_at > now() - interval '1 hour' FROM orders WHERE id = 101",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(touched);
+    // ... identity columns of partitioned tables continue too.
+    let id: i64 = stg
+        .query_one(
+            "INSERT INTO events (happened) VALUES ('2024-05-05') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 1001);
+    // Constraints and indexes were built after the data.
+    let fk: i64 = stg
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(fk, 1);
+    let idx: i64 = stg
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_total_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idx, 1);
+    let comment: Option<String> = stg
+        .query_one(
+            "SELECT obj_description('orders'::regclass, 'pg_class')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment.as_deref(), Some("orders of things"));
+    // Generated columns are computed by staging.
+    let len: Option<i32> = stg
+        .query_one("SELECT label_len FROM everything WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(len, Some(26));
+}
+
+/// A second refresh retires the first database as a generation, `keep` limits how many stay,
+/// `generations` lists them and `rollback` swaps the previous one back.
+#[tokio::test]
+async fn generations_swap_keep_and_rollback() {
+    let setup = Setup::new(
+        "gens",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'first');",
+        "strict: off",
+    )
+    .await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    setup.source.execute("UPDATE t SET v = 'second'").await;
+    // Generation names have a one-second resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: String = setup
+        .staging()
+        .await
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "second");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    setup.source.execute("UPDATE t SET v = 'third'").await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = setup.run(&["--json", "generations"]);
+    assert_eq!(code, 0, "{stderr}");
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    // keep: 1 → the live database and one generation.
+    assert_eq!(
+        states.iter().filter(|s| **s == "live").count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "generation").count(),
+        1,
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = setup.run(&["rollback"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let v: String = setup
+        .staging()
+        .await
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "second");
+}
+
+/// Rows committed on the source after the snapshot was taken never appear in staging.
+#[tokio::test]
+async fn rows_written_during_the_refresh_stay_out() {
+    let setup = Setup::new(
+        "consistency",
+        "CREATE TABLE big (id bigint PRIMARY KEY, pad text);
+         INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g;
+         CREATE TABLE small (id int PRIMARY KEY);
+         INSERT INTO small VALUES (1);",
+        "strict: off",
+    )
+    .await;
+    let child = std::process::Command::new(harness::restage_bin())
+        .args([
+            "-c",
+            setup.config_path().to_str().unwrap(),
+            "--progress",
+            "never",
+            "refresh",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The building database is created after the snapshot: once it exists, write.
+    let admin = harness::connect(&harness::admin_url()).await;
+    let pattern = format!("{}__restage_%", setup.staging.replace('_', "\\_"));
+    let mut seen = false;
+    for _ in 0..600 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the refresh never created its database");
+    setup
+        .source
+        .execute("INSERT INTO big VALUES (-1, 'late'); INSERT INTO small VALUES (-1); DELETE FROM big WHERE id = 1;")
+        .await;
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stg = setup.staging().await;
+    let late: i64 = stg
+        .query_one("SELECT (SELECT count(*) FROM big WHERE id = -1) + (SELECT count(*) FROM small WHERE id = -1)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(late, 0, "rows inserted after the snapshot reached staging");
+    let first: i64 = stg
+        .query_one("SELECT count(*) FROM big WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        first, 1,
+        "a row deleted after the snapshot must still be in staging"
+    );
+    let total: i64 = stg
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 300000);
+}
+
+/// A session restage opens on the source cannot write, whatever it runs.
+#[tokio::test]
+async fn source_sessions_are_read_only() {
+    let db = harness::TestDb::create("readonly").await;
+    db.execute("CREATE TABLE t (id int)").await;
+    let endpoint =
+        restage::config::PgEndpoint::parse(&restage::secret::Secret::new(db.url())).unwrap();
+    let client = restage::db::connect(&endpoint, restage::db::Role::Source)
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "CREATE TABLE u (id int)",
+        "UPDATE t SET id = 2",
+        "BEGIN; DELETE FROM t; COMMIT",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+            "{sql}: {err}"
+        );
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let n: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+/// A second refresh while one holds the lock exits 4 at once and changes nothing.
+#[tokio::test]
+async fn second_refresh_exits_4() {
+    let setup = Setup::new("lock", "CREATE TABLE t (id int);", "strict: off").await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Hold the lock the way a running refresh does.
+    let admin = harness::connect(&harness::admin_url()).await;
+    let (class, key) = restage::refresh::lock::keys(&setup.staging);
+    admin
+        .query_one("SELECT pg_advisory_lock($1, $2)", &[&class, &key])
+        .await
+        .unwrap();
+    let before = generation_names(&admin, &setup.staging).await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("another restage run holds the lock"),
+        "{stderr}"
+    );
+    assert_eq!(
+        before,
+        generation_names(&admin, &setup.staging).await,
+        "nothing changed"
+    );
+}
+
+async fn generation_names(admin: &tokio_postgres::Client, database: &str) -> Vec<String> {
+    let pattern = format!("{}%", database.replace('_', "\\_"));
+    admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+            &[&pattern],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// `--dry-run` prints the plan and creates nothing.
+#[tokio::test]
+async fn dry_run_touches_nothing() {
+    let setup = Setup::new(
+        "dryrun",
+        "CREATE TABLE t (id int PRIMARY KEY, email text); INSERT INTO t VALUES (1, 'a@b.c');",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules("r.yaml", "tables:\n  public.t:\n    email: set_null\n");
+    let (code, stdout, stderr) = setup.run(&["refresh", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("public.t"), "{stdout}");
+    assert!(stdout.contains("email:set_null"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    let admin = harness::connect(&harness::admin_url()).await;
+    assert!(generation_names(&admin, &setup.staging).await.is_empty());
+}
