@@ -32,6 +32,7 @@ pub mod rules;
 pub mod scan;
 pub mod secret;
 pub mod transform;
+pub mod validate;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -35,7 +35,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, QualifiedName, TypeKind};
 use crate::cli::{RefreshArgs, RollbackArgs, ValidateArgs};
-use crate::config::{Config, PgEndpoint, Strictness};
+use crate::config::{Config, PgEndpoint, Strictness, UnruledTsvector};
 use crate::db::{self, DbError, Role};
 use crate::error::{Error, Result};
 use crate::plan::{Decision, Plan};
@@ -72,6 +72,7 @@ pub struct Settings {
     pub derived: Vec<DerivedColumn>,
     pub refresh_materialized_views: bool,
     pub reindex: Vec<String>,
+    pub unruled_tsvector: UnruledTsvector,
     pub split_bytes: u64,
 }
 
@@ -86,7 +87,9 @@ impl Settings {
         let mut derived = Vec::new();
         let mut refresh_materialized_views = true;
         let mut reindex = Vec::new();
+        let mut unruled_tsvector = UnruledTsvector::Refuse;
         if let Some(search) = &config.file.search {
+            unruled_tsvector = search.unruled_tsvector.unwrap_or(UnruledTsvector::Refuse);
             refresh_materialized_views = search.refresh_materialized_views;
             reindex = search.reindex.clone();
             for (i, d) in search.tsvector.iter().enumerate() {
@@ -115,6 +118,7 @@ impl Settings {
             derived,
             refresh_materialized_views,
             reindex,
+            unruled_tsvector,
             split_bytes,
         };
         settings.check(config)?;
@@ -178,6 +182,66 @@ pub struct Prepared {
     pub plan: Plan,
     pub jobs: Vec<CopyJob>,
     pub unclassified: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Derived columns (`search.tsvector`) must name existing tables and columns.
+pub fn check_derived(catalog: &Catalog, derived: &[DerivedColumn]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for d in derived {
+        match catalog.table(&d.table) {
+            None => problems.push(format!(
+                "search.tsvector: table {} does not exist in the source",
+                d.table
+            )),
+            Some(t) => match t.column(&d.column) {
+                None => problems.push(format!("search.tsvector: {}: no such column", d.label())),
+                Some(c) if c.generated => problems.push(format!(
+                    "search.tsvector: {} is a generated column; staging computes it already",
+                    d.label()
+                )),
+                Some(_) => {}
+            },
+        }
+    }
+    problems
+}
+
+/// tsvector columns that would carry production words into staging: on a table with
+/// anonymized columns, with neither a rule of their own nor a recompute in `search.tsvector`.
+pub fn unruled_tsvectors(
+    catalog: &Catalog,
+    rules: &BoundRules,
+    settings: &Settings,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in catalog.data_tables() {
+        let Some(bound) = rules.table(&table.name) else {
+            continue;
+        };
+        if bound.is_passthrough() {
+            continue;
+        }
+        let root = catalog.root_of(&table.name);
+        for (column, b) in table.copy_columns().zip(&bound.columns) {
+            if column.ty.kind != TypeKind::TsVector || b.transform.is_some() {
+                continue;
+            }
+            let derived = settings
+                .derived
+                .iter()
+                .any(|d| (d.table == table.name || d.table == root) && d.column == column.name);
+            if !derived {
+                out.push(format!(
+                    "{root}.{} is a tsvector on a table with anonymized columns and would carry the original words into staging; add it to search.tsvector (recomputed from the anonymized columns) or give it a rule (set_null)",
+                    column.name
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Loads rules, opens the snapshot, reads the catalog, binds and checks rules, plans.
@@ -207,7 +271,26 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
             )));
         }
     }
+    let derived_problems = check_derived(&catalog, &settings.derived);
+    if !derived_problems.is_empty() {
+        return Err(Error::Rules(derived_problems));
+    }
     let unclassified = strict_check(&catalog, &rules, settings, allow_unclassified)?;
+    let leaky = unruled_tsvectors(&catalog, &rules, settings);
+    let mut warnings = Vec::new();
+    if !leaky.is_empty() {
+        match settings.unruled_tsvector {
+            UnruledTsvector::Refuse => {
+                return Err(Error::Usage(format!("search: {}", leaky.join("; "))));
+            }
+            UnruledTsvector::Warn => {
+                for w in &leaky {
+                    tracing::warn!("{w}");
+                }
+                warnings.extend(leaky);
+            }
+        }
+    }
     let plan = Plan::whole(&catalog);
     let jobs = build_jobs(&catalog, &rules, &plan, settings);
     Ok(Prepared {
@@ -217,12 +300,13 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
         plan,
         jobs,
         unclassified,
+        warnings,
     })
 }
 
 /// Strict mode: refuses (exit 2) when columns that look personal (`pii`) or any columns
 /// (`all`) have no rule. With `allow_unclassified`, returns them instead, for the report.
-fn strict_check(
+pub fn strict_check(
     catalog: &Catalog,
     rules: &BoundRules,
     settings: &Settings,
@@ -270,6 +354,25 @@ fn strict_check(
     )))
 }
 
+/// The transform stage's plan for a table: its bound rules (keep and unruled columns pass).
+pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable) -> RowPlan {
+    RowPlan {
+        table: table.name.clone(),
+        columns: bound
+            .columns
+            .iter()
+            .map(|b| match &b.transform {
+                Some(t) => ColumnAction::Transform {
+                    column: b.column.clone(),
+                    transform: t.clone(),
+                },
+                None => ColumnAction::Pass,
+            })
+            .collect(),
+        filter: None,
+    }
+}
+
 /// One job per table, or per ctid range of a big table.
 fn build_jobs(
     catalog: &Catalog,
@@ -290,39 +393,29 @@ fn build_jobs(
         if table_plan.decision == Decision::Empty {
             continue;
         }
-        let bound = rules.table(&table.name);
         let root = catalog.root_of(&table.name);
-        let columns: Vec<ColumnAction> = table
-            .copy_columns()
-            .enumerate()
-            .map(|(i, column)| {
-                // A derived column is recomputed after the load: its original content (the
-                // production words of a tsvector) never reaches staging.
-                let is_derived = derived.contains_key(&(&table.name, column.name.as_str()))
-                    || derived.contains_key(&(&root, column.name.as_str()));
-                if is_derived {
-                    return ColumnAction::Transform {
-                        column: column.name.clone(),
-                        transform: reindex::placeholder(column.not_null),
-                    };
-                }
-                match bound
-                    .and_then(|b| b.columns.get(i))
-                    .and_then(|b| b.transform.clone())
-                {
-                    Some(transform) => ColumnAction::Transform {
-                        column: column.name.clone(),
-                        transform,
-                    },
-                    None => ColumnAction::Pass,
-                }
-            })
-            .collect();
-        let row_plan = Arc::new(RowPlan {
-            table: table.name.clone(),
-            columns,
-            filter: table_plan.filter.clone(),
-        });
+        let mut plan = match rules.table(&table.name) {
+            Some(bound) => row_plan(table, bound),
+            None => RowPlan {
+                table: table.name.clone(),
+                columns: table.copy_columns().map(|_| ColumnAction::Pass).collect(),
+                filter: None,
+            },
+        };
+        // A derived column is recomputed after the load: its original content (the
+        // production words of a tsvector) never reaches staging.
+        for (action, column) in plan.columns.iter_mut().zip(table.copy_columns()) {
+            if derived.contains_key(&(&table.name, column.name.as_str()))
+                || derived.contains_key(&(&root, column.name.as_str()))
+            {
+                *action = ColumnAction::Transform {
+                    column: column.name.clone(),
+                    transform: reindex::placeholder(column.not_null),
+                };
+            }
+        }
+        plan.filter = table_plan.filter.clone();
+        let row_plan = Arc::new(plan);
         let column_names: Vec<String> = table.copy_columns().map(|c| c.name.clone()).collect();
         let split = table.bytes >= settings.split_bytes
             && settings.jobs > 1
@@ -436,6 +529,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         report.stage("plan", stage.done().as_secs_f64());
         report.tables = planned_tables(&prepared);
         report.unclassified_allowed = prepared.unclassified.clone();
+        report.warnings.extend(prepared.warnings.clone());
         report.outcome = "plan only: nothing was changed".to_string();
         report.seconds = started.elapsed().as_secs_f64();
         report.finished_at = chrono::Utc::now().to_rfc3339();
@@ -451,6 +545,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     report.stage("plan", stage.done().as_secs_f64());
     report.snapshot = Some(prepared.snapshot.id.clone());
     report.unclassified_allowed = prepared.unclassified.clone();
+    report.warnings.extend(prepared.warnings.clone());
     let mut tables = planned_tables(&prepared);
 
     preflight(&admin, &settings, &prepared.catalog).await?;
@@ -544,7 +639,7 @@ impl Report {
 
 /// Checks the target can hold the copy before anything is created: the extensions the
 /// source uses are available, the grant roles exist.
-async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -> Result<()> {
+pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -> Result<()> {
     let server = &settings.admin.display;
     let available: Vec<String> = admin
         .query("SELECT name::text FROM pg_available_extensions", &[])
@@ -695,8 +790,8 @@ pub async fn shutdown_signal() -> &'static str {
     }
 }
 
-pub async fn validate(_config: &Config, _args: &ValidateArgs, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage validate"))
+pub async fn validate(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
+    crate::validate::run(config, args, ui).await
 }
 
 pub async fn verify_live(_config: &Config, _ui: &Ui) -> Result<i32> {
