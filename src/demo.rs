@@ -127,14 +127,14 @@ CREATE UNIQUE INDEX user_order_totals_user ON user_order_totals (user_id);
 /// The demo's connection settings from the libpq environment.
 fn endpoint_from_env(dbname: &str) -> PgEndpoint {
     let mut config = tokio_postgres::Config::new();
-    config.host(&std::env::var("PGHOST").unwrap_or_else(|_| "127.0.0.1".to_string()));
+    config.host(std::env::var("PGHOST").unwrap_or_else(|_| "127.0.0.1".to_string()));
     config.port(
         std::env::var("PGPORT")
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(5432),
     );
-    config.user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_string()));
+    config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_string()));
     if let Ok(pw) = std::env::var("PGPASSWORD") {
         config.password(pw);
     }
