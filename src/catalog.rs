@@ -1,5 +1,6 @@
 //! The source schema as restage needs it, read once inside the snapshot: tables and their
-//! partitions, columns with their types, keys, foreign keys, sequences, sizes.
+//! partitions, columns with their types, keys, foreign keys, sequences, sizes. The `_restage`
+//! schema (restage's own notes in a staging database) is never part of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -327,7 +328,7 @@ impl Catalog {
                           WHERE i.inhrelid = c.oid AND c.relispartition)
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind IN ('r', 'p')
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
                     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
                     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                      WHERE d.classid = 'pg_class'::regclass
@@ -464,7 +465,7 @@ impl Catalog {
                 "SELECT n.nspname::text, c.relname::text FROM pg_class c
                    JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind = '{relkind}'
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
                     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                      WHERE d.classid = 'pg_class'::regclass
                                        AND d.objid = c.oid AND d.deptype = 'e')

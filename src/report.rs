@@ -40,6 +40,8 @@ pub struct Report {
     pub unclassified_allowed: Vec<String>,
     pub warnings: Vec<String>,
     pub outcome: String,
+    /// The exit code of the run: 0, or 1 when staging went live but the cache was not warmed.
+    pub exit_code: i32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -25,6 +25,8 @@ pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod snapshot;
+pub mod verify;
+pub mod warm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,6 +76,33 @@ pub struct Settings {
     pub reindex: Vec<String>,
     pub unruled_tsvector: UnruledTsvector,
     pub split_bytes: u64,
+    pub cache: Option<CacheSettings>,
+}
+
+/// The `cache:` section, resolved.
+#[derive(Debug)]
+pub struct CacheSettings {
+    pub url: Secret,
+    pub flush: Vec<String>,
+    pub warm: Vec<crate::config::WarmConfig>,
+    pub required: bool,
+}
+
+impl CacheSettings {
+    pub fn from_config(config: &Config, command: &'static str) -> Result<Option<CacheSettings>> {
+        let Some(cache) = &config.file.cache else {
+            return Ok(None);
+        };
+        let url = config
+            .cache_url(command)?
+            .unwrap_or_else(|| Secret::new("redis://127.0.0.1:6379/0"));
+        Ok(Some(CacheSettings {
+            url,
+            flush: cache.flush.clone(),
+            warm: cache.warm.clone(),
+            required: cache.required,
+        }))
+    }
 }
 
 impl Settings {
@@ -120,6 +149,7 @@ impl Settings {
             reindex,
             unruled_tsvector,
             split_bytes,
+            cache: CacheSettings::from_config(config, command)?,
         };
         settings.check(config)?;
         Ok(settings)
@@ -506,7 +536,10 @@ pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32
     } else if ui.verbosity >= 0 || args.dry_run {
         print!("{}", report.to_text());
     }
-    Ok(0)
+    if report.exit_code != 0 {
+        eprintln!("restage: {}", report.outcome);
+    }
+    Ok(report.exit_code)
 }
 
 /// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
@@ -587,6 +620,17 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     report.stage_tables(&mut tables);
     report.tables = tables;
 
+    // A required cache must be reachable before staging changes.
+    if let Some(cache) = &settings.cache
+        && cache.required
+        && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await
+    {
+        let _ = generations::drop_database(&admin, &server, &building).await;
+        return Err(Error::Runtime(format!(
+            "{e}; cache.required is true, so staging was not swapped (unchanged)"
+        )));
+    }
+
     // The swap is not interrupted: signals wait until it is done.
     let stage = Stage::start(ui, "swap");
     let now = generations::timestamp(chrono::Utc::now());
@@ -607,6 +651,21 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         "staging database {} is live ({building} built)",
         settings.database
     );
+    if let Some(cache) = &settings.cache {
+        let stage = Stage::start(ui, "cache");
+        match warm_cache(&settings, cache).await {
+            Ok(w) => report.cache = serde_json::to_value(&w).ok(),
+            Err(e) => {
+                report.cache = Some(serde_json::json!({ "warmed": false, "error": e.to_string() }));
+                report.outcome = format!(
+                    "staging database {} is live, but the cache was NOT warmed: {e}",
+                    settings.database
+                );
+                report.exit_code = crate::error::exit::RUNTIME;
+            }
+        }
+        report.stage("cache", stage.done().as_secs_f64());
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.finished_at = chrono::Utc::now().to_rfc3339();
     Ok(report)
@@ -679,6 +738,7 @@ async fn build(
         snapshot,
         catalog,
         jobs,
+        rules: prepared_rules,
         ..
     } = prepared;
 
@@ -712,6 +772,15 @@ async fn build(
         progress.finish();
     }
     report.stage("data", data_started.elapsed().as_secs_f64());
+    let stage = Stage::start(ui, "leak sample");
+    let probe = verify::sample_source(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog,
+        &prepared_rules,
+    )
+    .await?;
+    report.stage("leak sample", stage.done().as_secs_f64());
     // The source is no longer needed: end the snapshot now rather than hold production's
     // xmin back until the indexes are built.
     drop(snapshot);
@@ -755,8 +824,100 @@ async fn build(
     reindex::analyze(&pool, &server, &names, settings.jobs).await?;
     report.stage("analyze", stage.done().as_secs_f64());
 
+    record_plan(
+        &client,
+        &server,
+        &settings.source.display,
+        building,
+        &report.tables,
+    )
+    .await?;
     access::grant(&client, &server, building, &settings.grants).await?;
+
+    let stage = Stage::start(ui, "verify");
+    let expected: BTreeMap<QualifiedName, u64> =
+        results.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.table.clone()).or_insert(0) += r.rows_written;
+            m
+        });
+    let verification =
+        verify::verify(&pool, &server, &probe, Some(&expected), settings.jobs).await?;
+    report.stage("verify", stage.done().as_secs_f64());
+    report.verification = serde_json::to_value(&verification).ok();
+    if !verification.passed {
+        return Err(Error::Verify(format!(
+            "{}; staging was not swapped (unchanged)",
+            verification.summary()
+        )));
+    }
     Ok(())
+}
+
+/// Flushes and warms the cache from the live staging database.
+async fn warm_cache(settings: &Settings, cache: &CacheSettings) -> Result<warm::WarmReport> {
+    let live = settings.admin.with_database(&settings.database);
+    let client = db::connect(&live, Role::Source).await?;
+    warm::run(
+        &warm::Cache::new(cache.url.clone()),
+        &cache.flush,
+        &cache.warm,
+        &client,
+        &live.display,
+    )
+    .await
+}
+
+/// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
+/// live staging database's counts later without the report.
+async fn record_plan(
+    client: &Client,
+    server: &str,
+    source: &str,
+    building: &str,
+    results: &[TableReport],
+) -> Result<(), DbError> {
+    let mut sql = String::from(
+        "CREATE SCHEMA _restage;
+         COMMENT ON SCHEMA _restage IS 'written by restage: what this staging database was built from';
+         CREATE TABLE _restage.refresh (built text, source text, finished_at timestamptz, restage_version text);
+         CREATE TABLE _restage.tables (table_name text PRIMARY KEY, planned_rows bigint NOT NULL);\n",
+    );
+    sql.push_str(&format!(
+        "INSERT INTO _restage.refresh VALUES ({}, {}, now(), {});\n",
+        db::quote_literal(building),
+        db::quote_literal(source),
+        db::quote_literal(env!("CARGO_PKG_VERSION"))
+    ));
+    for t in results {
+        sql.push_str(&format!(
+            "INSERT INTO _restage.tables VALUES ({}, {});\n",
+            db::quote_literal(&t.table),
+            t.rows_written
+        ));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| DbError::new(server, "recording the plan in _restage", e))
+}
+
+/// Reads the plan recorded by [`record_plan`], if the database has one.
+async fn recorded_plan(client: &Client) -> Option<BTreeMap<QualifiedName, u64>> {
+    let rows = client
+        .query("SELECT table_name, planned_rows FROM _restage.tables", &[])
+        .await
+        .ok()?;
+    Some(
+        rows.into_iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                let n: i64 = r.get(1);
+                QualifiedName::parse(&name)
+                    .ok()
+                    .map(|q| (q, n.max(0) as u64))
+            })
+            .collect(),
+    )
 }
 
 /// Sums job results per table.
@@ -794,16 +955,139 @@ pub async fn validate(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i
     crate::validate::run(config, args, ui).await
 }
 
-pub async fn verify_live(_config: &Config, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage verify"))
+/// `restage verify`: the live staging database against the source, now.
+pub async fn verify_live(config: &Config, ui: &Ui) -> Result<i32> {
+    let settings = Settings::from_config(config, "verify")?;
+    let rule_set =
+        RuleSet::load(&settings.rules_path, settings.rules_optional).map_err(Error::Rules)?;
+    let source = db::connect(&settings.source, Role::Source).await?;
+    let catalog = Catalog::read(&source, &settings.source.display).await?;
+    let secret = settings.secret.clone().unwrap_or_default();
+    let rules = rule_set
+        .bind(&catalog, &Catalogue::new(&secret, &settings.locale))
+        .map_err(Error::Rules)?;
+    let probe = verify::sample_source(&source, &settings.source.display, &catalog, &rules).await?;
+    let live = settings.admin.with_database(&settings.database);
+    let pool = db::target_pool(&live, settings.jobs + 1).map_err(Error::Runtime)?;
+    let client = pool.get().await.map_err(|e| {
+        Error::Runtime(format!(
+            "{}: cannot connect to the live staging database: {e}",
+            live.display
+        ))
+    })?;
+    let expected = recorded_plan(&client).await;
+    let report = verify::verify(
+        &pool,
+        &live.display,
+        &probe,
+        expected.as_ref(),
+        settings.jobs,
+    )
+    .await?;
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if report.passed {
+        println!(
+            "verified {}: {} source values checked against {} staging values, no leak; {} foreign keys valid{}",
+            live.display,
+            report.leak_values_checked,
+            report.staging_values_scanned,
+            report.foreign_keys_checked,
+            if expected.is_some() {
+                "; row counts as planned"
+            } else {
+                ""
+            }
+        );
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+    }
+    if report.passed {
+        Ok(0)
+    } else {
+        Err(Error::Verify(report.summary()))
+    }
 }
 
-pub async fn warm_live(_config: &Config, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage warm"))
+/// `restage warm`: flush and warm the cache from the live staging database.
+pub async fn warm_live(config: &Config, ui: &Ui) -> Result<i32> {
+    let (admin, target) = config.target("warm")?;
+    let cache = CacheSettings::from_config(config, "warm")?.ok_or(
+        crate::config::ConfigError::MissingSection {
+            file: config.path.clone(),
+            section: "cache",
+            command: "warm",
+        },
+    )?;
+    let live = admin.with_database(&target.database);
+    let client = db::connect(&live, Role::Source).await?;
+    let stage = Stage::start(ui, "cache");
+    let report = warm::run(
+        &warm::Cache::new(cache.url.clone()),
+        &cache.flush,
+        &cache.warm,
+        &client,
+        &live.display,
+    )
+    .await?;
+    stage.done();
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "cache warmed: {} keys removed, {} keys written in {:.2}s ({:.0} keys/s)",
+            report.flushed_keys, report.written_keys, report.seconds, report.keys_per_second
+        );
+    }
+    Ok(0)
 }
 
-pub async fn reindex_live(_config: &Config, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage reindex"))
+/// `restage reindex`: derived columns, materialized views, named indexes, statistics, on the
+/// live staging database.
+pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
+    let settings = Settings::from_config(config, "reindex")?;
+    let live = settings.admin.with_database(&settings.database);
+    let pool = db::target_pool(&live, settings.jobs + 1).map_err(Error::Runtime)?;
+    let client = pool.get().await.map_err(|e| {
+        Error::Runtime(format!(
+            "{}: cannot connect to the live staging database: {e}",
+            live.display
+        ))
+    })?;
+    let stage = Stage::start(ui, "reindex");
+    let derived = reindex::recompute_derived(&client, &live.display, &settings.derived).await?;
+    let views = if settings.refresh_materialized_views {
+        reindex::refresh_materialized_views(&client, &live.display).await?
+    } else {
+        vec![]
+    };
+    reindex::reindex(&client, &live.display, &settings.reindex).await?;
+    let catalog = Catalog::read(&client, &live.display).await?;
+    let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
+    reindex::analyze(&pool, &live.display, &names, settings.jobs).await?;
+    stage.done();
+    if ui.json {
+        println!(
+            "{}",
+            serde_json::json!({ "derived_columns": derived, "materialized_views": views, "indexes": settings.reindex })
+        );
+    } else {
+        println!(
+            "reindexed {}: {} derived columns recomputed, {} materialized views refreshed, {} indexes rebuilt, statistics updated",
+            live.display,
+            derived.len(),
+            views.len(),
+            settings.reindex.len()
+        );
+    }
+    Ok(0)
 }
 
 /// `restage generations`: the live database and the kept generations.

@@ -302,7 +302,7 @@ pub async fn table_checksums(url: &str) -> std::collections::BTreeMap<String, (u
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), format('%I', c.relname)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
               ORDER BY 1",
             &[],
         )

@@ -1,0 +1,457 @@
+//! Verification of a staging database, before the swap (and as `restage verify` on the live
+//! one): no protected source value present, every foreign key valid, row counts as planned.
+//! A failure is exit 3; during a refresh it leaves the live staging database untouched.
+//!
+//! The leak check: for every column whose rule replaces identifying values (email, phone,
+//! hash, iban, card, ip, uuid, address, username, mask, constant, set_null), a sample of the
+//! source values is kept — as 64-bit keyed hashes (SipHash with a key drawn for this run),
+//! never the values — and every text-like value of staging (text, varchar, arrays, json, jsonb)
+//! is hashed whole and token by token (split on spaces and punctuation other than `@ . - _ +`)
+//! and looked up. A hit names the staging table and column and the source column whose value
+//! it is, never the value.
+//!
+//! Transforms whose outputs are drawn from small lists (first_name, city, country, choice…)
+//! are not checked: a fake "Anna" equal to a real "Anna" proves nothing. Neither is
+//! regex_replace (it keeps text the pattern does not match, by design). Values shorter than
+//! [`MIN_LEN`] characters are ignored for the same reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+
+use futures_util::StreamExt;
+use tokio_postgres::Client;
+
+use crate::catalog::{Catalog, QualifiedName, TypeKind};
+use crate::copy_text;
+use crate::db::{DbError, quote_ident};
+use crate::rules::BoundRules;
+
+/// Values and tokens shorter than this are not compared.
+pub const MIN_LEN: usize = 6;
+/// Source values sampled per checked column.
+pub const SAMPLE_PER_COLUMN: u64 = 1000;
+
+/// Transforms whose output replaces an identifying value (see the module doc).
+const CHECKED: &[&str] = &[
+    "email",
+    "phone",
+    "hash",
+    "iban",
+    "credit_card",
+    "ipv4",
+    "ipv6",
+    "uuid",
+    "street_address",
+    "username",
+    "mask",
+    "constant",
+    "set_null",
+];
+
+/// Keyed hashes of sampled source values, with the column each came from.
+pub struct LeakProbe {
+    state: RandomState,
+    hashes: HashMap<u64, u32>,
+    origins: Vec<String>,
+}
+
+impl std::fmt::Debug for LeakProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LeakProbe({} values from {} columns)",
+            self.hashes.len(),
+            self.origins.len()
+        )
+    }
+}
+
+impl LeakProbe {
+    pub fn values(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn hash(&self, s: &str) -> u64 {
+        self.state.hash_one(s)
+    }
+
+    fn lookup(&self, s: &str) -> Option<&str> {
+        if s.chars().count() < MIN_LEN {
+            return None;
+        }
+        self.hashes
+            .get(&self.hash(s))
+            .map(|&i| self.origins[i as usize].as_str())
+    }
+
+    /// The origin of the first protected value found in `text`, whole or as a token.
+    pub fn find(&self, text: &str) -> Option<&str> {
+        if let Some(o) = self.lookup(text.trim()) {
+            return Some(o);
+        }
+        text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+')))
+            .filter(|t| t.len() >= MIN_LEN)
+            .find_map(|t| self.lookup(t.trim_matches('.')))
+    }
+}
+
+/// Samples the values of every checked ruled column from the source (inside the snapshot).
+pub async fn sample_source(
+    source: &Client,
+    server: &str,
+    catalog: &Catalog,
+    rules: &BoundRules,
+) -> Result<LeakProbe, DbError> {
+    let mut probe = LeakProbe {
+        state: RandomState::new(),
+        hashes: HashMap::new(),
+        origins: Vec::new(),
+    };
+    for table in catalog.data_tables() {
+        let Some(bound) = rules.table(&table.name) else {
+            continue;
+        };
+        for (column, b) in table.copy_columns().zip(&bound.columns) {
+            let checked =
+                b.transform.is_some() && b.rule.as_deref().is_some_and(|r| CHECKED.contains(&r));
+            let text_like = matches!(
+                column.ty.kind,
+                TypeKind::Text | TypeKind::Inet | TypeKind::Cidr | TypeKind::Uuid
+            );
+            if !checked || !text_like {
+                continue;
+            }
+            let origin = format!("{}.{}", catalog.root_of(&table.name), column.name);
+            let index = match probe.origins.iter().position(|o| *o == origin) {
+                Some(i) => i,
+                None => {
+                    probe.origins.push(origin);
+                    probe.origins.len() - 1
+                }
+            } as u32;
+            let rows = crate::plan::estimated_rows(table).max(1);
+            let sample = if rows > SAMPLE_PER_COLUMN * 5 {
+                let percent =
+                    (SAMPLE_PER_COLUMN as f64 * 2.0 * 100.0 / rows as f64).clamp(0.01, 100.0);
+                format!(" TABLESAMPLE SYSTEM ({percent:.4})")
+            } else {
+                String::new()
+            };
+            let value = if column.ty.array {
+                format!("unnest({})::text", quote_ident(&column.name))
+            } else {
+                format!("{}::text", quote_ident(&column.name))
+            };
+            let sql = format!(
+                "SELECT v FROM (SELECT {value} AS v FROM ONLY {}{sample}) s WHERE v IS NOT NULL LIMIT {SAMPLE_PER_COLUMN}",
+                table.name.sql()
+            );
+            let found = source.query(&sql, &[]).await.map_err(|e| {
+                DbError::new(
+                    server,
+                    format!("sampling {}.{} for the leak check", table.name, column.name),
+                    e,
+                )
+            })?;
+            for row in found {
+                let v: String = row.get(0);
+                let v = v.trim();
+                // inet prints a host as 10.1.2.3/32 in some forms; compare the address.
+                let v = v.strip_suffix("/32").unwrap_or(v);
+                if v.chars().count() >= MIN_LEN {
+                    probe.hashes.insert(probe.hash(v), index);
+                }
+            }
+        }
+    }
+    Ok(probe)
+}
+
+/// What verification found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub passed: bool,
+    pub leak_values_checked: usize,
+    pub staging_values_scanned: u64,
+    /// `staging table.column ← source table.column (n values)`.
+    pub leaks: Vec<String>,
+    pub foreign_keys_checked: usize,
+    pub foreign_key_violations: Vec<String>,
+    pub count_mismatches: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.leaks.is_empty() {
+            parts.push(format!(
+                "protected source values found in staging: {}",
+                self.leaks.join("; ")
+            ));
+        }
+        if !self.foreign_key_violations.is_empty() {
+            parts.push(format!(
+                "foreign keys violated: {}",
+                self.foreign_key_violations.join("; ")
+            ));
+        }
+        if !self.count_mismatches.is_empty() {
+            parts.push(format!(
+                "row counts off plan: {}",
+                self.count_mismatches.join("; ")
+            ));
+        }
+        parts.join(" | ")
+    }
+}
+
+/// Scans a staging database: leaks, foreign keys, counts. `expected` maps a table to the rows
+/// the plan put there (None: counts are not checked).
+pub async fn verify(
+    staging: &deadpool_postgres::Pool,
+    server: &str,
+    probe: &LeakProbe,
+    expected: Option<&BTreeMap<QualifiedName, u64>>,
+    jobs: usize,
+) -> Result<VerifyReport, DbError> {
+    let client = staging
+        .get()
+        .await
+        .map_err(|e| DbError::other(server, format!("connecting for verification: {e}")))?;
+    let catalog = Catalog::read(&client, server).await?;
+    let mut report = VerifyReport {
+        leak_values_checked: probe.values(),
+        ..VerifyReport::default()
+    };
+
+    // One pass per table: its text-like columns (for leaks) and its row count.
+    let tables: Vec<(QualifiedName, Vec<String>)> = catalog
+        .data_tables()
+        .map(|t| {
+            let cols = t
+                .columns
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.ty.kind,
+                        TypeKind::Text
+                            | TypeKind::Json
+                            | TypeKind::Jsonb
+                            | TypeKind::Inet
+                            | TypeKind::Uuid
+                    )
+                })
+                .map(|c| c.name.clone())
+                .collect();
+            (t.name.clone(), cols)
+        })
+        .collect();
+    let results: Vec<Result<TableScan, DbError>> = futures_util::stream::iter(tables)
+        .map(|(table, columns)| {
+            let pool = staging.clone();
+            let server = server.to_string();
+            async move {
+                let client = pool.get().await.map_err(|e| {
+                    DbError::other(&server, format!("connecting for verification: {e}"))
+                })?;
+                scan_table(&client, &server, &table, &columns, probe).await
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await;
+    let mut counts = BTreeMap::new();
+    let mut leaks: BTreeMap<String, u64> = BTreeMap::new();
+    for r in results {
+        let scan = r?;
+        report.staging_values_scanned += scan.values;
+        for (k, n) in scan.leaks {
+            *leaks.entry(k).or_default() += n;
+        }
+        counts.insert(scan.table, scan.rows);
+    }
+    report.leaks = leaks
+        .into_iter()
+        .map(|(k, n)| format!("{k} ({n} value{})", if n == 1 { "" } else { "s" }))
+        .collect();
+
+    if let Some(expected) = expected {
+        for (table, want) in expected {
+            let got = counts.get(table).copied().unwrap_or(0);
+            if got != *want {
+                report
+                    .count_mismatches
+                    .push(format!("{table}: {got} rows, {want} planned"));
+            }
+        }
+    } else {
+        report
+            .notes
+            .push("row counts not checked: this database has no plan recorded by restage".into());
+    }
+
+    // Foreign keys: those validated when they were created hold; NOT VALID ones are checked.
+    let fks = client
+        .query(
+            "SELECT con.conname::text, format('%I.%I', n.nspname, c.relname), con.convalidated,
+                    pg_get_constraintdef(con.oid)
+               FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE con.contype = 'f' AND con.conparentid = 0",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "listing foreign keys", e))?;
+    report.foreign_keys_checked = fks.len();
+    for fk in catalog.foreign_keys.iter() {
+        let validated = fks
+            .iter()
+            .find(|r| r.get::<_, String>(0) == fk.name)
+            .map(|r| r.get::<_, bool>(2))
+            .unwrap_or(true);
+        if validated {
+            continue;
+        }
+        let join: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(&fk.referenced_columns)
+            .map(|(c, r)| format!("p.{} = c.{}", quote_ident(r), quote_ident(c)))
+            .collect();
+        let not_null: Vec<String> = fk
+            .columns
+            .iter()
+            .map(|c| format!("c.{} IS NOT NULL", quote_ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+            fk.table.sql(),
+            not_null.join(" AND "),
+            fk.referenced.sql(),
+            join.join(" AND ")
+        );
+        let bad: i64 = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| DbError::new(server, format!("checking foreign key {}", fk.name), e))?
+            .get(0);
+        if bad > 0 {
+            report.foreign_key_violations.push(format!(
+                "{} on {} ({bad} rows; the constraint is NOT VALID, so it was not checked when created)",
+                fk.name, fk.table
+            ));
+        }
+    }
+    report.passed = report.leaks.is_empty()
+        && report.count_mismatches.is_empty()
+        && report.foreign_key_violations.is_empty();
+    Ok(report)
+}
+
+struct TableScan {
+    table: QualifiedName,
+    rows: u64,
+    values: u64,
+    leaks: Vec<(String, u64)>,
+}
+
+async fn scan_table(
+    client: &Client,
+    server: &str,
+    table: &QualifiedName,
+    columns: &[String],
+    probe: &LeakProbe,
+) -> Result<TableScan, DbError> {
+    let select = if columns.is_empty() {
+        "1".to_string()
+    } else {
+        columns
+            .iter()
+            .map(|c| format!("{}::text", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!("COPY (SELECT {select} FROM ONLY {}) TO STDOUT", table.sql());
+    let stream = client
+        .copy_out(&sql)
+        .await
+        .map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = 0u64;
+    let mut values = 0u64;
+    let mut hits: HashMap<(usize, String), u64> = HashMap::new();
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
+        rows += 1;
+        if columns.is_empty() || probe.values() == 0 {
+            continue;
+        }
+        let line = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
+        for (i, field) in copy_text::fields(line).enumerate() {
+            if copy_text::is_null(field) {
+                continue;
+            }
+            text.clear();
+            if copy_text::decode(field, &mut text).is_err() {
+                continue;
+            }
+            values += 1;
+            if let Some(origin) = probe.find(&text) {
+                *hits.entry((i, origin.to_string())).or_default() += 1;
+            }
+        }
+    }
+    let leaks = hits
+        .into_iter()
+        .map(|((i, origin), n)| {
+            (
+                format!(
+                    "{table}.{} ← {origin}",
+                    columns.get(i).map(String::as_str).unwrap_or("?")
+                ),
+                n,
+            )
+        })
+        .collect();
+    Ok(TableScan {
+        table: table.clone(),
+        rows,
+        values,
+        leaks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(values: &[&str]) -> LeakProbe {
+        let mut p = LeakProbe {
+            state: RandomState::new(),
+            hashes: HashMap::new(),
+            origins: vec!["public.users.email".into()],
+        };
+        for v in values {
+            p.hashes.insert(p.hash(v), 0);
+        }
+        p
+    }
+
+    #[test]
+    fn finds_whole_values_and_tokens() {
+        let p = probe(&["john.smith@example.com", "123-45-6789"]);
+        assert_eq!(p.find("john.smith@example.com"), Some("public.users.email"));
+        assert_eq!(
+            p.find("contact: <john.smith@example.com>, thanks"),
+            Some("public.users.email")
+        );
+        assert_eq!(
+            p.find("{\"ssn\": \"123-45-6789\"}"),
+            Some("public.users.email")
+        );
+        assert_eq!(p.find("jane.doe@example.com"), None);
+        assert_eq!(p.find("SSN XXX-XX-XXXX"), None);
+    }
+}
