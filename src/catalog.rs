@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::db::{DbError, quote_ident};
 
 /// `schema.name`, printed unquoted as users write it in config and rules.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct QualifiedName {
     pub schema: String,
     pub name: String,

@@ -107,6 +107,9 @@ pub struct SampleConfig {
     pub dangling: Option<Dangling>,
     #[serde(default)]
     pub foreign_keys: BTreeMap<String, ForeignKeyPolicy>,
+    /// Bound on the memory of the subset's key sets (default 2GiB); past it the run stops
+    /// with an error before copying.
+    pub max_key_memory: Option<Size>,
 }
 
 /// One table's sample spec; the fields combine (a window and a cap, say).

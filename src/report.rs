@@ -60,6 +60,9 @@ pub struct TableReport {
     pub retries: u32,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
+    /// Heap + TOAST of the table in staging after the load (`pg_table_size`), what
+    /// `max_storage` budgets.
+    pub table_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,6 +72,8 @@ pub struct Totals {
     pub rows_written: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Sum of `table_bytes`.
+    pub table_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +97,7 @@ impl Report {
             rows_written: self.tables.iter().map(|t| t.rows_written).sum(),
             bytes_read: self.tables.iter().map(|t| t.bytes_read).sum(),
             bytes_written: self.tables.iter().map(|t| t.bytes_written).sum(),
+            table_bytes: self.tables.iter().map(|t| t.table_bytes).sum(),
         };
     }
 
@@ -147,7 +153,7 @@ impl Report {
                     t.table,
                     t.rows_read,
                     t.rows_written,
-                    human_bytes(t.bytes_written),
+                    human_bytes(t.table_bytes.max(t.bytes_written)),
                     t.seconds,
                     rules_text(&t.rules)
                 );
@@ -158,8 +164,28 @@ impl Report {
                 format!("total ({} tables)", self.totals.tables),
                 self.totals.rows_read,
                 self.totals.rows_written,
-                human_bytes(self.totals.bytes_written)
+                human_bytes(self.totals.table_bytes.max(self.totals.bytes_written))
             );
+            if let Some(cap) = self
+                .sample
+                .as_ref()
+                .and_then(|s| s.get("max_storage"))
+                .and_then(|v| v.as_u64())
+            {
+                let planned = self
+                    .sample
+                    .as_ref()
+                    .and_then(|s| s.get("planned_bytes"))
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "max_storage {}: planned {}, actual {}",
+                    human_bytes(cap),
+                    human_bytes(planned),
+                    human_bytes(self.totals.table_bytes)
+                );
+            }
         }
         if !self.stages.is_empty() {
             let _ = writeln!(out, "\nstages:");

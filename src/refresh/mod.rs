@@ -77,6 +77,7 @@ pub struct Settings {
     pub unruled_tsvector: UnruledTsvector,
     pub split_bytes: u64,
     pub cache: Option<CacheSettings>,
+    pub sample: crate::plan::SampleSettings,
 }
 
 /// The `cache:` section, resolved.
@@ -150,6 +151,7 @@ impl Settings {
             unruled_tsvector,
             split_bytes,
             cache: CacheSettings::from_config(config, command)?,
+            sample: crate::plan::SampleSettings::from_config(config)?,
         };
         settings.check(config)?;
         Ok(settings)
@@ -283,6 +285,17 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
     let secret = settings.secret.clone().unwrap_or_default();
     let transforms = Catalogue::new(&secret, &settings.locale);
     let rules = rule_set.bind(&catalog, &transforms).map_err(Error::Rules)?;
+    if settings.secret.is_none()
+        && settings
+            .sample
+            .tables
+            .values()
+            .any(|s| s.percent.is_some() || s.max_rows.is_some())
+    {
+        return Err(Error::Usage(
+            "sample: percent and max_rows choose rows by a keyed hash; restage.yaml needs `secret:`".into(),
+        ));
+    }
     if settings.secret.is_none() {
         let keyed: Vec<String> = rules
             .tables
@@ -321,7 +334,14 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
             }
         }
     }
-    let plan = Plan::whole(&catalog);
+    let plan = crate::plan::build(
+        &catalog,
+        &settings.sample,
+        &snapshot,
+        &secret,
+        settings.jobs,
+    )
+    .await?;
     let jobs = build_jobs(&catalog, &rules, &plan, settings);
     Ok(Prepared {
         snapshot,
@@ -561,6 +581,11 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         let prepared = prepare(&settings, args.allow_unclassified).await?;
         report.stage("plan", stage.done().as_secs_f64());
         report.tables = planned_tables(&prepared);
+        report.sample = prepared
+            .plan
+            .summary
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
         report.unclassified_allowed = prepared.unclassified.clone();
         report.warnings.extend(prepared.warnings.clone());
         report.outcome = "plan only: nothing was changed".to_string();
@@ -577,6 +602,11 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let prepared = prepare(&settings, args.allow_unclassified).await?;
     report.stage("plan", stage.done().as_secs_f64());
     report.snapshot = Some(prepared.snapshot.id.clone());
+    report.sample = prepared
+        .plan
+        .summary
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok());
     report.unclassified_allowed = prepared.unclassified.clone();
     report.warnings.extend(prepared.warnings.clone());
     let mut tables = planned_tables(&prepared);
@@ -685,6 +715,7 @@ impl Report {
                 t.bytes_written = r.bytes_written;
                 t.seconds = r.seconds;
                 t.retries = r.retries;
+                t.table_bytes = r.table_bytes;
             }
         }
         let mut totals = Report {
@@ -796,7 +827,7 @@ async fn build(
     if !settings.derived.is_empty() {
         let stage = Stage::start(ui, "derived columns");
         report.derived_columns_recomputed =
-            reindex::recompute_derived(&client, &server, &settings.derived).await?;
+            reindex::recompute_derived(&client, &server, &settings.derived, true).await?;
         report.stage("derived columns", stage.done().as_secs_f64());
     }
 
@@ -823,6 +854,22 @@ async fn build(
     let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
     reindex::analyze(&pool, &server, &names, settings.jobs).await?;
     report.stage("analyze", stage.done().as_secs_f64());
+    let sizes = client
+        .query(
+            "SELECT format('%s.%s', n.nspname, c.relname), pg_table_size(c.oid)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::new(&server, "measuring the new tables", e))?;
+    for row in sizes {
+        let name: String = row.get(0);
+        let bytes: i64 = row.get(1);
+        if let Some(t) = report.tables.iter_mut().find(|t| t.table == name) {
+            t.table_bytes = bytes.max(0) as u64;
+        }
+    }
 
     record_plan(
         &client,
@@ -1062,7 +1109,8 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
         ))
     })?;
     let stage = Stage::start(ui, "reindex");
-    let derived = reindex::recompute_derived(&client, &live.display, &settings.derived).await?;
+    let derived =
+        reindex::recompute_derived(&client, &live.display, &settings.derived, false).await?;
     let views = if settings.refresh_materialized_views {
         reindex::refresh_materialized_views(&client, &live.display).await?
     } else {

@@ -65,11 +65,14 @@ pub fn placeholder(not_null: bool) -> Arc<dyn Transform> {
 }
 
 /// Recomputes derived columns, one UPDATE per table (all its derived columns at once), then
-/// VACUUMs the table so the rewritten rows' old versions do not bloat staging.
+/// vacuums the table so the rewritten rows' old versions do not bloat staging: `compact`
+/// (during a refresh, before indexes exist) rewrites it with VACUUM FULL, which gives back
+/// the space; otherwise (on a live database) a plain VACUUM marks it reusable.
 pub async fn recompute_derived(
     client: &Client,
     server: &str,
     derived: &[DerivedColumn],
+    compact: bool,
 ) -> Result<Vec<String>, DbError> {
     let mut by_table: BTreeMap<&QualifiedName, Vec<&DerivedColumn>> = BTreeMap::new();
     for d in derived {
@@ -89,7 +92,11 @@ pub async fn recompute_derived(
                 DbError::new(server, format!("recomputing derived columns of {table}"), e)
             })?;
         client
-            .batch_execute(&format!("VACUUM {}", table.sql()))
+            .batch_execute(&format!(
+                "VACUUM {}{}",
+                if compact { "FULL " } else { "" },
+                table.sql()
+            ))
             .await
             .map_err(|e| DbError::new(server, format!("vacuuming {table}"), e))?;
         done.extend(columns.iter().map(|d| d.label()));

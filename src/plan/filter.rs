@@ -1,0 +1,96 @@
+//! Row filters of the data pass: they decide from a row's raw COPY fields whether it reaches
+//! staging, using the key sets the planner solved.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::keys::{KeyHasher, KeyTable, NULL};
+use crate::catalog::QualifiedName;
+use crate::refresh::rows::RowFilter;
+
+/// The solved key tables of a run, read-only during the data pass.
+#[derive(Debug, Default)]
+pub struct KeySets {
+    pub hasher: KeyHasher,
+    pub tables: BTreeMap<QualifiedName, KeyTable>,
+    /// Subsetted tables with `rows: 0`.
+    pub empty: Vec<QualifiedName>,
+}
+
+impl KeySets {
+    /// Is the row of `table` whose `columns` hash to `key` in staging? Tables without a key
+    /// table are whole (true), empty ones are empty (false).
+    fn parent_kept(&self, table: &QualifiedName, columns: &[String], key: u64) -> bool {
+        if self.empty.contains(table) {
+            return false;
+        }
+        match self.tables.get(table) {
+            Some(t) => t.is_kept(columns, key),
+            None => true,
+        }
+    }
+}
+
+/// A reference checked in the data pass.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub parent: QualifiedName,
+    pub parent_columns: Vec<String>,
+    /// Positions of the referencing columns in the row.
+    pub positions: Vec<usize>,
+}
+
+/// The filter of a table: membership in its own key table (roots and referenced tables), and
+/// its references (gated ones drop the row, set_null ones are nulled).
+#[derive(Debug)]
+pub struct SubsetFilter {
+    pub keys: Arc<KeySets>,
+    /// The table's own key table and the positions of its identity columns, when it has one.
+    pub membership: Option<(QualifiedName, Vec<usize>)>,
+    /// References that drop the row when they point at a row that is not kept.
+    pub gates: Vec<Reference>,
+    /// References nulled when they point at a row that is not kept.
+    pub set_null: Vec<Reference>,
+}
+
+impl SubsetFilter {
+    fn key(&self, fields: &[&[u8]], positions: &[usize]) -> u64 {
+        let mut key_fields: Vec<&[u8]> = Vec::with_capacity(positions.len());
+        for &p in positions {
+            match fields.get(p) {
+                Some(f) => key_fields.push(f),
+                None => return NULL,
+            }
+        }
+        self.keys.hasher.hash(&key_fields)
+    }
+}
+
+impl RowFilter for SubsetFilter {
+    fn keep(&self, fields: &[&[u8]], set_null: &mut Vec<usize>) -> bool {
+        if let Some((table, positions)) = &self.membership {
+            let id = self.key(fields, positions);
+            let kept = self
+                .keys
+                .tables
+                .get(table)
+                .is_some_and(|t| t.is_kept_id(id));
+            if !kept {
+                return false;
+            }
+        }
+        for gate in &self.gates {
+            let v = self.key(fields, &gate.positions);
+            if v != NULL && !self.keys.parent_kept(&gate.parent, &gate.parent_columns, v) {
+                return false;
+            }
+        }
+        for r in &self.set_null {
+            let v = self.key(fields, &r.positions);
+            if v != NULL && !self.keys.parent_kept(&r.parent, &r.parent_columns, v) {
+                set_null.extend_from_slice(&r.positions);
+            }
+        }
+        true
+    }
+}
