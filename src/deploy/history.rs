@@ -90,9 +90,13 @@ pub fn now() -> String {
 
 /// Who deploys: `$RESTAGE_ACTOR` (a CI job sets it to the person or pipeline), else `$USER`.
 pub fn who() -> String {
+    who_from(|name| std::env::var(name).ok())
+}
+
+fn who_from(var: impl Fn(&str) -> Option<String>) -> String {
     ["RESTAGE_ACTOR", "USER"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .find_map(|name| var(name).filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "unknown".to_string())
 }
 
@@ -132,7 +136,7 @@ fn good(r: &Record) -> bool {
 
 /// What `deploy rollback` returns to: the newest succeeded record before the current one
 /// whose version differs from it.
-pub fn rollback_target<'a>(records: &'a [Record]) -> Option<(&'a Record, &'a Record)> {
+pub fn rollback_target(records: &[Record]) -> Option<(&Record, &Record)> {
     let current = current_version(records)?;
     let target = records
         .iter()
@@ -151,7 +155,8 @@ pub fn live_color(records: &[Record]) -> Option<&str> {
 /// Where history lives.
 pub enum History {
     File(PathBuf),
-    Postgres(PgEndpoint),
+    /// Boxed: an endpoint is large next to a path.
+    Postgres(Box<PgEndpoint>),
 }
 
 const TABLE: &str = "restage_deployments";
@@ -173,7 +178,7 @@ impl History {
         let text = value.expose().trim();
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             let endpoint = PgEndpoint::parse(&value).map_err(|m| config.value_error(&path, m))?;
-            return Ok(History::Postgres(endpoint));
+            return Ok(History::Postgres(Box::new(endpoint)));
         }
         if text.is_empty() {
             return Err(
@@ -377,9 +382,23 @@ mod tests {
     }
 
     #[test]
-    fn who_prefers_restage_actor() {
-        // The process environment is shared by tests; only read it here.
-        let w = who();
-        assert!(!w.is_empty());
+    fn who_prefers_restage_actor_then_user() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            who_from(env(&[("RESTAGE_ACTOR", "ci-bot"), ("USER", "alice")])),
+            "ci-bot"
+        );
+        assert_eq!(
+            who_from(env(&[("RESTAGE_ACTOR", " "), ("USER", "alice")])),
+            "alice"
+        );
+        assert_eq!(who_from(env(&[])), "unknown");
     }
 }

@@ -69,8 +69,11 @@ fn parse_value(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Label names and values of one series.
+type Labels = Vec<(String, String)>;
+
 /// Parses `a="x",b="y"}` (after the `{`); returns the labels and what follows the `}`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();
