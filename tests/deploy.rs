@@ -795,3 +795,89 @@ async fn config_problems_exit_2_and_name_the_place() {
     // Nothing was recorded for runs refused before they started.
     assert!(!state.join(".restage").exists());
 }
+
+/// Whether a process is gone (or a zombie waiting for a reaper, which is as dead).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_deployment_kills_its_commands_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let server = instance(state, Behaviour::Healthy).await;
+    // The update leaves a grandchild (`sleep`) whose pid it writes down.
+    let config = write_config(
+        state,
+        &format!(
+            "deploy:\n  instances: [\"{}\"]\n  update: \"sh -c 'sleep 30 & echo $! > {}/sleep-pid; wait'\"\n  {GATE}\n",
+            server.instance(),
+            state.display()
+        ),
+    );
+    let child = tokio::process::Command::new(harness::restage_bin())
+        .arg("-c")
+        .arg(&config)
+        .args(["deploy", "rolling", "2.0", "--from", "1.0"])
+        .env("RESTAGE_ACTOR", "tester")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid_file = state.join("sleep-pid");
+    let mut sleep_pid = None;
+    for _ in 0..200 {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            sleep_pid = Some(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sleep_pid = sleep_pid.expect("the update command never started");
+    let restage_pid = child.id().unwrap() as i32;
+    // SAFETY: signalling the child process this test started.
+    unsafe {
+        libc::kill(restage_pid, libc::SIGTERM);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("restage did not stop after SIGTERM")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("failed: interrupted by SIGTERM"),
+        "{stdout}"
+    );
+    let mut gone = false;
+    for _ in 0..40 {
+        if process_gone(sleep_pid) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "the update's child process {sleep_pid} outlived the interrupted deployment"
+    );
+    let records = history(&config).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "failed");
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted by SIGTERM")
+    );
+}

@@ -329,6 +329,10 @@ pub async fn run(argv: &[String], timeout: Duration, label: &str) -> CommandOutc
             };
         }
     };
+    // Kills the whole group if this future is dropped before the child is reaped (a deploy
+    // interrupted by Ctrl-C): the child is in its own group, so the terminal's SIGINT does
+    // not reach it, and kill_on_drop alone would miss its children.
+    let mut guard = GroupGuard(child.id());
     let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
     let readers = [
         child
@@ -351,6 +355,7 @@ pub async fn run(argv: &[String], timeout: Duration, label: &str) -> CommandOutc
             )
         }
     };
+    guard.0 = None;
     for reader in readers.into_iter().flatten() {
         // Output readers end when the pipes close; a grandchild that escaped the process
         // group could hold them open, so do not wait forever.
@@ -421,20 +426,33 @@ pub fn redact_credentials(line: &str) -> String {
     }
 }
 
-#[cfg(unix)]
-async fn kill_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a negative pid signals the process group we created for this
-        // child (process_group(0) made its pid the group id); no memory is involved.
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGKILL);
+/// The process group of a running command, killed on drop unless cleared.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            signal_group(pid);
         }
     }
-    let _ = child.kill().await;
+}
+
+#[cfg(unix)]
+fn signal_group(pid: u32) {
+    // SAFETY: kill(2) with a negative pid signals the process group we created for this
+    // child (process_group(0) made its pid the group id); no memory is involved.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
 }
 
 #[cfg(not(unix))]
+fn signal_group(_pid: u32) {}
+
 async fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        signal_group(pid);
+    }
     let _ = child.kill().await;
 }
 

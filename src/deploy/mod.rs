@@ -201,23 +201,39 @@ async fn deploy(
         "deployment started"
     );
     let mut d = Deployment::new(plan, args.version.clone(), previous);
-    let result = match strategy {
-        Strategy::Rolling => {
-            rolling::deploy(
-                &mut d,
-                rolling::RollingRun {
-                    instances: &plan.instances,
-                    batch_size: plan.rolling.batch_size,
-                    max_failure: plan.rolling.max_failure,
-                    pause: plan.rolling.pause,
-                },
-            )
-            .await
-        }
-        Strategy::Canary => canary::deploy(&mut d).await,
-        Strategy::BlueGreen => blue_green::deploy(&mut d, live, false).await,
+    let mut shutdown = crate::health::Shutdown::new()?;
+    let result = tokio::select! {
+        result = async {
+            match strategy {
+                Strategy::Rolling => {
+                    rolling::deploy(
+                        &mut d,
+                        rolling::RollingRun {
+                            instances: &plan.instances,
+                            batch_size: plan.rolling.batch_size,
+                            max_failure: plan.rolling.max_failure,
+                            pause: plan.rolling.pause,
+                        },
+                    )
+                    .await
+                }
+                Strategy::Canary => canary::deploy(&mut d).await,
+                Strategy::BlueGreen => blue_green::deploy(&mut d, live, false).await,
+            }
+        } => result,
+        signal = shutdown.wait() => Err(interrupted(signal)),
     };
     finish(history, record, d, result, ui).await
+}
+
+/// The error of a deployment stopped by a signal. Commands in flight are killed (their
+/// whole process group); nothing is rolled back: whoever stopped it decides what happens
+/// next, e.g. `restage deploy rollback`.
+fn interrupted(signal: &str) -> String {
+    tracing::warn!(signal, "interrupted: stopping the deployment where it is");
+    format!(
+        "interrupted by {signal}: stopped where it was and not rolled back (the steps show how far it got; `restage deploy rollback` returns to the last good version)"
+    )
 }
 
 fn start_record(strategy: &str, from: Option<String>, to: &str, reason: Option<String>) -> Record {
@@ -387,24 +403,30 @@ async fn rollback(
     tracing::info!(from = %previous, to = %version, "rollback started");
     let mut d = Deployment::new(plan, version, Some(previous));
     d.may_roll_back = false;
-    let result = if blue_green {
-        blue_green::deploy(&mut d, live, skip_update).await
-    } else {
-        let batch_size = if plan.rolling_configured {
-            plan.rolling.batch_size
-        } else {
-            plan.instances.len()
-        };
-        rolling::deploy(
-            &mut d,
-            rolling::RollingRun {
-                instances: &plan.instances,
-                batch_size,
-                max_failure: 0.0,
-                pause: plan.rolling.pause,
-            },
-        )
-        .await
+    let mut shutdown = crate::health::Shutdown::new()?;
+    let result = tokio::select! {
+        result = async {
+            if blue_green {
+                blue_green::deploy(&mut d, live, skip_update).await
+            } else {
+                let batch_size = if plan.rolling_configured {
+                    plan.rolling.batch_size
+                } else {
+                    plan.instances.len()
+                };
+                rolling::deploy(
+                    &mut d,
+                    rolling::RollingRun {
+                        instances: &plan.instances,
+                        batch_size,
+                        max_failure: 0.0,
+                        pause: plan.rolling.pause,
+                    },
+                )
+                .await
+            }
+        } => result,
+        signal = shutdown.wait() => Err(interrupted(signal)),
     };
     finish(history, record, d, result, ui).await
 }

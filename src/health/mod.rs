@@ -183,13 +183,13 @@ fn print(doc: &StatusDocument, ui: &Ui, repeat: bool) {
 }
 
 /// Ctrl-C or SIGTERM (systemd, Kubernetes), whichever comes first.
-struct Shutdown {
+pub(crate) struct Shutdown {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
-    fn new() -> Result<Shutdown> {
+    pub(crate) fn new() -> Result<Shutdown> {
         Ok(Shutdown {
             #[cfg(unix)]
             term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -197,7 +197,7 @@ impl Shutdown {
         })
     }
 
-    async fn wait(&mut self) -> &'static str {
+    pub(crate) async fn wait(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {
