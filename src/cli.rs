@@ -126,21 +126,51 @@ pub struct HealthArgs {
     /// Serve the status document as `GET /health` on ADDR (e.g. 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
+    /// With --watch or --serve: stop after N runs (the exit code is the last run's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Subcommand, Clone)]
 pub enum DeployCommand {
     /// Update instances in batches, each gated on health.
-    Rolling { version: String },
+    Rolling(DeployArgs),
     /// Shift traffic in steps, watching error rate and latency.
-    Canary { version: String },
+    Canary(DeployArgs),
     /// Update the idle colour, gate on health, switch traffic.
     #[command(name = "blue-green")]
-    BlueGreen { version: String },
+    BlueGreen(DeployArgs),
     /// List past deployments and rollbacks.
-    History,
+    History(DeployHistoryArgs),
     /// Return to the last good version.
-    Rollback,
+    Rollback(DeployRollbackArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployArgs {
+    /// The version to deploy (fills `{version}` in the command templates).
+    pub version: String,
+    /// Why this deployment happens; recorded in history.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The version running now, when history does not know it yet (the first deployment
+    /// recorded by restage); rollbacks return to it.
+    #[arg(long, value_name = "VERSION")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployHistoryArgs {
+    /// Show only the last N entries.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployRollbackArgs {
+    /// Why; recorded in history.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

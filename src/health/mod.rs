@@ -1,13 +1,214 @@
-//! `restage health`: checks with thresholds and the status document. (Owned by issue 7.)
+//! `restage health`: configured checks (postgres, redis, http, disk), thresholds over
+//! consecutive runs, the status document, and `--serve` for load balancers.
+//!
+//! ```text
+//! health: (config.rs) ──validate──► build ──► checks.rs (probe all, each with a timeout)
+//!                                                 │
+//!                      serve.rs ◄── status.rs (thresholds → document) ──► stdout / exit code
+//! ```
+//!
+//! `http.rs` is the small HTTP/1.1 client the http check, the deploy gates and the metrics
+//! scrapes share.
 
-/// The `health:` section of restage.yaml.
-pub type HealthConfig = serde_yaml::Value;
+pub mod checks;
+pub mod config;
+pub mod http;
+pub mod serve;
+pub mod status;
+
+use std::sync::Arc;
+
+pub use config::HealthConfig;
 
 use crate::cli::HealthArgs;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::{Error, Result};
 use crate::progress::Ui;
+use status::{StatusDocument, Tracker};
 
-pub async fn run(_config: &Config, _args: &HealthArgs, _ui: &Ui) -> Result<i32> {
-    Err(Error::NotYet("restage health"))
+pub async fn run(config: &Config, args: &HealthArgs, ui: &Ui) -> Result<i32> {
+    let section = config
+        .file
+        .health
+        .as_ref()
+        .ok_or_else(|| ConfigError::MissingSection {
+            file: config.path.clone(),
+            section: "health",
+            command: "health",
+        })?;
+    config_problems(section.validate(config))?;
+    let health = section.build(config)?;
+
+    let listener = match &args.serve {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let repeat = args.watch || listener.is_some();
+    let mut tracker = Tracker::new(
+        health.checks.len(),
+        health.healthy_threshold,
+        health.unhealthy_threshold,
+    );
+    let mut shutdown = Shutdown::new()?;
+    let mut server: Option<(
+        tokio::sync::watch::Sender<Arc<StatusDocument>>,
+        tokio::task::JoinHandle<()>,
+    )> = None;
+    let mut listener = listener;
+    let mut runs: u32 = 0;
+    let mut previous: Option<Arc<StatusDocument>> = None;
+    let code = loop {
+        let probes = checks::run_all(&health.checks).await;
+        let doc = Arc::new(tracker.document(&health.checks, &probes));
+        runs += 1;
+        log_changes(previous.as_deref(), &doc);
+        if args.watch || listener.is_none() && server.is_none() {
+            print(&doc, ui, repeat);
+        }
+        // The server starts after the first run, so it never answers without a document;
+        // connections made meanwhile wait in the listen backlog.
+        match (&server, listener.take()) {
+            (Some((tx, _)), _) => {
+                tx.send_replace(doc.clone());
+            }
+            (None, Some(l)) => {
+                let (tx, rx) = tokio::sync::watch::channel(doc.clone());
+                server = Some((tx, tokio::spawn(serve::serve(l, rx))));
+            }
+            (None, None) => {}
+        }
+        let code = doc.status.exit_code();
+        previous = Some(doc);
+        if !repeat || args.count.is_some_and(|n| runs >= n) {
+            break code;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(health.interval) => {}
+            signal = shutdown.wait() => {
+                tracing::info!(signal, "stopping");
+                break code;
+            }
+        }
+    };
+    if let Some((_, handle)) = server {
+        handle.abort();
+    }
+    Ok(code)
+}
+
+/// Turns validation problems into one error: the problem itself when there is one, every line
+/// otherwise (exit code 2 either way).
+pub(crate) fn config_problems(problems: Vec<ConfigError>) -> Result<()> {
+    let mut problems = problems.into_iter();
+    match (problems.next(), problems.len()) {
+        (None, _) => Ok(()),
+        (Some(only), 0) => Err(Error::Config(only)),
+        (Some(first), _) => {
+            let mut lines = vec![first.to_string()];
+            lines.extend(problems.map(|p| p.to_string()));
+            Err(Error::Usage(lines.join("\n")))
+        }
+    }
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            Error::Usage(format!(
+                "--serve {addr}: not an address (expected HOST:PORT, e.g. 127.0.0.1:8080)"
+            ))
+        } else {
+            Error::io(format!("--serve {addr}: cannot listen"), e)
+        }
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("--serve {addr}"), e))?;
+    tracing::info!(addr = %local, "serving the status document at http://{local}/health");
+    Ok(listener)
+}
+
+/// Logs what changed since the last run: the overall status, and each check that flipped.
+fn log_changes(previous: Option<&StatusDocument>, doc: &StatusDocument) {
+    let Some(previous) = previous else {
+        tracing::debug!(status = doc.status.as_str(), "first run");
+        return;
+    };
+    for check in &doc.checks {
+        let before = previous.checks.iter().find(|c| c.name == check.name);
+        if before.is_some_and(|b| b.healthy != check.healthy) {
+            if check.healthy {
+                tracing::info!(check = %check.name, "healthy again: {}", check.detail);
+            } else {
+                tracing::warn!(check = %check.name, "unhealthy: {}", check.detail);
+            }
+        }
+    }
+    if previous.status != doc.status {
+        tracing::warn!(
+            from = previous.status.as_str(),
+            to = doc.status.as_str(),
+            "status changed"
+        );
+    }
+}
+
+/// The document on stdout: JSON with `--json` (pretty for one run, one line per run when
+/// repeating, so the output is JSON Lines), a short table otherwise.
+fn print(doc: &StatusDocument, ui: &Ui, repeat: bool) {
+    if ui.json {
+        let text = if repeat {
+            serde_json::to_string(doc)
+        } else {
+            serde_json::to_string_pretty(doc)
+        };
+        match text {
+            Ok(text) => println!("{text}"),
+            Err(e) => tracing::error!("cannot render the status document: {e}"),
+        }
+        return;
+    }
+    println!("{} {}", doc.status.as_str(), doc.timestamp);
+    let width = doc.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &doc.checks {
+        println!(
+            "  {:<4}  {:<width$}  {:<8}  {:>6}  {}",
+            if c.healthy { "ok" } else { "FAIL" },
+            c.name,
+            if c.critical { "critical" } else { "" },
+            format!("{}ms", c.latency_ms),
+            c.detail,
+        );
+    }
+}
+
+/// Ctrl-C or SIGTERM (systemd, Kubernetes), whichever comes first.
+pub(crate) struct Shutdown {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    pub(crate) fn new() -> Result<Shutdown> {
+        Ok(Shutdown {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| Error::io("installing the SIGTERM handler", e))?,
+        })
+    }
+
+    pub(crate) async fn wait(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
