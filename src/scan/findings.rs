@@ -350,10 +350,7 @@ fn judge_values(
             .filter(|h| h.within > 0)
             .map(|h| h.detector)
             .collect();
-        evidence.push(
-            "free text may hold names and other data no detector recognises; `lorem` replaces it all"
-                .to_string(),
-        );
+        evidence.push("free text may hold more (names): `lorem` replaces it all".to_string());
         propose::redact(&found)
     } else if from_values && mixed {
         // Emails and phones in one column: no single fake fits both.

@@ -919,10 +919,7 @@ impl JsonTally {
                 path.truncate(len);
             }
             leaf => {
-                // The document root itself is no path worth a rule.
-                if path == "$" {
-                    return;
-                }
+                // A document that is a bare string is tallied at `$`.
                 let Some(entry) = self.entry(path, keys) else {
                     return;
                 };
@@ -1376,7 +1373,9 @@ mod tests {
         j.observe(r#"{"contact": {"email": "a@example.com", "phone": "+33 6 12 34 56 78"}, "plan": "pro", "tags": ["x", "y@example.com"], "n": 3}"#);
         j.observe(r#"{"contact": {"email": "b@example.com"}, "items": [{"name": "Widget"}], "weird key": "c@example.com"}"#);
         j.observe("not json");
-        assert_eq!(j.documents, 2);
+        j.observe(r#""d@example.com""#);
+        assert_eq!(j.documents, 3);
+        assert_eq!(j.paths["$"].tally.whole[Detector::Email.index()], 1);
         assert_eq!(j.invalid, 1);
         let email = &j.paths["$.contact.email"];
         assert_eq!(email.tally.values, 2);
