@@ -421,8 +421,11 @@ pub fn is_phone(s: &str) -> bool {
         return false;
     }
     let separated = groups.len() > 1;
-    // A trailing group of 1-2 digits after a dot reads as an amount (`1 234 567.89`).
     let last_group = groups.last().copied().unwrap_or(0);
+    // Phone numbers are never written ending in a lone digit; ISBNs are (`0-306-40615-2`).
+    if separated && last_group < 2 {
+        return false;
+    }
     if s.starts_with('+') {
         (8..=15).contains(&d) && !digits.starts_with('0')
     } else if let Some(rest) = digits.strip_prefix("00") {
@@ -430,6 +433,7 @@ pub fn is_phone(s: &str) -> bool {
     } else if digits.starts_with('0') {
         (10..=12).contains(&d) || (d == 9 && separated)
     } else {
+        // Without a prefix, a trailing pair after a dot reads as an amount (`1 234 567.89`).
         separated && (9..=11).contains(&d) && last_group >= 3 && groups.len() <= 5
     }
 }
@@ -1056,6 +1060,8 @@ mod tests {
             "06 12 34 56 78",
             "06.12.34.56.78",
             "030 12345678",
+            "030/1234567",
+            "0 800 123 456",
             "(555) 123-4567",
             "555-123-4567",
             "555.123.4567",
@@ -1080,6 +1086,11 @@ mod tests {
             "12/25",
             "000-000-0000",
             "06 12 34 56 78 or later",
+            "0-306-40615-2",
+            "978-3-16-148410-0",
+            "01.02.2024",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "75001",
         ] {
             assert!(!is_phone(bad), "{bad}");
         }
