@@ -106,9 +106,15 @@ pub struct ScanArgs {
     /// Write proposed rules for the findings to FILE (loads as is).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
-    /// Rows sampled per table for value detection.
+    /// Rows sampled per table for value detection (0: judge by column names only).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub sample_rows: usize,
+    /// Report only findings at or above this confidence.
+    #[arg(long, value_enum, default_value_t = crate::scan::Level::Low, value_name = "LEVEL")]
+    pub min_confidence: crate::scan::Level,
+    /// Exit with code 3 when anything is found (for CI); otherwise findings exit 0.
+    #[arg(long)]
+    pub fail_on_findings: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,0 +1,349 @@
+//! `restage scan` against a real PostgreSQL (issue 3): personal data behind innocent column
+//! names, in json documents and in partitions is found; innocent columns are not; the
+//! proposed rules load with `RuleSet::load` and cover every finding; no sampled value ever
+//! appears in the output.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use restage::catalog::QualifiedName;
+use restage::rules::RuleSet;
+
+const CARDS: &str =
+    "'4111111111111111','5555555555554444','378282246310005','6011111111111117','4012888888881881'";
+const IBANS: &str = "'DE89370400440532013000','GB82WEST12345698765432','FR1420041010050500013M02606','NL91ABNA0417164300','ES9121000418450200051332'";
+
+/// Values the output must never contain: each is (part of) a sampled value.
+const SAMPLED: &[&str] = &[
+    "@example.org",
+    "person1@",
+    "4111111111111111",
+    "5555555555554444",
+    "DE89370400440532013000",
+    "GB82WEST",
+    "+49 30",
+    "Camille",
+    "10.1.0.",
+];
+
+fn schema() -> String {
+    format!(
+        "
+CREATE TABLE customers (
+    id bigint PRIMARY KEY,
+    email text UNIQUE,              -- personal by name and by value
+    prenom text,                    -- French first name, by name
+    telefon text,                   -- German phone, by name and by value
+    geburtsdatum date,              -- German birth date, by name (dates are not sampled)
+    notes text,                     -- innocent name, emails inside free text
+    ref text,                       -- innocent name, card numbers
+    c3 text,                        -- innocent name, IBANs
+    data jsonb,                     -- innocent name, $.contact.email inside
+    status text NOT NULL,           -- innocent
+    sku text,                       -- innocent
+    created_at timestamptz NOT NULL DEFAULT now(),  -- innocent
+    emailed_at timestamptz,         -- `email` in the name, but a timestamp
+    tel_count int,                  -- `tel` in the name, but a count
+    order_no text,                  -- 16 digits starting with 4, Luhn-valid by chance 1 in 10
+    tags text[]                     -- innocent array
+);
+INSERT INTO customers (id, email, prenom, telefon, geburtsdatum, notes, ref, c3, data, status,
+                       sku, emailed_at, tel_count, order_no, tags)
+SELECT i,
+       'person' || i || '@example.org',
+       (ARRAY['Camille','Lukas','Lucía','João','Giulia','Daan'])[1 + i % 6],
+       '+49 30 ' || (1000000 + i),
+       date '1970-01-01' + i * 37,
+       CASE WHEN i % 3 = 0 THEN 'asked for a call back, write to note' || i || '@example.org'
+            ELSE 'called, all fine' END,
+       (ARRAY[{CARDS}])[1 + i % 5],
+       (ARRAY[{IBANS}])[1 + i % 5],
+       jsonb_build_object('contact', jsonb_build_object('email', 'json' || i || '@example.org'),
+                          'plan', (ARRAY['free','pro'])[1 + i % 2], 'visits', i),
+       (ARRAY['active','closed','pending'])[1 + i % 3],
+       'SKU-' || lpad(i::text, 5, '0'),
+       now() - i * interval '1 day',
+       i % 4,
+       (4000000000000000 + i * 37)::text,
+       ARRAY['vip', 'newsletter']
+  FROM generate_series(1, 200) i;
+
+-- Ruled: email explicitly, everything else kept by a wildcard; `note` holds emails.
+CREATE TABLE ruled (id int PRIMARY KEY, email text, note text, label text);
+INSERT INTO ruled SELECT i, 'r' || i || '@example.org', 'contact: kept' || i || '@example.org',
+                         'L' || i FROM generate_series(1, 50) i;
+
+-- Partitioned: IP addresses behind an innocent name, reported once on the parent.
+CREATE TABLE events (id int NOT NULL, src inet, payload text) PARTITION BY RANGE (id);
+CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (100);
+CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (100) TO (1000);
+INSERT INTO events SELECT i, ('10.1.' || (i / 250) || '.' || (i % 250))::inet, 'ok'
+  FROM generate_series(0, 299) i;
+
+ANALYZE;
+"
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+fn setup(db: &harness::TestDb) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    std::fs::create_dir(root.join("rules")).expect("rules dir");
+    std::fs::write(
+        root.join("rules/base.yaml"),
+        "tables:\n  public.ruled:\n    email: email\n    \"*\": keep\n",
+    )
+    .expect("rules");
+    let config = root.join("restage.yaml");
+    let url = serde_json::to_string(&db.url()).expect("url");
+    std::fs::write(&config, format!("source:\n  url: {url}\nrules: rules\n")).expect("config");
+    Setup {
+        _dir: dir,
+        root,
+        config,
+    }
+}
+
+fn scan(config: &Path, args: &[&str]) -> Output {
+    Command::new(harness::restage_bin())
+        .arg("-c")
+        .arg(config)
+        .args(["--progress", "never", "scan"])
+        .args(args)
+        .output()
+        .expect("run restage")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_no_sampled_value(what: &str, s: &str) {
+    for v in SAMPLED {
+        assert!(!s.contains(v), "{what} contains sampled value {v:?}:\n{s}");
+    }
+}
+
+#[tokio::test]
+async fn finds_personal_data_and_writes_rules_that_cover_it() {
+    let db = harness::TestDb::create("scan").await;
+    db.execute(&schema()).await;
+    let s = setup(&db);
+    let proposed = s.root.join("proposed.yaml");
+
+    let out = scan(
+        &s.config,
+        &["--json", "--write", proposed.to_str().expect("utf-8 path")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+
+    let got: BTreeSet<(String, String, String)> = findings
+        .iter()
+        .map(|f| {
+            let column = match f["path"].as_str() {
+                Some(p) => format!("{} {p}", f["column"].as_str().unwrap_or("")),
+                None => f["column"].as_str().unwrap_or("").to_string(),
+            };
+            (
+                f["table"].as_str().unwrap_or("").to_string(),
+                column,
+                f["category"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        ("public.customers", "email", "email"),
+        ("public.customers", "prenom", "first_name"),
+        ("public.customers", "telefon", "phone"),
+        ("public.customers", "geburtsdatum", "birth_date"),
+        ("public.customers", "notes", "email"),
+        ("public.customers", "ref", "card_number"),
+        ("public.customers", "c3", "iban"),
+        ("public.customers", "data $.contact.email", "email"),
+        ("public.events", "src", "ip_address"),
+        ("public.ruled", "note", "email"),
+    ]
+    .iter()
+    .map(|(t, c, k)| (t.to_string(), c.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(got, want, "findings:\n{stdout}");
+
+    let find = |column: &str| {
+        findings
+            .iter()
+            .find(|f| f["column"] == column)
+            .unwrap_or_else(|| panic!("no finding for {column}"))
+    };
+    // Innocent names: found by their values alone.
+    assert_eq!(find("notes")["proposed"]["transform"], "regex_replace");
+    assert_eq!(
+        find("notes")["evidence"][0],
+        "66/200 sampled values contain email addresses"
+    );
+    assert_eq!(find("ref")["proposed"], "credit_card");
+    assert_eq!(find("ref")["level"], "high");
+    assert_eq!(find("c3")["proposed"], "iban");
+    assert_eq!(find("data")["proposed"], "email");
+    assert_eq!(find("src")["proposed"], "ipv4");
+    // Names and values together.
+    assert_eq!(
+        find("email")["proposed"],
+        serde_json::json!({"transform": "email", "unique": true})
+    );
+    assert_eq!(find("email")["level"], "high");
+    assert_eq!(
+        find("geburtsdatum")["proposed"],
+        serde_json::json!({"transform": "date_shift", "days": 30})
+    );
+    // A wildcard keep that lets emails through is reported as such.
+    assert_eq!(find("note")["covered_by"], "*: keep");
+    assert!(
+        findings
+            .iter()
+            .filter(|f| f["column"] != "note")
+            .all(|f| f["covered_by"].is_null())
+    );
+
+    // Nothing sampled is ever printed or written.
+    let written = std::fs::read_to_string(&proposed).expect("proposed rules written");
+    assert_no_sampled_value("stdout", &stdout);
+    assert_no_sampled_value("stderr", &stderr);
+    assert_no_sampled_value("proposed rules", &written);
+
+    // The proposed rules load as is, and cover every finding with the proposed transform.
+    let set = RuleSet::load(&proposed, false)
+        .unwrap_or_else(|e| panic!("proposed rules do not load: {e:?}\n{written}"));
+    for f in &findings {
+        let table = QualifiedName::parse(f["table"].as_str().unwrap_or("")).expect("table");
+        let column = f["column"].as_str().unwrap_or("");
+        let rule = set
+            .tables
+            .get(&table)
+            .and_then(|t| t.columns.get(column))
+            .unwrap_or_else(|| panic!("no rule for {table}.{column}:\n{written}"));
+        match f["path"].as_str() {
+            Some(path) => {
+                assert_eq!(rule.spec.transform, "json");
+                let paths = rule.spec.params["paths"].as_mapping().expect("paths");
+                assert!(
+                    paths.contains_key(path),
+                    "{path} not in json rule:\n{written}"
+                );
+            }
+            None => {
+                let want = f["proposed"]
+                    .as_str()
+                    .or_else(|| f["proposed"]["transform"].as_str())
+                    .unwrap_or("");
+                assert_eq!(rule.spec.transform, want, "{column}:\n{written}");
+            }
+        }
+    }
+
+    // Text mode and --fail-on-findings: a table on stdout, exit 3.
+    let out = scan(&s.config, &["--fail-on-findings"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.starts_with("COLUMN"), "{stdout}");
+    assert!(
+        stdout.contains("public.customers.data $.contact.email"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("covered by `*: keep`, but"), "{stdout}");
+    assert_no_sampled_value("text output", &stdout);
+    for innocent in [
+        "status",
+        "sku",
+        "created_at",
+        "emailed_at",
+        "tel_count",
+        "order_no",
+        "tags",
+    ] {
+        assert!(
+            !stdout.contains(&format!("public.customers.{innocent} ")),
+            "{innocent} reported:\n{stdout}"
+        );
+    }
+
+    // With the proposals among the rules, nothing is left to find.
+    std::fs::copy(&proposed, s.root.join("rules/proposed.yaml")).expect("copy proposals");
+    let out = scan(&s.config, &["--json", "--fail-on-findings"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "[]");
+
+    // And scan will not overwrite a rules file it reads.
+    let inside = s.root.join("rules/proposed.yaml");
+    let out = scan(
+        &s.config,
+        &["--write", inside.to_str().expect("utf-8 path")],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is one of the rules files"), "{stderr}");
+}
+
+#[tokio::test]
+async fn big_tables_are_sampled_not_read() {
+    let db = harness::TestDb::create("scan_big").await;
+    db.execute(
+        "CREATE TABLE misc (id int, val text);
+         INSERT INTO misc SELECT i, 'user' || i || '@example.org' FROM generate_series(1, 50000) i;
+         ANALYZE misc;",
+    )
+    .await;
+    let s = setup(&db);
+    let out = scan(&s.config, &["--json", "--sample-rows", "100"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(findings.len(), 1, "{stdout}");
+    let evidence = findings[0]["evidence"][0].as_str().unwrap_or("");
+    // At most --sample-rows values were looked at, out of 50,000.
+    let (seen, total) = evidence
+        .split_once(' ')
+        .and_then(|(counts, _)| counts.split_once('/'))
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .unwrap_or_else(|| panic!("unexpected evidence {evidence:?}"));
+    assert_eq!(seen, total, "{evidence}");
+    assert!(total > 0 && total <= 100, "{evidence}");
+    assert_no_sampled_value("stdout", &stdout);
+
+    // Names only: --sample-rows 0 reads no row.
+    let out = scan(&s.config, &["--json", "--sample-rows", "0"]);
+    let (stdout, _) = text(&out);
+    assert_eq!(stdout.trim(), "[]", "`val` says nothing by its name");
+}
