@@ -190,6 +190,9 @@ pub struct DemoArgs {
     /// Name of the staging database the demo refreshes.
     #[arg(long, default_value = "restage_demo_staging")]
     pub target_db: String,
+    /// Only create the sample production database (for benchmarks and experiments).
+    #[arg(long)]
+    pub generate_only: bool,
 }
 
 impl Cli {

@@ -182,6 +182,9 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
             args.source_db, admin_endpoint.display, counts.users, counts.orders, counts.events
         );
     }
+    if args.generate_only {
+        return Ok(());
+    }
 
     let dir = tempfile::Builder::new()
         .prefix("restage-demo-")

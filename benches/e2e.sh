@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: `restage refresh` against `pg_dump -Fd -j | pg_restore -j` on the same
+# generated database, in one run, and the ratio.
+#
+#   benches/e2e.sh                 # SCALE=50 JOBS=2
+#   SCALE=100 JOBS=4 benches/e2e.sh
+#
+# It builds the release binary, generates the demo's production database at SCALE (1 ≈ 2,000
+# users, 8,000 orders, 40,000 events; the events table is the big one), then times, each into a
+# fresh database on the same local server:
+#   1. restage refresh with keep-only rules (strict: off, no rules);
+#   2. restage refresh with the demo's full rule set (rules/demo.yaml, tsvector recompute);
+#   3. restage refresh with a 10% subset of users (and everything that follows them);
+#   4. pg_dump -Fd -jJOBS into a directory, then createdb + pg_restore -jJOBS.
+# Peak RSS of each restage run comes from /usr/bin/time. Databases it makes are dropped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCALE=${SCALE:-50}
+JOBS=${JOBS:-2}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+PREFIX=restage_bench_$$
+SRC=${PREFIX}_prod
+WORK=$(mktemp -d)
+trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE '"'"'${PREFIX}%'"'"'"); do dropdb --force "$db"; done; rm -rf "$WORK"' EXIT
+
+cargo build --release --quiet
+BIN=target/release/restage
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+
+echo "generating the demo production database at scale $SCALE ..."
+"$BIN" -q demo --generate-only --scale "$SCALE" --source-db "$SRC"
+psql -d "$SRC" -Atqc "VACUUM ANALYZE"
+SIZE=$(psql -d "$SRC" -Atc "SELECT pg_size_pretty(pg_database_size(current_database()))")
+ROWS=$(psql -d "$SRC" -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables")
+echo "source: $SIZE, $ROWS rows"
+
+config() { # $1 = target db, $2 = extra yaml
+    cat > "$WORK/restage.yaml" <<YAML
+source: { url: "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$SRC" }
+target: { url: "host=$PGHOST port=$PGPORT user=$PGUSER dbname=postgres", database: $1, keep: 0 }
+jobs: $JOBS
+secret: benchmark-secret-0123456789
+$2
+YAML
+}
+
+run_restage() { # $1 = label, $2 = target db, $3 = extra yaml
+    config "$2" "$3"
+    local t0 t1
+    t0=$(now)
+    /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" -q --progress never -c "$WORK/restage.yaml" refresh --report "$WORK/$2.json" >/dev/null
+    t1=$(now)
+    local secs rss
+    secs=$(elapsed "$t0" "$t1")
+    rss=$(( $(cat "$WORK/rss") / 1024 ))
+    printf '%-34s %8.1f s   peak RSS %5d MiB\n' "$1" "$secs" "$rss"
+    eval "T_$4=$secs"
+}
+
+mkdir -p "$WORK/empty-rules"
+echo
+run_restage "restage refresh (keep-only)" "${PREFIX}_keep" "strict: off
+rules: $WORK/empty-rules" keep
+run_restage "restage refresh (demo rules)" "${PREFIX}_anon" "rules: $PWD/rules/demo.yaml
+search:
+  tsvector:
+    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }" anon
+run_restage "restage refresh (10% subset, rules)" "${PREFIX}_subset" "rules: $PWD/rules/demo.yaml
+search:
+  tsvector:
+    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }
+sample:
+  tables:
+    public.users: { percent: 10 }" subset
+
+t0=$(now)
+pg_dump -Fd -j "$JOBS" -f "$WORK/dump" "$SRC"
+createdb "${PREFIX}_baseline"
+pg_restore -j "$JOBS" -d "${PREFIX}_baseline" "$WORK/dump"
+t1=$(now)
+T_base=$(elapsed "$t0" "$t1")
+printf '%-34s %8.1f s\n' "pg_dump -Fd -j$JOBS | pg_restore -j$JOBS" "$T_base"
+
+echo
+printf 'ratio keep-only / baseline:   %.2f\n' "$(echo "$T_keep / $T_base" | bc -l)"
+printf 'ratio demo rules / baseline:  %.2f\n' "$(echo "$T_anon / $T_base" | bc -l)"
+printf 'anonymization overhead:       %+.1f%% of the keep-only refresh\n' "$(echo "($T_anon - $T_keep) * 100 / $T_keep" | bc -l)"
+printf 'ratio 10%% subset / full:      %.2f\n' "$(echo "$T_subset / $T_anon" | bc -l)"
+echo
+echo "stage timings of the demo-rules run:"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); [print("  %-22s %7.2f s" % (s["stage"], s["seconds"])) for s in r["stages"]]' "$WORK/${PREFIX}_anon.json"

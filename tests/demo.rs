@@ -1,0 +1,99 @@
+//! `restage demo`, the README's first command, end to end (small scale, own database names).
+
+mod harness;
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("demo databases kept for debugging: {}*", self.0);
+            return;
+        }
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(harness::drop_database_family(&name));
+            }
+        })
+        .join();
+    }
+}
+
+#[test]
+fn demo_refreshes_an_anonymized_staging_database() {
+    let source = harness::unique_name("demo");
+    let target = format!("{source}_stg");
+    let _cleanup = Cleanup(source.clone());
+    let out = std::process::Command::new(harness::restage_bin())
+        .args([
+            "--progress",
+            "never",
+            "demo",
+            "--scale",
+            "0.2",
+            "--source-db",
+            &source,
+            "--target-db",
+            &target,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("is live"), "{stdout}");
+    assert!(stdout.contains("verification: passed=true"), "{stdout}");
+    assert!(
+        stdout.contains("production:") && stdout.contains("staging:"),
+        "{stdout}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let prod = harness::connect(&harness::url_for(&source)).await;
+        let stg = harness::connect(&harness::url_for(&target)).await;
+        let count = |sql: &'static str| {
+            let prod = &prod;
+            let stg = &stg;
+            async move {
+                let a: i64 = prod.query_one(sql, &[]).await.unwrap().get(0);
+                let b: i64 = stg.query_one(sql, &[]).await.unwrap().get(0);
+                (a, b)
+            }
+        };
+        let (a, b) = count("SELECT count(*) FROM users").await;
+        assert_eq!(a, b);
+        // No original email, SSN or name survives in the ruled columns.
+        let emails: Vec<String> = prod
+            .query("SELECT email FROM users", &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        let leaked: i64 = stg
+            .query_one("SELECT count(*) FROM users WHERE email = ANY($1)", &[&emails])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(leaked, 0);
+        // Joins on pseudonymized emails still join.
+        let joined: i64 = stg
+            .query_one(
+                "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email AND u.id = o.user_id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let (orders, _) = count("SELECT count(*) FROM orders").await;
+        assert_eq!(joined, orders, "every order's customer_email matches its user's fake email");
+    });
+}
