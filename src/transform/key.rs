@@ -54,6 +54,15 @@ impl Domain {
         mac.update(value);
         mac.finalize().into_bytes().into()
     }
+
+    /// The seed for `value` under a counter (`unique` retries): the counter is a fixed-width
+    /// prefix, so (counter, value) pairs never alias each other.
+    pub fn seed_with_counter(&self, counter: u32, value: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(&counter.to_be_bytes());
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 #[cfg(test)]
