@@ -13,7 +13,7 @@ use fake::faker::company::raw::CompanyName;
 use fake::faker::impls::address::CityNameGenFn;
 use fake::faker::lorem::raw::Word;
 use fake::faker::name::raw::{FirstName, LastName, Name};
-use fake::locales::{Data, EN, FR_FR, JA_JP, PT_BR};
+use fake::locales::{DE_DE, Data, EN, FR_FR, JA_JP, PT_BR};
 
 use super::locale::{self, Locale, with_locale};
 use super::locale_es::Es;
@@ -133,6 +133,9 @@ impl Generate for FakeText {
             }
             Kind::StreetAddress => street_address(self.locale, draw, attempt, out),
             Kind::City => match self.locale {
+                Locale::Fr => out.push_str(draw.pick_str(locale::FR_CITIES)),
+                Locale::De => out.push_str(draw.pick_str(locale::DE_CITIES)),
+                Locale::PtBr => out.push_str(draw.pick_str(locale::PT_BR_CITIES)),
                 Locale::Ja => out.push_str(draw.pick_str(locale::JA_CITIES)),
                 other => with_locale!(other, l => out.push_str(&city(l, draw))),
             },
@@ -142,10 +145,34 @@ impl Generate for FakeText {
             }
             Kind::Country => match self.locale {
                 Locale::De => out.push_str(draw.pick_str(locale::DE_COUNTRIES)),
+                Locale::PtBr => out.push_str(draw.pick_str(locale::PT_BR_COUNTRIES)),
                 Locale::Ja => out.push_str(draw.pick_str(locale::JA_COUNTRIES)),
                 other => with_locale!(other, l => out.push_str(country(l, draw))),
             },
-            Kind::Company => with_locale!(self.locale, l => out.push_str(&company(l, draw))),
+            Kind::Company => match self.locale {
+                Locale::Fr => company_from(
+                    FR_FR,
+                    locale::FR_COMPANY_TPLS,
+                    locale::FR_COMPANY_SUFFIXES,
+                    draw,
+                    out,
+                ),
+                Locale::De => company_from(
+                    DE_DE,
+                    locale::DE_COMPANY_TPLS,
+                    DE_DE::COMPANY_SUFFIX,
+                    draw,
+                    out,
+                ),
+                Locale::PtBr => company_from(
+                    PT_BR,
+                    locale::PT_BR_COMPANY_TPLS,
+                    PT_BR::COMPANY_SUFFIX,
+                    draw,
+                    out,
+                ),
+                other => with_locale!(other, l => out.push_str(&company(l, draw))),
+            },
             Kind::Lorem => {
                 let n = self
                     .words
@@ -179,6 +206,26 @@ fn country<L: Data + Copy>(l: L, draw: &mut Draw) -> &'static str {
 
 fn company<L: Data + Copy>(l: L, draw: &mut Draw) -> String {
     CompanyName(l).fake_with_rng::<String, _>(draw.rng())
+}
+
+/// A company name from our templates, with the locale's last names.
+fn company_from<L: Data + Copy>(
+    l: L,
+    templates: &[&'static str],
+    suffixes: &[&'static str],
+    draw: &mut Draw,
+    out: &mut String,
+) {
+    let template = draw.pick_str(templates);
+    let first = last_name(l, draw);
+    let second = last_name(l, draw);
+    let suffix = draw.pick_str(suffixes);
+    out.push_str(
+        &template
+            .replace("{1}", first)
+            .replace("{2}", second)
+            .replace("{S}", suffix),
+    );
 }
 
 fn street_name<L: Data + Copy>(l: L, draw: &mut Draw) -> String {
@@ -234,7 +281,9 @@ fn street_address(locale: Locale, draw: &mut Draw, attempt: u32, out: &mut Strin
             let _ = write!(out, "{n}, {}", street_name(FR_FR, draw));
         }
         Locale::De => {
-            let street = street_name(fake::locales::DE_DE, draw);
+            // German streets are one word: "Schröderstraße", "Kuhnallee".
+            let mut street = last_name(DE_DE, draw).to_string();
+            street.push_str(draw.pick_str(DE_DE::ADDRESS_STREET_SUFFIX));
             let n = house_number(draw, attempt, 199);
             let _ = write!(out, "{street} {n}");
         }
@@ -274,7 +323,7 @@ fn postcode_formats(locale: Locale) -> &'static [&'static str] {
     match locale {
         Locale::En => EN::ADDRESS_POSTCODE_FORMATS,
         Locale::Fr => FR_FR::ADDRESS_POSTCODE_FORMATS,
-        Locale::De => fake::locales::DE_DE::ADDRESS_ZIP_FORMATS,
+        Locale::De => DE_DE::ADDRESS_ZIP_FORMATS,
         Locale::Es => Es::ADDRESS_POSTCODE_FORMATS,
         Locale::PtBr => PT_BR::ADDRESS_POSTCODE_FORMATS,
         Locale::Ja => locale::JA_POSTCODES,

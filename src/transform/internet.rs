@@ -128,17 +128,18 @@ fn push_names<L: fake::locales::Data + Copy>(
     push_ascii_folded(last_name(l, draw), last);
 }
 
-/// The number that widens the space: up to 4 digits naturally, up to 5, 6... on `unique`
-/// retries (capped at 12).
-fn number(draw: &mut Draw, attempt: u32) -> u64 {
-    let digits = (4 + attempt).min(12);
-    draw.below(10u64.pow(digits))
+/// The number that widens the space: up to `digits` digits naturally, one more per `unique`
+/// retry (capped at 12).
+fn number(draw: &mut Draw, digits: u32, attempt: u32) -> u64 {
+    draw.below(10u64.pow((digits + attempt).min(12)))
 }
 
-/// A local part: one of a few usual shapes of name plus number.
+/// A local part: one of a few usual shapes of name plus number. The shape with only an
+/// initial has far fewer names, so it gets a longer number: every shape then has about the
+/// same room, and clashes stay rare (a few per million values with English names).
 fn push_handle(draw: &mut Draw, attempt: u32, first: &str, last: &str, out: &mut String) {
     let shape = draw.below(4);
-    let n = number(draw, attempt);
+    let n = number(draw, if shape == 3 { 6 } else { 5 }, attempt);
     match shape {
         0 => {
             let _ = write!(out, "{first}.{last}{n}");

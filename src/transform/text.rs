@@ -52,7 +52,11 @@ impl Transform for TrimPadding {
 /// `ß` → `ss`, `æ` → `ae`; anything else left out), for email local parts and usernames.
 pub(crate) fn push_ascii_folded(name: &str, out: &mut String) {
     for c in name.chars() {
-        let c = c.to_lowercase().next().unwrap_or(c);
+        let c = if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        };
         match c {
             'a'..='z' | '0'..='9' => out.push(c),
             'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => out.push('a'),
