@@ -132,8 +132,17 @@ impl Generate for Noise {
             }
             Shape::Money => {
                 let decimal = Decimal::read_money(value).ok_or_else(not_a_number)?;
-                // money: ±92233720368547758.07, two decimals.
-                decimal.noised(ppm).rescaled(2).write(Some(17), out);
+                // money is a count of cents in 64 bits, printed with two decimals.
+                let cents = match decimal.noised(ppm).rescaled(2) {
+                    Decimal::Exact { mantissa, .. } => mantissa,
+                    Decimal::Float(f) => (f * 100.0).round() as i128,
+                };
+                let cents = cents.clamp(i64::MIN.into(), i64::MAX.into());
+                Decimal::Exact {
+                    mantissa: cents,
+                    scale: 2,
+                }
+                .write(None, out);
             }
         }
         Ok(())
