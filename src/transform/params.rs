@@ -252,11 +252,11 @@ impl<'a> Binder<'a> {
         let mut retry_identity = identity.as_bytes().to_vec();
         retry_identity.extend_from_slice(b"\nunique-retry");
         let unique = if unique_capable {
-            // Outputs cut to different lengths are different sets of strings: one slot per
-            // (identity, limit).
-            let mut slot_key = identity.as_bytes().to_vec();
-            slot_key.extend_from_slice(format!("\nmax_len={:?}", self.max_len()).as_bytes());
-            let slot = self.catalogue.registry.slot(&slot_key);
+            // One slot per identity, whatever the columns' length limits: the set holds final
+            // outputs, so a value cut short in a varchar(20) and the same value whole in a text
+            // column are simply two strings the same input holds; and users.email (varchar) and
+            // orders.email (text) then resolve clashes the same way.
+            let slot = self.catalogue.registry.slot(identity.as_bytes());
             if self.unique()? {
                 slot.activate();
             }

@@ -514,3 +514,144 @@ mod fuzz {
         }
     }
 }
+
+/// The secret of the examples in `docs/rules.md`.
+const DOC_SECRET: &str = "documented-example-secret";
+
+/// The examples of `docs/rules.md`: (rule, column type, input; None for NULL).
+#[rustfmt::skip]
+fn doc_examples() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
+    vec![
+        ("keep", "text", Some("kept as is")),
+        ("set_null", "text", Some("anything")),
+        ("{ transform: constant, value: disabled }", "text", Some("$2b$12$Kix9")),
+        ("{ transform: constant, value: disabled }", "text", None),
+        ("hash", "text", Some("123-45-6789")),
+        ("{ transform: hash, length: 12 }", "text", Some("123-45-6789")),
+        ("{ transform: hash, length: 12 }", "bytea", Some("\\x00ff")),
+        ("first_name", "text", Some("Jane")),
+        ("{ transform: first_name, locale: es }", "text", Some("Jane")),
+        ("last_name", "text", Some("Doe")),
+        ("name", "text", Some("Jane Doe")),
+        ("{ transform: name, locale: fr }", "text", Some("Jane Doe")),
+        ("{ transform: name, locale: de }", "text", Some("Jane Doe")),
+        ("{ transform: name, locale: es }", "text", Some("Jane Doe")),
+        ("{ transform: name, locale: pt_br }", "text", Some("Jane Doe")),
+        ("{ transform: name, locale: ja }", "text", Some("Jane Doe")),
+        ("email", "text", Some("jane.doe@corp.com")),
+        ("{ transform: email, unique: true }", "text", Some("jane.doe@corp.com")),
+        ("{ transform: email, domain: staging.test }", "text", Some("jane.doe@corp.com")),
+        ("{ transform: email, locale: ja }", "text", Some("jane.doe@corp.com")),
+        ("email", "character varying(20)", Some("jane.doe@corp.com")),
+        ("username", "text", Some("jdoe")),
+        ("phone", "text", Some("+1 555 0100")),
+        ("{ transform: phone, locale: fr }", "text", Some("+1 555 0100")),
+        ("{ transform: phone, locale: de }", "text", Some("+1 555 0100")),
+        ("street_address", "text", Some("1 Main Street")),
+        ("{ transform: street_address, locale: fr }", "text", Some("1 Main Street")),
+        ("{ transform: street_address, locale: ja }", "text", Some("1 Main Street")),
+        ("city", "text", Some("Springfield")),
+        ("{ transform: city, locale: es }", "text", Some("Springfield")),
+        ("postcode", "text", Some("12345")),
+        ("{ transform: postcode, locale: pt_br }", "text", Some("12345")),
+        ("country", "text", Some("France")),
+        ("{ transform: country, locale: de }", "text", Some("France")),
+        ("company", "text", Some("Acme Inc")),
+        ("{ transform: company, locale: fr }", "text", Some("Acme Inc")),
+        ("iban", "text", Some("GB82WEST12345698765432")),
+        ("{ transform: iban, locale: de }", "text", Some("GB82WEST12345698765432")),
+        ("credit_card", "text", Some("4111111111111111")),
+        ("ipv4", "inet", Some("192.168.1.20")),
+        ("ipv4", "inet", Some("10.1.2.3/8")),
+        ("ipv4", "cidr", Some("10.20.0.0/16")),
+        ("ipv6", "inet", Some("fe80::1")),
+        ("uuid", "uuid", Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+        ("lorem", "text", Some("a private note")),
+        ("{ transform: lorem, words: 6 }", "text", Some("a private note")),
+        ("{ transform: choice, values: [bronze, silver, gold] }", "text", Some("platinum")),
+        ("{ transform: mask, keep_last: 4 }", "text", Some("4111-1111-1111-1111")),
+        ("{ transform: mask, keep_first: 1, char: x }", "text", Some("jane@corp.com")),
+        ("{ transform: date_shift, days: 30 }", "date", Some("1980-05-17")),
+        ("{ transform: date_shift, days: 30 }", "timestamptz", Some("2024-01-31 12:00:00+00")),
+        ("{ transform: date_shift, days: 30 }", "date", Some("infinity")),
+        ("{ transform: noise, percent: 10 }", "integer", Some("52000")),
+        ("{ transform: noise, percent: 10 }", "numeric(10,2)", Some("1234.50")),
+        ("{ transform: noise, percent: 10 }", "double precision", Some("0.125")),
+        (r"{ transform: regex_replace, pattern: '\d{3}-\d{2}-(\d{4})', with: 'XXX-XX-$1' }", "text", Some("SSN 123-45-6789, call back")),
+        (r#"{ transform: json, paths: { "$.email": email, "$.phones[*]": phone } }"#, "jsonb", Some(r#"{"email": "jane@corp.com", "phones": ["555-0100"], "plan": "pro"}"#)),
+        ("first_name", "text[]", Some(r#"{Ann,NULL,"Mary Ann"}"#)),
+        ("{ transform: mask, keep_first: 1 }", "character(6)", Some("Smith ")),
+    ]
+}
+
+/// A column type from its name, for the documentation examples.
+fn doc_type(name: &str) -> ColumnType {
+    let array = name.ends_with("[]");
+    let base = name.trim_end_matches("[]");
+    let kind = match base {
+        "text" => TypeKind::Text,
+        t if t.starts_with("character") => TypeKind::Text,
+        "integer" => TypeKind::Int,
+        "double precision" => TypeKind::Float,
+        t if t.starts_with("numeric") => TypeKind::Numeric,
+        "date" => TypeKind::Date,
+        "timestamptz" => TypeKind::TimestampTz,
+        "jsonb" => TypeKind::Jsonb,
+        "uuid" => TypeKind::Uuid,
+        "inet" => TypeKind::Inet,
+        "cidr" => TypeKind::Cidr,
+        "bytea" => TypeKind::Bytea,
+        other => panic!("no kind for {other}"),
+    };
+    let is_text = kind == TypeKind::Text;
+    let mut ty = ColumnType::simple(name, kind);
+    ty.array = array;
+    ty.max_len = base
+        .split_once('(')
+        .filter(|_| is_text)
+        .and_then(|(_, n)| n.trim_end_matches(')').parse().ok());
+    ty
+}
+
+/// The table row of one example, as `docs/rules.md` shows it.
+fn doc_row(rule: &str, type_name: &str, input: Option<&str>) -> String {
+    let ty = doc_type(type_name);
+    let cat = catalogue(DOC_SECRET);
+    let t = cat
+        .bind(&spec(rule), &col(&ty))
+        .unwrap_or_else(|e| panic!("{rule}: {e}"));
+    let output = match input {
+        Some(v) => apply(&*t, v),
+        None => apply_null(&*t),
+    };
+    let show = |v: Option<&str>| v.map_or("NULL".to_string(), |v| format!("`{v}`"));
+    format!(
+        "| `{rule}` | {type_name} | {} | {} |",
+        show(input),
+        show(output.as_deref())
+    )
+}
+
+/// Every example in the documentation is what the code gives. To refresh after a deliberate
+/// change: `cargo test --lib transform::tests::print_doc_examples -- --ignored --nocapture`.
+#[test]
+fn doc_examples_are_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md");
+    let docs = std::fs::read_to_string(path).expect("docs/rules.md");
+    assert!(
+        docs.contains(DOC_SECRET),
+        "the docs name the example secret"
+    );
+    for (rule, type_name, input) in doc_examples() {
+        let row = doc_row(rule, type_name, input);
+        assert!(docs.contains(&row), "docs/rules.md lacks the row:\n{row}");
+    }
+}
+
+#[test]
+#[ignore]
+fn print_doc_examples() {
+    for (rule, type_name, input) in doc_examples() {
+        println!("{}", doc_row(rule, type_name, input));
+    }
+}

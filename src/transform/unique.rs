@@ -3,8 +3,8 @@
 //! not clash.
 //!
 //! How: generators have a large natural output space (emails carry a number, hashes are
-//! long), so clashes are rare. Every seeded transform bound with a given identity (name,
-//! canonical parameters, column length limit) shares one [`UniqueSet`]; once any rule with
+//! long), so clashes are rare. Every seeded transform bound with a given identity (name and
+//! canonical parameters) shares one [`UniqueSet`]; once any rule with
 //! that identity says `unique: true`, every column with that identity claims its outputs in
 //! it. A claim maps a 64-bit digest of the output to a 128-bit tag of the input (taken from
 //! the value's keyed seed). When a different input already holds the output, the seeded
