@@ -101,10 +101,9 @@ fn read(value: &str) -> Option<Written<'_>> {
         return None;
     }
     let rest = &rest[8..];
-    let fraction_len = if rest.starts_with('.') {
-        1 + rest[1..].bytes().take_while(u8::is_ascii_digit).count()
-    } else {
-        0
+    let fraction_len = match rest.strip_prefix('.') {
+        Some(digits) => 1 + digits.bytes().take_while(u8::is_ascii_digit).count(),
+        None => 0,
     };
     let (fraction, zone) = rest.split_at(fraction_len);
     if !is_zone(zone) {

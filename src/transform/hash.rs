@@ -2,11 +2,11 @@
 //! digits (1–64, default 64). On `bytea` columns the output is a bytea literal (`\x` and an
 //! even number of hex digits).
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use super::params::{Binder, Identity};
 use super::seeded::{Draw, Generate, Seeded};
+use super::text::push_hex;
 use super::{BindError, Transform, TransformError, is_text_like};
 use crate::catalog::TypeKind;
 
@@ -52,11 +52,15 @@ impl Generate for Hash {
         if self.bytea {
             out.push_str("\\x");
         }
-        let mut hex = String::with_capacity(64);
-        for byte in draw.seed() {
-            let _ = write!(hex, "{byte:02x}");
+        let length = self.length.min(64);
+        // Whole bytes first, then the high digit of the next one for an odd length.
+        let seed = draw.seed();
+        push_hex(&seed[..length / 2], out);
+        if length % 2 == 1 {
+            let mut last = String::with_capacity(2);
+            push_hex(&seed[length / 2..length / 2 + 1], &mut last);
+            out.push_str(&last[..1]);
         }
-        out.push_str(&hex[..self.length.min(64)]);
         Ok(())
     }
 

@@ -62,7 +62,7 @@ impl Draw {
 
     /// One of `items` (not empty).
     pub fn pick_str(&mut self, items: &[&'static str]) -> &'static str {
-        *self.pick(items)
+        items[self.below(items.len() as u64) as usize]
     }
 
     /// Replaces `#` with a digit and `^` with a non-zero digit; other characters are copied.

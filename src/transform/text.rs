@@ -85,6 +85,16 @@ pub(crate) fn push_ascii_folded(name: &str, out: &mut String) {
     }
 }
 
+/// Appends `bytes` in lower-case hex (a table lookup: `write!` per byte is the slowest part
+/// of `hash` otherwise).
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+}
+
 /// Checks that `text` is a value PostgreSQL accepts for a column of `ty`'s element kind, as
 /// far as that can be known without a server. Returns a message for a BadParam.
 pub(crate) fn check_literal(ty: &ColumnType, text: &str) -> Result<(), String> {
@@ -184,6 +194,13 @@ mod tests {
             out.push('|');
         }
         assert_eq!(out, "angel|mullerludenscheidt|oconnor|strauss|aesa||");
+    }
+
+    #[test]
+    fn hex() {
+        let mut out = String::new();
+        push_hex(&[0x00, 0x0f, 0xa5, 0xff], &mut out);
+        assert_eq!(out, "000fa5ff");
     }
 
     #[test]

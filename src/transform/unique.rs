@@ -86,11 +86,14 @@ impl Registry {
 
 const ENTRY_BYTES: u64 = (size_of::<u64>() + size_of::<[u64; 2]>()) as u64;
 
-/// Outputs claimed under one identity: output digest → input tag.
+/// One shard of a set: output digest → input tag.
+type Shard = Mutex<HashMap<u64, [u64; 2], BuildHasherDefault<PassThrough>>>;
+
+/// Outputs claimed under one identity.
 pub struct UniqueSet {
     active: AtomicBool,
     resolved: AtomicU64,
-    shards: Box<[Mutex<HashMap<u64, [u64; 2], BuildHasherDefault<PassThrough>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl fmt::Debug for UniqueSet {

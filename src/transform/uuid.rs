@@ -1,11 +1,11 @@
 //! `uuid`: a version-4-shaped UUID made of the value's seed, on `uuid` and text columns. 122
 //! drawn bits: distinct inputs practically never clash, and `unique` makes sure.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use super::params::{Binder, Identity};
 use super::seeded::{Draw, Generate, Seeded};
+use super::text::push_hex;
 use super::{BindError, Transform, TransformError};
 use crate::catalog::TypeKind;
 
@@ -40,7 +40,7 @@ impl Generate for Uuid {
             if matches!(i, 4 | 6 | 8 | 10) {
                 out.push('-');
             }
-            let _ = write!(out, "{byte:02x}");
+            push_hex(&[*byte], out);
         }
         Ok(())
     }
