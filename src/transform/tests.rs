@@ -292,6 +292,46 @@ fn text_transforms_apply_element_by_element_to_arrays() {
 }
 
 #[test]
+fn every_transform_works_inside_json_as_on_a_column() {
+    let cat = catalogue(SECRET);
+    let jsonb = ty("jsonb", TypeKind::Jsonb);
+    for (rule, column, input) in representatives() {
+        let name = spec(rule).transform;
+        if name == "json" || name == "keep" {
+            continue;
+        }
+        let scalar = cat.bind(&spec(rule), &col(&column)).unwrap();
+        let nested_rule = format!(r#"{{ transform: json, paths: {{ "$.v": {rule} }} }}"#);
+        let nested = cat
+            .bind(&spec(&nested_rule), &col(&jsonb))
+            .unwrap_or_else(|e| panic!("{nested_rule}: {e}"));
+        // Numbers travel as JSON numbers, everything else as strings.
+        let is_number = name == "noise";
+        let mut value = String::new();
+        if is_number {
+            value.push_str(input);
+        } else {
+            json::write_json(&json::Json::String(input.to_string()), &mut value);
+        }
+        let doc = format!(r#"{{"v":{value},"other":[1,"x"]}}"#);
+        let expected = match apply(&*scalar, input) {
+            None => "null".to_string(),
+            Some(v) if is_number => v,
+            Some(v) => {
+                let mut s = String::new();
+                json::write_json(&json::Json::String(v), &mut s);
+                s
+            }
+        };
+        assert_eq!(
+            apply(&*nested, &doc).unwrap(),
+            format!(r#"{{"v":{expected},"other":[1,"x"]}}"#),
+            "{rule}"
+        );
+    }
+}
+
+#[test]
 fn unknown_transforms() {
     assert_eq!(
         bind_err(&RuleSpec::named("emial"), &text_col()),
