@@ -5,8 +5,7 @@
 //! Here rather than in the unit tests because it is the slowest test of the catalogue (our
 //! crate builds at opt-level 0 in the test profile). Values are transformed from rayon
 //! workers, as the pipeline does, so the registry is exercised concurrently. Measured on a
-//! 2-core machine shared with other builds (load 6): 6.6 s of CPU, 8 to 10 s of wall time; on
-//! an idle one, about 4 s.
+//! 2-core machine shared with other builds: 4 s at load 2, 8 to 10 s at load 6 (6.6 s of CPU).
 
 use std::collections::HashSet;
 use std::fmt::Write;

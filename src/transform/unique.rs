@@ -19,8 +19,8 @@
 //!   values keep working between unique and non-unique columns with the same rule;
 //! - the only order dependence: of two inputs with the same natural output, the one the run
 //!   sees first keeps it, and the other gets a re-derived one;
-//! - memory: about 25 bytes per entry in hash tables at 44–87% load, so 30–60 bytes per
-//!   distinct value.
+//! - memory: 25 bytes per bucket (entry and control byte) in hash tables 44–87% full, so
+//!   30–60 bytes per distinct value.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,8 +76,10 @@ impl Registry {
             for shard in set.shards.iter() {
                 let shard = lock(shard);
                 stats.values += shard.len() as u64;
-                // hashbrown: one control byte per bucket besides the entry.
-                stats.bytes += (shard.capacity() as u64) * (ENTRY_BYTES + 1);
+                // hashbrown keeps 1/8 of its buckets free (capacity is 7/8 of them), and has
+                // one control byte per bucket besides the entry.
+                let buckets = (shard.capacity() as u64).div_ceil(7) * 8;
+                stats.bytes += buckets * (ENTRY_BYTES + 1);
             }
         }
         stats
