@@ -11,9 +11,36 @@
 //!
 //! Determinism: every output is a function of (secret, transform name, its parameters, input
 //! value). All randomness comes from [`key`], which derives a seed from those with
-//! HMAC-SHA256; nothing reads the clock or the OS random source.
+//! HMAC-SHA256; nothing reads the clock or the OS random source. The one exception is
+//! documented in [`unique`]: when two inputs of a `unique: true` rule would get the same
+//! output, which one keeps it depends on which the run saw first.
+//!
+//! This file holds the trait, the rule spec, the errors and the dispatch by name; each family
+//! of transforms lives in its own file, and [`params`] holds what binding them shares.
 
+pub mod array;
+mod basic;
+mod date;
+mod fake_text;
+mod finance;
+mod hash;
+mod internet;
+pub mod json;
 pub mod key;
+pub mod locale;
+mod locale_es;
+mod mask;
+mod network;
+mod number;
+mod params;
+mod regex_replace;
+mod seeded;
+mod text;
+pub mod unique;
+mod uuid;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +48,13 @@ use std::sync::Arc;
 
 use crate::catalog::{ColumnType, TypeKind};
 use crate::secret::Secret;
+
+pub use basic::{Keep, SetNull};
+pub use finance::{iban_is_valid, luhn_is_valid};
+pub use locale::{LOCALES, Locale};
+pub use unique::UniqueStats;
+
+use params::Binder;
 
 /// What an instance produced for one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +70,12 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TransformError(pub String);
+
+impl TransformError {
+    pub(crate) fn new(message: impl Into<String>) -> TransformError {
+        TransformError(message.into())
+    }
+}
 
 /// A transform bound to one column.
 pub trait Transform: Send + Sync + fmt::Debug {
@@ -68,6 +108,12 @@ impl RuleSpec {
             transform: transform.to_string(),
             params: BTreeMap::new(),
         }
+    }
+
+    /// Adds a parameter (for building specs in code and tests).
+    pub fn with(mut self, param: &str, value: impl Into<serde_yaml::Value>) -> RuleSpec {
+        self.params.insert(param.to_string(), value.into());
+        self
     }
 
     /// Reads a spec from YAML: a string (the transform's name) or a mapping with `transform`.
@@ -181,21 +227,65 @@ pub struct ColumnInfo<'a> {
 pub struct Catalogue {
     key: Arc<key::Key>,
     default_locale: String,
+    registry: Arc<unique::Registry>,
 }
 
 /// Every transform name, for did-you-mean and documentation checks.
-pub const NAMES: &[&str] = &["keep", "set_null"];
+pub const NAMES: &[&str] = &[
+    "keep",
+    "set_null",
+    "constant",
+    "hash",
+    "first_name",
+    "last_name",
+    "name",
+    "email",
+    "username",
+    "phone",
+    "street_address",
+    "city",
+    "postcode",
+    "country",
+    "company",
+    "iban",
+    "credit_card",
+    "ipv4",
+    "ipv6",
+    "uuid",
+    "lorem",
+    "choice",
+    "mask",
+    "date_shift",
+    "noise",
+    "regex_replace",
+    "json",
+];
 
 impl Catalogue {
+    /// A catalogue for one run. `default_locale` is used by rules without `locale`; an
+    /// unsupported one is reported when a rule that needs it is bound (see
+    /// [`Catalogue::check_locale`] to validate it up front).
     pub fn new(secret: &Secret, default_locale: &str) -> Catalogue {
         Catalogue {
             key: Arc::new(key::Key::new(secret.expose().as_bytes())),
             default_locale: default_locale.to_string(),
+            registry: Arc::new(unique::Registry::default()),
         }
     }
 
     pub fn default_locale(&self) -> &str {
         &self.default_locale
+    }
+
+    /// Checks a locale name (for validating the config's `locale:`); the error lists the
+    /// supported ones.
+    pub fn check_locale(name: &str) -> Result<Locale, String> {
+        Locale::parse(name).ok_or_else(|| locale::unsupported_message(name))
+    }
+
+    /// How much the `unique: true` registry holds so far (for the report).
+    pub fn unique_stats(&self) -> UniqueStats {
+        self.registry.stats()
     }
 
     /// Binds `spec` to a column: checks the transform exists, its parameters, and that it fits
@@ -205,65 +295,45 @@ impl Catalogue {
         spec: &RuleSpec,
         column: &ColumnInfo<'_>,
     ) -> Result<Arc<dyn Transform>, BindError> {
+        let b = Binder::new(self, spec, column);
+        // Whole-value transforms: they never look inside an array, so they are not wrapped.
         match spec.transform.as_str() {
-            "keep" => {
-                no_params(spec)?;
-                Ok(Arc::new(Keep))
-            }
-            "set_null" => {
-                no_params(spec)?;
-                if column.not_null {
-                    return Err(BindError::Invalid(
-                        "`set_null` on a NOT NULL column: the load would fail; use `constant` or another transform".into(),
-                    ));
-                }
-                Ok(Arc::new(SetNull))
-            }
-            other => Err(BindError::UnknownTransform {
-                name: other.to_string(),
-                suggestion: crate::yaml::did_you_mean(other, NAMES).map(str::to_string),
-            }),
+            "keep" => return basic::bind_keep(&b),
+            "set_null" => return basic::bind_set_null(&b),
+            "constant" => return basic::bind_constant(&b),
+            _ => {}
         }
-    }
-}
-
-fn no_params(spec: &RuleSpec) -> Result<(), BindError> {
-    match spec.params.keys().next() {
-        Some(param) => Err(BindError::UnknownParam {
-            transform: spec.transform.clone(),
-            param: param.clone(),
-            expected: vec![],
-        }),
-        None => Ok(()),
-    }
-}
-
-/// `keep`: the value is copied as is (and never decoded).
-#[derive(Debug)]
-pub struct Keep;
-
-impl Transform for Keep {
-    fn apply(&self, value: &str, out: &mut String) -> Result<Output, TransformError> {
-        out.push_str(value);
-        Ok(Output::Value)
-    }
-
-    fn apply_null(&self, _out: &mut String) -> Result<Output, TransformError> {
-        Ok(Output::Null)
-    }
-
-    fn is_keep(&self) -> bool {
-        true
-    }
-}
-
-/// `set_null`: every value becomes NULL.
-#[derive(Debug)]
-pub struct SetNull;
-
-impl Transform for SetNull {
-    fn apply(&self, _value: &str, _out: &mut String) -> Result<Output, TransformError> {
-        Ok(Output::Null)
+        let scalar: Arc<dyn Transform> = match spec.transform.as_str() {
+            "hash" => hash::bind(&b)?,
+            "first_name" | "last_name" | "name" | "phone" | "street_address" | "city"
+            | "postcode" | "country" | "company" | "lorem" => fake_text::bind(&b)?,
+            "email" | "username" => internet::bind(&b)?,
+            "iban" | "credit_card" => finance::bind(&b)?,
+            "ipv4" | "ipv6" => network::bind(&b)?,
+            "uuid" => uuid::bind(&b)?,
+            "choice" => basic::bind_choice(&b)?,
+            "mask" => mask::bind(&b)?,
+            "date_shift" => date::bind(&b)?,
+            "noise" => number::bind(&b)?,
+            "regex_replace" => regex_replace::bind(&b)?,
+            "json" => json::bind(&b)?,
+            other => {
+                return Err(BindError::UnknownTransform {
+                    name: other.to_string(),
+                    suggestion: crate::yaml::did_you_mean(other, NAMES).map(str::to_string),
+                });
+            }
+        };
+        let scalar = if text::is_blank_padded(column.ty) {
+            Arc::new(text::TrimPadding::new(scalar)) as Arc<dyn Transform>
+        } else {
+            scalar
+        };
+        Ok(if column.ty.array {
+            Arc::new(array::ElementWise::new(scalar))
+        } else {
+            scalar
+        })
     }
 }
 
