@@ -223,7 +223,6 @@ pub struct ColumnInfo<'a> {
 /// Binds rules to columns for one run: holds the key and the state shared between the
 /// instances of one run (the registry behind `unique: true`).
 #[derive(Debug)]
-#[allow(dead_code)] // `key` is used by the full catalogue (transform branch).
 pub struct Catalogue {
     key: Arc<key::Key>,
     default_locale: String,
