@@ -410,6 +410,10 @@ pub fn session_config(endpoint: &PgEndpoint, role: Role) -> tokio_postgres::Conf
     }
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
+    // Fixed output and input formats on both sides, so values travel as text exactly (and
+    // transforms that parse dates, intervals or money see one format): ISO dates, UTC,
+    // C money, floats that round-trip.
+    const FORMATS: &str = "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c TimeZone=UTC -c lc_monetary=C -c extra_float_digits=3";
     let user_options = config.get_options().unwrap_or("").to_string();
     let ours = match role {
         Role::Source => {
@@ -419,7 +423,7 @@ pub fn session_config(endpoint: &PgEndpoint, role: Role) -> tokio_postgres::Conf
             "-c synchronous_commit=off -c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
         }
     };
-    config.options(format!("{user_options} {ours}").trim());
+    config.options(format!("{user_options} {FORMATS} {ours}").trim());
     config
 }
 
