@@ -105,10 +105,16 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
     let src = setup.source.client().await;
     let mut originals: HashSet<String> = HashSet::new();
     for sql in [
-        "SELECT email FROM users", "SELECT first_name FROM users", "SELECT last_name FROM users",
-        "SELECT phone FROM users", "SELECT ssn FROM users", "SELECT unnest(nicknames) FROM users",
-        "SELECT host(signup_ip) FROM users", "SELECT profile->'address'->>'street' FROM users",
-        "SELECT customer_email FROM orders", "SELECT card FROM orders",
+        "SELECT email FROM users",
+        "SELECT first_name FROM users",
+        "SELECT last_name FROM users",
+        "SELECT phone FROM users",
+        "SELECT ssn FROM users",
+        "SELECT unnest(nicknames) FROM users",
+        "SELECT host(signup_ip) FROM users",
+        "SELECT profile->'address'->>'street' FROM users",
+        "SELECT customer_email FROM orders",
+        "SELECT card FROM orders",
         "SELECT payload->>'ip' FROM events",
     ] {
         for row in src.query(sql, &[]).await.unwrap() {
@@ -142,7 +148,9 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
     for col in columns {
         let table: String = col.get(0);
         let column: String = col.get(1);
-        let sql = format!("COPY (SELECT \"{column}\"::text FROM {table} WHERE \"{column}\" IS NOT NULL) TO STDOUT");
+        let sql = format!(
+            "COPY (SELECT \"{column}\"::text FROM {table} WHERE \"{column}\" IS NOT NULL) TO STDOUT"
+        );
         let stream = stg.copy_out(&sql).await.unwrap();
         let mut stream = std::pin::pin!(stream);
         while let Some(chunk) = stream.next().await {
@@ -165,12 +173,22 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
     let before: i64 = src.query_one(join, &[]).await.unwrap().get(0);
     let after: i64 = stg.query_one(join, &[]).await.unwrap().get(0);
     assert_eq!(before, 2000);
-    assert_eq!(after, before, "orders.customer_email and users.email pseudonymized alike");
+    assert_eq!(
+        after, before,
+        "orders.customer_email and users.email pseudonymized alike"
+    );
     let json_join = "SELECT count(*) FROM events e JOIN users u ON u.email = e.payload->>'email' AND u.id = e.user_id";
     let after: i64 = stg.query_one(json_join, &[]).await.unwrap().get(0);
-    assert_eq!(after, 3000, "emails inside jsonb pseudonymized like the column");
+    assert_eq!(
+        after, 3000,
+        "emails inside jsonb pseudonymized like the column"
+    );
     // Untouched columns are as they were; unique emails stayed unique.
-    let statuses: i64 = stg.query_one("SELECT count(*) FROM users WHERE status = 'active'", &[]).await.unwrap().get(0);
+    let statuses: i64 = stg
+        .query_one("SELECT count(*) FROM users WHERE status = 'active'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(statuses, 300);
     let last4: i64 = stg
         .query_one("SELECT count(*) FROM orders WHERE card LIKE '%' || right(card, 4) AND card ~ '^\\*+\\d{4}$'", &[])
@@ -199,7 +217,10 @@ async fn strict_mode_refuses_then_allows() {
     let admin = harness::connect(&harness::admin_url()).await;
     let pattern = format!("{}%", setup.staging.replace('_', "\\_"));
     let n: i64 = admin
-        .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&pattern])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
         .await
         .unwrap()
         .get(0);
@@ -207,14 +228,23 @@ async fn strict_mode_refuses_then_allows() {
 
     let (code, stdout, stderr) = setup.run(&["refresh", "--allow-unclassified"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("copied WITHOUT a rule (--allow-unclassified)"), "{stdout}");
+    assert!(
+        stdout.contains("copied WITHOUT a rule (--allow-unclassified)"),
+        "{stdout}"
+    );
 
     // strict: all refuses every uncovered column.
     setup.write_config("strict: all");
-    setup.write_rules("r.yaml", "tables:\n  public.customers:\n    email: email\n    telefon: phone\n");
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.customers:\n    email: email\n    telefon: phone\n",
+    );
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("public.customers.sku (no rule)"), "{stderr}");
+    assert!(
+        stderr.contains("public.customers.sku (no rule)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("public.customers.id (no rule)"), "{stderr}");
 }
 
@@ -238,14 +268,26 @@ async fn a_leaky_rule_set_fails_verification_with_exit_3() {
     );
     let (code, stdout, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 3, "{stdout}\n{stderr}");
-    assert!(stderr.contains("public.users.email ← public.orders.customer_email"), "{stderr}");
-    assert!(!stderr.contains("leaky1@corpmail.test") && !stdout.contains("leaky1@"), "no value in the message");
+    assert!(
+        stderr.contains("public.users.email ← public.orders.customer_email"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("leaky1@corpmail.test") && !stdout.contains("leaky1@"),
+        "no value in the message"
+    );
     let admin = harness::connect(&harness::admin_url()).await;
     let pattern = format!("{}%", setup.staging.replace('_', "\\_"));
     let n: i64 = admin
-        .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&pattern])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 0, "the half-built database was dropped and nothing went live");
+    assert_eq!(
+        n, 0,
+        "the half-built database was dropped and nothing went live"
+    );
 }

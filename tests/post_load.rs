@@ -1,0 +1,306 @@
+//! After the load (issue 5): derived search columns rebuilt from anonymized data, materialized
+//! views refreshed from it, Redis flushed by prefix and warmed with exactly the expected keys.
+
+mod harness;
+
+use harness::Setup;
+use redis::AsyncCommands;
+
+const SCHEMA: &str = "
+CREATE TABLE users (
+    id int PRIMARY KEY,
+    first_name text NOT NULL,
+    last_name text NOT NULL,
+    email text NOT NULL,
+    search tsvector
+);
+INSERT INTO users SELECT g, 'Realfirst' || g, 'Reallast' || g, 'real' || g || '@corpmail.test', NULL FROM generate_series(1, 300) g;
+UPDATE users SET search = to_tsvector('simple', first_name || ' ' || last_name);
+CREATE INDEX users_search ON users USING gin (search);
+CREATE MATERIALIZED VIEW user_emails AS SELECT id, email, upper(last_name) AS shout FROM users;
+CREATE MATERIALIZED VIEW email_domains AS SELECT split_part(email, '@', 2) AS domain, count(*) FROM user_emails GROUP BY 1;
+";
+
+const RULES: &str = "tables:\n  public.users:\n    first_name: first_name\n    last_name: last_name\n    email: email\n    \"*\": keep\n";
+
+#[tokio::test]
+async fn tsvector_and_materialized_views_are_rebuilt_from_anonymized_data() {
+    let setup = Setup::new(
+        "search",
+        SCHEMA,
+        "strict: pii
+search:
+  tsvector:
+    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }",
+    )
+    .await;
+    setup.write_rules("r.yaml", RULES);
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let stg = setup.staging().await;
+    let leaked: i64 = stg
+        .query_one(
+            "SELECT count(*) FROM users WHERE search::text ~* 'real(first|last)'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0, "no original name in the tsvector");
+    let matches: i64 = stg
+        .query_one(
+            "SELECT count(*) FROM users WHERE search @@ to_tsquery('simple', lower(first_name))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        matches, 300,
+        "the tsvector holds the fake names and the index answers"
+    );
+    let leaked: i64 = stg
+        .query_one(
+            "SELECT count(*) FROM user_emails WHERE email LIKE '%corpmail%' OR shout LIKE 'REALLAST%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        leaked, 0,
+        "the materialized view shows only anonymized values"
+    );
+    let domains: Vec<String> = stg
+        .query("SELECT domain FROM email_domains", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !domains.is_empty() && domains.iter().all(|d| d.starts_with("example.")),
+        "{domains:?}"
+    );
+
+    // `restage reindex` alone, against the live database.
+    let (code, stdout, stderr) = setup.run(&["reindex"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("1 derived columns recomputed, 2 materialized views refreshed"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_tsvector_without_a_recompute_rule_is_refused() {
+    let setup = Setup::new("tsv", SCHEMA, "strict: pii").await;
+    setup.write_rules("r.yaml", RULES);
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("public.users.search is a tsvector on a table with anonymized columns"),
+        "{stderr}"
+    );
+    // …or only warned about when asked.
+    setup.write_config("strict: pii\nsearch:\n  unruled_tsvector: warn\n");
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("warning: public.users.search is a tsvector"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn cache_flush_removes_only_given_prefixes_and_warm_writes_expected_keys() {
+    let setup = Setup::new("warm", SCHEMA, "").await;
+    let p = harness::redis_prefix("warm");
+    let other = harness::redis_prefix("other");
+    let redis_url = harness::redis_url();
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Stale keys under the flushed prefix, and someone else's keys.
+    for i in 0..50 {
+        let _: () = conn.set(format!("{p}user:stale{i}"), "old").await.unwrap();
+        let _: () = conn
+            .set(format!("{other}user:{i}"), "keep me")
+            .await
+            .unwrap();
+    }
+    let _: () = conn
+        .set(format!("{p}unrelated"), "keep me too")
+        .await
+        .unwrap();
+    setup.write_config(&format!(
+        "strict: pii
+search:
+  tsvector:
+    - {{ table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }}
+cache:
+  url: {redis_url}
+  flush: [\"{p}user:\"]
+  warm:
+    - query: SELECT id, email, first_name FROM users ORDER BY id
+      key: \"{p}user:{{id}}\"
+      value: json
+      ttl: 1h
+    - query: SELECT id, email FROM users WHERE id <= 10
+      key: \"{p}h:{{id}}\"
+      value: hash
+    - query: SELECT id, email FROM users WHERE id <= 5
+      key: \"{p}email:{{id}}\"
+      value: email
+      ttl: 30s"
+    ));
+    setup.write_rules("r.yaml", RULES);
+    let (code, stdout, stderr) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["cache"]["flushed_keys"], 50);
+    assert_eq!(report["cache"]["written_keys"], 315);
+
+    let keys: Vec<String> = conn.keys(format!("{p}*")).await.unwrap();
+    assert_eq!(
+        keys.len(),
+        300 + 10 + 5 + 1,
+        "exactly the warmed keys and the unrelated one"
+    );
+    let others: Vec<String> = conn.keys(format!("{other}*")).await.unwrap();
+    assert_eq!(others.len(), 50, "other prefixes survive");
+    let json: String = conn.get(format!("{p}user:7")).await.unwrap();
+    let row: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(row["id"], 7);
+    assert!(
+        row["email"].as_str().unwrap().contains("@example."),
+        "anonymized: {row}"
+    );
+    let ttl: i64 = conn.ttl(format!("{p}user:7")).await.unwrap();
+    assert!((3500..=3600).contains(&ttl), "{ttl}");
+    let ttl: i64 = conn.ttl(format!("{p}h:3")).await.unwrap();
+    assert_eq!(ttl, -1, "no ttl configured");
+    let hash: std::collections::HashMap<String, String> =
+        conn.hgetall(format!("{p}h:3")).await.unwrap();
+    assert_eq!(hash["id"], "3");
+    let email: String = conn.get(format!("{p}email:2")).await.unwrap();
+    assert!(email.contains("@example."), "{email}");
+    let ttl: i64 = conn.ttl(format!("{p}email:2")).await.unwrap();
+    assert!((1..=30).contains(&ttl), "{ttl}");
+
+    // `restage warm` alone does it again.
+    let (code, stdout, stderr) = setup.run(&["warm"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("315 keys written"), "{stdout}");
+
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&others)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Redis down: the refresh still swaps (the data is the point) but exits 1 and says the cache
+/// was not warmed; with `cache.required: true` it fails before the swap.
+#[tokio::test]
+async fn redis_down_swaps_and_exits_1_unless_required() {
+    let setup = Setup::new(
+        "nocache",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+        "",
+    )
+    .await;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache =
+        format!("strict: off\ncache:\n  url: redis://127.0.0.1:{port}/0\n  flush: [\"x:\"]\n");
+    setup.write_config(&cache);
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("is live, but the cache was NOT warmed"),
+        "{stderr}"
+    );
+    let n: i64 = setup
+        .staging()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "staging was swapped in");
+
+    setup.source.execute("INSERT INTO t VALUES (2)").await;
+    setup.write_config(&format!("{cache}  required: true\n"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cache.required is true, so staging was not swapped"),
+        "{stderr}"
+    );
+    let n: i64 = setup
+        .staging()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "staging unchanged");
+}
+
+/// `restage verify` on the live staging database: passes after a refresh, fails with exit 3
+/// naming the column once a production value is written into staging, and notices rows that
+/// went missing against the recorded plan.
+#[tokio::test]
+async fn verify_checks_the_live_staging_database() {
+    let setup = Setup::new(
+        "verifylive",
+        "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, note text);
+         INSERT INTO users SELECT g, 'live' || g || '@corpmail.test', 'x' FROM generate_series(1, 100) g;",
+        "strict: pii",
+    )
+    .await;
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.users:\n    email: email\n    \"*\": keep\n",
+    );
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = setup.run(&["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("no leak") && stdout.contains("row counts as planned"),
+        "{stdout}"
+    );
+
+    let stg = setup.staging().await;
+    stg.batch_execute("UPDATE users SET note = 'contact live42@corpmail.test' WHERE id = 1")
+        .await
+        .unwrap();
+    let (code, _, stderr) = setup.run(&["verify"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("public.users.note ← public.users.email (1 value)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("live42"), "{stderr}");
+
+    stg.batch_execute("UPDATE users SET note = 'x'; DELETE FROM users WHERE id > 90")
+        .await
+        .unwrap();
+    let (code, _, stderr) = setup.run(&["verify"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("public.users: 90 rows, 100 planned"),
+        "{stderr}"
+    );
+}
