@@ -90,5 +90,18 @@ printf 'ratio demo rules / baseline:  %.2f\n' "$(echo "$T_anon / $T_base" | bc -
 printf 'anonymization overhead:       %+.1f%% of the keep-only refresh\n' "$(echo "($T_anon - $T_keep) * 100 / $T_keep" | bc -l)"
 printf 'ratio 10%% subset / full:      %.2f\n' "$(echo "$T_subset / $T_anon" | bc -l)"
 echo
-echo "stage timings of the demo-rules run:"
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); [print("  %-22s %7.2f s" % (s["stage"], s["seconds"])) for s in r["stages"]]' "$WORK/${PREFIX}_anon.json"
+echo "stage timings (seconds):"
+python3 - "$WORK/${PREFIX}_keep.json" "$WORK/${PREFIX}_anon.json" "$WORK/${PREFIX}_subset.json" <<'PY'
+import json, sys
+runs = [json.load(open(p)) for p in sys.argv[1:]]
+stages = []
+for r in runs:
+    for s in r["stages"]:
+        if s["stage"] not in stages:
+            stages.append(s["stage"])
+print("  %-22s %10s %10s %10s" % ("stage", "keep-only", "rules", "subset"))
+for st in stages:
+    row = [next((s["seconds"] for s in r["stages"] if s["stage"] == st), 0.0) for r in runs]
+    print("  %-22s %10.2f %10.2f %10.2f" % (st, *row))
+print("  %-22s %10.2f %10.2f %10.2f" % ("total", *[r["seconds"] for r in runs]))
+PY

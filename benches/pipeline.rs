@@ -1,0 +1,170 @@
+//! The transform stage as the pipeline runs it: batches of COPY text rows through
+//! `process_batch`, on one thread and on the rayon pool. Rows look like the demo's `users`
+//! table (13 columns, 9 of them ruled by `rules/demo.yaml`), plus the same rows with no rule
+//! (fields located, never decoded) for comparison.
+//!
+//! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 5`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
+use restage::catalog::{ColumnType, QualifiedName, TypeKind};
+use restage::copy_text::encode;
+use restage::refresh::rows::{ColumnAction, RowPlan, process_batch};
+use restage::secret::Secret;
+use restage::transform::{Catalogue, ColumnInfo, RuleSpec};
+
+const ROWS_PER_BATCH: usize = 4_000;
+const BATCHES: usize = 16;
+
+/// (column, type, rule or None for pass-through), as in rules/demo.yaml for public.users.
+fn columns() -> Vec<(&'static str, TypeKind, Option<&'static str>)> {
+    vec![
+        ("id", TypeKind::Int, None),
+        (
+            "email",
+            TypeKind::Text,
+            Some("{ transform: email, unique: true }"),
+        ),
+        ("first_name", TypeKind::Text, Some("first_name")),
+        ("last_name", TypeKind::Text, Some("last_name")),
+        ("phone", TypeKind::Text, Some("phone")),
+        (
+            "birth_date",
+            TypeKind::Date,
+            Some("{ transform: date_shift, days: 30 }"),
+        ),
+        ("ssn", TypeKind::Text, Some("hash")),
+        (
+            "password_hash",
+            TypeKind::Text,
+            Some("{ transform: constant, value: disabled }"),
+        ),
+        ("referred_by", TypeKind::Int, None),
+        (
+            "notes",
+            TypeKind::Text,
+            Some(
+                r#"{ transform: regex_replace, pattern: '\d[\d\-. ()x]{6,}\d', with: "[redacted]" }"#,
+            ),
+        ),
+        (
+            "profile",
+            TypeKind::Jsonb,
+            Some(
+                r#"{ transform: json, paths: { "$.email": email, "$.address.street": street_address, "$.address.city": city } }"#,
+            ),
+        ),
+        ("search", TypeKind::TsVector, None),
+        ("created_at", TypeKind::TimestampTz, None),
+    ]
+}
+
+fn batch(offset: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in offset..offset + ROWS_PER_BATCH {
+        let fields = [
+            i.to_string(),
+            format!("person.number{i}@gmail.com"),
+            format!("Firstname{}", i % 977),
+            format!("Lastname{}", i % 1013),
+            format!("(555) 01{:02}-{:04}", i % 100, i % 10000),
+            format!("19{:02}-0{}-1{}", 50 + i % 49, 1 + i % 9, i % 9),
+            format!("{:03}-{:02}-{:04}", i % 900, i % 99, i % 9999),
+            "$2b$12$abcdefghijklmnopqrstuv".to_string(),
+            (i / 2).to_string(),
+            if i % 2 == 0 {
+                format!(
+                    "Verified identity, SSN {:03}-45-{:04} on file",
+                    i % 900,
+                    i % 9999
+                )
+            } else {
+                "VIP customer".to_string()
+            },
+            format!(
+                r#"{{"email": "person.number{i}@gmail.com", "address": {{"city": "Springfield", "street": "{i} Main Street"}}, "newsletter": true}}"#
+            ),
+            format!("'firstname{}':1 'lastname{}':2", i % 977, i % 1013),
+            "2025-03-01 12:34:56.789+00".to_string(),
+        ];
+        for (j, f) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(b'\t');
+            }
+            encode(f, &mut out);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn plan(ruled: bool) -> Arc<RowPlan> {
+    let catalogue = Catalogue::new(&Secret::new("benchmark-secret-0123456789"), "en");
+    let columns = columns()
+        .into_iter()
+        .map(|(name, kind, rule)| match (ruled, rule) {
+            (true, Some(yaml)) => {
+                let ty = ColumnType::simple(name, kind);
+                let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("bench YAML");
+                let spec = RuleSpec::from_value(&value).expect("bench rule");
+                let transform = catalogue
+                    .bind(
+                        &spec,
+                        &ColumnInfo {
+                            ty: &ty,
+                            not_null: false,
+                        },
+                    )
+                    .expect("bench rule binds");
+                ColumnAction::Transform {
+                    column: name.to_string(),
+                    transform,
+                }
+            }
+            _ => ColumnAction::Pass,
+        })
+        .collect();
+    Arc::new(RowPlan {
+        table: QualifiedName::new("public", "users"),
+        columns,
+        filter: None,
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let batches: Vec<Vec<u8>> = (0..BATCHES).map(|b| batch(b * ROWS_PER_BATCH)).collect();
+    let bytes: usize = batches.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group("stage");
+    group.sample_size(10);
+    for (label, ruled) in [
+        ("users, demo rules", true),
+        ("users, no rules (fields located only)", false),
+    ] {
+        let plan = plan(ruled);
+        group.throughput(Throughput::Elements(ROWS_PER_BATCH as u64));
+        group.bench_function(format!("{label}: one batch, one thread"), |b| {
+            b.iter(|| process_batch(&plan, black_box(&batches[0])).expect("batch"))
+        });
+        group.throughput(Throughput::Elements((ROWS_PER_BATCH * BATCHES) as u64));
+        group.bench_function(format!("{label}: {BATCHES} batches, rayon pool"), |b| {
+            b.iter(|| {
+                batches
+                    .par_iter()
+                    .map(|batch| {
+                        process_batch(&plan, black_box(batch))
+                            .expect("batch")
+                            .rows_out
+                    })
+                    .sum::<u64>()
+            })
+        });
+    }
+    group.finish();
+    let _ = bytes;
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
