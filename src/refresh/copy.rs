@@ -393,6 +393,9 @@ async fn copy_one(
             rows_written += rows_out;
             bytes_written += len;
             bar.advance(rows_in, len);
+            if len > 0 {
+                super::pause::point("data").await;
+            }
         }
         let written = sink
             .as_mut()

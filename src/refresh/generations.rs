@@ -241,6 +241,7 @@ pub async fn create_building(
             return Err(DbError::new(server, format!("creating database {name}"), e));
         }
     }
+    super::pause::point("created").await;
     set_marker(admin, server, name, State::Building, birth).await
 }
 
@@ -299,6 +300,7 @@ pub async fn swap(
             .map_err(|e| DbError::new(server, ctx("refusing new connections"), e))?;
         // From here on, any failure must turn connections back on before returning.
         let result = async {
+            super::pause::point("swap").await;
             sessions_ended = end_sessions(admin, server, database).await?;
             let birth = live.birth.clone().unwrap_or_else(|| now.to_string());
             let mut retired = generation_name(database, &birth);

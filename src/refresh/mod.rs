@@ -20,6 +20,7 @@ pub mod access;
 pub mod copy;
 pub mod generations;
 pub mod lock;
+pub mod pause;
 pub mod reindex;
 pub mod rows;
 pub mod schema;
@@ -598,8 +599,25 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let admin = db::connect(&settings.admin, Role::Target).await?;
     lock::acquire(&admin, &settings.admin.display, &settings.database).await?;
 
+    // SIGINT and SIGTERM are handled from here on: before the swap they stop the run and
+    // remove what it created; during the swap they wait until it is done.
+    let mut signal = std::pin::pin!(shutdown_signal());
+
     let stage = Stage::start(ui, "plan");
-    let prepared = prepare(&settings, args.allow_unclassified).await?;
+    let planned = async {
+        let prepared = prepare(&settings, args.allow_unclassified).await?;
+        preflight(&admin, &settings, &prepared.catalog).await?;
+        let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
+        pause::point("plan").await;
+        Ok::<_, Error>((prepared, tools))
+    };
+    let (prepared, tools) = tokio::select! {
+        result = planned => result?,
+        signal = &mut signal => return Err(Error::Interrupted {
+            signal,
+            outcome: "nothing was changed".into(),
+        }),
+    };
     report.stage("plan", stage.done().as_secs_f64());
     report.snapshot = Some(prepared.snapshot.id.clone());
     report.sample = prepared
@@ -610,9 +628,6 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     report.unclassified_allowed = prepared.unclassified.clone();
     report.warnings.extend(prepared.warnings.clone());
     let mut tables = planned_tables(&prepared);
-
-    preflight(&admin, &settings, &prepared.catalog).await?;
-    let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
 
     // From here on the target changes.
     let server = settings.admin.display.clone();
@@ -625,25 +640,33 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         generations::drop_leftovers(&admin, &server, &settings.database).await?;
     let birth = generations::timestamp(chrono::Utc::now());
     let building = generations::generation_name(&settings.database, &birth);
-    generations::create_building(
-        &admin,
-        &server,
-        &building,
-        &birth,
-        &prepared.catalog.encoding,
-        &prepared.catalog.collate,
-        &prepared.catalog.ctype,
-    )
-    .await?;
     report.built = Some(building.clone());
 
-    let outcome = tokio::select! {
-        result = build(&settings, prepared, &tools, &building, ui, &mut report) => result,
-        signal = shutdown_signal() => Err(Error::Interrupted(signal)),
+    let encoding = prepared.catalog.encoding.clone();
+    let collate = prepared.catalog.collate.clone();
+    let ctype = prepared.catalog.ctype.clone();
+    let created_and_built = async {
+        generations::create_building(
+            &admin, &server, &building, &birth, &encoding, &collate, &ctype,
+        )
+        .await?;
+        build(&settings, prepared, &tools, &building, ui, &mut report).await
     };
-    if let Err(e) = outcome {
+    let outcome = tokio::select! {
+        result = created_and_built => result,
+        signal = &mut signal => Err(Error::Interrupted {
+            signal,
+            outcome: "the half-built database was removed, staging is unchanged".into(),
+        }),
+    };
+    if let Err(mut e) = outcome {
         if let Err(cleanup) = generations::drop_database(&admin, &server, &building).await {
             tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
+            if let Error::Interrupted { outcome, .. } = &mut e {
+                *outcome = format!(
+                    "the half-built database {building} could not be removed (the next run removes it), staging is unchanged"
+                );
+            }
         }
         return Err(e);
     }
@@ -660,8 +683,9 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
             "{e}; cache.required is true, so staging was not swapped (unchanged)"
         )));
     }
+    pause::point("before-swap").await;
 
-    // The swap is not interrupted: signals wait until it is done.
+    // The swap is not interrupted: a signal that arrives now is acted on after it.
     let stage = Stage::start(ui, "swap");
     let now = generations::timestamp(chrono::Utc::now());
     match generations::swap(&admin, &server, &settings.database, &building, &birth, &now).await {
@@ -683,7 +707,14 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     );
     if let Some(cache) = &settings.cache {
         let stage = Stage::start(ui, "cache");
-        match warm_cache(&settings, cache).await {
+        let warmed = tokio::select! {
+            result = async {
+                pause::point("warm").await;
+                warm_cache(&settings, cache).await
+            } => result,
+            signal = &mut signal => Err(Error::Runtime(format!("interrupted by {signal}"))),
+        };
+        match warmed {
             Ok(w) => report.cache = serde_json::to_value(&w).ok(),
             Err(e) => {
                 report.cache = Some(serde_json::json!({ "warmed": false, "error": e.to_string() }));
@@ -777,6 +808,7 @@ async fn build(
     let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
     schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
     report.stage("schema (pre-data)", stage.done().as_secs_f64());
+    pause::point("pre-data").await;
 
     let sequence_values = sequences::read(
         snapshot.leader(),
@@ -803,6 +835,7 @@ async fn build(
         progress.finish();
     }
     report.stage("data", data_started.elapsed().as_secs_f64());
+    pause::point("data-done").await;
     let stage = Stage::start(ui, "leak sample");
     let probe = verify::sample_source(
         snapshot.leader(),
@@ -881,6 +914,7 @@ async fn build(
     .await?;
     access::grant(&client, &server, building, &settings.grants).await?;
 
+    pause::point("before-verify").await;
     let stage = Stage::start(ui, "verify");
     let expected: BTreeMap<QualifiedName, u64> =
         results.iter().fold(BTreeMap::new(), |mut m, r| {
