@@ -282,6 +282,35 @@ async fn copy_one(
     job: &CopyJob,
     bar: &TableBar,
 ) -> Result<JobResult, CopyError> {
+    let client = target.get().await.map_err(|e| CopyError::Target {
+        table: job.label(),
+        source: match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                DbError::new(servers.target, "connecting to the new database", e)
+            }
+            other => DbError::other(
+                servers.target,
+                format!("connecting to the new database: {other}"),
+            ),
+        },
+    })?;
+    let result = copy_with(source, &client, servers, job, bar).await;
+    if result.is_err() {
+        // The session may be inside the job's failed transaction (or an aborted COPY): it
+        // must not go back to the pool, where the retry or the next job would get it and
+        // fail with "current transaction is aborted". Closing it rolls back on the server.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+async fn copy_with(
+    source: &Client,
+    client: &Client,
+    servers: Servers<'_>,
+    job: &CopyJob,
+    bar: &TableBar,
+) -> Result<JobResult, CopyError> {
     let label = job.label();
     let target_server = servers.target;
     let tgt_err = |context: &str, e: tokio_postgres::Error| CopyError::Target {
@@ -292,18 +321,6 @@ async fn copy_one(
         table: label.clone(),
         source: DbError::new(servers.source, context, e),
     };
-    let client = target.get().await.map_err(|e| CopyError::Target {
-        table: label.clone(),
-        source: match e {
-            deadpool_postgres::PoolError::Backend(e) => {
-                DbError::new(target_server, "connecting to the new database", e)
-            }
-            other => DbError::other(
-                target_server,
-                format!("connecting to the new database: {other}"),
-            ),
-        },
-    })?;
     if job.whole_table {
         client
             .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", job.table.sql()))
