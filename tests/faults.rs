@@ -823,3 +823,40 @@ async fn redis_required_and_down_fails_before_the_swap() {
     );
     assert_serves(&setup, &old, "cache required").await;
 }
+
+/// A failed night replaces the report file (monitoring must not read last night's success),
+/// with the exit code and the one-line reason.
+#[tokio::test]
+async fn a_failed_run_replaces_the_report_file() {
+    let (setup, old) = live_with_old_data("failreport", SCHEMA).await;
+    let report = setup.dir.path().join("report.json");
+    let report_arg = report.to_str().unwrap();
+    let (code, out, err) = setup.run(&["refresh", "--report", report_arg]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let ok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(ok["exit_code"], 0);
+
+    let (k, v) = pause("data");
+    let mut child = setup.spawn(&["refresh", "--report", report_arg], &[(k, v.as_str())]);
+    child.wait_paused("data");
+    child.signal(libc::SIGTERM);
+    let (code, _, err) = child.finish(LONG);
+    assert_eq!(code, 1, "{err}");
+    let failed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(failed["exit_code"], 1);
+    assert_eq!(
+        failed["outcome"],
+        "failed: interrupted by SIGTERM: the half-built database was removed, staging is unchanged"
+    );
+    assert!(
+        failed["finished_at"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    // The previous refresh of this test is live, unchanged by the failed one.
+    let _ = old;
+    let src = harness::table_checksums(&setup.source.url()).await;
+    assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
+}

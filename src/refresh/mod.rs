@@ -547,7 +547,29 @@ fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
-    let report = run(config, args, ui).await?;
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let report = match run(config, args, ui).await {
+        Ok(report) => report,
+        Err(e) => {
+            // A failed run replaces the report file too: left in place, last night's success
+            // would be what monitoring reads. Best effort: the error is what matters.
+            if let Some(path) = &args.report {
+                let failed = Report {
+                    restage_version: env!("CARGO_PKG_VERSION"),
+                    started_at,
+                    finished_at: chrono::Utc::now().to_rfc3339(),
+                    dry_run: args.dry_run,
+                    outcome: format!("failed: {e}"),
+                    exit_code: e.exit_code(),
+                    ..Report::default()
+                };
+                if let Err(io) = std::fs::write(path, failed.to_json()) {
+                    tracing::warn!(path = %path.display(), error = %io, "could not write the report");
+                }
+            }
+            return Err(e);
+        }
+    };
     if let Some(path) = &args.report {
         std::fs::write(path, report.to_json())
             .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
