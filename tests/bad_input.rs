@@ -517,6 +517,74 @@ async fn target_database_named_like_the_source_is_refused() {
     );
 }
 
+/// The same check when the URLs name the server differently (here the source goes through
+/// a proxy, as it could through a host alias, an IP address or a Unix socket): restage asks
+/// the servers, and refuses before creating anything; production is untouched.
+#[tokio::test]
+async fn target_database_is_the_source_under_another_address() {
+    let setup = Setup::new(
+        "samealias",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+        "",
+    )
+    .await;
+    let proxy = harness::proxy::Proxy::postgres();
+    let bad = Bad::new();
+    let yaml = format!(
+        "source:\n  url: {}\ntarget:\n  url: {}\n  database: {}\nstrict: off\n",
+        harness::url_via(proxy.port(), &setup.source.name),
+        harness::admin_url(),
+        setup.source.name
+    );
+    let (code, out, err) = bad.run(&yaml, &["refresh"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert_eq!(
+        last_line(&err),
+        format!(
+            "restage: error: target.database: {0} is the source database ({1}@127.0.0.1:{2}/{0}), on the same server under another address; restage would replace production (nothing was changed)",
+            setup.source.name,
+            harness::admin_user(),
+            proxy.port()
+        )
+    );
+    assert_eq!(
+        harness::databases_like(&setup.source.name).await,
+        vec![setup.source.name.clone()],
+        "nothing created, nothing renamed"
+    );
+    let n: i64 = setup
+        .source
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
+/// And the maintenance connection on the source database, under another address.
+#[tokio::test]
+async fn target_url_is_the_source_under_another_address() {
+    let setup = Setup::new("samealias2", "CREATE TABLE t (id int);", "").await;
+    let proxy = harness::proxy::Proxy::postgres();
+    let bad = Bad::new();
+    let yaml = format!(
+        "source:\n  url: {}\ntarget:\n  url: {}\n  database: {{staging}}\nstrict: off\n",
+        harness::url_via(proxy.port(), &setup.source.name),
+        setup.source.url(),
+    );
+    bad.refresh_fails(
+        &yaml,
+        2,
+        &format!(
+            "target.url: connects to the source database ({}), on the same server under another address; use a maintenance database of the staging server, such as postgres (nothing was changed)",
+            setup.source.name
+        ),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn target_url_on_the_source_database_is_refused() {
     let setup = Setup::new("sameurl", "CREATE TABLE t (id int);", "").await;

@@ -628,6 +628,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let stage = Stage::start(ui, "plan");
     let planned = async {
         let prepared = prepare(&settings, args.allow_unclassified).await?;
+        check_target_is_not_source(&admin, prepared.snapshot.leader(), &settings).await?;
         preflight(&admin, &settings, &prepared.catalog).await?;
         let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
         pause::point("plan").await;
@@ -778,6 +779,45 @@ impl Report {
         totals.compute_totals();
         self.totals = totals.totals;
     }
+}
+
+/// Refuses a target that is the source under another address. [`Settings::check`] compares
+/// the URLs, which cannot see that a host alias, an IP address, a Unix socket or a proxy lead
+/// to the same server; this asks both servers. Two sessions are on the same server when its
+/// postmaster started at the same instant (to the microsecond, as an epoch, so the sessions'
+/// time zones do not matter). (A replica of the source is another server by this test.)
+async fn check_target_is_not_source(
+    admin: &Client,
+    source: &Client,
+    settings: &Settings,
+) -> Result<()> {
+    const WHO: &str =
+        "SELECT extract(epoch FROM pg_postmaster_start_time())::text, current_database()::text";
+    let s = source
+        .query_one(WHO, &[])
+        .await
+        .map_err(|e| DbError::new(&settings.source.display, "identifying the server", e))?;
+    let t = admin
+        .query_one(WHO, &[])
+        .await
+        .map_err(|e| DbError::new(&settings.admin.display, "identifying the server", e))?;
+    let (source_started, source_db): (String, String) = (s.get(0), s.get(1));
+    let (target_started, admin_db): (String, String) = (t.get(0), t.get(1));
+    if source_started != target_started {
+        return Ok(());
+    }
+    if source_db == settings.database {
+        return Err(Error::Usage(format!(
+            "target.database: {source_db} is the source database ({}), on the same server under another address; restage would replace production (nothing was changed)",
+            settings.source.display
+        )));
+    }
+    if source_db == admin_db {
+        return Err(Error::Usage(format!(
+            "target.url: connects to the source database ({source_db}), on the same server under another address; use a maintenance database of the staging server, such as postgres (nothing was changed)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the target can hold the copy before anything is created: the extensions the
