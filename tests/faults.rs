@@ -860,3 +860,34 @@ async fn a_failed_run_replaces_the_report_file() {
     let src = harness::table_checksums(&setup.source.url()).await;
     assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
 }
+
+/// `restage generations` while another run is inside its swap (the live database refusing
+/// connections on purpose) lists without "repairing" it behind the swap's back; and a
+/// rollback exits 4 like a second refresh.
+#[tokio::test]
+async fn other_commands_leave_a_running_swap_alone() {
+    let (setup, _old) = live_with_old_data("swapalone", SCHEMA).await;
+    let (k, v) = pause("swap");
+    let mut child = setup.spawn(&["refresh"], &[(k, v.as_str())]);
+    child.wait_paused("swap");
+    let (code, out, err) = setup.run(&["generations"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("re-enabled"), "{err}");
+    let admin = harness::connect(&harness::admin_url()).await;
+    let allow: bool = admin
+        .query_one(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1",
+            &[&setup.staging],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!allow, "the swap in progress was left alone");
+    let (code, out, err) = setup.run(&["rollback"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    child.resume();
+    let (code, out, err) = child.finish(LONG);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let src = harness::table_checksums(&setup.source.url()).await;
+    assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
+}

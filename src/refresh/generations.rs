@@ -19,7 +19,8 @@
 //! transactionally), then allow connections again. Staging apps see the old database or the
 //! new one, never a mix. If the process dies between the first step and the commit, the live
 //! database is intact but refuses connections; the next restage command on that target
-//! (refresh, generations, rollback) turns connections back on before anything else.
+//! (refresh, generations, rollback) turns connections back on before anything else — with
+//! the lock held, so never behind the back of a swap that is still running.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_postgres::Client;

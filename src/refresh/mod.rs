@@ -1238,7 +1238,17 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
 pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
     let (admin_endpoint, target) = config.target("generations")?;
     let admin = db::connect(&admin_endpoint, Role::Target).await?;
-    generations::repair_live(&admin, &admin_endpoint.display, &target.database).await?;
+    // Repair only with the lock: without it, another run may be inside its swap, where the
+    // live database refuses connections on purpose.
+    match lock::acquire(&admin, &admin_endpoint.display, &target.database).await {
+        Ok(()) => {
+            generations::repair_live(&admin, &admin_endpoint.display, &target.database).await?;
+        }
+        Err(Error::Locked(_)) => {
+            tracing::info!("another restage run holds the lock; listing only");
+        }
+        Err(e) => return Err(e),
+    }
     let list = generations::list(&admin, &admin_endpoint.display, &target.database).await?;
     if ui.json {
         println!(
