@@ -502,6 +502,34 @@ async fn source_worker_connections_cut_mid_stream_are_retried() {
     assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
 }
 
+/// The same with the big table split into ctid ranges: a range whose source drops is copied
+/// again too (its target COPY was aborted, nothing was committed), and nothing is doubled.
+#[tokio::test]
+async fn source_cut_during_range_jobs_is_retried() {
+    let (setup, _old, source, _target) = behind_proxies("cutsrcrange", "").await;
+    let (k, v) = pause("data");
+    let mut child = setup.spawn(
+        &["--json", "refresh"],
+        &[(k, v.as_str()), ("RESTAGE_SPLIT_BYTES", "1000000")],
+    );
+    child.wait_paused("data");
+    assert!(source.cut_from(1) >= 1);
+    child.resume();
+    let (code, out, err) = child.finish(LONG);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(total_retries(&report) >= 1, "{out}");
+    let big = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.big")
+        .unwrap();
+    assert!(big["ranges"].as_u64().unwrap() > 1, "range jobs: {big}");
+    let src = harness::table_checksums(&setup.source.url()).await;
+    assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
+}
+
 /// The target connections of the copy workers drop mid-stream (whole-table jobs): each
 /// table is loaded again (its transaction was rolled back), complete and exact.
 #[tokio::test]
