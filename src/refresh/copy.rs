@@ -11,8 +11,8 @@
 //! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
 //! Range jobs of one table run in parallel, so they cannot freeze.
 //!
-//! Retries: a job whose *source* connection drops is run again on a fresh session that imports
-//! the same snapshot (possible while the leader's transaction lives); the target COPY of the
+//! Retries: a job whose *source* connection drops (while its session opens, or mid-COPY) is
+//! run again on a fresh session that imports the same snapshot (possible while the leader's transaction lives); the target COPY of the
 //! failed attempt was aborted, so nothing is doubled. A whole-table job whose *target*
 //! connection drops is run again too (its transaction rolled back, and it truncates first).
 //! A range job whose target connection drops is not retried: the server may have committed
@@ -230,10 +230,23 @@ async fn worker(
         loop {
             attempt += 1;
             if source.as_ref().is_none_or(|c| c.is_closed()) {
-                source = Some(snapshot.session().await.map_err(|e| CopyError::Source {
-                    table: job.label(),
-                    source: e,
-                })?);
+                match snapshot.session().await {
+                    Ok(session) => source = Some(session),
+                    Err(e) => {
+                        let e = CopyError::Source {
+                            table: job.label(),
+                            source: e,
+                        };
+                        // A connection lost while opening the session is retried like one
+                        // lost mid-COPY; a snapshot that cannot be imported any more is not.
+                        if attempt < MAX_ATTEMPTS && e.retryable(&job) && snapshot.is_alive() {
+                            tracing::warn!(table = %job.label(), attempt, error = %e, "connection lost opening a source session; trying again inside the same snapshot");
+                            tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
             }
             let Some(src) = source.as_ref() else { break };
             let started = Instant::now();
