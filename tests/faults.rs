@@ -502,6 +502,24 @@ async fn source_worker_connections_cut_mid_stream_are_retried() {
     assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
 }
 
+/// A copy worker that cannot open its source session (the connection drops while it
+/// connects) tries again, inside the same snapshot.
+#[tokio::test]
+async fn a_worker_session_that_cannot_connect_is_retried() {
+    let (setup, _old, source, _target) = behind_proxies("sessretry", "").await;
+    let (k, v) = pause("pre-data");
+    let mut child = setup.spawn(&["--json", "refresh"], &[(k, v.as_str())]);
+    child.wait_paused("pre-data");
+    // The next source connection is the first worker's session.
+    source.refuse_next(1);
+    child.resume();
+    let (code, out, err) = child.finish(LONG);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("opening a source session"), "{err}");
+    let src = harness::table_checksums(&setup.source.url()).await;
+    assert_eq!(src, harness::table_checksums(&setup.staging_url()).await);
+}
+
 /// The same with the big table split into ctid ranges: a range whose source drops is copied
 /// again too (its target COPY was aborted, nothing was committed), and nothing is doubled.
 #[tokio::test]

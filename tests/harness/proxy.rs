@@ -11,7 +11,7 @@
 //! connection reset, the server sees its client gone and ends the session.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ struct Conn {
 struct Shared {
     conns: Mutex<Vec<Conn>>,
     refuse: AtomicBool,
+    /// New connections still to reset before accepting again.
+    refuse_next: AtomicUsize,
 }
 
 pub struct Proxy {
@@ -145,6 +147,11 @@ impl Proxy {
         self.shared.refuse.store(refuse, Ordering::SeqCst);
     }
 
+    /// Resets the next `n` new connections as soon as they are accepted, then forwards again.
+    pub fn refuse_next(&self, n: usize) {
+        self.shared.refuse_next.store(n, Ordering::SeqCst);
+    }
+
     /// Waits until at least `n` connections were accepted; false on timeout.
     pub fn wait_accepted(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -182,7 +189,11 @@ async fn accept_loop(listener: TcpListener, upstream: String, shared: Arc<Shared
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        if shared.refuse.load(Ordering::SeqCst) {
+        let refuse_one = shared
+            .refuse_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse_one || shared.refuse.load(Ordering::SeqCst) {
             let _ = client.set_zero_linger();
             drop(client);
             continue;
