@@ -202,15 +202,31 @@ fn default_warm_value() -> String {
 }
 
 /// A configuration string that may be `${VAR}`-interpolated, `file:/path` or `cmd:...`.
-/// Kept raw until a command needs it; its `Debug` shows only the raw text (which holds
-/// references, not secrets, unless the user pasted a password inline).
+/// Kept raw until a command needs it. Its `Debug` (what a panic message would show) never
+/// shows a value that could be a secret written inline: URLs are redacted, `cmd:` lines
+/// (whose arguments may carry a token) and plain values are hidden; only `file:` paths and
+/// pure `${VAR}` references are shown as written.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct RawValue(String);
 
 impl fmt::Debug for RawValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RawValue({})", redact_url(&self.0))
+        let raw = self.0.trim();
+        let pure_reference = raw.starts_with("${")
+            && raw.ends_with('}')
+            && raw[2..raw.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if raw.starts_with("file:") || pure_reference {
+            write!(f, "RawValue({raw})")
+        } else if raw.starts_with("cmd:") {
+            f.write_str("RawValue(cmd:***)")
+        } else if raw.contains("://") {
+            write!(f, "RawValue({})", redact_url(raw))
+        } else {
+            f.write_str("RawValue(***)")
+        }
     }
 }
 
@@ -520,10 +536,19 @@ impl PgEndpoint {
     pub fn parse(raw: &Secret) -> Result<PgEndpoint, String> {
         let (cleaned, tls) = crate::db::TlsMode::extract(raw.expose())?;
         let config = tokio_postgres::Config::from_str(&cleaned).map_err(|e| {
-            format!(
-                "not a valid PostgreSQL connection string ({}): {e}",
-                redact_url(raw.expose())
-            )
+            // Shown (redacted) only when it is a URL: anything else may be a bare secret
+            // (a `cmd:` or variable that gave the password instead of the URL).
+            let raw = raw.expose().trim();
+            if raw.contains("://") {
+                format!(
+                    "not a valid PostgreSQL connection string ({}): {e}",
+                    redact_url(raw)
+                )
+            } else {
+                format!(
+                    "not a valid PostgreSQL connection string: {e} (expected postgres://user@host:port/database or key=value pairs; the value is not shown, it may be a secret)"
+                )
+            }
         })?;
         Ok(PgEndpoint::from_config(config, tls))
     }

@@ -223,8 +223,11 @@ mod tests {
     }
 
     proptest! {
-        // Fuzzing the parser: any string survives encode → decode, and encoded output never
-        // contains a raw tab or newline (which would split fields or rows).
+        // Fuzzing the parser (issue 6): 4,000 cases for each property below.
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        // Any string survives encode → decode, and encoded output never contains a raw tab
+        // or newline (which would split fields or rows).
         #[test]
         fn roundtrip(value in ".*") {
             let mut encoded = Vec::new();
@@ -240,6 +243,88 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut s = String::new();
             let _ = decode(&bytes, &mut s);
+        }
+
+        // Escape-heavy input (octal, hex, named escapes, a trailing backslash) never panics;
+        // whatever decodes encodes back to something that decodes to the same value.
+        #[test]
+        fn escapes_never_panic(
+            field in r"(\\[0-7]{1,3}|\\x[0-9a-fA-F]{0,3}|\\[btnvfrN\\a-z]|[^\\\t\n]){0,24}\\?"
+        ) {
+            let mut value = String::new();
+            if decode(field.as_bytes(), &mut value).is_ok() {
+                let mut encoded = Vec::new();
+                encode(&value, &mut encoded);
+                let mut again = String::new();
+                decode(&encoded, &mut again).unwrap();
+                prop_assert_eq!(again, value);
+            }
+        }
+
+        // Arbitrary buffers split into rows and fields without panicking, for any expected
+        // field count; a row either has that many fields or gives FieldCount.
+        #[test]
+        fn rows_and_fields_never_panic(
+            buffer in proptest::collection::vec(
+                prop_oneof![Just(b'\t'), Just(b'\n'), Just(b'\\'), Just(b'N'), any::<u8>()],
+                0..256,
+            ),
+            expected in 0usize..6,
+        ) {
+            let mut fields = Vec::new();
+            for row in rows(&buffer) {
+                prop_assert!(!row.contains(&b'\n'));
+                match split_row(row, expected, &mut fields) {
+                    Ok(()) => prop_assert_eq!(fields.len(), expected),
+                    Err(CopyTextError::FieldCount { expected: e, found }) => {
+                        prop_assert_eq!(e, expected);
+                        prop_assert_ne!(found, expected);
+                    }
+                    Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                }
+                for f in &fields {
+                    let mut s = String::new();
+                    let _ = decode(f, &mut s);
+                }
+            }
+        }
+
+        // A row built from encoded values (None: NULL) splits back into exactly those values.
+        #[test]
+        fn rows_of_encoded_values_roundtrip(
+            values in proptest::collection::vec(proptest::option::of(".*"), 1..6),
+            copies in 1usize..4,
+        ) {
+            let mut buffer = Vec::new();
+            for _ in 0..copies {
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        buffer.push(b'\t');
+                    }
+                    match v {
+                        Some(v) => encode(v, &mut buffer),
+                        None => buffer.extend_from_slice(NULL),
+                    }
+                }
+                buffer.push(b'\n');
+            }
+            let mut fields = Vec::new();
+            let mut n = 0;
+            for row in rows(&buffer) {
+                n += 1;
+                split_row(row, values.len(), &mut fields).unwrap();
+                for (field, expected) in fields.iter().zip(&values) {
+                    match expected {
+                        None => prop_assert!(is_null(field)),
+                        Some(v) => {
+                            let mut s = String::new();
+                            decode(field, &mut s).unwrap();
+                            prop_assert_eq!(&s, v);
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(n, copies);
         }
     }
 }

@@ -40,8 +40,12 @@ pub enum Error {
     Verify(String),
     #[error("{0}")]
     Locked(String),
-    #[error("interrupted by {0}: the half-built database was removed, staging is unchanged")]
-    Interrupted(&'static str),
+    /// SIGINT or SIGTERM stopped the run; `outcome` says what state it left.
+    #[error("interrupted by {signal}: {outcome}")]
+    Interrupted {
+        signal: &'static str,
+        outcome: String,
+    },
     #[error("`{0}` is not implemented yet")]
     NotYet(&'static str),
 }
@@ -57,7 +61,7 @@ impl Error {
             Error::Db(_)
             | Error::Io { .. }
             | Error::Runtime(_)
-            | Error::Interrupted(_)
+            | Error::Interrupted { .. }
             | Error::NotYet(_) => exit::RUNTIME,
         }
     }

@@ -44,22 +44,35 @@ pub fn redact_url(url: &str) -> String {
     let trimmed = url.trim();
     if let Some(scheme_end) = trimmed.find("://") {
         let (scheme, rest) = trimmed.split_at(scheme_end + 3);
-        // The authority ends at the first '/', '?' or '#'; userinfo is what precedes the last '@' in it.
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let authority = match authority.rfind('@') {
+        // Userinfo is what precedes the last '@' before the query. In a well-formed URL that
+        // '@' is inside the authority, but a password pasted without percent-encoding may
+        // hold a '/' (`u:pa/ss@host`): looking past the first '/' still hides all of it.
+        let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+        let (main, tail) = rest.split_at(query_start);
+        let main = match main.rfind('@') {
             Some(at) => {
-                let (userinfo, host) = authority.split_at(at);
+                let (userinfo, host) = main.split_at(at);
                 match userinfo.find(':') {
                     Some(colon) => format!("{}:***{}", &userinfo[..colon], host),
-                    None => authority.to_string(),
+                    None => main.to_string(),
                 }
             }
-            None => authority.to_string(),
+            None => main.to_string(),
         };
-        return format!("{scheme}{authority}{}", redact_query(tail));
+        return format!("{scheme}{main}{}", redact_query(tail));
     }
     redact_key_value(trimmed)
+}
+
+/// A URL for messages: [`redact_url`] when it is one (`scheme://…`); otherwise nothing of
+/// it. A value that is not a URL may be a bare secret (a `cmd:` that printed the password
+/// instead of the URL), which redaction cannot recognise.
+pub fn shown_url(url: &str) -> String {
+    if url.contains("://") {
+        redact_url(url)
+    } else {
+        "(not a URL; not shown, it may be a secret)".to_string()
+    }
 }
 
 fn redact_query(tail: &str) -> String {
@@ -188,6 +201,24 @@ mod tests {
             redact_url("postgres://u:p@ss@h/db"),
             "postgres://u:***@h/db"
         );
+    }
+
+    #[test]
+    fn redacts_password_containing_slash() {
+        assert_eq!(
+            redact_url("postgres://u:pa/ss@h:notaport/db?sslmode=require"),
+            "postgres://u:***@h:notaport/db?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://h/db@x"), "postgres://h/db@x");
+    }
+
+    #[test]
+    fn bare_values_are_not_shown() {
+        assert_eq!(
+            shown_url("s3cr3t-token"),
+            "(not a URL; not shown, it may be a secret)"
+        );
+        assert_eq!(shown_url("redis://:pw@h/0"), "redis://:***@h/0");
     }
 
     #[test]

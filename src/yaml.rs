@@ -45,13 +45,17 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
+        let message = describe_serde_error(&err);
+        // serde points a duplicate key at the start of its mapping; point at the duplicate.
+        let duplicate = parse_duplicate_field(&message)
+            .and_then(|(parent, field)| KeyIndex::parse(text, file).duplicate(parent, field));
         YamlError {
-            location: Location {
+            location: duplicate.unwrap_or(Location {
                 file: file.to_path_buf(),
                 line,
                 column,
-            },
-            message: describe_serde_error(&err),
+            }),
+            message,
         }
     })
 }
@@ -60,9 +64,21 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
 /// so the suffix is dropped, and an unknown key gets the closest expected one as a suggestion.
 fn describe_serde_error(err: &serde_yaml::Error) -> String {
     let full = err.to_string();
-    let message = match full.rfind(" at line ") {
-        Some(pos) if full[pos..].contains(" column ") => full[..pos].to_string(),
-        _ => full,
+    // The position printed first is the error's own; a syntax error can carry a second one,
+    // where the construct it was scanning started ("while scanning a quoted scalar at line 2
+    // column 8"), which is kept.
+    let own = err
+        .location()
+        .map(|l| format!(" at line {} column {}", l.line(), l.column()));
+    let message = match own
+        .as_deref()
+        .and_then(|own| full.find(own).map(|p| (p, own.len())))
+    {
+        Some((pos, len)) => format!("{}{}", &full[..pos], &full[pos + len..]),
+        None => match full.rfind(" at line ") {
+            Some(pos) if full[pos..].contains(" column ") => full[..pos].to_string(),
+            _ => full,
+        },
     };
     match parse_unknown_field(&message) {
         Some((path, field, expected)) => {
@@ -103,6 +119,15 @@ fn parse_unknown_field(message: &str) -> Option<(&str, &str, Vec<String>)> {
     Some((path, field, expected))
 }
 
+/// Picks apart serde's `[path: ]duplicate field `x`` message: (path, field).
+fn parse_duplicate_field(message: &str) -> Option<(&str, &str)> {
+    let idx = message.find("duplicate field `")?;
+    let path = message[..idx].trim_end().trim_end_matches(':');
+    let rest = &message[idx + "duplicate field `".len()..];
+    let field = &rest[..rest.find('`')?];
+    Some((path, field))
+}
+
 /// The candidate closest to `word`, when it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -119,6 +144,8 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 pub struct KeyIndex {
     file: PathBuf,
     positions: HashMap<Vec<String>, (usize, usize)>,
+    /// Keys written twice in one mapping: the path and where the second one is.
+    duplicates: Vec<(Vec<String>, (usize, usize))>,
 }
 
 impl KeyIndex {
@@ -131,6 +158,7 @@ impl KeyIndex {
         KeyIndex {
             file: file.to_path_buf(),
             positions: builder.positions,
+            duplicates: builder.duplicates,
         }
     }
 
@@ -158,6 +186,29 @@ impl KeyIndex {
         }
     }
 
+    /// Where a key written twice is written the second time: `field` in the mapping at
+    /// `parent` (serde's path, `target` or `cache.warm[0]`).
+    pub fn duplicate(&self, parent: &str, field: &str) -> Option<Location> {
+        let parent: Vec<String> = parent
+            .replace('[', ".")
+            .replace(']', "")
+            .split('.')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        self.duplicates
+            .iter()
+            .find(|(path, _)| {
+                path.last().is_some_and(|last| last == field)
+                    && path[..path.len() - 1] == parent[..]
+            })
+            .map(|(_, (line, column))| Location {
+                file: self.file.clone(),
+                line: *line,
+                column: *column,
+            })
+    }
+
     /// The keys of the mapping at `path`, in no particular order.
     pub fn children(&self, path: &[&str]) -> Vec<String> {
         self.positions
@@ -171,6 +222,7 @@ impl KeyIndex {
 #[derive(Default)]
 struct IndexBuilder {
     positions: HashMap<Vec<String>, (usize, usize)>,
+    duplicates: Vec<(Vec<String>, (usize, usize))>,
     /// One frame per open collection.
     stack: Vec<Frame>,
     /// The path of keys to the collection currently open.
@@ -221,8 +273,10 @@ impl MarkedEventReceiver for IndexBuilder {
                 {
                     *expect_key = false;
                     self.path.push(value);
-                    self.positions
-                        .insert(self.path.clone(), (mark.line(), mark.col() + 1));
+                    let at = (mark.line(), mark.col() + 1);
+                    if self.positions.insert(self.path.clone(), at).is_some() {
+                        self.duplicates.push((self.path.clone(), at));
+                    }
                     return;
                 }
                 let pushed = self.enter_value();
@@ -326,6 +380,23 @@ mod tests {
         let mut cols = index.children(&["tables", "public.users"]);
         cols.sort();
         assert_eq!(cols, vec!["email", "name"]);
+    }
+
+    #[test]
+    fn duplicate_key_points_at_the_second_one() {
+        let err =
+            from_str::<Outer>("source:\n  url: x\n  url: y\n", Path::new("r.yaml")).unwrap_err();
+        assert_eq!(err.to_string(), "r.yaml:3:3: source: duplicate field `url`");
+    }
+
+    #[test]
+    fn syntax_error_keeps_where_the_construct_started() {
+        let err = from_str::<Outer>("source:\n  url: \"open\njobs: 1\n", Path::new("r.yaml"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r.yaml:4:1: found unexpected end of stream, while scanning a quoted scalar at line 2 column 8"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
 //! Range jobs of one table run in parallel, so they cannot freeze.
 //!
-//! Retries: a job whose *source* connection drops is run again on a fresh session that imports
-//! the same snapshot (possible while the leader's transaction lives); the target COPY of the
+//! Retries: a job whose *source* connection drops (while its session opens, or mid-COPY) is
+//! run again on a fresh session that imports the same snapshot (possible while the leader's transaction lives); the target COPY of the
 //! failed attempt was aborted, so nothing is doubled. A whole-table job whose *target*
 //! connection drops is run again too (its transaction rolled back, and it truncates first).
 //! A range job whose target connection drops is not retried: the server may have committed
@@ -230,10 +230,23 @@ async fn worker(
         loop {
             attempt += 1;
             if source.as_ref().is_none_or(|c| c.is_closed()) {
-                source = Some(snapshot.session().await.map_err(|e| CopyError::Source {
-                    table: job.label(),
-                    source: e,
-                })?);
+                match snapshot.session().await {
+                    Ok(session) => source = Some(session),
+                    Err(e) => {
+                        let e = CopyError::Source {
+                            table: job.label(),
+                            source: e,
+                        };
+                        // A connection lost while opening the session is retried like one
+                        // lost mid-COPY; a snapshot that cannot be imported any more is not.
+                        if attempt < MAX_ATTEMPTS && e.retryable(&job) && snapshot.is_alive() {
+                            tracing::warn!(table = %job.label(), attempt, error = %e, "connection lost opening a source session; trying again inside the same snapshot");
+                            tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
             }
             let Some(src) = source.as_ref() else { break };
             let started = Instant::now();
@@ -282,6 +295,35 @@ async fn copy_one(
     job: &CopyJob,
     bar: &TableBar,
 ) -> Result<JobResult, CopyError> {
+    let client = target.get().await.map_err(|e| CopyError::Target {
+        table: job.label(),
+        source: match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                DbError::new(servers.target, "connecting to the new database", e)
+            }
+            other => DbError::other(
+                servers.target,
+                format!("connecting to the new database: {other}"),
+            ),
+        },
+    })?;
+    let result = copy_with(source, &client, servers, job, bar).await;
+    if result.is_err() {
+        // The session may be inside the job's failed transaction (or an aborted COPY): it
+        // must not go back to the pool, where the retry or the next job would get it and
+        // fail with "current transaction is aborted". Closing it rolls back on the server.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+async fn copy_with(
+    source: &Client,
+    client: &Client,
+    servers: Servers<'_>,
+    job: &CopyJob,
+    bar: &TableBar,
+) -> Result<JobResult, CopyError> {
     let label = job.label();
     let target_server = servers.target;
     let tgt_err = |context: &str, e: tokio_postgres::Error| CopyError::Target {
@@ -292,18 +334,6 @@ async fn copy_one(
         table: label.clone(),
         source: DbError::new(servers.source, context, e),
     };
-    let client = target.get().await.map_err(|e| CopyError::Target {
-        table: label.clone(),
-        source: match e {
-            deadpool_postgres::PoolError::Backend(e) => {
-                DbError::new(target_server, "connecting to the new database", e)
-            }
-            other => DbError::other(
-                target_server,
-                format!("connecting to the new database: {other}"),
-            ),
-        },
-    })?;
     if job.whole_table {
         client
             .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", job.table.sql()))
@@ -393,6 +423,9 @@ async fn copy_one(
             rows_written += rows_out;
             bytes_written += len;
             bar.advance(rows_in, len);
+            if len > 0 {
+                super::pause::point("data").await;
+            }
         }
         let written = sink
             .as_mut()

@@ -19,7 +19,8 @@
 //! transactionally), then allow connections again. Staging apps see the old database or the
 //! new one, never a mix. If the process dies between the first step and the commit, the live
 //! database is intact but refuses connections; the next restage command on that target
-//! (refresh, generations, rollback) turns connections back on before anything else.
+//! (refresh, generations, rollback) turns connections back on before anything else — with
+//! the lock held, so never behind the back of a swap that is still running.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_postgres::Client;
@@ -241,6 +242,7 @@ pub async fn create_building(
             return Err(DbError::new(server, format!("creating database {name}"), e));
         }
     }
+    super::pause::point("created").await;
     set_marker(admin, server, name, State::Building, birth).await
 }
 
@@ -299,6 +301,7 @@ pub async fn swap(
             .map_err(|e| DbError::new(server, ctx("refusing new connections"), e))?;
         // From here on, any failure must turn connections back on before returning.
         let result = async {
+            super::pause::point("swap").await;
             sessions_ended = end_sessions(admin, server, database).await?;
             let birth = live.birth.clone().unwrap_or_else(|| now.to_string());
             let mut retired = generation_name(database, &birth);

@@ -20,6 +20,7 @@ pub mod access;
 pub mod copy;
 pub mod generations;
 pub mod lock;
+pub mod pause;
 pub mod reindex;
 pub mod rows;
 pub mod schema;
@@ -546,7 +547,29 @@ fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
-    let report = run(config, args, ui).await?;
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let report = match run(config, args, ui).await {
+        Ok(report) => report,
+        Err(e) => {
+            // A failed run replaces the report file too: left in place, last night's success
+            // would be what monitoring reads. Best effort: the error is what matters.
+            if let Some(path) = &args.report {
+                let failed = Report {
+                    restage_version: env!("CARGO_PKG_VERSION"),
+                    started_at,
+                    finished_at: chrono::Utc::now().to_rfc3339(),
+                    dry_run: args.dry_run,
+                    outcome: format!("failed: {e}"),
+                    exit_code: e.exit_code(),
+                    ..Report::default()
+                };
+                if let Err(io) = std::fs::write(path, failed.to_json()) {
+                    tracing::warn!(path = %path.display(), error = %io, "could not write the report");
+                }
+            }
+            return Err(e);
+        }
+    };
     if let Some(path) = &args.report {
         std::fs::write(path, report.to_json())
             .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
@@ -598,8 +621,26 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let admin = db::connect(&settings.admin, Role::Target).await?;
     lock::acquire(&admin, &settings.admin.display, &settings.database).await?;
 
+    // SIGINT and SIGTERM are handled from here on: before the swap they stop the run and
+    // remove what it created; during the swap they wait until it is done.
+    let mut signal = std::pin::pin!(shutdown_signal());
+
     let stage = Stage::start(ui, "plan");
-    let prepared = prepare(&settings, args.allow_unclassified).await?;
+    let planned = async {
+        let prepared = prepare(&settings, args.allow_unclassified).await?;
+        check_target_is_not_source(&admin, prepared.snapshot.leader(), &settings).await?;
+        preflight(&admin, &settings, &prepared.catalog).await?;
+        let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
+        pause::point("plan").await;
+        Ok::<_, Error>((prepared, tools))
+    };
+    let (prepared, tools) = tokio::select! {
+        result = planned => result?,
+        signal = &mut signal => return Err(Error::Interrupted {
+            signal,
+            outcome: "nothing was changed".into(),
+        }),
+    };
     report.stage("plan", stage.done().as_secs_f64());
     report.snapshot = Some(prepared.snapshot.id.clone());
     report.sample = prepared
@@ -610,9 +651,6 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     report.unclassified_allowed = prepared.unclassified.clone();
     report.warnings.extend(prepared.warnings.clone());
     let mut tables = planned_tables(&prepared);
-
-    preflight(&admin, &settings, &prepared.catalog).await?;
-    let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
 
     // From here on the target changes.
     let server = settings.admin.display.clone();
@@ -625,25 +663,33 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         generations::drop_leftovers(&admin, &server, &settings.database).await?;
     let birth = generations::timestamp(chrono::Utc::now());
     let building = generations::generation_name(&settings.database, &birth);
-    generations::create_building(
-        &admin,
-        &server,
-        &building,
-        &birth,
-        &prepared.catalog.encoding,
-        &prepared.catalog.collate,
-        &prepared.catalog.ctype,
-    )
-    .await?;
     report.built = Some(building.clone());
 
-    let outcome = tokio::select! {
-        result = build(&settings, prepared, &tools, &building, ui, &mut report) => result,
-        signal = shutdown_signal() => Err(Error::Interrupted(signal)),
+    let encoding = prepared.catalog.encoding.clone();
+    let collate = prepared.catalog.collate.clone();
+    let ctype = prepared.catalog.ctype.clone();
+    let created_and_built = async {
+        generations::create_building(
+            &admin, &server, &building, &birth, &encoding, &collate, &ctype,
+        )
+        .await?;
+        build(&settings, prepared, &tools, &building, ui, &mut report).await
     };
-    if let Err(e) = outcome {
+    let outcome = tokio::select! {
+        result = created_and_built => result,
+        signal = &mut signal => Err(Error::Interrupted {
+            signal,
+            outcome: "the half-built database was removed, staging is unchanged".into(),
+        }),
+    };
+    if let Err(mut e) = outcome {
         if let Err(cleanup) = generations::drop_database(&admin, &server, &building).await {
             tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
+            if let Error::Interrupted { outcome, .. } = &mut e {
+                *outcome = format!(
+                    "the half-built database {building} could not be removed (the next run removes it), staging is unchanged"
+                );
+            }
         }
         return Err(e);
     }
@@ -660,8 +706,9 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
             "{e}; cache.required is true, so staging was not swapped (unchanged)"
         )));
     }
+    pause::point("before-swap").await;
 
-    // The swap is not interrupted: signals wait until it is done.
+    // The swap is not interrupted: a signal that arrives now is acted on after it.
     let stage = Stage::start(ui, "swap");
     let now = generations::timestamp(chrono::Utc::now());
     match generations::swap(&admin, &server, &settings.database, &building, &birth, &now).await {
@@ -683,7 +730,14 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     );
     if let Some(cache) = &settings.cache {
         let stage = Stage::start(ui, "cache");
-        match warm_cache(&settings, cache).await {
+        let warmed = tokio::select! {
+            result = async {
+                pause::point("warm").await;
+                warm_cache(&settings, cache).await
+            } => result,
+            signal = &mut signal => Err(Error::Runtime(format!("interrupted by {signal}"))),
+        };
+        match warmed {
             Ok(w) => report.cache = serde_json::to_value(&w).ok(),
             Err(e) => {
                 report.cache = Some(serde_json::json!({ "warmed": false, "error": e.to_string() }));
@@ -725,6 +779,45 @@ impl Report {
         totals.compute_totals();
         self.totals = totals.totals;
     }
+}
+
+/// Refuses a target that is the source under another address. [`Settings::check`] compares
+/// the URLs, which cannot see that a host alias, an IP address, a Unix socket or a proxy lead
+/// to the same server; this asks both servers. Two sessions are on the same server when its
+/// postmaster started at the same instant (to the microsecond, as an epoch, so the sessions'
+/// time zones do not matter). (A replica of the source is another server by this test.)
+async fn check_target_is_not_source(
+    admin: &Client,
+    source: &Client,
+    settings: &Settings,
+) -> Result<()> {
+    const WHO: &str =
+        "SELECT extract(epoch FROM pg_postmaster_start_time())::text, current_database()::text";
+    let s = source
+        .query_one(WHO, &[])
+        .await
+        .map_err(|e| DbError::new(&settings.source.display, "identifying the server", e))?;
+    let t = admin
+        .query_one(WHO, &[])
+        .await
+        .map_err(|e| DbError::new(&settings.admin.display, "identifying the server", e))?;
+    let (source_started, source_db): (String, String) = (s.get(0), s.get(1));
+    let (target_started, admin_db): (String, String) = (t.get(0), t.get(1));
+    if source_started != target_started {
+        return Ok(());
+    }
+    if source_db == settings.database {
+        return Err(Error::Usage(format!(
+            "target.database: {source_db} is the source database ({}), on the same server under another address; restage would replace production (nothing was changed)",
+            settings.source.display
+        )));
+    }
+    if source_db == admin_db {
+        return Err(Error::Usage(format!(
+            "target.url: connects to the source database ({source_db}), on the same server under another address; use a maintenance database of the staging server, such as postgres (nothing was changed)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the target can hold the copy before anything is created: the extensions the
@@ -777,6 +870,7 @@ async fn build(
     let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
     schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
     report.stage("schema (pre-data)", stage.done().as_secs_f64());
+    pause::point("pre-data").await;
 
     let sequence_values = sequences::read(
         snapshot.leader(),
@@ -803,6 +897,7 @@ async fn build(
         progress.finish();
     }
     report.stage("data", data_started.elapsed().as_secs_f64());
+    pause::point("data-done").await;
     let stage = Stage::start(ui, "leak sample");
     let probe = verify::sample_source(
         snapshot.leader(),
@@ -881,6 +976,7 @@ async fn build(
     .await?;
     access::grant(&client, &server, building, &settings.grants).await?;
 
+    pause::point("before-verify").await;
     let stage = Stage::start(ui, "verify");
     let expected: BTreeMap<QualifiedName, u64> =
         results.iter().fold(BTreeMap::new(), |mut m, r| {
@@ -1142,7 +1238,17 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
 pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
     let (admin_endpoint, target) = config.target("generations")?;
     let admin = db::connect(&admin_endpoint, Role::Target).await?;
-    generations::repair_live(&admin, &admin_endpoint.display, &target.database).await?;
+    // Repair only with the lock: without it, another run may be inside its swap, where the
+    // live database refuses connections on purpose.
+    match lock::acquire(&admin, &admin_endpoint.display, &target.database).await {
+        Ok(()) => {
+            generations::repair_live(&admin, &admin_endpoint.display, &target.database).await?;
+        }
+        Err(Error::Locked(_)) => {
+            tracing::info!("another restage run holds the lock; listing only");
+        }
+        Err(e) => return Err(e),
+    }
     let list = generations::list(&admin, &admin_endpoint.display, &target.database).await?;
     if ui.json {
         println!(

@@ -137,6 +137,7 @@ pub async fn dump(
         source,
         "pg_dump (schema)",
         &[("PGOPTIONS", "-c default_transaction_read_only=on")],
+        None,
     )
     .await?;
     Ok(archive)
@@ -180,16 +181,19 @@ pub async fn restore(
         Section::PreData => "pg_restore (pre-data: types, tables, functions)",
         Section::PostData => "pg_restore (post-data: indexes, constraints, triggers)",
     };
-    run_tool(cmd, target, what, &[]).await
+    let pause = (section == Section::PostData).then_some("post-data");
+    run_tool(cmd, target, what, &[], pause).await
 }
 
 /// Runs a tool with the endpoint's libpq environment; its stderr becomes the error message,
-/// scrubbed of the password.
+/// scrubbed of the password. `pause` names a testing hook point ([`super::pause`]) reached
+/// while the tool runs.
 async fn run_tool(
     mut cmd: Command,
     endpoint: &PgEndpoint,
     what: &str,
     extra_env: &[(&str, &str)],
+    pause: Option<&'static str>,
 ) -> Result<(), Error> {
     let env = endpoint.libpq_env();
     for (k, v) in &env {
@@ -202,8 +206,14 @@ async fn run_tool(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let output = cmd
-        .output()
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("running {what}"), e))?;
+    if let Some(point) = pause {
+        super::pause::point(point).await;
+    }
+    let output = child
+        .wait_with_output()
         .await
         .map_err(|e| Error::io(format!("running {what}"), e))?;
     let password = env

@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use crate::config::WarmConfig;
 use crate::db::DbError;
 use crate::error::{Error, Result};
-use crate::secret::{Secret, redact_url};
+use crate::secret::{Secret, redact_url, shown_url};
 
 /// Commands per pipeline round trip.
 const PIPELINE: usize = 1000;
@@ -62,7 +62,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(url: Secret) -> Cache {
-        let display = redact_url(url.expose());
+        let display = shown_url(url.expose());
         Cache { url, display }
     }
 

@@ -331,3 +331,287 @@ pub async fn table_checksums(url: &str) -> std::collections::BTreeMap<String, (u
     }
     out
 }
+
+// ----- Additions for the fault, bad-input, secrets and TLS tests (issue 6). -----
+
+pub mod cluster;
+
+/// `host:port` of the test PostgreSQL server (from `admin_url`).
+pub fn admin_host_port() -> String {
+    use std::str::FromStr;
+    let config = tokio_postgres::Config::from_str(&admin_url()).expect("RESTAGE_TEST_PG parses");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+/// The user of `admin_url` (postgres by default).
+pub fn admin_user() -> String {
+    use std::str::FromStr;
+    tokio_postgres::Config::from_str(&admin_url())
+        .ok()
+        .and_then(|c| c.get_user().map(str::to_string))
+        .unwrap_or_else(|| "postgres".to_string())
+}
+
+/// `host:port` of the test Redis (from `redis_url`).
+pub fn redis_host_port() -> String {
+    let url = redis_url();
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(&url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    let host_port = rest.split('/').next().unwrap_or("127.0.0.1:6379");
+    if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:6379")
+    }
+}
+
+/// A URL for database `db` of the test server reached through a local port (a proxy).
+pub fn url_via(port: u16, db: &str) -> String {
+    format!("postgres://{}@127.0.0.1:{port}/{db}", admin_user())
+}
+
+/// Every database whose name starts with `prefix`, sorted.
+pub async fn databases_like(prefix: &str) -> Vec<String> {
+    let admin = connect(&admin_url()).await;
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+            &[&pattern],
+        )
+        .await
+        .expect("list databases")
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Runs the binary with a config and extra environment; returns (exit code, stdout, stderr).
+pub fn run_restage_env(
+    config: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = std::process::Command::new(restage_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("--progress")
+        .arg("never")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run restage");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Setup {
+    /// Writes `restage.yaml` with other source and target URLs (a proxy, a private server).
+    pub fn write_config_urls(&self, source_url: &str, target_url: &str, extra: &str) {
+        let yaml = format!(
+            "source:\n  url: {source_url}\ntarget:\n  url: {target_url}\n  database: {}\n  keep: 1\njobs: 2\nsecret: test-secret-0123456789abcdef\n{extra}\n",
+            self.staging
+        );
+        std::fs::write(self.config_path(), yaml).expect("write config");
+    }
+
+    /// Runs `restage <args>` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        run_restage_env(&self.config_path(), args, env)
+    }
+
+    /// Starts `restage <args>` as a child process with extra environment variables.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::start(&self.config_path(), args, env)
+    }
+}
+
+/// A restage child process whose stderr is read as it comes, so a test can wait for a line
+/// (`paused at data`) and then kill it, signal it or let it go on.
+pub struct Running {
+    child: std::process::Child,
+    stderr: std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn start(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        use std::io::Read;
+        let mut child = std::process::Command::new(restage_bin())
+            .arg("-c")
+            .arg(config)
+            .arg("--progress")
+            .arg("never")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start restage");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = std::sync::Arc::new((
+            std::sync::Mutex::new(String::new()),
+            std::sync::Condvar::new(),
+        ));
+        let shared = stderr.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match err.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let (text, cond) = &*shared;
+                        text.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                        cond.notify_all();
+                    }
+                }
+            }
+        });
+        Running {
+            child,
+            stderr,
+            stdout: Some(stdout),
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// What the child wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until stderr contains `needle`; panics (with the stderr) on timeout or when the
+    /// child exits first.
+    pub fn wait_for(&mut self, needle: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let (text, cond) = &*self.stderr;
+        let mut guard = text.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if guard.contains(needle) {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                panic!("timed out waiting for `{needle}` on restage's stderr:\n{guard}");
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the reader a moment to collect the last output.
+                drop(guard);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!(
+                    "restage exited ({status}) before `{needle}` appeared; stderr:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+            let wait = (deadline - now).min(std::time::Duration::from_millis(200));
+            guard = cond
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits for `restage: paused at <point>` (the testing hook).
+    pub fn wait_paused(&mut self, point: &str) {
+        self.wait_for(
+            &format!("restage: paused at {point} "),
+            std::time::Duration::from_secs(180),
+        );
+    }
+
+    /// Sends a signal (SIGINT, SIGTERM, SIGUSR1…).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with the pid of our own child.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Lets a paused run go on (SIGUSR1).
+    pub fn resume(&self) {
+        self.signal(libc::SIGUSR1);
+    }
+
+    /// SIGKILL, then reaps the child; returns what it printed.
+    pub fn kill(mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (_, out, err) = self.collect(-9);
+        (out, err)
+    }
+
+    /// Waits for the child to exit (at most `timeout`, then SIGKILL and panic); returns
+    /// (exit code, stdout, stderr). A child killed by a signal gives -signal.
+    pub fn finish(mut self, timeout: std::time::Duration) -> (i32, String, String) {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    let code = status
+                        .code()
+                        .or_else(|| status.signal().map(|s| -s))
+                        .unwrap_or(-1000);
+                    return self.collect(code);
+                }
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let (_, out, err) = self.collect(-9);
+                    panic!("restage did not finish in {timeout:?}; stdout:\n{out}\nstderr:\n{err}");
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, code: i32) -> (i32, String, String) {
+        let out = self
+            .stdout
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        (code, out, self.stderr_so_far())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a restage child behind a failed test.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
