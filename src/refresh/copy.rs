@@ -432,7 +432,14 @@ async fn copy_with(
             .finish()
             .await
             .map_err(|e| tgt_err("finishing COPY FROM", e))?;
-        Ok::<_, CopyError>((rows_written.max(written), bytes_written))
+        // The server's own count of the rows it stored is the count check of the load: a
+        // mismatch means rows were lost or doubled on the way, and the run stops here.
+        if written != rows_written {
+            return Err(CopyError::Other(format!(
+                "{label}: the server stored {written} rows where {rows_written} were sent"
+            )));
+        }
+        Ok::<_, CopyError>((rows_written, bytes_written))
     };
 
     let ((rows_read, bytes_read), (rows_written, bytes_written)) =
