@@ -52,7 +52,33 @@ const CHECKED: &[&str] = &[
 pub struct LeakProbe {
     state: RandomState,
     hashes: HashMap<u64, u32>,
-    origins: Vec<String>,
+    origins: Vec<Origin>,
+}
+
+/// A checked source column.
+#[derive(Debug, Clone)]
+struct Origin {
+    name: String,
+    sampled: u64,
+    /// How many different values its rule's outputs are drawn from, when that is small
+    /// enough for fake values to equal real ones by chance (ipv4: a 32-bit space); infinite
+    /// otherwise.
+    space: f64,
+}
+
+/// Public-looking IPv4 addresses (the ipv4 transform's outputs): about 3.5 billion.
+const IPV4_SPACE: f64 = 3.5e9;
+
+/// How many matches between a staging column and an origin can be chance: with `values`
+/// scanned and λ expected by chance, more than λ + 6√λ + 3 is a leak; with λ ≈ 0 (any
+/// transform with a large output space), one match is.
+fn leak_threshold(values: u64, origin: &Origin) -> (f64, u64) {
+    let lambda = values as f64 * origin.sampled as f64 / origin.space;
+    if lambda < 0.01 {
+        (lambda, 1)
+    } else {
+        (lambda, (lambda + 6.0 * lambda.sqrt() + 3.0).ceil() as u64)
+    }
 }
 
 impl std::fmt::Debug for LeakProbe {
@@ -75,17 +101,15 @@ impl LeakProbe {
         self.state.hash_one(s)
     }
 
-    fn lookup(&self, s: &str) -> Option<&str> {
+    fn lookup(&self, s: &str) -> Option<u32> {
         if s.chars().count() < MIN_LEN {
             return None;
         }
-        self.hashes
-            .get(&self.hash(s))
-            .map(|&i| self.origins[i as usize].as_str())
+        self.hashes.get(&self.hash(s)).copied()
     }
 
-    /// The origin of the first protected value found in `text`, whole or as a token.
-    pub fn find(&self, text: &str) -> Option<&str> {
+    /// The origin (index) of the first protected value found in `text`, whole or as a token.
+    fn find(&self, text: &str) -> Option<u32> {
         if let Some(o) = self.lookup(text.trim()) {
             return Some(o);
         }
@@ -122,10 +146,18 @@ pub async fn sample_source(
                 continue;
             }
             let origin = format!("{}.{}", catalog.root_of(&table.name), column.name);
-            let index = match probe.origins.iter().position(|o| *o == origin) {
+            let index = match probe.origins.iter().position(|o| o.name == origin) {
                 Some(i) => i,
                 None => {
-                    probe.origins.push(origin);
+                    probe.origins.push(Origin {
+                        name: origin,
+                        sampled: 0,
+                        space: if b.rule.as_deref() == Some("ipv4") {
+                            IPV4_SPACE
+                        } else {
+                            f64::INFINITY
+                        },
+                    });
                     probe.origins.len() - 1
                 }
             } as u32;
@@ -160,6 +192,7 @@ pub async fn sample_source(
                 let v = v.strip_suffix("/32").unwrap_or(v);
                 if v.chars().count() >= MIN_LEN {
                     probe.hashes.insert(probe.hash(v), index);
+                    probe.origins[index as usize].sampled += 1;
                 }
             }
         }
@@ -284,19 +317,34 @@ pub async fn verify(
         .collect()
         .await;
     let mut counts = BTreeMap::new();
-    let mut leaks: BTreeMap<String, u64> = BTreeMap::new();
+    let mut hits: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
     for r in results {
         let scan = r?;
         report.staging_values_scanned += scan.values;
-        for (k, n) in scan.leaks {
-            *leaks.entry(k).or_default() += n;
+        for (column, origin, n, values) in scan.hits {
+            let e = hits.entry((column, origin)).or_default();
+            e.0 += n;
+            e.1 = e.1.max(values);
         }
         counts.insert(scan.table, scan.rows);
     }
-    report.leaks = leaks
-        .into_iter()
-        .map(|(k, n)| format!("{k} ({n} value{})", if n == 1 { "" } else { "s" }))
-        .collect();
+    for ((column, origin), (n, values)) in hits {
+        let Some(o) = probe.origins.get(origin as usize) else {
+            continue;
+        };
+        let (lambda, threshold) = leak_threshold(values, o);
+        let plural = if n == 1 { "" } else { "s" };
+        if n >= threshold {
+            report
+                .leaks
+                .push(format!("{column} ← {} ({n} value{plural})", o.name));
+        } else {
+            report.notes.push(format!(
+                "{column}: {n} value{plural} equal to sampled values of {} — chance, not a leak ({lambda:.2} expected among {values} values drawn from about {:.1e})",
+                o.name, o.space
+            ));
+        }
+    }
 
     if let Some(expected) = expected {
         for (table, want) in expected {
@@ -375,7 +423,8 @@ struct TableScan {
     table: QualifiedName,
     rows: u64,
     values: u64,
-    leaks: Vec<(String, u64)>,
+    /// (`table.column`, origin, matches, values scanned in that column).
+    hits: Vec<(String, u32, u64, u64)>,
 }
 
 async fn scan_table(
@@ -403,7 +452,8 @@ async fn scan_table(
     let mut stream = std::pin::pin!(stream);
     let mut rows = 0u64;
     let mut values = 0u64;
-    let mut hits: HashMap<(usize, String), u64> = HashMap::new();
+    let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
+    let mut column_values = vec![0u64; columns.len()];
     let mut text = String::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
@@ -421,20 +471,25 @@ async fn scan_table(
                 continue;
             }
             values += 1;
+            if let Some(n) = column_values.get_mut(i) {
+                *n += 1;
+            }
             if let Some(origin) = probe.find(&text) {
-                *hits.entry((i, origin.to_string())).or_default() += 1;
+                *hits.entry((i, origin)).or_default() += 1;
             }
         }
     }
-    let leaks = hits
+    let hits = hits
         .into_iter()
         .map(|((i, origin), n)| {
             (
                 format!(
-                    "{table}.{} ← {origin}",
+                    "{table}.{}",
                     columns.get(i).map(String::as_str).unwrap_or("?")
                 ),
+                origin,
                 n,
+                column_values.get(i).copied().unwrap_or(0),
             )
         })
         .collect();
@@ -442,7 +497,7 @@ async fn scan_table(
         table: table.clone(),
         rows,
         values,
-        leaks,
+        hits,
     })
 }
 
@@ -450,11 +505,36 @@ async fn scan_table(
 mod tests {
     use super::*;
 
+    #[test]
+    fn chance_matches_in_small_output_spaces_are_not_leaks() {
+        let ip = Origin {
+            name: "p.ip".into(),
+            sampled: 1000,
+            space: IPV4_SPACE,
+        };
+        // 400,000 fake addresses against 1,000 real ones: about 0.11 expected by chance.
+        let (lambda, threshold) = leak_threshold(400_000, &ip);
+        assert!((0.1..0.13).contains(&lambda), "{lambda}");
+        assert_eq!(threshold, 6);
+        // A kept address column matches about every sampled value: far above.
+        assert!(1000 > leak_threshold(64_000, &ip).1);
+        let email = Origin {
+            name: "p.email".into(),
+            sampled: 1000,
+            space: f64::INFINITY,
+        };
+        assert_eq!(leak_threshold(10_000_000, &email).1, 1);
+    }
+
     fn probe(values: &[&str]) -> LeakProbe {
         let mut p = LeakProbe {
             state: RandomState::new(),
             hashes: HashMap::new(),
-            origins: vec!["public.users.email".into()],
+            origins: vec![Origin {
+                name: "public.users.email".into(),
+                sampled: values.len() as u64,
+                space: f64::INFINITY,
+            }],
         };
         for v in values {
             p.hashes.insert(p.hash(v), 0);
@@ -465,15 +545,9 @@ mod tests {
     #[test]
     fn finds_whole_values_and_tokens() {
         let p = probe(&["john.smith@example.com", "123-45-6789"]);
-        assert_eq!(p.find("john.smith@example.com"), Some("public.users.email"));
-        assert_eq!(
-            p.find("contact: <john.smith@example.com>, thanks"),
-            Some("public.users.email")
-        );
-        assert_eq!(
-            p.find("{\"ssn\": \"123-45-6789\"}"),
-            Some("public.users.email")
-        );
+        assert_eq!(p.find("john.smith@example.com"), Some(0));
+        assert_eq!(p.find("contact: <john.smith@example.com>, thanks"), Some(0));
+        assert_eq!(p.find("{\"ssn\": \"123-45-6789\"}"), Some(0));
         assert_eq!(p.find("jane.doe@example.com"), None);
         assert_eq!(p.find("SSN XXX-XX-XXXX"), None);
     }
