@@ -2,7 +2,7 @@
 # End-to-end benchmark: `restage refresh` against `pg_dump -Fd -j | pg_restore -j` on the same
 # generated database, in one run, and the ratio.
 #
-#   benches/e2e.sh                 # SCALE=50 JOBS=2
+#   benches/e2e.sh                 # SCALE=50 JOBS=2 RUNS=3
 #   SCALE=100 JOBS=4 benches/e2e.sh
 #
 # It builds the release binary, generates the demo's production database at SCALE (1 ≈ 2,000
@@ -12,12 +12,15 @@
 #   2. restage refresh with the demo's full rule set (rules/demo.yaml, tsvector recompute);
 #   3. restage refresh with a 10% subset of users (and everything that follows them);
 #   4. pg_dump -Fd -jJOBS into a directory, then createdb + pg_restore -jJOBS.
-# Peak RSS of each restage run comes from /usr/bin/time. Databases it makes are dropped at the end.
+# Each is run RUNS times, interleaved, and the best and median times are printed (a shared VM's
+# timings vary by ±30% from run to run). Peak RSS of each restage run comes from /usr/bin/time.
+# Databases it makes are dropped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCALE=${SCALE:-50}
 JOBS=${JOBS:-2}
+RUNS=${RUNS:-3}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 PREFIX=restage_bench_$$
 SRC=${PREFIX}_prod
@@ -53,45 +56,59 @@ run_restage() { # $1 = label, $2 = target db, $3 = extra yaml
     t0=$(now)
     /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" -q --progress never -c "$WORK/restage.yaml" refresh --report "$WORK/$2.json" >/dev/null
     t1=$(now)
-    local secs rss
-    secs=$(elapsed "$t0" "$t1")
-    rss=$(( $(cat "$WORK/rss") / 1024 ))
-    printf '%-34s %8.1f s   peak RSS %5d MiB\n' "$1" "$secs" "$rss"
-    eval "T_$4=$secs"
+    echo "$(elapsed "$t0" "$t1") $(( $(cat "$WORK/rss") / 1024 ))" >> "$WORK/times.$4"
+    cp "$WORK/$2.json" "$WORK/$4.$(wc -l < "$WORK/times.$4").json"
 }
 
+run_baseline() {
+    rm -rf "$WORK/dump"
+    dropdb --if-exists --force "${PREFIX}_baseline"
+    local t0 t1
+    t0=$(now)
+    pg_dump -Fd -j "$JOBS" -f "$WORK/dump" "$SRC"
+    createdb "${PREFIX}_baseline"
+    pg_restore -j "$JOBS" -d "${PREFIX}_baseline" "$WORK/dump"
+    t1=$(now)
+    echo "$(elapsed "$t0" "$t1") 0" >> "$WORK/times.base"
+}
+
+RULES_YAML="rules: $PWD/rules/demo.yaml
+search:
+  tsvector:
+    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }"
 mkdir -p "$WORK/empty-rules"
-echo
-run_restage "restage refresh (keep-only)" "${PREFIX}_keep" "strict: off
+for run in $(seq 1 "$RUNS"); do
+    echo "run $run of $RUNS ..."
+    run_restage "keep-only" "${PREFIX}_keep" "strict: off
 rules: $WORK/empty-rules" keep
-run_restage "restage refresh (demo rules)" "${PREFIX}_anon" "rules: $PWD/rules/demo.yaml
-search:
-  tsvector:
-    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }" anon
-run_restage "restage refresh (10% subset, rules)" "${PREFIX}_subset" "rules: $PWD/rules/demo.yaml
-search:
-  tsvector:
-    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }
+    run_restage "demo rules" "${PREFIX}_anon" "$RULES_YAML" anon
+    run_restage "10% subset" "${PREFIX}_subset" "$RULES_YAML
 sample:
   tables:
     public.users: { percent: 10 }" subset
+    run_baseline
+done
 
-t0=$(now)
-pg_dump -Fd -j "$JOBS" -f "$WORK/dump" "$SRC"
-createdb "${PREFIX}_baseline"
-pg_restore -j "$JOBS" -d "${PREFIX}_baseline" "$WORK/dump"
-t1=$(now)
-T_base=$(elapsed "$t0" "$t1")
-printf '%-34s %8.1f s\n' "pg_dump -Fd -j$JOBS | pg_restore -j$JOBS" "$T_base"
-
+# best and median seconds, max RSS: "best median rss"
+stats() { sort -n "$WORK/times.$1" | awk '{ t[NR] = $1; if ($2 > r) r = $2 } END { printf "%.2f %.2f %d", t[1], t[int((NR + 1) / 2)], r }'; }
+read -r T_keep M_keep R_keep <<< "$(stats keep)"
+read -r T_anon M_anon R_anon <<< "$(stats anon)"
+read -r T_subset M_subset R_subset <<< "$(stats subset)"
+read -r T_base M_base _ <<< "$(stats base)"
 echo
-printf 'ratio keep-only / baseline:   %.2f\n' "$(echo "$T_keep / $T_base" | bc -l)"
+printf '%-40s %8s %8s %10s\n' "" "best" "median" "peak RSS"
+printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (keep-only)" "$T_keep" "$M_keep" "$R_keep"
+printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (demo rules)" "$T_anon" "$M_anon" "$R_anon"
+printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (10% subset, demo rules)" "$T_subset" "$M_subset" "$R_subset"
+printf '%-40s %7.2fs %7.2fs\n' "pg_dump -Fd -j$JOBS | pg_restore -j$JOBS" "$T_base" "$M_base"
+echo
+printf '(ratios of best times)\nratio keep-only / baseline:   %.2f\n' "$(echo "$T_keep / $T_base" | bc -l)"
 printf 'ratio demo rules / baseline:  %.2f\n' "$(echo "$T_anon / $T_base" | bc -l)"
 printf 'anonymization overhead:       %+.1f%% of the keep-only refresh\n' "$(echo "($T_anon - $T_keep) * 100 / $T_keep" | bc -l)"
 printf 'ratio 10%% subset / full:      %.2f\n' "$(echo "$T_subset / $T_anon" | bc -l)"
 echo
-echo "stage timings (seconds):"
-python3 - "$WORK/${PREFIX}_keep.json" "$WORK/${PREFIX}_anon.json" "$WORK/${PREFIX}_subset.json" <<'PY'
+echo "stage timings of the first run (seconds):"
+python3 - "$WORK/keep.1.json" "$WORK/anon.1.json" "$WORK/subset.1.json" <<'PY'
 import json, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
 stages = []

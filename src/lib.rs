@@ -25,6 +25,7 @@ pub mod deploy;
 pub mod error;
 pub mod health;
 pub mod plan;
+pub mod prehashed;
 pub mod progress;
 pub mod refresh;
 pub mod report;

@@ -25,7 +25,9 @@
 //! million keys) would make one row look kept; the foreign keys are validated when staging's
 //! constraints are created, so such a case fails the run loudly, never silently.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::prehashed::DigestMap;
 use std::hash::{BuildHasher, RandomState};
 
 use super::graph::Edge;
@@ -117,8 +119,8 @@ pub struct KeyLayout {
 pub struct KeyTable {
     pub name: QualifiedName,
     pub identity: Vec<String>,
-    id_index: HashMap<u64, u32>,
-    ref_index: BTreeMap<Vec<String>, HashMap<u64, u32>>,
+    id_index: DigestMap<u32>,
+    ref_index: BTreeMap<Vec<String>, DigestMap<u32>>,
     select: Vec<u64>,
     in_window: Vec<bool>,
     outgoing: Vec<(usize, Vec<u64>)>,
@@ -134,7 +136,7 @@ impl KeyTable {
             ref_index: layout
                 .referenced
                 .iter()
-                .map(|cols| (cols.clone(), HashMap::new()))
+                .map(|cols| (cols.clone(), DigestMap::default()))
                 .collect(),
             outgoing: layout
                 .outgoing

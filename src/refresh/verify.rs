@@ -10,10 +10,11 @@
 //! and looked up. A hit names the staging table and column and the source column whose value
 //! it is, never the value.
 //!
-//! Transforms whose outputs are drawn from small lists (first_name, city, country, choice…)
-//! are not checked: a fake "Anna" equal to a real "Anna" proves nothing. Neither is
-//! regex_replace (it keeps text the pattern does not match, by design). Values shorter than
-//! [`MIN_LEN`] characters are ignored for the same reason.
+//! Columns whose every value a rule replaced (email, name, hash…) are not scanned: they hold
+//! only fake values. The source values of transforms whose outputs are drawn from small lists
+//! (first_name, city, country, choice…) are not sampled: a fake "Anna" equal to a real "Anna"
+//! proves nothing. Neither are regex_replace's (it keeps the text its pattern does not match,
+//! by design). Values shorter than [`MIN_LEN`] characters are ignored for the same reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
@@ -48,11 +49,42 @@ const CHECKED: &[&str] = &[
     "set_null",
 ];
 
+/// Transforms whose output replaces the whole value with one drawn from the seed: a column
+/// ruled by one of them holds only fake values (equal to a real one only by chance), so the
+/// scan skips it. Columns that carry copied content — unruled, `keep`, `mask` (keeps part),
+/// `regex_replace` (keeps what the pattern misses), `json` (keeps the unruled fields) — are
+/// scanned.
+const REPLACING: &[&str] = &[
+    "email",
+    "first_name",
+    "last_name",
+    "name",
+    "phone",
+    "hash",
+    "iban",
+    "credit_card",
+    "ipv4",
+    "ipv6",
+    "uuid",
+    "street_address",
+    "city",
+    "postcode",
+    "country",
+    "company",
+    "username",
+    "lorem",
+    "choice",
+    "constant",
+    "set_null",
+];
+
 /// Keyed hashes of sampled source values, with the column each came from.
 pub struct LeakProbe {
     state: RandomState,
-    hashes: HashMap<u64, u32>,
+    hashes: crate::prehashed::DigestMap<u32>,
     origins: Vec<Origin>,
+    /// Columns whose every value was replaced by a rule (see [`REPLACING`]): not scanned.
+    replaced: std::collections::HashSet<(QualifiedName, String)>,
 }
 
 /// A checked source column.
@@ -128,14 +160,20 @@ pub async fn sample_source(
 ) -> Result<LeakProbe, DbError> {
     let mut probe = LeakProbe {
         state: RandomState::new(),
-        hashes: HashMap::new(),
+        hashes: Default::default(),
         origins: Vec::new(),
+        replaced: Default::default(),
     };
     for table in catalog.data_tables() {
         let Some(bound) = rules.table(&table.name) else {
             continue;
         };
         for (column, b) in table.copy_columns().zip(&bound.columns) {
+            if b.transform.is_some() && b.rule.as_deref().is_some_and(|r| REPLACING.contains(&r)) {
+                probe
+                    .replaced
+                    .insert((table.name.clone(), column.name.clone()));
+            }
             let checked =
                 b.transform.is_some() && b.rule.as_deref().is_some_and(|r| CHECKED.contains(&r));
             let text_like = matches!(
@@ -288,7 +326,7 @@ pub async fn verify(
                             | TypeKind::Jsonb
                             | TypeKind::Inet
                             | TypeKind::Uuid
-                    )
+                    ) && !probe.replaced.contains(&(t.name.clone(), c.name.clone()))
                 })
                 .map(|c| c.name.clone())
                 .collect();
@@ -529,7 +567,8 @@ mod tests {
     fn probe(values: &[&str]) -> LeakProbe {
         let mut p = LeakProbe {
             state: RandomState::new(),
-            hashes: HashMap::new(),
+            replaced: Default::default(),
+            hashes: Default::default(),
             origins: vec![Origin {
                 name: "public.users.email".into(),
                 sampled: values.len() as u64,

@@ -23,8 +23,10 @@
 //!   30–60 bytes per distinct value.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
+
+use crate::prehashed::DigestMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -89,7 +91,7 @@ impl Registry {
 const ENTRY_BYTES: u64 = (size_of::<u64>() + size_of::<[u64; 2]>()) as u64;
 
 /// One shard of a set: output digest → input tag.
-type Shard = Mutex<HashMap<u64, [u64; 2], BuildHasherDefault<PassThrough>>>;
+type Shard = Mutex<DigestMap<[u64; 2]>>;
 
 /// Outputs claimed under one identity.
 pub struct UniqueSet {
@@ -175,26 +177,6 @@ pub(crate) fn output_digest(output: &str) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     hasher.write(output.as_bytes());
     hasher.finish()
-}
-
-/// The keys are digests already: hashing them again would only cost time.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// Locks a mutex; a poisoned one (a panic while it was held, which nothing here can cause)
