@@ -35,6 +35,8 @@ pub struct Report {
     pub generations_dropped: Vec<String>,
     pub leftovers_removed: Vec<String>,
     pub sample: Option<serde_json::Value>,
+    /// What `unique: true` held: distinct values, clashes resolved, memory.
+    pub unique: Option<serde_json::Value>,
     pub cache: Option<serde_json::Value>,
     /// Columns copied without a rule because of `--allow-unclassified`.
     pub unclassified_allowed: Vec<String>,

@@ -130,6 +130,8 @@ impl Settings {
                 })?);
             }
         }
+        Catalogue::check_locale(config.locale())
+            .map_err(|message| config.value_error(&["locale"], message))?;
         let split_bytes = std::env::var("RESTAGE_SPLIT_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -216,6 +218,8 @@ pub struct Prepared {
     pub jobs: Vec<CopyJob>,
     pub unclassified: Vec<String>,
     pub warnings: Vec<String>,
+    /// The bound transform catalogue (its `unique` registry fills during the data stage).
+    pub transforms: Catalogue,
 }
 
 /// Derived columns (`search.tsvector`) must name existing tables and columns.
@@ -352,6 +356,7 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
         jobs,
         unclassified,
         warnings,
+        transforms,
     })
 }
 
@@ -863,6 +868,7 @@ async fn build(
         catalog,
         jobs,
         rules: prepared_rules,
+        transforms,
         ..
     } = prepared;
 
@@ -911,6 +917,10 @@ async fn build(
     // xmin back until the indexes are built.
     drop(snapshot);
     report.tables = aggregate(&results);
+    let unique = transforms.unique_stats();
+    if unique.sets > 0 {
+        report.unique = serde_json::to_value(unique).ok();
+    }
 
     let client = pool
         .get()

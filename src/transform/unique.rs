@@ -48,7 +48,7 @@ impl fmt::Debug for Registry {
 }
 
 /// What the registry holds, for the run's report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UniqueStats {
     /// Identities with `unique: true` somewhere.
     pub sets: usize,
