@@ -94,9 +94,29 @@ impl RuleSet {
     /// Loads a rules file, or every `*.yaml` / `*.yml` file of a folder (sorted by name).
     /// A path that does not exist gives an empty rule set when `optional`.
     pub fn load(path: &Path, optional: bool) -> Result<RuleSet, Vec<String>> {
+        let (set, errors) = RuleSet::load_partial(path, optional);
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Like [`RuleSet::load`], but returns what did load along with the problems, so that a
+    /// caller can bind the rest and report every problem at once.
+    pub fn load_partial(path: &Path, optional: bool) -> (RuleSet, Vec<String>) {
+        let mut set = RuleSet::default();
         let files = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| vec![format!("{}: cannot read rules folder: {e}", path.display())])?
+            let entries = match std::fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    return (
+                        set,
+                        vec![format!("{}: cannot read rules folder: {e}", path.display())],
+                    );
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.is_file()
@@ -111,14 +131,13 @@ impl RuleSet {
         } else if path.exists() {
             vec![path.to_path_buf()]
         } else if optional {
-            return Ok(RuleSet::default());
+            return (set, vec![]);
         } else {
-            return Err(vec![format!(
-                "{}: no such rules file or folder",
-                path.display()
-            )]);
+            return (
+                set,
+                vec![format!("{}: no such rules file or folder", path.display())],
+            );
         };
-        let mut set = RuleSet::default();
         let mut errors = Vec::new();
         for file in files {
             match std::fs::read_to_string(&file) {
@@ -126,11 +145,7 @@ impl RuleSet {
                 Err(e) => errors.push(format!("{}: cannot read: {e}", file.display())),
             }
         }
-        if errors.is_empty() {
-            Ok(set)
-        } else {
-            Err(errors)
-        }
+        (set, errors)
     }
 
     /// Parses one file's text into the set; problems go to `errors`.

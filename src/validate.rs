@@ -28,13 +28,10 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     let settings = Settings::from_config(config, "validate")?;
 
     // 2. Rules, parsed.
-    let rule_set = match RuleSet::load(&settings.rules_path, settings.rules_optional) {
-        Ok(set) => Some(set),
-        Err(errors) => {
-            problems.extend(errors);
-            None
-        }
-    };
+    let (rule_set, load_problems) =
+        RuleSet::load_partial(&settings.rules_path, settings.rules_optional);
+    problems.extend(load_problems);
+    let rule_set = Some(rule_set);
 
     // 3. Against the live source schema.
     let source = db::connect(&settings.source, Role::Source).await?;

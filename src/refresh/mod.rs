@@ -283,13 +283,21 @@ pub fn unruled_tsvectors(
 
 /// Loads rules, opens the snapshot, reads the catalog, binds and checks rules, plans.
 pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
-    let rule_set =
-        RuleSet::load(&settings.rules_path, settings.rules_optional).map_err(Error::Rules)?;
+    // Every problem at once: those of reading the files, then those of binding what loaded.
+    let (rule_set, mut rule_problems) =
+        RuleSet::load_partial(&settings.rules_path, settings.rules_optional);
     let snapshot = Arc::new(Snapshot::open(&settings.source).await?);
     let catalog = Catalog::read(snapshot.leader(), &settings.source.display).await?;
     let secret = settings.secret.clone().unwrap_or_default();
     let transforms = Catalogue::new(&secret, &settings.locale);
-    let rules = rule_set.bind(&catalog, &transforms).map_err(Error::Rules)?;
+    let rules = match rule_set.bind(&catalog, &transforms) {
+        Ok(rules) if rule_problems.is_empty() => rules,
+        Ok(_) => return Err(Error::Rules(rule_problems)),
+        Err(errors) => {
+            rule_problems.extend(errors);
+            return Err(Error::Rules(rule_problems));
+        }
+    };
     if settings.secret.is_none()
         && settings
             .sample
