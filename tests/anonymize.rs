@@ -214,17 +214,10 @@ async fn strict_mode_refuses_then_allows() {
     assert!(stderr.contains("public.customers.email"), "{stderr}");
     assert!(stderr.contains("public.customers.telefon"), "{stderr}");
     assert!(!stderr.contains("customers.sku"), "{stderr}");
-    let admin = harness::connect(&harness::admin_url()).await;
-    let pattern = format!("{}%", setup.staging.replace('_', "\\_"));
-    let n: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
-            &[&pattern],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "nothing was created");
+    assert!(
+        harness::databases_like(&setup.staging).await.is_empty(),
+        "nothing was created"
+    );
 
     let (code, stdout, stderr) = setup.run(&["refresh", "--allow-unclassified"]);
     assert_eq!(code, 0, "{stderr}");
@@ -276,18 +269,8 @@ async fn a_leaky_rule_set_fails_verification_with_exit_3() {
         !stderr.contains("leaky1@corpmail.test") && !stdout.contains("leaky1@"),
         "no value in the message"
     );
-    let admin = harness::connect(&harness::admin_url()).await;
-    let pattern = format!("{}%", setup.staging.replace('_', "\\_"));
-    let n: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
-            &[&pattern],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        n, 0,
+    assert!(
+        harness::databases_like(&setup.staging).await.is_empty(),
         "the half-built database was dropped and nothing went live"
     );
 }

@@ -232,19 +232,10 @@ async fn rows_written_during_the_refresh_stay_out() {
         .spawn()
         .unwrap();
     // The building database is created after the snapshot: once it exists, write.
-    let admin = harness::connect(&harness::admin_url()).await;
-    let pattern = format!("{}__restage_%", setup.staging.replace('_', "\\_"));
+    let building = format!("{}__restage_", setup.staging);
     let mut seen = false;
     for _ in 0..600 {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
-                &[&pattern],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
+        if !harness::databases_like(&building).await.is_empty() {
             seen = true;
             break;
         }
@@ -332,7 +323,7 @@ async fn second_refresh_exits_4() {
         .query_one("SELECT pg_advisory_lock($1, $2)", &[&class, &key])
         .await
         .unwrap();
-    let before = generation_names(&admin, &setup.staging).await;
+    let before = harness::databases_like(&setup.staging).await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(
@@ -341,23 +332,9 @@ async fn second_refresh_exits_4() {
     );
     assert_eq!(
         before,
-        generation_names(&admin, &setup.staging).await,
+        harness::databases_like(&setup.staging).await,
         "nothing changed"
     );
-}
-
-async fn generation_names(admin: &tokio_postgres::Client, database: &str) -> Vec<String> {
-    let pattern = format!("{}%", database.replace('_', "\\_"));
-    admin
-        .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
-            &[&pattern],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// `--dry-run` prints the plan and creates nothing.
@@ -375,6 +352,5 @@ async fn dry_run_touches_nothing() {
     assert!(stdout.contains("public.t"), "{stdout}");
     assert!(stdout.contains("email:set_null"), "{stdout}");
     assert!(stdout.contains("nothing was changed"), "{stdout}");
-    let admin = harness::connect(&harness::admin_url()).await;
-    assert!(generation_names(&admin, &setup.staging).await.is_empty());
+    assert!(harness::databases_like(&setup.staging).await.is_empty());
 }
