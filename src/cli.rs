@@ -239,7 +239,7 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     }
     match cli.command {
         Command::Refresh(args) => crate::refresh::refresh(&config, &args, &ui).await,
-        Command::Validate(args) => crate::refresh::validate(&config, &args, &ui).await,
+        Command::Validate(args) => crate::validate::run(&config, &args, &ui).await,
         Command::Scan(args) => crate::scan::run(&config, &args, &ui).await,
         Command::Verify => crate::refresh::verify_live(&config, &ui).await,
         Command::Warm => crate::refresh::warm_live(&config, &ui).await,
