@@ -354,3 +354,65 @@ async fn dry_run_touches_nothing() {
     assert!(stdout.contains("nothing was changed"), "{stdout}");
     assert!(harness::databases_like(&setup.staging).await.is_empty());
 }
+
+/// `target.grants`: the roles get CONNECT on the new database and SELECT on its tables and
+/// sequences; production's own privileges are not copied; a role that does not exist stops
+/// the run before anything is built.
+#[tokio::test]
+async fn grants_are_given_to_the_configured_roles_only() {
+    let role = harness::unique_name("qa");
+    let setup = Setup::new(
+        "grants",
+        "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a');",
+        "strict: off",
+    )
+    .await;
+    let admin = harness::connect(&harness::admin_url()).await;
+    // A missing role: refused before anything is created.
+    let yaml = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        yaml.replace("  keep: 1\n", &format!("  keep: 1\n  grants: [{role}]\n")),
+    )
+    .unwrap();
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "target.grants names roles that do not exist on the staging server: {role}"
+        )),
+        "{stderr}"
+    );
+    assert!(harness::databases_like(&setup.staging).await.is_empty());
+
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
+        .await
+        .unwrap();
+    let (code, _, stderr) = setup.run(&["refresh"]);
+    let checks = async {
+        assert_eq!(code, 0, "{stderr}");
+        let stg = setup.staging().await;
+        let row = stg
+            .query_one(
+                "SELECT has_database_privilege($1, current_database(), 'CONNECT'),
+                        has_table_privilege($1, 'public.t', 'SELECT'),
+                        has_table_privilege($1, 'public.t', 'INSERT'),
+                        has_sequence_privilege($1, 'public.t_id_seq', 'SELECT')",
+                &[&role],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "CONNECT");
+        assert!(row.get::<_, bool>(1), "SELECT on tables");
+        assert!(!row.get::<_, bool>(2), "nothing more");
+        assert!(row.get::<_, bool>(3), "SELECT on sequences");
+    };
+    checks.await;
+    // The role can only go once the databases that grant it something are gone.
+    harness::drop_database_family(&setup.source.name).await;
+    admin
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}
