@@ -414,6 +414,15 @@ pub(crate) async fn check_target_is_not_source(
 
 /// Checks the target can hold the copy before anything is created: the extensions the
 /// source uses are available, the grant roles exist.
+/// The source's extensions (name and version) that the target cannot install.
+fn missing_extensions(source: &[(String, String)], available: &[String]) -> Vec<String> {
+    source
+        .iter()
+        .filter(|(name, _)| !available.contains(name))
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect()
+}
+
 pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -> Result<()> {
     let server = &settings.admin.display;
     let available: Vec<String> = admin
@@ -423,12 +432,7 @@ pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -
         .into_iter()
         .map(|r| r.get(0))
         .collect();
-    let missing: Vec<String> = catalog
-        .extensions
-        .iter()
-        .filter(|(name, _)| !available.contains(name))
-        .map(|(name, version)| format!("{name} {version}"))
-        .collect();
+    let missing = missing_extensions(&catalog.extensions, &available);
     if !missing.is_empty() {
         return Err(Error::Runtime(format!(
             "{server}: the source uses extensions the staging server does not have: {}; install them on the staging server first (nothing was changed)",
@@ -436,4 +440,24 @@ pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -
         )));
     }
     access::check_roles(admin, server, &settings.grants).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_the_target_lacks_are_named_with_their_version() {
+        let source = vec![
+            ("plpgsql".to_string(), "1.0".to_string()),
+            ("postgis".to_string(), "3.4.2".to_string()),
+            ("citext".to_string(), "1.6".to_string()),
+        ];
+        let available = vec!["plpgsql".to_string(), "citext".to_string()];
+        assert_eq!(
+            missing_extensions(&source, &available),
+            vec!["postgis 3.4.2"]
+        );
+        assert!(missing_extensions(&source[..1], &available).is_empty());
+    }
 }
