@@ -59,6 +59,8 @@ pub struct BoundColumn {
     pub transform: Option<Arc<dyn Transform>>,
     /// The transform's name as written (`keep` for wildcard keeps), None when no rule covers it.
     pub rule: Option<String>,
+    /// The rule as written, when one covers the column.
+    pub spec: Option<RuleSpec>,
 }
 
 /// The rules of one table that holds rows, aligned with [`Table::copy_columns`].
@@ -307,6 +309,7 @@ impl RuleSet {
             column: column.to_string(),
             transform: None,
             rule: None,
+            spec: None,
         };
         // The nearest layer with a rule for this column wins over wildcards anywhere; two
         // layers naming the same column is an error (a partition masked unlike its siblings is
@@ -348,6 +351,7 @@ impl RuleSet {
                     Some(instance)
                 },
                 rule: Some(rule.spec.transform.clone()),
+                spec: Some(rule.spec.clone()),
             },
             Err(e) => {
                 let at = e

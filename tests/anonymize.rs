@@ -274,3 +274,35 @@ async fn a_leaky_rule_set_fails_verification_with_exit_3() {
         "the half-built database was dropped and nothing went live"
     );
 }
+
+/// Values inside ruled json paths are sampled too: a copy of them elsewhere is a leak.
+#[tokio::test]
+async fn a_leak_of_values_from_inside_json_is_caught() {
+    let setup = Setup::new(
+        "jsonleak",
+        "CREATE TABLE docs (id int PRIMARY KEY, payload jsonb NOT NULL);
+         INSERT INTO docs SELECT g, jsonb_build_object('contact', jsonb_build_object('email', 'inner' || g || '@corpmail.test'), 'n', g)
+           FROM generate_series(1, 300) g;
+         CREATE TABLE audit (id int PRIMARY KEY, line text);
+         INSERT INTO audit SELECT g, 'mail sent to inner' || g || '@corpmail.test' FROM generate_series(1, 300) g;",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.docs:\n    payload: { transform: json, paths: { \"$.contact.email\": email } }\n",
+    );
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("public.audit.line ← public.docs.payload $.contact.email (300 values)"),
+        "{stderr}"
+    );
+    // With the audit lines ruled too, the same documents pass.
+    setup.write_rules(
+        "s.yaml",
+        "tables:\n  public.audit:\n    line: { transform: regex_replace, pattern: '\\S+@\\S+', with: '[email]' }\n",
+    );
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+}

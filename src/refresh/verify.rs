@@ -134,6 +134,25 @@ impl LeakProbe {
         self.state.hash_one(s)
     }
 
+    /// The index of the origin named `name`, added when new. `rule` decides its output space.
+    fn origin(&mut self, name: String, rule: Option<&str>) -> u32 {
+        match self.origins.iter().position(|o| o.name == name) {
+            Some(i) => i as u32,
+            None => {
+                self.origins.push(Origin {
+                    name,
+                    sampled: 0,
+                    space: if rule == Some("ipv4") {
+                        IPV4_SPACE
+                    } else {
+                        f64::INFINITY
+                    },
+                });
+                (self.origins.len() - 1) as u32
+            }
+        }
+    }
+
     fn lookup(&self, s: &str) -> Option<u32> {
         if s.chars().count() < MIN_LEN {
             return None;
@@ -177,66 +196,84 @@ pub async fn sample_source(
             }
             let checked =
                 b.transform.is_some() && b.rule.as_deref().is_some_and(|r| CHECKED.contains(&r));
+            // What to sample: the column's values, or for a `json` rule the values its checked
+            // paths reach inside the documents.
+            let mut targets: Vec<(String, String, Option<&str>)> = Vec::new();
             let text_like = matches!(
                 column.ty.kind,
                 TypeKind::Text | TypeKind::Inet | TypeKind::Cidr | TypeKind::Uuid
             );
-            if !checked || !text_like {
-                continue;
+            let root = catalog.root_of(&table.name);
+            if checked && text_like {
+                let value = if column.ty.array {
+                    format!("unnest({})::text", quote_ident(&column.name))
+                } else {
+                    format!("{}::text", quote_ident(&column.name))
+                };
+                targets.push((format!("{root}.{}", column.name), value, b.rule.as_deref()));
             }
-            let origin = format!("{}.{}", catalog.root_of(&table.name), column.name);
-            let index = match probe.origins.iter().position(|o| o.name == origin) {
-                Some(i) => i,
-                None => {
-                    probe.origins.push(Origin {
-                        name: origin,
-                        sampled: 0,
-                        space: if b.rule.as_deref() == Some("ipv4") {
-                            IPV4_SPACE
-                        } else {
-                            f64::INFINITY
-                        },
-                    });
-                    probe.origins.len() - 1
+            if b.rule.as_deref() == Some("json")
+                && let Some(spec) = &b.spec
+            {
+                for (path, sql_path, nested) in crate::transform::json::sql_paths(spec) {
+                    if !CHECKED.contains(&nested.as_str()) {
+                        continue;
+                    }
+                    let value = format!(
+                        "jsonb_path_query({}::jsonb, {}) #>> '{{}}'",
+                        quote_ident(&column.name),
+                        crate::db::quote_literal(&sql_path)
+                    );
+                    let space_rule = if nested == "ipv4" { Some("ipv4") } else { None };
+                    targets.push((format!("{root}.{} {path}", column.name), value, space_rule));
                 }
-            } as u32;
-            let rows = crate::plan::estimated_rows(table).max(1);
-            let sample = if rows > SAMPLE_PER_COLUMN * 5 {
-                let percent =
-                    (SAMPLE_PER_COLUMN as f64 * 2.0 * 100.0 / rows as f64).clamp(0.01, 100.0);
-                format!(" TABLESAMPLE SYSTEM ({percent:.4})")
-            } else {
-                String::new()
-            };
-            let value = if column.ty.array {
-                format!("unnest({})::text", quote_ident(&column.name))
-            } else {
-                format!("{}::text", quote_ident(&column.name))
-            };
-            let sql = format!(
-                "SELECT v FROM (SELECT {value} AS v FROM ONLY {}{sample}) s WHERE v IS NOT NULL LIMIT {SAMPLE_PER_COLUMN}",
-                table.name.sql()
-            );
-            let found = source.query(&sql, &[]).await.map_err(|e| {
-                DbError::new(
-                    server,
-                    format!("sampling {}.{} for the leak check", table.name, column.name),
-                    e,
-                )
-            })?;
-            for row in found {
-                let v: String = row.get(0);
-                let v = v.trim();
-                // inet prints a host as 10.1.2.3/32 in some forms; compare the address.
-                let v = v.strip_suffix("/32").unwrap_or(v);
-                if v.chars().count() >= MIN_LEN {
-                    probe.hashes.insert(probe.hash(v), index);
-                    probe.origins[index as usize].sampled += 1;
-                }
+            }
+            for (origin, value, rule) in targets {
+                let index = probe.origin(origin, rule);
+                sample_values(source, server, table, &value, index, &mut probe).await?;
             }
         }
     }
     Ok(probe)
+}
+
+/// Samples up to [`SAMPLE_PER_COLUMN`] values of the SQL expression `value` over `table` into
+/// the probe, under origin `index`.
+async fn sample_values(
+    source: &Client,
+    server: &str,
+    table: &crate::catalog::Table,
+    value: &str,
+    index: u32,
+    probe: &mut LeakProbe,
+) -> Result<(), DbError> {
+    let rows = crate::plan::estimated_rows(table).max(1);
+    let sample = if rows > SAMPLE_PER_COLUMN * 5 {
+        let percent = (SAMPLE_PER_COLUMN as f64 * 2.0 * 100.0 / rows as f64).clamp(0.01, 100.0);
+        format!(" TABLESAMPLE SYSTEM ({percent:.4})")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT v FROM (SELECT {value} AS v FROM ONLY {}{sample}) s WHERE v IS NOT NULL LIMIT {SAMPLE_PER_COLUMN}",
+        table.name.sql()
+    );
+    let origin = probe.origins[index as usize].name.clone();
+    let found = source
+        .query(&sql, &[])
+        .await
+        .map_err(|e| DbError::new(server, format!("sampling {origin} for the leak check"), e))?;
+    for row in found {
+        let v: String = row.get(0);
+        let v = v.trim();
+        // inet prints a host as 10.1.2.3/32 in some forms; compare the address.
+        let v = v.strip_suffix("/32").unwrap_or(v);
+        if v.chars().count() >= MIN_LEN {
+            probe.hashes.insert(probe.hash(v), index);
+            probe.origins[index as usize].sampled += 1;
+        }
+    }
+    Ok(())
 }
 
 /// What verification found.

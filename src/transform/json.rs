@@ -118,6 +118,46 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
     Ok(Arc::new(JsonPaths { rules }))
 }
 
+/// The paths of a `json` rule, each with the name of the transform it applies and the same
+/// path in PostgreSQL's SQL/JSON path language (lax mode), so that a caller can read the
+/// values a path reaches with `jsonb_path_query` (the leak check samples them this way).
+/// Paths that do not parse, and rules that are not mappings, are left out.
+pub fn sql_paths(spec: &RuleSpec) -> Vec<(String, String, String)> {
+    let Some(Value::Mapping(map)) = spec.params.get("paths") else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for (path, rule) in map {
+        let (Some(path), Ok(rule)) = (path.as_str(), RuleSpec::from_value(rule)) else {
+            continue;
+        };
+        let Ok(steps) = parse_path(path) else {
+            continue;
+        };
+        let mut sql = String::from("lax $");
+        for step in &steps {
+            match step {
+                Step::Key(key) => {
+                    sql.push_str(".\"");
+                    for c in key.chars() {
+                        if c == '"' || c == '\\' {
+                            sql.push('\\');
+                        }
+                        sql.push(c);
+                    }
+                    sql.push('"');
+                }
+                Step::Index(i) => {
+                    let _ = write!(sql, "[{i}]");
+                }
+                Step::Wildcard => sql.push_str("[*]"),
+            }
+        }
+        out.push((path.to_string(), sql, rule.transform));
+    }
+    out
+}
+
 /// The type a rule inside a document is bound as: JSON values are untyped, so each transform
 /// gets the column kind it takes (`date_shift` reads ISO dates and timestamps alike).
 fn nested_type(transform: &str) -> (&'static str, TypeKind) {
