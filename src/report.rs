@@ -78,6 +78,19 @@ pub struct Totals {
     pub table_bytes: u64,
 }
 
+impl Totals {
+    pub fn of(tables: &[TableReport]) -> Totals {
+        Totals {
+            tables: tables.len(),
+            rows_read: tables.iter().map(|t| t.rows_read).sum(),
+            rows_written: tables.iter().map(|t| t.rows_written).sum(),
+            bytes_read: tables.iter().map(|t| t.bytes_read).sum(),
+            bytes_written: tables.iter().map(|t| t.bytes_written).sum(),
+            table_bytes: tables.iter().map(|t| t.table_bytes).sum(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTiming {
     pub stage: String,
@@ -93,14 +106,7 @@ impl Report {
     }
 
     pub fn compute_totals(&mut self) {
-        self.totals = Totals {
-            tables: self.tables.len(),
-            rows_read: self.tables.iter().map(|t| t.rows_read).sum(),
-            rows_written: self.tables.iter().map(|t| t.rows_written).sum(),
-            bytes_read: self.tables.iter().map(|t| t.bytes_read).sum(),
-            bytes_written: self.tables.iter().map(|t| t.bytes_written).sum(),
-            table_bytes: self.tables.iter().map(|t| t.table_bytes).sum(),
-        };
+        self.totals = Totals::of(&self.tables);
     }
 
     pub fn to_json(&self) -> String {

@@ -165,7 +165,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         .and_then(|s| serde_json::to_value(s).ok());
     report.unclassified_allowed = prepared.unclassified.clone();
     report.warnings.extend(prepared.warnings.clone());
-    let mut tables = planned_tables(&prepared);
+    let tables = planned_tables(&prepared);
 
     // From here on the target changes.
     let server = settings.admin.display.clone();
@@ -208,8 +208,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         }
         return Err(e);
     }
-    report.stage_tables(&mut tables);
-    report.tables = tables;
+    report.merge_measured(tables);
 
     // A required cache must be reachable before staging changes.
     if let Some(cache) = &settings.cache
@@ -271,13 +270,15 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
 }
 
 impl Report {
-    /// Moves the per-table results gathered during the build into the planned table lines.
-    fn stage_tables(&mut self, tables: &mut [TableReport]) {
-        let results = std::mem::take(&mut self.tables);
-        let by_name: BTreeMap<String, TableReport> =
-            results.into_iter().map(|t| (t.table.clone(), t)).collect();
-        for t in tables.iter_mut() {
-            if let Some(r) = by_name.get(&t.table) {
+    /// Moves the per-table results the build measured (kept in `self.tables` meanwhile) into
+    /// the planned table lines, which become the report's tables.
+    fn merge_measured(&mut self, mut planned: Vec<TableReport>) {
+        let measured: BTreeMap<String, TableReport> = std::mem::take(&mut self.tables)
+            .into_iter()
+            .map(|t| (t.table.clone(), t))
+            .collect();
+        for t in planned.iter_mut() {
+            if let Some(r) = measured.get(&t.table) {
                 t.rows_read = r.rows_read;
                 t.rows_written = r.rows_written;
                 t.bytes_read = r.bytes_read;
@@ -287,12 +288,8 @@ impl Report {
                 t.table_bytes = r.table_bytes;
             }
         }
-        let mut totals = Report {
-            tables: tables.to_vec(),
-            ..Report::default()
-        };
-        totals.compute_totals();
-        self.totals = totals.totals;
+        self.tables = planned;
+        self.compute_totals();
     }
 }
 
