@@ -1,7 +1,8 @@
 //! `restage demo`: creates a sample production database full of (synthetic) personal data on
 //! the local PostgreSQL, then refreshes a staging database from it with the shipped rules
-//! (`rules/demo.yaml`, embedded in the binary), warms Redis when it is reachable, and prints
-//! the report.
+//! (`rules/demo.yaml`, embedded in the binary), warms Redis when it is reachable
+//! (`REDIS_URL`, default `redis://127.0.0.1:6379/0`; keys under `<staging database>:user:`),
+//! and prints the report.
 //!
 //! It connects with the libpq environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
 //! `PGPASSWORD`, `PGDATABASE` for the maintenance database), defaulting to
@@ -252,6 +253,25 @@ async fn demo_config(
     text.push_str(
         "search:\n  refresh_materialized_views: true\n  tsvector:\n    - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }\n",
     );
+    // Redis, when one answers: the demo's keys live under their own prefix (named after the
+    // staging database), flushed and warmed by every demo run.
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string());
+    let cache = crate::refresh::warm::Cache::new(crate::secret::Secret::new(redis_url.clone()));
+    if tokio::time::timeout(std::time::Duration::from_secs(3), cache.connect())
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        text.push_str(&format!(
+            "cache:\n  url: {}\n  flush: [\"{target_db}:user:\"]\n  warm:\n    - query: SELECT id, email, first_name, last_name FROM users ORDER BY id\n      key: \"{target_db}:user:{{id}}\"\n      value: json\n      ttl: 1h\n",
+            yaml_quote(&redis_url)
+        ));
+    } else {
+        tracing::info!(
+            "no Redis answers at {}: the demo skips cache warming",
+            crate::secret::redact_url(&redis_url)
+        );
+    }
     text
 }
 

@@ -251,6 +251,9 @@ fn summarize(v: &serde_json::Value) -> String {
             .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
             .map(|(k, v)| match v {
                 serde_json::Value::String(s) => format!("{k}={s}"),
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    format!("{k}={:.2}", n.as_f64().unwrap_or_default())
+                }
                 other => format!("{k}={other}"),
             })
             .collect::<Vec<_>>()

@@ -16,7 +16,23 @@ impl Drop for Cleanup {
                 .enable_all()
                 .build()
             {
-                rt.block_on(harness::drop_database_family(&name));
+                rt.block_on(async {
+                    harness::drop_database_family(&name).await;
+                    // The demo warms Redis under `<staging database>:user:`.
+                    if let Ok(client) = redis::Client::open(harness::redis_url())
+                        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{name}_stg:user:*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await;
+                        }
+                    }
+                });
             }
         })
         .join();
@@ -47,6 +63,10 @@ fn demo_refreshes_an_anonymized_staging_database() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("is live"), "{stdout}");
     assert!(stdout.contains("verification: passed=true"), "{stdout}");
+    assert!(
+        stdout.contains("cache: flushed_keys=0, written_keys=400"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("production:") && stdout.contains("staging:"),
         "{stdout}"
