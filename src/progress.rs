@@ -160,7 +160,7 @@ impl DataProgress {
             let bar = multi.insert_from_back(1, ProgressBar::new(estimated_rows.max(1)));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta} {msg}",
+                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} rows {per_sec:0} eta {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
