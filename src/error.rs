@@ -46,8 +46,6 @@ pub enum Error {
         signal: &'static str,
         outcome: String,
     },
-    #[error("`{0}` is not implemented yet")]
-    NotYet(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,11 +56,9 @@ impl Error {
             Error::Config(_) | Error::Rules(_) | Error::Usage(_) => exit::USAGE,
             Error::Verify(_) => exit::VERIFY,
             Error::Locked(_) => exit::LOCKED,
-            Error::Db(_)
-            | Error::Io { .. }
-            | Error::Runtime(_)
-            | Error::Interrupted { .. }
-            | Error::NotYet(_) => exit::RUNTIME,
+            Error::Db(_) | Error::Io { .. } | Error::Runtime(_) | Error::Interrupted { .. } => {
+                exit::RUNTIME
+            }
         }
     }
 
