@@ -1,13 +1,18 @@
-//! Command-line interface: global options, subcommands, and dispatch. No logic lives here
-//! beyond choosing which stage function to call.
+//! Command-line interface: global options, the subcommands assembled from the `Args` each
+//! command module defines, and dispatch. No logic lives here beyond choosing which command
+//! function to call; cli sits above every module and nothing imports it.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::demo::DemoArgs;
+use crate::deploy::DeployCommand;
 use crate::error::{Error, Result};
+use crate::health::HealthArgs;
 use crate::progress::{ProgressMode, Ui};
+use crate::scan::ScanArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,97 +107,10 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct ScanArgs {
-    /// Write proposed rules for the findings to FILE (loads as is).
-    #[arg(long, value_name = "FILE")]
-    pub write: Option<PathBuf>,
-    /// Rows sampled per table for value detection (0: judge by column names only).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub sample_rows: usize,
-    /// Report only findings at or above this confidence.
-    #[arg(long, value_enum, default_value_t = crate::scan::Level::Low, value_name = "LEVEL")]
-    pub min_confidence: crate::scan::Level,
-    /// Exit with code 3 when anything is found (for CI); otherwise findings exit 0.
-    #[arg(long)]
-    pub fail_on_findings: bool,
-}
-
-#[derive(Debug, Args, Clone)]
 pub struct RollbackArgs {
     /// The generation to swap back to (see `restage generations`).
     #[arg(long, value_name = "NAME")]
     pub to: Option<String>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct HealthArgs {
-    /// Repeat the checks every `health.interval`.
-    #[arg(long)]
-    pub watch: bool,
-    /// Serve the status document as `GET /health` on ADDR (e.g. 127.0.0.1:8080).
-    #[arg(long, value_name = "ADDR")]
-    pub serve: Option<String>,
-    /// With --watch or --serve: stop after N runs (the exit code is the last run's).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub count: Option<u32>,
-}
-
-#[derive(Debug, Subcommand, Clone)]
-pub enum DeployCommand {
-    /// Update instances in batches, each gated on health.
-    Rolling(DeployArgs),
-    /// Shift traffic in steps, watching error rate and latency.
-    Canary(DeployArgs),
-    /// Update the idle colour, gate on health, switch traffic.
-    #[command(name = "blue-green")]
-    BlueGreen(DeployArgs),
-    /// List past deployments and rollbacks.
-    History(DeployHistoryArgs),
-    /// Return to the last good version.
-    Rollback(DeployRollbackArgs),
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct DeployArgs {
-    /// The version to deploy (fills `{version}` in the command templates).
-    pub version: String,
-    /// Why this deployment happens; recorded in history.
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
-    /// The version running now, when history does not know it yet (the first deployment
-    /// recorded by restage); rollbacks return to it.
-    #[arg(long, value_name = "VERSION")]
-    pub from: Option<String>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct DeployHistoryArgs {
-    /// Show only the last N entries.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub limit: usize,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct DeployRollbackArgs {
-    /// Why; recorded in history.
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct DemoArgs {
-    /// Size of the sample production database (1 = about 2,000 users; rows scale linearly).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// Name of the sample production database.
-    #[arg(long, default_value = "restage_demo_prod")]
-    pub source_db: String,
-    /// Name of the staging database the demo refreshes.
-    #[arg(long, default_value = "restage_demo_staging")]
-    pub target_db: String,
-    /// Only create the sample production database (for benchmarks and experiments).
-    #[arg(long)]
-    pub generate_only: bool,
 }
 
 impl Cli {

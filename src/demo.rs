@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use clap::Args;
 use fake::Fake;
 use fake::faker::address::en::{CityName, PostCode, StreetName};
 use fake::faker::internet::en::IPv4;
@@ -23,12 +24,29 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::cli::{DemoArgs, RefreshArgs};
-use crate::config::{Config, PgEndpoint};
+use crate::cli::RefreshArgs;
+use crate::config::Config;
 use crate::copy_text::encode;
-use crate::db::{self, DbError, Role, quote_ident, quote_literal};
+use crate::db::{self, DbError, PgEndpoint, Role, TlsMode, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
+
+/// `restage demo`.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Size of the sample production database (1 = about 2,000 users; rows scale linearly).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Name of the sample production database.
+    #[arg(long, default_value = "restage_demo_prod")]
+    pub source_db: String,
+    /// Name of the staging database the demo refreshes.
+    #[arg(long, default_value = "restage_demo_staging")]
+    pub target_db: String,
+    /// Only create the sample production database (for benchmarks and experiments).
+    #[arg(long)]
+    pub generate_only: bool,
+}
 
 /// The rules the demo uses: the shipped file, embedded so the demo runs from anywhere.
 pub const DEMO_RULES: &str = include_str!("../rules/demo.yaml");
@@ -140,7 +158,7 @@ fn endpoint_from_env(dbname: &str) -> PgEndpoint {
         config.password(pw);
     }
     config.dbname(dbname);
-    PgEndpoint::from_config(config, crate::db::TlsMode::Prefer)
+    PgEndpoint::from_config(config, TlsMode::Prefer)
 }
 
 /// A key=value connection string for the generated config (password quoted).

@@ -15,25 +15,40 @@
 //! two phases: [`config`] and [`rules`] read what the user wrote; binding against the
 //! [`catalog`] of the source turns it into a plan that the pipeline executes.
 
-pub mod catalog;
-pub mod cli;
-pub mod config;
+// Foundations: depend on no other module of the crate.
 pub mod copy_text;
+pub mod http;
+pub mod prehashed;
+pub mod secret;
+pub mod signal;
+pub mod units;
+pub mod yaml;
+
+// Connections (db), then what the user wrote (config, which resolves into db's endpoints).
 pub mod db;
+
+pub mod config;
+
+pub mod catalog;
+pub mod rules;
+pub mod transform;
+
+pub mod error;
+
+pub mod pii;
+pub mod plan;
+pub mod progress;
+pub mod report;
+
+pub mod refresh;
+
+// Commands, then the command line that assembles them.
 pub mod demo;
 pub mod deploy;
-pub mod error;
 pub mod health;
-pub mod plan;
-pub mod prehashed;
-pub mod progress;
-pub mod refresh;
-pub mod report;
-pub mod rules;
 pub mod scan;
-pub mod secret;
-pub mod transform;
 pub mod validate;
-pub mod yaml;
+
+pub mod cli;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::config::human_bytes;
+use crate::units::human_bytes;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {

@@ -281,8 +281,7 @@ async fn rows_written_during_the_refresh_stay_out() {
 async fn source_sessions_are_read_only() {
     let db = harness::TestDb::create("readonly").await;
     db.execute("CREATE TABLE t (id int)").await;
-    let endpoint =
-        restage::config::PgEndpoint::parse(&restage::secret::Secret::new(db.url())).unwrap();
+    let endpoint = restage::db::PgEndpoint::parse(&restage::secret::Secret::new(db.url())).unwrap();
     let client = restage::db::connect(&endpoint, restage::db::Role::Source)
         .await
         .unwrap();

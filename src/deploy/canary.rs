@@ -9,12 +9,12 @@
 use std::time::{Duration, Instant};
 
 use crate::deploy::command::Placeholder;
-use crate::deploy::config::{Analysis, vars_for};
 use crate::deploy::deployment::Deployment;
 use crate::deploy::gate::Instance;
 use crate::deploy::metrics::{self, Snapshot, Window};
-use crate::health::checks::{format_duration, format_percent};
-use crate::health::http::{self, Url};
+use crate::deploy::plan::{Analysis, vars_for};
+use crate::http::{self, Url};
+use crate::units::{format_duration, format_percent};
 
 /// Largest metrics page read.
 const MAX_METRICS_BODY: usize = 16 * 1024 * 1024;

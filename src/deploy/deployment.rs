@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use crate::deploy::command::{self, CommandTemplate, Placeholder, Vars};
-use crate::deploy::config::{Plan, vars_for};
 use crate::deploy::gate::Instance;
 use crate::deploy::history::{Step, now};
-use crate::health::checks::format_duration;
+use crate::deploy::plan::{Plan, vars_for};
+use crate::units::format_duration;
 
 /// The blue-green colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

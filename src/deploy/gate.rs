@@ -11,8 +11,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::health::checks::{format_duration, judge_response};
-use crate::health::http::{self, Url};
+use crate::http::{self, Url, judge_response};
+use crate::units::format_duration;
 
 /// Largest body a gate probe reads.
 const MAX_GATE_BODY: usize = 64 * 1024;

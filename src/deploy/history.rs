@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError, PgEndpoint};
-use crate::db::{self, Role};
+use crate::config::{Config, ConfigError};
+use crate::db::{self, PgEndpoint, Role};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! rollback, history, and `deploy rollback` to the last good version.
 //!
 //! ```text
-//! deploy: (config.rs) ──validate──► Plan ──► strategy (rolling.rs · canary.rs · blue_green.rs)
+//! deploy: (config::deploy) ──validate (plan.rs)──► Plan ──► strategy (rolling.rs · canary.rs · blue_green.rs)
 //!                                              │  deployment.rs: update (command.rs) + gate (gate.rs)
 //!                                              │  canary analysis: metrics.rs
 //!                                              ▼
@@ -11,27 +11,73 @@
 //!
 //! Exit codes: 0 the deployment succeeded; 1 it failed (rolled back or not — history and the
 //! message say which); 2 bad config or usage.
+//!
+//! HTTP, durations and the stop signal come from the foundations ([`crate::http`],
+//! [`crate::units`], [`crate::signal`]); deploy does not reach into `health`.
 
 pub mod blue_green;
 pub mod canary;
 pub mod command;
-pub mod config;
 pub mod deployment;
 pub mod gate;
 pub mod history;
 pub mod metrics;
+pub mod plan;
 pub mod rolling;
 
-pub use config::DeployConfig;
+use clap::{Args, Subcommand};
 
-use crate::cli::{DeployArgs, DeployCommand, DeployHistoryArgs, DeployRollbackArgs};
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Result};
 use crate::progress::Ui;
+use crate::signal::Shutdown;
 use command::Placeholder;
-use config::Plan;
 use deployment::{Color, Deployment};
 use history::{History, Outcome, Record};
+use plan::Plan;
+
+/// `restage deploy …`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum DeployCommand {
+    /// Update instances in batches, each gated on health.
+    Rolling(DeployArgs),
+    /// Shift traffic in steps, watching error rate and latency.
+    Canary(DeployArgs),
+    /// Update the idle colour, gate on health, switch traffic.
+    #[command(name = "blue-green")]
+    BlueGreen(DeployArgs),
+    /// List past deployments and rollbacks.
+    History(DeployHistoryArgs),
+    /// Return to the last good version.
+    Rollback(DeployRollbackArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployArgs {
+    /// The version to deploy (fills `{version}` in the command templates).
+    pub version: String,
+    /// Why this deployment happens; recorded in history.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The version running now, when history does not know it yet (the first deployment
+    /// recorded by restage); rollbacks return to it.
+    #[arg(long, value_name = "VERSION")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployHistoryArgs {
+    /// Show only the last N entries.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployRollbackArgs {
+    /// Why; recorded in history.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
 
 /// The strategies of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +110,10 @@ pub async fn run(config: &Config, command: &DeployCommand, ui: &Ui) -> Result<i3
             section: "deploy",
             command: "deploy",
         })?;
-    let plan = match section.validate(config) {
+    let plan = match plan::validate(section, config) {
         Ok(plan) => plan,
         Err(problems) => {
-            crate::health::config_problems(problems)?;
+            ConfigError::from_problems(problems)?;
             return Err(Error::Usage("deploy: invalid configuration".to_string()));
         }
     };
@@ -201,7 +247,8 @@ async fn deploy(
         "deployment started"
     );
     let mut d = Deployment::new(plan, args.version.clone(), previous);
-    let mut shutdown = crate::health::Shutdown::new()?;
+    let mut shutdown =
+        Shutdown::new().map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
     let result = tokio::select! {
         result = async {
             match strategy {
@@ -403,7 +450,8 @@ async fn rollback(
     tracing::info!(from = %previous, to = %version, "rollback started");
     let mut d = Deployment::new(plan, version, Some(previous));
     d.may_roll_back = false;
-    let mut shutdown = crate::health::Shutdown::new()?;
+    let mut shutdown =
+        Shutdown::new().map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
     let result = tokio::select! {
         result = async {
             if blue_green {

@@ -6,7 +6,7 @@
 
 use crate::deploy::deployment::Deployment;
 use crate::deploy::gate::Instance;
-use crate::health::checks::format_percent;
+use crate::units::format_percent;
 
 /// Options that differ between a deployment and a manual rollback.
 pub struct RollingRun<'a> {

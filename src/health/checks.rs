@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
-use crate::config::PgEndpoint;
-use crate::db::{self, Role};
-use crate::health::http::{self, Url};
+use crate::db::{self, PgEndpoint, Role};
+use crate::http::{self, Url, judge_response};
 use crate::secret::{Secret, redact_url};
+use crate::units::{format_duration, format_percent, human_bytes};
 
 /// Largest body an http check reads.
 const MAX_HEALTH_BODY: usize = 1024 * 1024;
@@ -37,7 +37,7 @@ pub struct Probe {
 }
 
 /// Runs every check concurrently, each within its timeout.
-pub async fn run_all(checks: &[crate::health::config::BuiltCheck]) -> Vec<Probe> {
+pub async fn run_all(checks: &[crate::health::build::BuiltCheck]) -> Vec<Probe> {
     let futures = checks.iter().map(|c| async move {
         let started = Instant::now();
         let outcome = tokio::time::timeout(c.timeout, c.check.probe()).await;
@@ -77,26 +77,6 @@ pub async fn run_all(checks: &[crate::health::config::BuiltCheck]) -> Vec<Probe>
         }
     });
     futures_util::future::join_all(futures).await
-}
-
-/// `250ms`, `2s`, `1.5s`, `2m`: how the config writes durations.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// A percentage with at most one decimal, without a trailing `.0`: `9%`, `14.6%`.
-pub fn format_percent(p: f64) -> String {
-    let text = format!("{p:.1}");
-    text.strip_suffix(".0").unwrap_or(&text).to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -258,7 +238,7 @@ impl RedisCheck {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let max: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let used_text = crate::config::human_bytes(used);
+        let used_text = human_bytes(used);
         if max == 0 {
             return Ok(format!("{pong}, used memory {used_text} (no maxmemory)"));
         }
@@ -266,7 +246,7 @@ impl RedisCheck {
         let detail = format!(
             "{pong}, used memory {used_text}, {}% of maxmemory {}",
             format_percent(percent),
-            crate::config::human_bytes(max)
+            human_bytes(max)
         );
         match self.max_memory_percent {
             Some(limit) if percent > limit => Err(format!(
@@ -321,34 +301,6 @@ impl HttpCheck {
     }
 }
 
-/// Whether a response passes: the status, then the body. Shared with the deploy gates.
-pub fn judge_response(
-    response: &http::Response,
-    expect: Option<u16>,
-    body: Option<&regex::Regex>,
-) -> Result<String, String> {
-    let status = response.status;
-    let ok = match expect {
-        Some(code) => status == code,
-        None => (200..300).contains(&status),
-    };
-    if !ok {
-        return Err(match expect {
-            Some(code) => format!("HTTP {status} (expected {code})"),
-            None => format!("HTTP {status}"),
-        });
-    }
-    if let Some(re) = body
-        && !re.is_match(&response.body_text())
-    {
-        return Err(format!(
-            "HTTP {status} but the body does not match /{}/",
-            re.as_str()
-        ));
-    }
-    Ok(format!("HTTP {status}"))
-}
-
 impl Check for HttpCheck {
     fn name(&self) -> &str {
         &self.name
@@ -393,8 +345,8 @@ impl DiskCheck {
             "{}% free on {} ({} available of {})",
             format_percent(usage.free_percent),
             self.path.display(),
-            crate::config::human_bytes(usage.available),
-            crate::config::human_bytes(usage.total)
+            human_bytes(usage.available),
+            human_bytes(usage.total)
         );
         if usage.free_percent < self.min_free_percent {
             Err(format!(
@@ -402,8 +354,8 @@ impl DiskCheck {
                 format_percent(usage.free_percent),
                 format_percent(self.min_free_percent),
                 self.path.display(),
-                crate::config::human_bytes(usage.available),
-                crate::config::human_bytes(usage.total)
+                human_bytes(usage.available),
+                human_bytes(usage.total)
             ))
         } else {
             Ok(detail)
@@ -462,16 +414,6 @@ impl Check for DiskCheck {
 mod tests {
     use super::*;
 
-    #[test]
-    fn formats() {
-        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_percent(9.0), "9");
-        assert_eq!(format_percent(14.64), "14.6");
-    }
-
     #[tokio::test]
     async fn disk_of_root_and_missing_path() {
         let ok = DiskCheck::new("d", PathBuf::from("/"), 0.0)
@@ -489,30 +431,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.starts_with("cannot stat /no/such/dir"), "{err}");
-    }
-
-    #[test]
-    fn judges_status_and_body() {
-        let r = |status, body: &str| http::Response {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        };
-        assert!(judge_response(&r(204, ""), None, None).is_ok());
-        assert_eq!(
-            judge_response(&r(503, ""), None, None).unwrap_err(),
-            "HTTP 503"
-        );
-        assert_eq!(
-            judge_response(&r(200, ""), Some(204), None).unwrap_err(),
-            "HTTP 200 (expected 204)"
-        );
-        let re = regex::Regex::new("\"status\":\\s*\"ok\"").unwrap();
-        assert!(judge_response(&r(200, "{\"status\": \"ok\"}"), None, Some(&re)).is_ok());
-        assert!(
-            judge_response(&r(200, "{\"status\": \"down\"}"), None, Some(&re))
-                .unwrap_err()
-                .contains("does not match")
-        );
     }
 }

@@ -2,29 +2,42 @@
 //! consecutive runs, the status document, and `--serve` for load balancers.
 //!
 //! ```text
-//! health: (config.rs) ──validate──► build ──► checks.rs (probe all, each with a timeout)
-//!                                                 │
+//! health: (config::health) ──validate──► build (build.rs) ──► checks.rs (probe all,
+//!                                                              each with a timeout)
 //!                      serve.rs ◄── status.rs (thresholds → document) ──► stdout / exit code
 //! ```
 //!
-//! `http.rs` is the small HTTP/1.1 client the http check, the deploy gates and the metrics
-//! scrapes share.
+//! The HTTP client of the http check is [`crate::http`] and the stop signal
+//! [`crate::signal`], both shared with `deploy`; nothing here is a utility for other commands.
 
+pub mod build;
 pub mod checks;
-pub mod config;
-pub mod http;
 pub mod serve;
 pub mod status;
 
 use std::sync::Arc;
 
-pub use config::HealthConfig;
+use clap::Args;
 
-use crate::cli::HealthArgs;
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Result};
 use crate::progress::Ui;
+use crate::signal::Shutdown;
 use status::{StatusDocument, Tracker};
+
+/// `restage health`.
+#[derive(Debug, Args, Clone)]
+pub struct HealthArgs {
+    /// Repeat the checks every `health.interval`.
+    #[arg(long)]
+    pub watch: bool,
+    /// Serve the status document as `GET /health` on ADDR (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    /// With --watch or --serve: stop after N runs (the exit code is the last run's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+}
 
 pub async fn run(config: &Config, args: &HealthArgs, ui: &Ui) -> Result<i32> {
     let section = config
@@ -36,8 +49,8 @@ pub async fn run(config: &Config, args: &HealthArgs, ui: &Ui) -> Result<i32> {
             section: "health",
             command: "health",
         })?;
-    config_problems(section.validate(config))?;
-    let health = section.build(config)?;
+    ConfigError::from_problems(build::validate(section, config))?;
+    let health = build::build(section, config)?;
 
     let listener = match &args.serve {
         Some(addr) => Some(bind(addr).await?),
@@ -49,7 +62,8 @@ pub async fn run(config: &Config, args: &HealthArgs, ui: &Ui) -> Result<i32> {
         health.healthy_threshold,
         health.unhealthy_threshold,
     );
-    let mut shutdown = Shutdown::new()?;
+    let mut shutdown =
+        Shutdown::new().map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
     let mut server: Option<(
         tokio::sync::watch::Sender<Arc<StatusDocument>>,
         tokio::task::JoinHandle<()>,
@@ -94,21 +108,6 @@ pub async fn run(config: &Config, args: &HealthArgs, ui: &Ui) -> Result<i32> {
         handle.abort();
     }
     Ok(code)
-}
-
-/// Turns validation problems into one error: the problem itself when there is one, every line
-/// otherwise (exit code 2 either way).
-pub(crate) fn config_problems(problems: Vec<ConfigError>) -> Result<()> {
-    let mut problems = problems.into_iter();
-    match (problems.next(), problems.len()) {
-        (None, _) => Ok(()),
-        (Some(only), 0) => Err(Error::Config(only)),
-        (Some(first), _) => {
-            let mut lines = vec![first.to_string()];
-            lines.extend(problems.map(|p| p.to_string()));
-            Err(Error::Usage(lines.join("\n")))
-        }
-    }
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
@@ -179,36 +178,5 @@ fn print(doc: &StatusDocument, ui: &Ui, repeat: bool) {
             format!("{}ms", c.latency_ms),
             c.detail,
         );
-    }
-}
-
-/// Ctrl-C or SIGTERM (systemd, Kubernetes), whichever comes first.
-pub(crate) struct Shutdown {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-}
-
-impl Shutdown {
-    pub(crate) fn new() -> Result<Shutdown> {
-        Ok(Shutdown {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| Error::io("installing the SIGTERM handler", e))?,
-        })
-    }
-
-    pub(crate) async fn wait(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = self.term.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
     }
 }

@@ -129,8 +129,8 @@ async fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::http::{self, Url};
     use crate::health::status::CheckStatus;
+    use crate::http::{self, Url};
 
     #[tokio::test]
     async fn serves_the_latest_document() {

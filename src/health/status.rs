@@ -135,7 +135,7 @@ impl Tracker {
     /// The document for one run of `probes` (in check order).
     pub fn document(
         &mut self,
-        checks: &[crate::health::config::BuiltCheck],
+        checks: &[crate::health::build::BuiltCheck],
         probes: &[Probe],
     ) -> StatusDocument {
         let statuses = checks

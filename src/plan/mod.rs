@@ -364,8 +364,8 @@ pub async fn build(
     if estimate > settings.max_key_memory {
         return Err(Error::Usage(format!(
             "sample: the key sets of this plan would need about {} of memory, over sample.max_key_memory ({}); raise it, or sample fewer or smaller tables",
-            crate::config::human_bytes(estimate),
-            crate::config::human_bytes(settings.max_key_memory)
+            crate::units::human_bytes(estimate),
+            crate::units::human_bytes(settings.max_key_memory)
         )));
     }
 
@@ -458,12 +458,12 @@ pub async fn build(
             let names: Vec<String> = whole
                 .iter()
                 .take(3)
-                .map(|(n, b)| format!("{n} ({})", crate::config::human_bytes(*b)))
+                .map(|(n, b)| format!("{n} ({})", crate::units::human_bytes(*b)))
                 .collect();
             return Err(Error::Usage(format!(
                 "sample.max_storage ({}) cannot be met: the tables copied whole alone need {}; sample them too (largest: {})",
-                crate::config::human_bytes(cap),
-                crate::config::human_bytes(total(&planned)),
+                crate::units::human_bytes(cap),
+                crate::units::human_bytes(total(&planned)),
                 names.join(", ")
             )));
         }
@@ -797,7 +797,7 @@ async fn key_pass(
         if table.rows() as u64 * per_row > max_memory {
             return Err(Error::Usage(format!(
                 "sample: the key set of {name} passed sample.max_key_memory ({}) at {} rows; raise it, or sample fewer tables",
-                crate::config::human_bytes(max_memory),
+                crate::units::human_bytes(max_memory),
                 table.rows()
             )));
         }

@@ -218,7 +218,7 @@ pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
             format!("{:?}", db.state).to_lowercase(),
             db.birth.clone().unwrap_or_else(|| "-".into()),
             if db.bytes >= 0 {
-                crate::config::human_bytes(db.bytes as u64)
+                crate::units::human_bytes(db.bytes as u64)
             } else {
                 "-".to_string()
             }

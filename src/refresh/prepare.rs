@@ -207,7 +207,7 @@ pub fn strict_check(
             }
             let why = match settings.strict {
                 Strictness::All => Some("no rule".to_string()),
-                Strictness::Pii => crate::scan::personal_name(&column.name)
+                Strictness::Pii => crate::pii::personal_name(&column.name)
                     .filter(|_| !matches!(column.ty.kind, TypeKind::Bool))
                     .map(|w| format!("looks like {w}")),
                 Strictness::Off => None,

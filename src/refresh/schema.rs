@@ -18,7 +18,7 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use crate::config::PgEndpoint;
+use crate::db::PgEndpoint;
 use crate::error::Error;
 use crate::secret::scrub;
 

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, PgEndpoint, Strictness, UnruledTsvector};
+use crate::config::{Config, Strictness, UnruledTsvector};
+use crate::db::PgEndpoint;
 use crate::error::Result;
 use crate::secret::Secret;
 use crate::transform::Catalogue;

@@ -8,7 +8,7 @@
 
 use tokio_postgres::Client;
 
-use crate::config::PgEndpoint;
+use crate::db::PgEndpoint;
 use crate::db::{self, DbError, Role};
 
 pub struct Snapshot {

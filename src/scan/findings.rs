@@ -1,5 +1,5 @@
-//! From evidence to findings: what the name says ([`super::names`]) and what the sampled values
-//! say ([`super::values`]), put together into one confidence per column or JSON path, with the
+//! From evidence to findings: what the name says ([`crate::pii::names`]) and what the sampled
+//! values say ([`crate::pii::values`]), put together into one confidence per column or JSON path, with the
 //! evidence in words and a proposed rule. Pure: the database part is in [`super::sample`].
 //!
 //! How confidence is computed:
@@ -21,9 +21,10 @@ use serde::ser::SerializeMap;
 
 use crate::catalog::{Column, ColumnType, QualifiedName, TypeKind};
 
-use super::names::{Category, Level, NameFinding, classify_name, round2};
 use super::propose::{self, Proposal, Target};
-use super::values::{DETECTORS, Detector, JsonTally, PathTally, Tally};
+use crate::pii::names::round2;
+use crate::pii::values::{DETECTORS, Detector, JsonTally, PathTally, Tally};
+use crate::pii::{Category, Level, NameFinding, classify_name};
 
 /// How the rules cover a column today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,6 +1,7 @@
 //! `restage scan`: finds columns that look like personal data and that no rule covers, by
-//! their names ([`names`], in several languages) and by a bounded, read-only sample of their
-//! values ([`values`], [`sample`]), including inside json/jsonb documents path by path. It
+//! their names ([`crate::pii::names`], in several languages) and by a bounded, read-only
+//! sample of their values ([`sample`], judged by [`crate::pii::values`]), including inside
+//! json/jsonb documents path by path. It
 //! prints what it found with its evidence and a proposed rule; `--write FILE` writes the
 //! proposals as a rules file that loads as is ([`propose`]).
 //!
@@ -27,25 +28,41 @@
 //!   judged by column names alone; a lost connection ends the scan.
 
 pub mod findings;
-pub mod names;
 pub mod propose;
 pub mod sample;
-pub mod values;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
 use crate::catalog::{Catalog, Table, TableKind};
-use crate::cli::ScanArgs;
 use crate::config::Config;
 use crate::db::{self, Role};
 use crate::error::{Error, Result, exit};
+use crate::pii::Level;
 use crate::progress::{Stage, Ui};
 use crate::rules::{RuleSet, WILDCARD};
 
 pub use findings::{Coverage, Finding};
-pub use names::{Category, Level, NameFinding, classify_name, personal_name};
 pub use propose::{Proposal, Target, propose};
+
+/// `restage scan`.
+#[derive(Debug, Args, Clone)]
+pub struct ScanArgs {
+    /// Write proposed rules for the findings to FILE (loads as is).
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Rows sampled per table for value detection (0: judge by column names only).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub sample_rows: usize,
+    /// Report only findings at or above this confidence.
+    #[arg(long, value_enum, default_value_t = Level::Low, value_name = "LEVEL")]
+    pub min_confidence: Level,
+    /// Exit with code 3 when anything is found (for CI); otherwise findings exit 0.
+    #[arg(long)]
+    pub fail_on_findings: bool,
+}
 
 use findings::{ColumnFacts, Sampled};
 use sample::Probe;
@@ -425,5 +442,21 @@ mod tests {
 
         let r = rules("tables:\n  events:\n    \"*\": set_null\n");
         assert!(plan(&c, &r).iter().all(|u| u.table.name.name != "events"));
+    }
+
+    /// What a name finding proposes (moved here from the classifier's tests when the
+    /// classifier became `pii`: the proposal is scan's).
+    #[test]
+    fn name_finding_proposes_a_transform() {
+        let f = crate::pii::classify_name("courriel", &TypeKind::Text).expect("courriel");
+        assert_eq!(
+            propose::default_transform(f.category, &TypeKind::Text),
+            "email"
+        );
+        let f = crate::pii::classify_name("dob", &TypeKind::Date).expect("dob");
+        assert_eq!(
+            propose::default_transform(f.category, &TypeKind::Date),
+            "date_shift"
+        );
     }
 }

@@ -25,8 +25,7 @@ use crate::catalog::{ColumnType, TypeKind};
 use crate::transform::RuleSpec;
 
 use super::findings::Finding;
-use super::names::Category;
-use super::values::Detector;
+use crate::pii::{Category, Detector};
 
 /// A rule as scan proposes it: a transform and its parameters, in writing order.
 #[derive(Debug, Clone, PartialEq)]
@@ -442,8 +441,8 @@ fn comment(out: &mut String, indent: &str, f: &Finding) {
 mod tests {
     use super::*;
     use crate::catalog::QualifiedName;
+    use crate::pii::Level;
     use crate::rules::RuleSet;
-    use crate::scan::names::Level;
     use std::path::Path;
 
     fn text(max_len: Option<usize>) -> ColumnType {

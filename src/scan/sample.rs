@@ -24,7 +24,7 @@ use crate::catalog::{ColumnType, QualifiedName, TypeKind};
 use crate::db::{DbError, quote_ident};
 
 use super::findings::Sampled;
-use super::values::{JsonTally, Tally};
+use crate::pii::values::{JsonTally, Tally};
 
 /// Characters of a text value read; detectors need far less, free text is searched in this.
 const TEXT_CHARS: usize = 2000;

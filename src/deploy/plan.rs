@@ -1,4 +1,4 @@
-//! The `deploy:` section as written, and its validation into a [`Plan`].
+//! The `deploy:` section (its schema is [`crate::config::deploy`]) validated into a [`Plan`].
 //!
 //! Validation is pure (no network, no commands, no environment) and reports every problem at
 //! once, each at its position: templates are parsed here, so an unknown placeholder fails at
@@ -7,105 +7,17 @@
 
 use std::time::Duration as StdDuration;
 
-use serde::Deserialize;
-
-use crate::config::{Config, ConfigError, Duration, RawValue};
+use crate::config::deploy::{CanaryConfig, DeployConfig};
+use crate::config::{Config, ConfigError};
 use crate::deploy::command::{CommandTemplate, Placeholder, TextTemplate, Vars};
 use crate::deploy::gate::{Gate, Instance};
 use crate::deploy::metrics::{Queries, Selector};
-use crate::health::http::Url;
+use crate::http::Url;
+use crate::units::Duration;
 
 pub const DEFAULT_COMMAND_TIMEOUT: StdDuration = StdDuration::from_secs(300);
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployConfig {
-    /// `host:port` of every instance of the service.
-    #[serde(default)]
-    pub instances: Vec<String>,
-    /// Run per instance to move it to `{version}`.
-    pub update: String,
-    /// Run commands through `sh -c` (values are quoted); off by default.
-    #[serde(default)]
-    pub shell: bool,
-    /// Longest a command may run before it is killed (default 5m).
-    pub command_timeout: Option<Duration>,
-    /// Roll back when a gate fails (default true).
-    #[serde(default = "yes")]
-    pub auto_rollback: bool,
-    #[serde(default)]
-    pub health: GateConfig,
-    pub rolling: Option<RollingConfig>,
-    pub canary: Option<CanaryConfig>,
-    pub blue_green: Option<BlueGreenConfig>,
-    /// A JSON Lines file (relative to this file) or a postgres:// URL.
-    pub history: Option<RawValue>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateConfig {
-    pub path: Option<String>,
-    pub timeout: Option<Duration>,
-    pub interval: Option<Duration>,
-    pub healthy_threshold: Option<u32>,
-    pub unhealthy_threshold: Option<u32>,
-    pub wait: Option<Duration>,
-    pub expect: Option<u16>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollingConfig {
-    pub batch_size: Option<usize>,
-    pub pause: Option<Duration>,
-    pub max_failure: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CanaryConfig {
-    /// Traffic percentages, increasing.
-    pub steps: Vec<u32>,
-    /// Sets the canary's share of traffic to `{percent}`.
-    pub traffic: String,
-    /// The canary instances (default: the first of `deploy.instances`).
-    pub instances: Option<Vec<String>>,
-    pub analysis: AnalysisConfig,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnalysisConfig {
-    /// Prometheus text-format endpoint; may use `{instance}` to scrape each canary.
-    pub metrics: String,
-    pub max_error_rate: Option<f64>,
-    pub max_p99_ms: Option<f64>,
-    pub window: Option<Duration>,
-    pub interval: Option<Duration>,
-    pub requests: Option<String>,
-    pub errors: Option<String>,
-    pub latency: Option<String>,
-    pub min_requests: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlueGreenConfig {
-    pub blue: Vec<String>,
-    pub green: Vec<String>,
-    /// Points traffic at `{color}`.
-    pub switch: String,
-    /// How long the new colour is watched after the switch (default 1m).
-    pub watch: Option<Duration>,
-}
-
-// --- the validated plan --------------------------------------------------------------------
-
+/// The validated `deploy:` section: what the strategies run.
 pub struct Plan {
     pub instances: Vec<Instance>,
     pub update: CommandTemplate,
@@ -236,129 +148,132 @@ fn dur(d: Option<Duration>, default: StdDuration) -> StdDuration {
     d.map(|d| d.0).unwrap_or(default)
 }
 
-impl DeployConfig {
-    /// Checks everything that can be checked without the environment; returns the plan or
-    /// every problem found.
-    pub fn validate(&self, config: &Config) -> Result<Plan, Vec<ConfigError>> {
-        let mut p = Problems {
-            config,
-            list: Vec::new(),
-        };
-        let instances = p.instances(&["deploy", "instances"], &self.instances);
-        let update = p.template(&["deploy", "update"], &self.update, self.shell, UPDATE_VARS);
-        p.positive(&["deploy", "command_timeout"], self.command_timeout);
+/// Checks everything that can be checked without the environment; returns the plan or every
+/// problem found.
+pub fn validate(section: &DeployConfig, config: &Config) -> Result<Plan, Vec<ConfigError>> {
+    let mut p = Problems {
+        config,
+        list: Vec::new(),
+    };
+    let instances = p.instances(&["deploy", "instances"], &section.instances);
+    let update = p.template(
+        &["deploy", "update"],
+        &section.update,
+        section.shell,
+        UPDATE_VARS,
+    );
+    p.positive(&["deploy", "command_timeout"], section.command_timeout);
 
-        let h = &self.health;
-        for (key, v) in [
-            ("healthy_threshold", h.healthy_threshold),
-            ("unhealthy_threshold", h.unhealthy_threshold),
-        ] {
-            if v == Some(0) {
-                p.add(&["deploy", "health", key], "must be at least 1");
-            }
+    let h = &section.health;
+    for (key, v) in [
+        ("healthy_threshold", h.healthy_threshold),
+        ("unhealthy_threshold", h.unhealthy_threshold),
+    ] {
+        if v == Some(0) {
+            p.add(&["deploy", "health", key], "must be at least 1");
         }
-        for (key, v) in [
-            ("timeout", h.timeout),
-            ("interval", h.interval),
-            ("wait", h.wait),
-        ] {
-            p.positive(&["deploy", "health", key], v);
-        }
-        let path = h.path.clone().unwrap_or_else(|| "/health".to_string());
-        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace()) {
+    }
+    for (key, v) in [
+        ("timeout", h.timeout),
+        ("interval", h.interval),
+        ("wait", h.wait),
+    ] {
+        p.positive(&["deploy", "health", key], v);
+    }
+    let path = h.path.clone().unwrap_or_else(|| "/health".to_string());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace()) {
+        p.add(
+            &["deploy", "health", "path"],
+            format!("`{path}` must start with / and have no spaces"),
+        );
+    }
+    if let Some(code) = h.expect
+        && !(100..=599).contains(&code)
+    {
+        p.add(
+            &["deploy", "health", "expect"],
+            format!("{code} is not an HTTP status code"),
+        );
+    }
+    let gate = Gate {
+        path,
+        timeout: dur(h.timeout, StdDuration::from_secs(2)),
+        interval: dur(h.interval, StdDuration::from_secs(1)),
+        healthy_threshold: h.healthy_threshold.unwrap_or(2).max(1),
+        unhealthy_threshold: h.unhealthy_threshold.unwrap_or(3).max(1),
+        wait: dur(h.wait, StdDuration::from_secs(120)),
+        expect: h.expect,
+    };
+
+    let r = section.rolling.as_ref();
+    let rolling = Rolling {
+        batch_size: r.and_then(|r| r.batch_size).unwrap_or(1),
+        pause: dur(r.and_then(|r| r.pause), StdDuration::ZERO),
+        max_failure: r.and_then(|r| r.max_failure).unwrap_or(0.0),
+    };
+    if rolling.batch_size == 0 {
+        p.add(&["deploy", "rolling", "batch_size"], "must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&rolling.max_failure) {
+        p.add(
+            &["deploy", "rolling", "max_failure"],
+            format!("{} is not a ratio between 0 and 1", rolling.max_failure),
+        );
+    }
+
+    let canary = section
+        .canary
+        .as_ref()
+        .and_then(|c| validate_canary(&mut p, c, section.shell, &instances));
+    let blue_green = section.blue_green.as_ref().and_then(|b| {
+        let blue = p.instances(&["deploy", "blue_green", "blue"], &b.blue);
+        let green = p.instances(&["deploy", "blue_green", "green"], &b.green);
+        if blue.is_empty() {
             p.add(
-                &["deploy", "health", "path"],
-                format!("`{path}` must start with / and have no spaces"),
+                &["deploy", "blue_green", "blue"],
+                "needs at least one instance",
             );
         }
-        if let Some(code) = h.expect
-            && !(100..=599).contains(&code)
-        {
+        if green.is_empty() {
             p.add(
-                &["deploy", "health", "expect"],
-                format!("{code} is not an HTTP status code"),
+                &["deploy", "blue_green", "green"],
+                "needs at least one instance",
             );
         }
-        let gate = Gate {
-            path,
-            timeout: dur(h.timeout, StdDuration::from_secs(2)),
-            interval: dur(h.interval, StdDuration::from_secs(1)),
-            healthy_threshold: h.healthy_threshold.unwrap_or(2).max(1),
-            unhealthy_threshold: h.unhealthy_threshold.unwrap_or(3).max(1),
-            wait: dur(h.wait, StdDuration::from_secs(120)),
-            expect: h.expect,
-        };
-
-        let r = self.rolling.as_ref();
-        let rolling = Rolling {
-            batch_size: r.and_then(|r| r.batch_size).unwrap_or(1),
-            pause: dur(r.and_then(|r| r.pause), StdDuration::ZERO),
-            max_failure: r.and_then(|r| r.max_failure).unwrap_or(0.0),
-        };
-        if rolling.batch_size == 0 {
-            p.add(&["deploy", "rolling", "batch_size"], "must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&rolling.max_failure) {
+        if let Some(shared) = blue.iter().find(|i| green.contains(i)) {
             p.add(
-                &["deploy", "rolling", "max_failure"],
-                format!("{} is not a ratio between 0 and 1", rolling.max_failure),
+                &["deploy", "blue_green", "green"],
+                format!("`{shared}` is in both colours"),
             );
         }
+        p.positive(&["deploy", "blue_green", "watch"], b.watch);
+        let switch = p.template(
+            &["deploy", "blue_green", "switch"],
+            &b.switch,
+            section.shell,
+            SWITCH_VARS,
+        )?;
+        Some(BlueGreen {
+            blue,
+            green,
+            switch,
+            watch: dur(b.watch, StdDuration::from_secs(60)),
+        })
+    });
 
-        let canary = self
-            .canary
-            .as_ref()
-            .and_then(|c| validate_canary(&mut p, c, self.shell, &instances));
-        let blue_green = self.blue_green.as_ref().and_then(|b| {
-            let blue = p.instances(&["deploy", "blue_green", "blue"], &b.blue);
-            let green = p.instances(&["deploy", "blue_green", "green"], &b.green);
-            if blue.is_empty() {
-                p.add(
-                    &["deploy", "blue_green", "blue"],
-                    "needs at least one instance",
-                );
-            }
-            if green.is_empty() {
-                p.add(
-                    &["deploy", "blue_green", "green"],
-                    "needs at least one instance",
-                );
-            }
-            if let Some(shared) = blue.iter().find(|i| green.contains(i)) {
-                p.add(
-                    &["deploy", "blue_green", "green"],
-                    format!("`{shared}` is in both colours"),
-                );
-            }
-            p.positive(&["deploy", "blue_green", "watch"], b.watch);
-            let switch = p.template(
-                &["deploy", "blue_green", "switch"],
-                &b.switch,
-                self.shell,
-                SWITCH_VARS,
-            )?;
-            Some(BlueGreen {
-                blue,
-                green,
-                switch,
-                watch: dur(b.watch, StdDuration::from_secs(60)),
-            })
-        });
-
-        match (update, p.list.is_empty()) {
-            (Some(update), true) => Ok(Plan {
-                instances,
-                update,
-                command_timeout: dur(self.command_timeout, DEFAULT_COMMAND_TIMEOUT),
-                auto_rollback: self.auto_rollback,
-                gate,
-                rolling,
-                rolling_configured: self.rolling.is_some(),
-                canary,
-                blue_green,
-            }),
-            _ => Err(p.list),
-        }
+    match (update, p.list.is_empty()) {
+        (Some(update), true) => Ok(Plan {
+            instances,
+            update,
+            command_timeout: dur(section.command_timeout, DEFAULT_COMMAND_TIMEOUT),
+            auto_rollback: section.auto_rollback,
+            gate,
+            rolling,
+            rolling_configured: section.rolling.is_some(),
+            canary,
+            blue_green,
+        }),
+        _ => Err(p.list),
     }
 }
 
@@ -495,7 +410,7 @@ mod tests {
 
     fn problems(yaml: &str) -> Vec<String> {
         let config = Config::from_text(yaml, Path::new("restage.yaml")).unwrap();
-        match config.file.deploy.as_ref().unwrap().validate(&config) {
+        match validate(config.file.deploy.as_ref().unwrap(), &config) {
             Ok(_) => vec![],
             Err(list) => list.iter().map(ToString::to_string).collect(),
         }

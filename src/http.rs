@@ -1,4 +1,8 @@
-//! A small HTTP/1.1 GET client for health probes, deploy gates and metrics scrapes.
+//! A small HTTP/1.1 GET client for health probes, deploy gates and metrics scrapes, and the
+//! one judgement of a response they share ([`judge_response`]).
+//!
+//! A foundation: it depends on no other restage module, so `deploy` gets its HTTP from here
+//! and not from `health`.
 //!
 //! Why our own: restage only ever sends one GET per connection and reads one response, so a
 //! few hundred lines over tokio's `TcpStream` do it, where hyper or reqwest would add dozens of
@@ -168,6 +172,35 @@ impl Response {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Whether a response passes: the status (the expected one, any 2xx by default), then the
+/// body when a regular expression is given. The health checks and the deploy gates judge alike.
+pub fn judge_response(
+    response: &Response,
+    expect: Option<u16>,
+    body: Option<&regex::Regex>,
+) -> Result<String, String> {
+    let status = response.status;
+    let ok = match expect {
+        Some(code) => status == code,
+        None => (200..300).contains(&status),
+    };
+    if !ok {
+        return Err(match expect {
+            Some(code) => format!("HTTP {status} (expected {code})"),
+            None => format!("HTTP {status}"),
+        });
+    }
+    if let Some(re) = body
+        && !re.is_match(&response.body_text())
+    {
+        return Err(format!(
+            "HTTP {status} but the body does not match /{}/",
+            re.as_str()
+        ));
+    }
+    Ok(format!("HTTP {status}"))
 }
 
 /// Sends `GET url` and reads the response, with at most `max_body` bytes of body. The caller
@@ -489,5 +522,30 @@ mod tests {
             "x".repeat(5000)
         );
         assert!(parse(big.as_bytes()).await.unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn judges_status_and_body() {
+        let r = |status, body: &str| Response {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        assert!(judge_response(&r(204, ""), None, None).is_ok());
+        assert_eq!(
+            judge_response(&r(503, ""), None, None).unwrap_err(),
+            "HTTP 503"
+        );
+        assert_eq!(
+            judge_response(&r(200, ""), Some(204), None).unwrap_err(),
+            "HTTP 200 (expected 204)"
+        );
+        let re = regex::Regex::new("\"status\":\\s*\"ok\"").unwrap();
+        assert!(judge_response(&r(200, "{\"status\": \"ok\"}"), None, Some(&re)).is_ok());
+        assert!(
+            judge_response(&r(200, "{\"status\": \"down\"}"), None, Some(&re))
+                .unwrap_err()
+                .contains("does not match")
+        );
     }
 }

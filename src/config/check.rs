@@ -1,0 +1,132 @@
+//! The pure checks of the file that serde's types cannot express (ranges, fields that go
+//! together, names restage reserves). No environment, no network, no commands.
+//!
+//! Every problem is collected and reported at once, one line each, prefixed with the
+//! `file:line:column` of the key at fault, as the rules loader and the `health:` and
+//! `deploy:` validations do: fixing a file should not take one run per mistake.
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Every problem of the loaded file, in file order of the sections; `Ok` when none.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Some(jobs) = self.file.jobs
+            && jobs == 0
+        {
+            problems.push(self.value_error(&["jobs"], "must be at least 1"));
+        }
+        if let Some(target) = &self.file.target {
+            let name = &target.database;
+            if name.is_empty() || name.len() > 40 {
+                problems.push(self.value_error(
+                    &["target", "database"],
+                    "must be 1 to 40 characters (restage appends __restage_<timestamp>, and PostgreSQL names end at 63)",
+                ));
+            }
+            if name.contains("__restage_") {
+                problems.push(self.value_error(
+                    &["target", "database"],
+                    "must not contain `__restage_`, which restage uses for generations",
+                ));
+            }
+        }
+        if let Some(sample) = &self.file.sample {
+            for (table, spec) in &sample.tables {
+                let at = ["sample", "tables", table.as_str()];
+                if let Some(p) = spec.percent
+                    && !(0.0..=100.0).contains(&p)
+                {
+                    problems.push(self.value_error(&at, "percent must be between 0 and 100"));
+                }
+                if spec.since_days.is_some() != spec.column.is_some() {
+                    problems.push(self.value_error(
+                        &at,
+                        "since_days and column go together (the timestamp column the window applies to)",
+                    ));
+                }
+                if spec.percent.is_none()
+                    && spec.since_days.is_none()
+                    && spec.max_rows.is_none()
+                    && spec.rows.is_none()
+                {
+                    problems.push(self.value_error(
+                        &at,
+                        "empty sample spec: give percent, since_days + column, max_rows or rows",
+                    ));
+                }
+                if let Some(rows) = spec.rows
+                    && rows != 0
+                {
+                    problems.push(self.value_error(
+                        &at,
+                        "rows only takes 0 (schema only); use max_rows for a cap",
+                    ));
+                }
+            }
+        }
+        if let Some(cache) = &self.file.cache {
+            for (i, w) in cache.warm.iter().enumerate() {
+                if !w.key.contains('{') {
+                    let idx = i.to_string();
+                    problems.push(self.value_error(
+                        &["cache", "warm", idx.as_str(), "key"],
+                        "key template needs at least one {column} placeholder",
+                    ));
+                }
+            }
+        }
+        ConfigError::from_problems(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(text, Path::new("restage.yaml"))
+    }
+
+    #[test]
+    fn sample_checks() {
+        let err = load("sample:\n  tables:\n    public.users: { percent: 150 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("percent must be between 0 and 100"), "{err}");
+        assert!(err.starts_with("restage.yaml:3:5"), "{err}");
+    }
+
+    #[test]
+    fn reports_every_problem_each_at_its_key() {
+        let err = load(
+            "jobs: 0\ntarget:\n  url: x\n  database: a__restage_b\nsample:\n  tables:\n    public.users: { percent: 150, since_days: 3 }\ncache:\n  warm:\n    - { query: SELECT 1, key: fixed }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "restage.yaml:1:1: jobs: must be at least 1",
+                "restage.yaml:4:3: target.database: must not contain `__restage_`, which restage uses for generations",
+                "restage.yaml:7:5: sample.tables.public.users: percent must be between 0 and 100",
+                "restage.yaml:7:5: sample.tables.public.users: since_days and column go together (the timestamp column the window applies to)",
+                "restage.yaml:10:26: cache.warm.0.key: key template needs at least one {column} placeholder",
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_problem_reads_as_before() {
+        let err = load("jobs: 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Value { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "restage.yaml:1:1: jobs: must be at least 1"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The file schema: `restage.yaml` as written, parsed straight into these structs so that
+//! every error keeps its line and column and `deny_unknown_fields` catches typos.
+//!
+//! What the user wrote, nothing resolved: values that may be `${VAR}`, `file:` or `cmd:` stay
+//! [`RawValue`]s until a command asks for them (see `accessors.rs`). The `health:` and
+//! `deploy:` sections have their own files beside this one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::deploy::DeployConfig;
+use super::health::HealthConfig;
+use super::values::RawValue;
+use crate::units::{Duration, Size};
+
+/// The whole file as written. Every section is optional; commands ask for the ones they need.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub source: Option<SourceConfig>,
+    pub target: Option<TargetConfig>,
+    pub jobs: Option<usize>,
+    pub secret: Option<RawValue>,
+    pub rules: Option<PathBuf>,
+    pub strict: Option<Strictness>,
+    pub locale: Option<String>,
+    pub sample: Option<SampleConfig>,
+    pub search: Option<SearchConfig>,
+    pub cache: Option<CacheConfig>,
+    pub health: Option<HealthConfig>,
+    pub deploy: Option<DeployConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub url: RawValue,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub url: RawValue,
+    pub database: String,
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+fn default_keep() -> u32 {
+    1
+}
+
+/// How strictly uncovered columns are refused before copying.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strictness {
+    /// Refuse when a column that looks personal has no rule.
+    #[default]
+    Pii,
+    /// Refuse when any column has no rule.
+    All,
+    /// No check.
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    pub max_storage: Option<Size>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, SampleSpecConfig>,
+    /// What happens to a nullable reference to a row that was not kept: drop the row
+    /// (default) or set the reference to NULL. Per foreign key in `foreign_keys`.
+    #[serde(default)]
+    pub dangling: Option<Dangling>,
+    #[serde(default)]
+    pub foreign_keys: BTreeMap<String, ForeignKeyPolicy>,
+    /// Bound on the memory of the subset's key sets (default 2GiB); past it the run stops
+    /// with an error before copying.
+    pub max_key_memory: Option<Size>,
+}
+
+/// One table's sample spec; the fields combine (a window and a cap, say).
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleSpecConfig {
+    pub percent: Option<f64>,
+    pub since_days: Option<u32>,
+    pub column: Option<String>,
+    pub max_rows: Option<u64>,
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dangling {
+    /// Drop a row whose reference points at a row that was not kept.
+    #[default]
+    Drop,
+    /// Keep the row and set a nullable reference to NULL.
+    SetNull,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKeyPolicy {
+    pub dangling: Dangling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    #[serde(default = "yes")]
+    pub refresh_materialized_views: bool,
+    #[serde(default)]
+    pub tsvector: Vec<DerivedColumnConfig>,
+    /// Indexes rebuilt (REINDEX) after the load, by qualified name.
+    #[serde(default)]
+    pub reindex: Vec<String>,
+    /// What to do with a tsvector column on an anonymized table that has no recompute rule:
+    /// refuse (default) or warn.
+    #[serde(default)]
+    pub unruled_tsvector: Option<UnruledTsvector>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnruledTsvector {
+    Refuse,
+    Warn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedColumnConfig {
+    pub table: String,
+    pub column: String,
+    pub expression: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub url: Option<RawValue>,
+    #[serde(default)]
+    pub flush: Vec<String>,
+    #[serde(default)]
+    pub warm: Vec<WarmConfig>,
+    /// Fail the refresh before the swap when Redis cannot be reached.
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmConfig {
+    pub query: String,
+    pub key: String,
+    #[serde(default = "default_warm_value")]
+    pub value: String,
+    pub ttl: Option<Duration>,
+}
+
+fn default_warm_value() -> String {
+    "json".to_string()
+}
