@@ -1,5 +1,9 @@
 //! The top-level error and its exit code. Every variant names the thing at fault (file, table,
 //! column, server); `main` prints it once and exits with [`Error::exit_code`].
+//!
+//! The cut: this sits above the modules whose errors it wraps (config, db) and below the
+//! stages and commands that return it. config, db and the foundations keep their own error
+//! types and never import this one, so they can be read and tested without the rest.
 
 use crate::config::ConfigError;
 use crate::db::DbError;

@@ -1,9 +1,10 @@
 //! `restage scan`: finds columns that look like personal data and that no rule covers, by
 //! their names ([`crate::pii::names`], in several languages) and by a bounded, read-only
 //! sample of their values ([`sample`], judged by [`crate::pii::values`]), including inside
-//! json/jsonb documents path by path. It
-//! prints what it found with its evidence and a proposed rule; `--write FILE` writes the
-//! proposals as a rules file that loads as is ([`propose`]).
+//! json/jsonb documents path by path. It prints what it found with its evidence and a
+//! proposed rule; `--write FILE` writes the proposals as a rules file that loads as is
+//! ([`propose`]). The detectors are `pii`'s, shared with strict mode; scan owns the sampling,
+//! the findings and the proposals.
 //!
 //! ```text
 //! catalog + rules ──► columns no rule covers ──► sample (TABLESAMPLE / LIMIT, read-only)
