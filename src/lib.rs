@@ -16,6 +16,7 @@
 //! [`catalog`] of the source turns it into a plan that the pipeline executes.
 
 pub mod catalog;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod copy_text;
