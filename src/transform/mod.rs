@@ -44,6 +44,8 @@ pub mod unique;
 mod uuid;
 
 #[cfg(test)]
+mod name_guard;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
