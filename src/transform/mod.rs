@@ -83,7 +83,11 @@ impl TransformError {
     }
 }
 
-/// A transform bound to one column.
+/// A transform bound to one column: the instance its definition's constructor made.
+///
+/// The scheduler may call it from any rayon thread, on any value, in any order, as often as it
+/// likes: an instance holds no per-row state, and its output depends on the secret, the bound
+/// rule and the value alone (see the [`registry`] for the one shared state, `unique: true`).
 pub trait Transform: Send + Sync + fmt::Debug {
     /// Writes the replacement of `value` into `out` (empty on entry).
     fn apply(&self, value: &str, out: &mut String) -> Result<Output, TransformError>;

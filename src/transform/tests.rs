@@ -575,7 +575,7 @@ fn doc_examples() -> Vec<&'static Example> {
 }
 
 /// A column type from its name, for the documentation examples.
-fn doc_type(name: &str) -> ColumnType {
+pub(crate) fn doc_type(name: &str) -> ColumnType {
     let array = name.ends_with("[]");
     let base = name.trim_end_matches("[]");
     let kind = match base {

@@ -429,3 +429,150 @@ impl PartialEq for TransformDef {
 }
 
 impl Eq for TransformDef {}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{SECRET, catalogue, col, doc_type, spec};
+    use super::*;
+    use crate::transform::RuleSpec;
+
+    #[test]
+    fn every_definition_is_listed_once_and_found_by_its_name() {
+        let mut seen = std::collections::HashSet::new();
+        for def in all() {
+            assert!(seen.insert(def.name()), "`{}` is listed twice", def.name());
+            assert_eq!(get(def.name()), Some(*def));
+            assert!(!def.doc().is_empty(), "`{}` has no doc", def.name());
+        }
+        assert_eq!(get("emial"), None);
+        assert_eq!(
+            unknown("emial").to_string(),
+            "unknown transform `emial`, did you mean `email`?"
+        );
+    }
+
+    /// Binding accepts exactly the declared parameters: each is used by an example of its
+    /// transform (and the examples bind, see `doc_examples_are_current`), a required one
+    /// left out is reported missing, and an undeclared one is refused with the declared list.
+    #[test]
+    fn binding_takes_the_declared_parameters() {
+        let cat = catalogue(SECRET);
+        for def in all() {
+            let example = &def.examples()[0];
+            let ty = doc_type(example.column_type);
+            let written = spec(example.rule);
+            for param in def.params() {
+                assert!(
+                    def.examples()
+                        .iter()
+                        .any(|e| spec(e.rule).params.contains_key(param.name)),
+                    "no example of `{}` uses `{}`",
+                    def.name(),
+                    param.name
+                );
+                if param.need == Need::Required {
+                    let mut without = written.clone();
+                    without.params.remove(param.name);
+                    assert_eq!(
+                        cat.bind(&without, &col(&ty)).err(),
+                        Some(BindError::MissingParam {
+                            transform: def.name().to_string(),
+                            param: param.name.to_string(),
+                        }),
+                        "`{}` without `{}`",
+                        def.name(),
+                        param.name
+                    );
+                }
+            }
+            let mut expected: Vec<String> = def
+                .params()
+                .iter()
+                .chain(GENERAL)
+                .map(|p| p.name.to_string())
+                .collect();
+            expected.sort();
+            assert_eq!(
+                cat.bind(&written.clone().with("bogus", 1), &col(&ty)).err(),
+                Some(BindError::UnknownParam {
+                    transform: def.name().to_string(),
+                    param: "bogus".to_string(),
+                    expected,
+                }),
+                "`{}`",
+                def.name()
+            );
+        }
+    }
+
+    /// A transform that does not fit every type is refused on a type it does not fit, with
+    /// the declared description of what it takes.
+    #[test]
+    fn binding_checks_the_declared_types() {
+        let cat = catalogue(SECRET);
+        let boolean = ColumnType::simple("boolean", TypeKind::Bool);
+        for def in all() {
+            let example = &def.examples()[0];
+            assert!(
+                def.fits().kind(&doc_type(example.column_type).kind),
+                "`{}`'s example is on a type it does not fit",
+                def.name()
+            );
+            if def.fits().kind(&TypeKind::Bool) {
+                continue;
+            }
+            assert_eq!(
+                cat.bind(&spec(example.rule), &col(&boolean)).err(),
+                Some(BindError::TypeMismatch {
+                    transform: def.name().to_string(),
+                    type_name: "boolean".to_string(),
+                    accepts: def.fits().accepts.to_string(),
+                }),
+                "`{}`",
+                def.name()
+            );
+        }
+        assert!(
+            cat.bind(&RuleSpec::named("keep"), &col(&boolean)).is_ok(),
+            "keep fits any type"
+        );
+    }
+
+    #[test]
+    fn properties_hold_together() {
+        for def in all() {
+            if def.passes_through() {
+                assert_eq!(def.unchanged(), Unchanged::Always, "`{}`", def.name());
+                assert!(
+                    !def.requires_secret() && !def.elementwise(),
+                    "`{}`",
+                    def.name()
+                );
+            }
+            if def.keyed() {
+                assert!(def.requires_secret(), "`{}`", def.name());
+                assert_ne!(def.output_space(), OutputSpace::Fixed, "`{}`", def.name());
+            }
+            if def.leak_check_allows_chance() {
+                assert!(
+                    def.output_space()
+                        .distinct_outputs()
+                        .is_some_and(f64::is_finite),
+                    "`{}` allows for chance without a finite output space",
+                    def.name()
+                );
+            }
+            assert_eq!(
+                def.holds_rules_by_path(),
+                def.secret() == SecretUse::Nested,
+                "`{}`",
+                def.name()
+            );
+        }
+        assert!(!SET_NULL.requires_secret());
+        assert!(CONSTANT.requires_secret() && !CONSTANT.keyed());
+        assert_eq!(IPV4.output_space().distinct_outputs(), Some(3.5e9));
+        assert!(FIRST_NAME.output_space().shares_real_values());
+        assert_eq!(MASK.keeps_part(), Some(Kept::EdgeCharacters));
+    }
+}
