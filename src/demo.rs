@@ -683,28 +683,12 @@ fn hex_token(rng: &mut ChaCha8Rng, n: usize) -> String {
 
 /// A 16-digit card number with a valid Luhn check digit.
 fn luhn_card(rng: &mut ChaCha8Rng) -> String {
-    let mut digits: Vec<u32> = vec![4];
+    let mut digits: Vec<u8> = vec![4];
     for _ in 0..14 {
         digits.push(rng.random_range(0..10));
     }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push((10 - sum % 10) % 10);
-    digits
-        .iter()
-        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
-        .collect()
+    digits.push(crate::checksum::luhn_check_digit(&digits));
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
 }
 
 /// A German IBAN with valid check digits (ISO 13616 mod 97).
@@ -712,12 +696,9 @@ fn iban_de(rng: &mut ChaCha8Rng) -> String {
     let bban: String = (0..18)
         .map(|_| char::from_digit(rng.random_range(0..10), 10).unwrap_or('0'))
         .collect();
-    // Move "DE00" to the end, letters to numbers (D=13, E=14), mod 97.
-    let rearranged = format!("{bban}131400");
-    let rem = rearranged.chars().fold(0u64, |acc, c| {
-        (acc * 10 + c.to_digit(10).unwrap_or(0) as u64) % 97
-    });
-    format!("DE{:02}{bban}", 98 - rem)
+    // The BBAN holds digits only, so the check digits always exist.
+    let check = crate::checksum::iban_check_digits("DE", &bban).unwrap_or(0);
+    format!("DE{check:02}{bban}")
 }
 
 /// The first three users as `name <email>`, for the before/after display.

@@ -16,6 +16,7 @@
 //! [`catalog`] of the source turns it into a plan that the pipeline executes.
 
 // Foundations: depend on no other module of the crate.
+pub mod checksum;
 pub mod copy_text;
 pub mod http;
 pub mod prehashed;

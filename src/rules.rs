@@ -6,6 +6,11 @@
 //! reported at once, each with its file, line and column: a table or column that does not
 //! exist, an unknown transform or parameter, a transform that does not fit the column's type,
 //! two rules for one column.
+//!
+//! What a transform is — its name, parameters, the types it fits, its properties — is the
+//! [`registry`](crate::transform::registry)'s: a rule as written holds the name the user wrote
+//! ([`RuleSpec`]); [`Rule::def`] and [`BoundColumn::def`] give other stages the definition to
+//! ask about.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +19,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::catalog::{Catalog, QualifiedName, Table, TypeKind};
-use crate::transform::{BindError, Catalogue, ColumnInfo, RuleSpec, Transform};
+use crate::transform::{
+    BindError, Catalogue, ColumnInfo, RuleSpec, Transform, TransformDef, registry,
+};
 use crate::yaml::{self, KeyIndex, Location};
 
 /// The wildcard column key: a rule for every column not named.
@@ -34,6 +41,14 @@ pub struct Rule {
     pub location: Location,
     /// Where each parameter is, for errors about it.
     pub param_locations: BTreeMap<String, Location>,
+}
+
+impl Rule {
+    /// The definition of the transform the rule names; None for a name the registry does not
+    /// know (binding reports it).
+    pub fn def(&self) -> Option<&'static TransformDef> {
+        registry::get(&self.spec.transform)
+    }
 }
 
 /// Rules of one table as written.
@@ -57,7 +72,12 @@ pub struct BoundColumn {
     pub column: String,
     /// The transform to run, or None to pass the value through untouched (no rule, or `keep`).
     pub transform: Option<Arc<dyn Transform>>,
-    /// The transform's name as written (`keep` for wildcard keeps), None when no rule covers it.
+    /// The definition of the rule's transform, None when no rule covers the column: what
+    /// other stages ask about the rule (does it replace the whole value, does it need the
+    /// secret...).
+    pub def: Option<&'static TransformDef>,
+    /// The transform's name as written (`keep` for wildcard keeps), None when no rule covers
+    /// it: the report's label. Ask [`BoundColumn::def`] about the transform, not this.
     pub rule: Option<String>,
     /// The rule as written, when one covers the column.
     pub spec: Option<RuleSpec>,
@@ -260,7 +280,7 @@ impl RuleSet {
                             rule.location
                         ));
                     }
-                    Some(c) if c.generated && rule.spec.transform != "keep" => {
+                    Some(c) if c.generated && !rule.def().is_some_and(|d| d.passes_through()) => {
                         errors.push(format!(
                             "{}: {name}.{column}: is a generated column, recomputed from the others in staging; rule the columns it is computed from",
                             rule.location
@@ -308,6 +328,7 @@ impl RuleSet {
         let unbound = BoundColumn {
             column: column.to_string(),
             transform: None,
+            def: None,
             rule: None,
             spec: None,
         };
@@ -342,14 +363,16 @@ impl RuleSet {
             ty: &col.ty,
             not_null: col.not_null,
         };
-        match transforms.bind(&rule.spec, &info) {
-            Ok(instance) => BoundColumn {
+        match transforms.bind_rule(&rule.spec, &info) {
+            Ok(bound) => BoundColumn {
                 column: column.to_string(),
-                transform: if instance.is_keep() {
+                // `keep` is not even decoded: the data path copies the column's bytes.
+                transform: if bound.def.passes_through() {
                     None
                 } else {
-                    Some(instance)
+                    Some(bound.instance)
                 },
+                def: Some(bound.def),
                 rule: Some(rule.spec.transform.clone()),
                 spec: Some(rule.spec.clone()),
             },

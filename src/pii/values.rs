@@ -146,7 +146,7 @@ impl Detector {
             Detector::Email => Check::plain(is_email(value)),
             Detector::Phone => Check::plain(is_phone(value)),
             Detector::Card => checked(card_digits(value), |d| is_card_digits(&d)),
-            Detector::Iban => checked(iban_shape(value), |s| mod97_is_one(&s)),
+            Detector::Iban => checked(iban_shape(value), |s| crate::checksum::iban_valid(&s)),
             Detector::Ipv4 => Check::plain(is_ipv4(value)),
             Detector::Ipv6 => Check::plain(is_ipv6(value)),
             Detector::UsSsn => Check::plain(is_us_ssn(value)),
@@ -479,29 +479,7 @@ pub fn is_card_number(s: &str) -> bool {
 }
 
 fn is_card_digits(digits: &str) -> bool {
-    issuer_accepts(digits) && luhn_valid(digits)
-}
-
-/// The Luhn (mod 10) check over a string of ASCII digits.
-pub fn luhn_valid(digits: &str) -> bool {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum % 10 == 0
+    issuer_accepts(digits) && crate::checksum::luhn_valid(digits)
 }
 
 /// Issuer prefixes and the lengths their cards have (Visa, Mastercard, Amex, Discover,
@@ -570,7 +548,7 @@ fn iban_shape(s: &str) -> Option<String> {
 
 /// An IBAN with a valid mod-97 checksum.
 pub fn is_iban(s: &str) -> bool {
-    iban_shape(s).is_some_and(|c| mod97_is_one(&c))
+    iban_shape(s).is_some_and(|c| crate::checksum::iban_valid(&c))
 }
 
 /// An IBAN at the start of `candidate` (which may run on into following text).
@@ -580,27 +558,6 @@ fn iban_in(candidate: &str) -> bool {
         return false;
     };
     compact.get(..len).is_some_and(is_iban)
-}
-
-/// ISO 7064 mod 97-10 over the rearranged IBAN (letters as 10..35).
-fn mod97_is_one(compact: &str) -> bool {
-    if compact.len() < 5 {
-        return false;
-    }
-    let (head, tail) = compact.split_at(4);
-    let mut rem: u32 = 0;
-    for c in tail.chars().chain(head.chars()) {
-        let v = match c.to_digit(36) {
-            Some(v) => v,
-            None => return false,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem == 1
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1098,10 +1055,10 @@ mod tests {
 
     #[test]
     fn luhn_and_cards() {
-        assert!(luhn_valid("79927398713"));
-        assert!(!luhn_valid("79927398710"));
-        assert!(!luhn_valid(""));
-        assert!(!luhn_valid("12a4"));
+        assert!(crate::checksum::luhn_valid("79927398713"));
+        assert!(!crate::checksum::luhn_valid("79927398710"));
+        assert!(!crate::checksum::luhn_valid(""));
+        assert!(!crate::checksum::luhn_valid("12a4"));
         for ok in [
             "4111111111111111",
             "4111 1111 1111 1111",

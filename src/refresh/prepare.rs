@@ -131,7 +131,7 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
             .flat_map(|(t, b)| {
                 b.columns
                     .iter()
-                    .filter(|c| c.transform.is_some() && c.rule.as_deref() != Some("set_null"))
+                    .filter(|c| c.transform.is_some() && c.def.is_some_and(|d| d.requires_secret()))
                     .map(move |c| format!("{t}.{}", c.column))
             })
             .collect();
@@ -346,7 +346,7 @@ pub(crate) fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
         if let Some(bound) = prepared.rules.table(name) {
             for c in &bound.columns {
                 if let Some(rule) = &c.rule
-                    && rule != "keep"
+                    && c.def.is_some_and(|d| !d.passes_through())
                 {
                     rules.insert(c.column.clone(), rule.clone());
                 }

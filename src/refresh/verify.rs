@@ -3,8 +3,8 @@
 //! A failure is exit 3; during a refresh it leaves the live staging database untouched.
 //!
 //! The leak check: for every column whose rule replaces identifying values (email, phone,
-//! hash, iban, card, ip, uuid, address, username, mask, constant, set_null), a sample of the
-//! source values is kept — as 64-bit keyed hashes (SipHash with a key drawn for this run),
+//! hash, iban, card, ip, uuid, address, username, mask, constant, set_null: see
+//! [`samples_source`]), a sample of the source values is kept — as 64-bit keyed hashes (SipHash with a key drawn for this run),
 //! never the values — and every text-like value of staging (text, varchar, arrays, json, jsonb)
 //! is hashed whole and token by token (split on spaces and punctuation other than `@ . - _ +`)
 //! and looked up. A hit names the staging table and column and the source column whose value
@@ -15,6 +15,12 @@
 //! (first_name, city, country, choice…) are not sampled: a fake "Anna" equal to a real "Anna"
 //! proves nothing. Neither are regex_replace's (it keeps the text its pattern does not match,
 //! by design). Values shorter than [`MIN_LEN`] characters are ignored for the same reason.
+//!
+//! These choices are no list of transform names: they are read from the properties each
+//! transform declares in the [`registry`](crate::transform::registry) (whether it replaces
+//! the whole value or keeps part of it, whether its outputs are values real data shares,
+//! its output space), so a new transform is checked by what it declares. Issue 10 kept the
+//! decisions exactly as they were; issue 13 replaces them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
@@ -26,6 +32,7 @@ use crate::catalog::{Catalog, QualifiedName, TypeKind};
 use crate::copy_text;
 use crate::db::{DbError, quote_ident};
 use crate::rules::BoundRules;
+use crate::transform::registry::{Kept, TransformDef};
 
 /// Values and tokens shorter than this are not compared.
 pub const MIN_LEN: usize = 6;
@@ -33,58 +40,48 @@ pub const MIN_LEN: usize = 6;
 /// with it; memory is about 16 bytes a value.
 pub const SAMPLE_PER_COLUMN: u64 = 10_000;
 
-/// Transforms whose output replaces an identifying value (see the module doc).
-const CHECKED: &[&str] = &[
-    "email",
-    "phone",
-    "hash",
-    "iban",
-    "credit_card",
-    "ipv4",
-    "ipv6",
-    "uuid",
-    "street_address",
-    "username",
-    "mask",
-    "constant",
-    "set_null",
-];
+/// True when the leak check samples the source values of a column (or json path) ruled by
+/// `def`: its rule writes values that carry nothing of the input, or keeps only a few edge
+/// characters of it (`mask`), and its outputs are not values real data shares (a fake
+/// "Anna" equal to a real "Anna" proves nothing). So `regex_replace` (it keeps what its
+/// pattern misses, by design), `json` (checked through its paths), `date_shift` and `noise`
+/// (outputs near their inputs), `keep`, and the name, place and list transforms are not
+/// sampled.
+fn samples_source(def: &TransformDef) -> bool {
+    let writes_new_values =
+        def.replaces_whole_value() || def.keeps_part() == Some(Kept::EdgeCharacters);
+    writes_new_values && !def.output_space().shares_real_values()
+}
 
-/// Transforms whose output replaces the whole value with one drawn from the seed: a column
-/// ruled by one of them holds only fake values (equal to a real one only by chance), so the
-/// scan skips it. Columns that carry copied content — unruled, `keep`, `mask` (keeps part),
-/// `regex_replace` (keeps what the pattern misses), `json` (keeps the unruled fields) — are
-/// scanned.
-const REPLACING: &[&str] = &[
-    "email",
-    "first_name",
-    "last_name",
-    "name",
-    "phone",
-    "hash",
-    "iban",
-    "credit_card",
-    "ipv4",
-    "ipv6",
-    "uuid",
-    "street_address",
-    "city",
-    "postcode",
-    "country",
-    "company",
-    "username",
-    "lorem",
-    "choice",
-    "constant",
-    "set_null",
-];
+/// True when a column ruled by `def` holds only outputs drawn from the seed, a constant or
+/// NULL (equal to a real value only by chance): the scan skips it. Columns that carry copied
+/// content — unruled, `keep`, `mask` (keeps part), `regex_replace` (keeps what the pattern
+/// misses), `json` (keeps the unruled fields), `date_shift` and `noise` (near the input) —
+/// are scanned.
+fn replaces_every_value(def: &TransformDef) -> bool {
+    def.replaces_whole_value()
+}
+
+/// How many different values the outputs of `def` are drawn from, for telling chance matches
+/// from leaks: its declared output space where today's check allows for chance (`ipv4`),
+/// infinite otherwise.
+fn chance_space(def: &TransformDef) -> f64 {
+    if def.leak_check_allows_chance() {
+        def.output_space()
+            .distinct_outputs()
+            .unwrap_or(f64::INFINITY)
+    } else {
+        f64::INFINITY
+    }
+}
 
 /// Keyed hashes of sampled source values, with the column each came from.
 pub struct LeakProbe {
     state: RandomState,
     hashes: crate::prehashed::DigestMap<u32>,
     origins: Vec<Origin>,
-    /// Columns whose every value was replaced by a rule (see [`REPLACING`]): not scanned.
+    /// Columns whose every value was replaced by a rule (see [`replaces_every_value`]): not
+    /// scanned.
     replaced: std::collections::HashSet<(QualifiedName, String)>,
 }
 
@@ -98,9 +95,6 @@ struct Origin {
     /// otherwise.
     space: f64,
 }
-
-/// Public-looking IPv4 addresses (the ipv4 transform's outputs): about 3.5 billion.
-const IPV4_SPACE: f64 = 3.5e9;
 
 /// How many matches between a staging column and an origin can be chance: with `values`
 /// scanned and λ expected by chance, more than λ + 6√λ + 3 is a leak; with λ ≈ 0 (any
@@ -134,19 +128,16 @@ impl LeakProbe {
         self.state.hash_one(s)
     }
 
-    /// The index of the origin named `name`, added when new. `rule` decides its output space.
-    fn origin(&mut self, name: String, rule: Option<&str>) -> u32 {
+    /// The index of the origin named `name`, added when new with the output space of its
+    /// rule's transform (see [`chance_space`]).
+    fn origin(&mut self, name: String, def: &TransformDef) -> u32 {
         match self.origins.iter().position(|o| o.name == name) {
             Some(i) => i as u32,
             None => {
                 self.origins.push(Origin {
                     name,
                     sampled: 0,
-                    space: if rule == Some("ipv4") {
-                        IPV4_SPACE
-                    } else {
-                        f64::INFINITY
-                    },
+                    space: chance_space(def),
                 });
                 (self.origins.len() - 1) as u32
             }
@@ -189,34 +180,36 @@ pub async fn sample_source(
             continue;
         };
         for (column, b) in table.copy_columns().zip(&bound.columns) {
-            if b.transform.is_some() && b.rule.as_deref().is_some_and(|r| REPLACING.contains(&r)) {
+            // A column without a transform (no rule, or `keep`) has nothing to check.
+            let Some(def) = b.def.filter(|_| b.transform.is_some()) else {
+                continue;
+            };
+            if replaces_every_value(def) {
                 probe
                     .replaced
                     .insert((table.name.clone(), column.name.clone()));
             }
-            let checked =
-                b.transform.is_some() && b.rule.as_deref().is_some_and(|r| CHECKED.contains(&r));
             // What to sample: the column's values, or for a `json` rule the values its checked
             // paths reach inside the documents.
-            let mut targets: Vec<(String, String, Option<&str>)> = Vec::new();
+            let mut targets: Vec<(String, String, &TransformDef)> = Vec::new();
             let text_like = matches!(
                 column.ty.kind,
                 TypeKind::Text | TypeKind::Inet | TypeKind::Cidr | TypeKind::Uuid
             );
             let root = catalog.root_of(&table.name);
-            if checked && text_like {
+            if samples_source(def) && text_like {
                 let value = if column.ty.array {
                     format!("unnest({})::text", quote_ident(&column.name))
                 } else {
                     format!("{}::text", quote_ident(&column.name))
                 };
-                targets.push((format!("{root}.{}", column.name), value, b.rule.as_deref()));
+                targets.push((format!("{root}.{}", column.name), value, def));
             }
-            if b.rule.as_deref() == Some("json")
+            if def.holds_rules_by_path()
                 && let Some(spec) = &b.spec
             {
                 for (path, sql_path, nested) in crate::transform::json::sql_paths(spec) {
-                    if !CHECKED.contains(&nested.as_str()) {
+                    if !samples_source(nested) {
                         continue;
                     }
                     let value = format!(
@@ -224,12 +217,11 @@ pub async fn sample_source(
                         quote_ident(&column.name),
                         crate::db::quote_literal(&sql_path)
                     );
-                    let space_rule = if nested == "ipv4" { Some("ipv4") } else { None };
-                    targets.push((format!("{root}.{} {path}", column.name), value, space_rule));
+                    targets.push((format!("{root}.{} {path}", column.name), value, nested));
                 }
             }
-            for (origin, value, rule) in targets {
-                let index = probe.origin(origin, rule);
+            for (origin, value, def) in targets {
+                let index = probe.origin(origin, def);
                 sample_values(source, server, table, &value, index, &mut probe).await?;
             }
         }
@@ -580,13 +572,16 @@ async fn scan_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::registry;
 
     #[test]
     fn chance_matches_in_small_output_spaces_are_not_leaks() {
+        assert_eq!(chance_space(&registry::IPV4), 3.5e9);
+        assert_eq!(chance_space(&registry::PHONE), f64::INFINITY);
         let ip = Origin {
             name: "p.ip".into(),
             sampled: 1000,
-            space: IPV4_SPACE,
+            space: chance_space(&registry::IPV4),
         };
         // 400,000 fake addresses against 1,000 real ones: about 0.11 expected by chance.
         let (lambda, threshold) = leak_threshold(400_000, &ip);
@@ -617,6 +612,71 @@ mod tests {
             p.hashes.insert(p.hash(v), 0);
         }
         p
+    }
+
+    /// Issue 10 moved these choices from lists of names to the registry's properties without
+    /// changing them: the lists as they were, derived now.
+    #[test]
+    fn choices_are_the_lists_they_replaced() {
+        let derived = |f: fn(&TransformDef) -> bool| -> Vec<&str> {
+            registry::all()
+                .iter()
+                .filter(|d| f(d))
+                .map(|d| d.name())
+                .collect()
+        };
+        let mut checked = derived(samples_source);
+        checked.sort();
+        let mut was_checked = vec![
+            "email",
+            "phone",
+            "hash",
+            "iban",
+            "credit_card",
+            "ipv4",
+            "ipv6",
+            "uuid",
+            "street_address",
+            "username",
+            "mask",
+            "constant",
+            "set_null",
+        ];
+        was_checked.sort();
+        assert_eq!(checked, was_checked);
+        let mut replacing = derived(replaces_every_value);
+        replacing.sort();
+        let mut was_replacing = vec![
+            "email",
+            "first_name",
+            "last_name",
+            "name",
+            "phone",
+            "hash",
+            "iban",
+            "credit_card",
+            "ipv4",
+            "ipv6",
+            "uuid",
+            "street_address",
+            "city",
+            "postcode",
+            "country",
+            "company",
+            "username",
+            "lorem",
+            "choice",
+            "constant",
+            "set_null",
+        ];
+        was_replacing.sort();
+        assert_eq!(replacing, was_replacing);
+        let finite: Vec<&str> = registry::all()
+            .iter()
+            .filter(|d| chance_space(d).is_finite())
+            .map(|d| d.name())
+            .collect();
+        assert_eq!(finite, vec!["ipv4"]);
     }
 
     #[test]

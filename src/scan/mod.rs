@@ -267,7 +267,7 @@ pub fn coverage(catalog: &Catalog, rules: &RuleSet, table: &Table, column: &str)
         return Coverage::Covered;
     }
     match layers.iter().find_map(|r| r.columns.get(WILDCARD)) {
-        Some(rule) if rule.spec.transform == "keep" => Coverage::WildcardKeep,
+        Some(rule) if rule.def().is_some_and(|d| d.passes_through()) => Coverage::WildcardKeep,
         Some(_) => Coverage::Covered,
         None => Coverage::Uncovered,
     }

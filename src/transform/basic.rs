@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 
-use super::params::{Binder, Identity, scalar_text, show};
+use super::params::{Binder, scalar_text, show};
 use super::seeded::{Draw, Generate, Seeded};
 use super::text::check_literal;
 use super::{BindError, Output, Transform, TransformError, array};
@@ -23,10 +23,6 @@ impl Transform for Keep {
     fn apply_null(&self, _out: &mut String) -> Result<Output, TransformError> {
         Ok(Output::Null)
     }
-
-    fn is_keep(&self) -> bool {
-        true
-    }
 }
 
 /// `set_null`: every value becomes NULL.
@@ -42,7 +38,7 @@ impl Transform for SetNull {
 /// `keep` takes only the general parameters; `unique` is trivially kept (distinct inputs stay
 /// distinct).
 pub(crate) fn bind_keep(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&[])?;
+    b.accept()?;
     b.check_locale()?;
     b.unique()?;
     Ok(Arc::new(Keep))
@@ -51,7 +47,7 @@ pub(crate) fn bind_keep(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError>
 /// `set_null` fits any column that accepts NULL; `unique` holds (NULLs never clash in a
 /// unique index).
 pub(crate) fn bind_set_null(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&[])?;
+    b.accept()?;
     b.check_locale()?;
     b.unique()?;
     if b.column.not_null {
@@ -81,7 +77,7 @@ impl Transform for Constant {
 }
 
 pub(crate) fn bind_constant(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["value"])?;
+    b.accept()?;
     b.check_locale()?;
     b.refuse_unique("every row gets the same value")?;
     let value = match b.get("value") {
@@ -138,7 +134,7 @@ impl Generate for Choice {
 }
 
 pub(crate) fn bind_choice(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["values"])?;
+    b.accept()?;
     b.check_locale()?;
     b.refuse_unique("it has only as many outputs as listed values")?;
     let values = match b.get("values") {
@@ -172,7 +168,7 @@ pub(crate) fn bind_choice(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindErro
     };
     // The list in order is the identity: reordering it is another rule.
     let listed = serde_json::to_string(&values).unwrap_or_default();
-    let identity = Identity::new("choice", &[("values", listed)]);
+    let identity = b.identity(&[("values", listed)]);
     let keyed = b.keyed(&identity, false)?;
     Ok(Seeded::arc(Choice { values }, keyed, None))
 }
@@ -187,15 +183,17 @@ mod tests {
     #[test]
     fn keep_and_set_null() {
         let cat = catalogue("s");
-        let t = cat.bind(&RuleSpec::named("keep"), &text_col()).unwrap();
-        assert!(t.is_keep());
-        assert_eq!(apply(&*t, "x"), Some("x".to_string()));
+        let t = cat
+            .bind_rule(&RuleSpec::named("keep"), &text_col())
+            .unwrap();
+        assert!(t.def.passes_through());
+        assert_eq!(apply(&*t.instance, "x"), Some("x".to_string()));
         let t = cat.bind(&RuleSpec::named("set_null"), &text_col()).unwrap();
         assert_eq!(apply(&*t, "x"), None);
         let kept = cat
-            .bind(&RuleSpec::named("keep").with("unique", true), &text_col())
+            .bind_rule(&RuleSpec::named("keep").with("unique", true), &text_col())
             .unwrap();
-        assert!(kept.is_keep());
+        assert!(kept.def.passes_through());
     }
 
     #[test]

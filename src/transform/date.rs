@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::{BindError, Transform, TransformError};
-use crate::catalog::TypeKind;
 
 const SECS_PER_DAY: i64 = 86_400;
 
@@ -26,20 +25,12 @@ struct DateShift {
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["days"])?;
-    let days = b
-        .whole("days", 1, 100_000)?
-        .ok_or_else(|| b.missing("days"))?;
+    b.accept()?;
+    let days = b.whole("days")?.ok_or_else(|| b.missing("days"))?;
     b.check_locale()?;
     b.refuse_unique("two dates can be shifted onto the same one")?;
-    b.fit(
-        matches!(
-            b.kind(),
-            TypeKind::Date | TypeKind::Timestamp | TypeKind::TimestampTz
-        ),
-        "date, timestamp and timestamptz",
-    )?;
-    let identity = Identity::new("date_shift", &[("days", days.to_string())]);
+    b.fit()?;
+    let identity = b.identity(&[("days", days.to_string())]);
     let keyed = b.keyed(&identity, false)?;
     Ok(Seeded::arc(DateShift { days }, keyed, None))
 }
@@ -207,6 +198,7 @@ mod tests {
 
     use super::super::tests::{apply, array_of, bind_err, bind_on, col, spec, text_col, ty};
     use super::*;
+    use crate::catalog::TypeKind;
     use crate::transform::RuleSpec;
 
     fn shift(kind: TypeKind, days: u64, value: &str) -> String {

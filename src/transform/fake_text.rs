@@ -17,15 +17,13 @@ use fake::locales::{DE_DE, Data, EN, FR_FR, JA_JP, PT_BR};
 
 use super::locale::{self, Locale, with_locale};
 use super::locale_es::Es;
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
-use super::{BindError, Transform, TransformError, is_text_like};
+use super::{BindError, Transform, TransformError};
 
-/// What the family's transforms accept.
-pub(crate) const TEXT_TYPES: &str = "text types (text, varchar, char, citext) and arrays of them";
-
+/// Which fake of the family a definition of the registry binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     FirstName,
     LastName,
     Name,
@@ -39,22 +37,6 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(name: &str) -> Option<Kind> {
-        Some(match name {
-            "first_name" => Kind::FirstName,
-            "last_name" => Kind::LastName,
-            "name" => Kind::Name,
-            "phone" => Kind::Phone,
-            "street_address" => Kind::StreetAddress,
-            "city" => Kind::City,
-            "postcode" => Kind::Postcode,
-            "country" => Kind::Country,
-            "company" => Kind::Company,
-            "lorem" => Kind::Lorem,
-            _ => return None,
-        })
-    }
-
     /// Why `unique` cannot be promised, for kinds whose output space is small; None when the
     /// space is large enough (or can be widened on retries).
     fn too_few(self) -> Option<&'static str> {
@@ -77,22 +59,19 @@ struct FakeText {
     words: Option<u32>,
 }
 
-pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    let kind = Kind::of(b.name()).ok_or_else(|| {
-        BindError::Invalid(format!("`{}` is not a fake text transform", b.name()))
-    })?;
+/// Binds `kind`; the registry's definition of it says which parameters it takes.
+pub(crate) fn bind(b: &Binder<'_>, kind: Kind) -> Result<Arc<dyn Transform>, BindError> {
+    b.accept()?;
     let words = if kind == Kind::Lorem {
-        b.accept(&["words"])?;
-        b.whole("words", 1, 1000)?.map(|n| n as u32)
+        b.whole("words")?.map(|n| n as u32)
     } else {
-        b.accept(&[])?;
         None
     };
     let locale = b.locale()?;
     if let Some(why) = kind.too_few() {
         b.refuse_unique(why)?;
     }
-    b.fit(is_text_like(b.kind()), TEXT_TYPES)?;
+    b.fit()?;
     let mut params = vec![("locale", locale.name().to_string())];
     if kind == Kind::Lorem {
         params.push((
@@ -100,7 +79,7 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
             words.map_or_else(|| "input".to_string(), |n| n.to_string()),
         ));
     }
-    let identity = Identity::new(b.name(), &params);
+    let identity = b.identity(&params);
     let keyed = b.keyed(&identity, kind.too_few().is_none())?;
     Ok(Seeded::arc(
         FakeText {

@@ -1,14 +1,15 @@
 //! `iban` (a valid ISO 13616 checksum, in the locale's country format) and `credit_card` (a
 //! Luhn-valid number with a real network prefix). Both are drawn from the seed and have output
-//! spaces far beyond any table, so they take `unique: true`.
+//! spaces far beyond any table, so they take `unique: true`. The check digits come from
+//! [`crate::checksum`].
 
 use std::sync::Arc;
 
-use super::fake_text::TEXT_TYPES;
 use super::locale::Locale;
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
-use super::{BindError, Transform, TransformError, is_text_like};
+use super::{BindError, Transform, TransformError};
+use crate::checksum;
 
 #[derive(Debug)]
 struct Iban {
@@ -20,24 +21,30 @@ struct Iban {
 #[derive(Debug)]
 struct CreditCard;
 
-pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&[])?;
-    let is_iban = b.name() == "iban";
+pub(crate) fn bind_iban(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
+    let locale = check(b)?;
+    let (country, layout) = iban_format(locale);
+    let identity = b.identity(&[("locale", locale.name().to_string())]);
+    let keyed = b.keyed(&identity, true)?;
+    Ok(Seeded::arc(Iban { country, layout }, keyed, b.max_len()))
+}
+
+pub(crate) fn bind_credit_card(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
+    check(b)?;
+    // Card numbers do not depend on the locale: the identity leaves it out, so the same card
+    // gets the same fake whatever locale a rule is written with.
+    let identity = b.identity(&[]);
+    let keyed = b.keyed(&identity, true)?;
+    Ok(Seeded::arc(CreditCard, keyed, b.max_len()))
+}
+
+/// What binding both checks, in this order: parameters, locale, `unique`, type.
+fn check(b: &Binder<'_>) -> Result<Locale, BindError> {
+    b.accept()?;
     let locale = b.locale()?;
     b.unique()?;
-    b.fit(is_text_like(b.kind()), TEXT_TYPES)?;
-    if is_iban {
-        let (country, layout) = iban_format(locale);
-        let identity = Identity::new("iban", &[("locale", locale.name().to_string())]);
-        let keyed = b.keyed(&identity, true)?;
-        Ok(Seeded::arc(Iban { country, layout }, keyed, b.max_len()))
-    } else {
-        // Card numbers do not depend on the locale: the identity leaves it out, so the same
-        // card gets the same fake whatever locale a rule is written with.
-        let identity = Identity::new("credit_card", &[]);
-        let keyed = b.keyed(&identity, true)?;
-        Ok(Seeded::arc(CreditCard, keyed, b.max_len()))
-    }
+    b.fit()?;
+    Ok(locale)
 }
 
 /// The locale's IBAN country and BBAN layout. Japan has no IBAN: it gets the British format.
@@ -70,38 +77,15 @@ impl Generate for Iban {
             };
             bban.push(c as char);
         }
-        let check = 98 - iban_mod97(&bban, self.country, "00");
+        // The layout draws only letters and digits, so the check digits always exist.
+        let check = checksum::iban_check_digits(self.country, &bban).ok_or_else(|| {
+            TransformError::new("an IBAN layout drew a character IBANs cannot hold")
+        })?;
         out.push_str(self.country);
         out.push_str(&format!("{check:02}"));
         out.push_str(&bban);
         Ok(())
     }
-}
-
-/// ISO 7064 mod 97-10 of `bban + country + check` with letters as 10..35.
-fn iban_mod97(bban: &str, country: &str, check: &str) -> u32 {
-    let mut rem: u32 = 0;
-    for c in bban.chars().chain(country.chars()).chain(check.chars()) {
-        let v = match c.to_digit(36) {
-            Some(v) => v,
-            None => continue,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem
-}
-
-/// True when `iban` (electronic form) has a valid checksum.
-pub fn iban_is_valid(iban: &str) -> bool {
-    if iban.len() < 5 || !iban.is_ascii() {
-        return false;
-    }
-    let (head, bban) = iban.split_at(4);
-    iban_mod97(bban, &head[..2], &head[2..]) == 1
 }
 
 impl Generate for CreditCard {
@@ -131,43 +115,9 @@ impl Generate for CreditCard {
         while digits.len() < len - 1 {
             digits.push(draw.below(10) as u8);
         }
-        digits.push(luhn_check_digit(&digits));
+        digits.push(checksum::luhn_check_digit(&digits));
         out.extend(digits.iter().map(|d| (b'0' + d) as char));
         Ok(())
-    }
-}
-
-/// The digit that makes `payload` + digit pass the Luhn check.
-fn luhn_check_digit(payload: &[u8]) -> u8 {
-    let sum: u32 = payload
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
-}
-
-/// True when `number` (digits only) passes the Luhn check.
-pub fn luhn_is_valid(number: &str) -> bool {
-    let digits: Option<Vec<u8>> = number
-        .chars()
-        .map(|c| c.to_digit(10).map(|d| d as u8))
-        .collect();
-    match digits {
-        Some(d) if d.len() >= 2 => {
-            let (payload, check) = d.split_at(d.len() - 1);
-            luhn_check_digit(payload) == check[0]
-        }
-        _ => false,
     }
 }
 
@@ -179,23 +129,12 @@ mod tests {
     use crate::transform::{LOCALES, RuleSpec};
 
     #[test]
-    fn checksums_known_values() {
-        assert!(iban_is_valid("GB82WEST12345698765432"));
-        assert!(iban_is_valid("DE89370400440532013000"));
-        assert!(!iban_is_valid("GB82WEST12345698765433"));
-        assert!(luhn_is_valid("4111111111111111"));
-        assert!(luhn_is_valid("378282246310005"));
-        assert!(!luhn_is_valid("4111111111111112"));
-        assert!(!luhn_is_valid("41x1"));
-    }
-
-    #[test]
     fn ibans_are_valid_in_every_locale() {
         for locale in LOCALES {
             let rule = format!("{{ transform: iban, locale: {locale} }}");
             for i in 0..200 {
                 let out = fake_with(SECRET, &rule, &format!("FR76 3000 6000 0112 3456 7890 {i}"));
-                assert!(iban_is_valid(&out), "{locale}: {out}");
+                assert!(checksum::iban_valid(&out), "{locale}: {out}");
                 assert!(
                     out.bytes()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
@@ -222,7 +161,7 @@ mod tests {
     fn cards_are_luhn_valid() {
         for i in 0..500 {
             let out = fake_with(SECRET, "credit_card", &format!("4111-1111-1111-{i:04}"));
-            assert!(luhn_is_valid(&out), "{out}");
+            assert!(checksum::luhn_valid(&out), "{out}");
             assert!(out.len() == 15 || out.len() == 16);
         }
         // The locale is not part of a card's identity.
@@ -249,7 +188,7 @@ mod tests {
         let t = bind_on(&RuleSpec::named("credit_card"), &arr, false).unwrap();
         let out = apply(&*t, "{4111111111111111,NULL}").unwrap();
         let first = out.trim_start_matches('{').split(',').next().unwrap();
-        assert!(luhn_is_valid(first), "{out}");
+        assert!(checksum::luhn_valid(first), "{out}");
         assert!(out.ends_with(",NULL}"));
     }
 }

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::text::push_hex;
-use super::{BindError, Transform, TransformError, is_text_like};
+use super::{BindError, Transform, TransformError};
 use crate::catalog::TypeKind;
 
 /// Below this many hex digits (2³² values) `unique` is refused: retries would run out on
@@ -21,22 +21,19 @@ struct Hash {
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["length"])?;
-    let length = b.whole("length", 1, 64)?.unwrap_or(64);
+    b.accept()?;
+    let length = b.whole_or_default("length")?;
     b.check_locale()?;
     if length < UNIQUE_MIN_LENGTH {
         b.refuse_unique(&format!(
             "{length} hex digits are too few distinct values; use a length of at least {UNIQUE_MIN_LENGTH}"
         ))?;
     }
-    b.fit(
-        is_text_like(b.kind()) || *b.kind() == TypeKind::Bytea,
-        "text types, bytea, and arrays of them",
-    )?;
+    b.fit()?;
     let bytea = *b.kind() == TypeKind::Bytea;
     // bytea hex takes whole bytes: an odd length is rounded up.
     let length = (if bytea { length + length % 2 } else { length }) as usize;
-    let identity = Identity::new("hash", &[("length", length.to_string())]);
+    let identity = b.identity(&[("length", length.to_string())]);
     let keyed = b.keyed(&identity, length as u64 >= UNIQUE_MIN_LENGTH)?;
     Ok(Seeded::arc(Hash { length, bytea }, keyed, b.max_len()))
 }

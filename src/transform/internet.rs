@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use fake::locales::{DE_DE, EN, FR_FR, PT_BR};
 
-use super::fake_text::{TEXT_TYPES, first_name, last_name};
+use super::fake_text::{first_name, last_name};
 use super::locale::{self, Locale};
 use super::locale_es::Es;
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::text::push_ascii_folded;
-use super::{BindError, Transform, TransformError, is_text_like};
+use super::{BindError, Transform, TransformError};
 
 const RESERVED_DOMAINS: &[&str] = &["example.com", "example.net", "example.org"];
 
@@ -35,27 +35,33 @@ struct Username {
     locale: Locale,
 }
 
-pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    let is_email = b.name() == "email";
+pub(crate) fn bind_email(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
+    bind(b, true)
+}
+
+pub(crate) fn bind_username(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
+    bind(b, false)
+}
+
+fn bind(b: &Binder<'_>, is_email: bool) -> Result<Arc<dyn Transform>, BindError> {
+    b.accept()?;
     let domain = if is_email {
-        b.accept(&["domain"])?;
         match b.string("domain")? {
             Some(d) => Some(check_domain(b, &d)?),
             None => None,
         }
     } else {
-        b.accept(&[])?;
         None
     };
     let locale = b.locale()?;
     b.unique()?;
-    b.fit(is_text_like(b.kind()), TEXT_TYPES)?;
+    b.fit()?;
     let mut params = vec![];
     if is_email {
         params.push(("domain", domain.clone().unwrap_or_default()));
     }
     params.push(("locale", locale.name().to_string()));
-    let identity = Identity::new(b.name(), &params);
+    let identity = b.identity(&params);
     let keyed = b.keyed(&identity, true)?;
     if is_email {
         Ok(Seeded::arc(

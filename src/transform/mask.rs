@@ -8,9 +8,8 @@
 
 use std::sync::Arc;
 
-use super::fake_text::TEXT_TYPES;
 use super::params::Binder;
-use super::{BindError, Output, Transform, TransformError, is_text_like};
+use super::{BindError, Output, Transform, TransformError};
 
 #[derive(Debug)]
 struct Mask {
@@ -20,24 +19,13 @@ struct Mask {
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["char", "keep_first", "keep_last"])?;
-    let keep_first = b.whole("keep_first", 0, 10_000)?.unwrap_or(0) as usize;
-    let keep_last = b.whole("keep_last", 0, 10_000)?.unwrap_or(0) as usize;
-    let with = match b.scalar("char")? {
-        None => '*',
-        Some(s) => {
-            let mut chars = s.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => c,
-                _ => {
-                    return Err(b.bad("char", format!("must be a single character (got `{s}`)")));
-                }
-            }
-        }
-    };
+    b.accept()?;
+    let keep_first = b.whole_or_default("keep_first")? as usize;
+    let keep_last = b.whole_or_default("keep_last")? as usize;
+    let with = b.character("char")?;
     b.check_locale()?;
     b.refuse_unique("it keeps parts of the value, so distinct values can get the same mask")?;
-    b.fit(is_text_like(b.kind()), TEXT_TYPES)?;
+    b.fit()?;
     Ok(Arc::new(Mask {
         keep_first,
         keep_last,

@@ -1,9 +1,15 @@
 //! The transform catalogue: what a rule does to a column's values.
 //!
-//! A transform has three lives, as in Greenmask: a *definition* (name and parameters, parsed
-//! from the rules file into a [`RuleSpec`]), a *binding* to one column ([`Catalogue::bind`]:
-//! checks parameters and the column's type once, precomputes everything), and an *instance*
-//! called per value ([`Transform::apply`]).
+//! Every transform is declared once in [`registry`]: its name, parameters, the column types
+//! it fits, the properties other stages ask about, and its constructor. This file holds what
+//! the transforms share: the instance trait, the rule spec as written, the binding errors,
+//! and the [`Catalogue`] that binds a rule to a column for one run. Each family of transforms
+//! lives in its own file, and [`params`] holds what binding them shares.
+//!
+//! A transform has three lives, as in Greenmask: a *definition* ([`registry::TransformDef`],
+//! static data), a *binding* to one column ([`Catalogue::bind`]: checks parameters and the
+//! column's type once, precomputes everything), and an *instance* called per value
+//! ([`Transform::apply`]).
 //!
 //! The scheduler may call an instance from any rayon thread, on any value, in any order:
 //! instances hold no per-row state. Values arrive and leave in PostgreSQL's text form (what
@@ -14,9 +20,6 @@
 //! HMAC-SHA256; nothing reads the clock or the OS random source. The one exception is
 //! documented in [`unique`]: when two inputs of a `unique: true` rule would get the same
 //! output, which one keeps it depends on which the run saw first.
-//!
-//! This file holds the trait, the rule spec, the errors and the dispatch by name; each family
-//! of transforms lives in its own file, and [`params`] holds what binding them shares.
 
 pub mod array;
 mod basic;
@@ -34,11 +37,14 @@ mod network;
 mod number;
 mod params;
 mod regex_replace;
+pub mod registry;
 mod seeded;
 mod text;
 pub mod unique;
 mod uuid;
 
+#[cfg(test)]
+mod name_guard;
 #[cfg(test)]
 mod tests;
 
@@ -46,12 +52,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::catalog::{ColumnType, TypeKind};
+use crate::catalog::ColumnType;
 use crate::secret::Secret;
 
 pub use basic::{Keep, SetNull};
-pub use finance::{iban_is_valid, luhn_is_valid};
 pub use locale::{LOCALES, Locale};
+pub use registry::TransformDef;
 pub use unique::UniqueStats;
 
 use params::Binder;
@@ -77,7 +83,11 @@ impl TransformError {
     }
 }
 
-/// A transform bound to one column.
+/// A transform bound to one column: the instance its definition's constructor made.
+///
+/// The scheduler may call it from any rayon thread, on any value, in any order, as often as it
+/// likes: an instance holds no per-row state, and its output depends on the secret, the bound
+/// rule and the value alone (see the [`registry`] for the one shared state, `unique: true`).
 pub trait Transform: Send + Sync + fmt::Debug {
     /// Writes the replacement of `value` into `out` (empty on entry).
     fn apply(&self, value: &str, out: &mut String) -> Result<Output, TransformError>;
@@ -86,11 +96,6 @@ pub trait Transform: Send + Sync + fmt::Debug {
     /// (`constant`).
     fn apply_null(&self, _out: &mut String) -> Result<Output, TransformError> {
         Ok(Output::Null)
-    }
-
-    /// True for `keep`: the pipeline then does not decode the column at all.
-    fn is_keep(&self) -> bool {
-        false
     }
 }
 
@@ -221,44 +226,20 @@ pub struct ColumnInfo<'a> {
 }
 
 /// Binds rules to columns for one run: holds the key and the state shared between the
-/// instances of one run (the registry behind `unique: true`).
+/// instances of one run (the registry of outputs behind `unique: true`).
 #[derive(Debug)]
 pub struct Catalogue {
     key: Arc<key::Key>,
     default_locale: String,
-    registry: Arc<unique::Registry>,
+    unique_outputs: Arc<unique::Registry>,
 }
 
-/// Every transform name, for did-you-mean and documentation checks.
-pub const NAMES: &[&str] = &[
-    "keep",
-    "set_null",
-    "constant",
-    "hash",
-    "first_name",
-    "last_name",
-    "name",
-    "email",
-    "username",
-    "phone",
-    "street_address",
-    "city",
-    "postcode",
-    "country",
-    "company",
-    "iban",
-    "credit_card",
-    "ipv4",
-    "ipv6",
-    "uuid",
-    "lorem",
-    "choice",
-    "mask",
-    "date_shift",
-    "noise",
-    "regex_replace",
-    "json",
-];
+/// A rule bound to one column: the transform's definition and the instance to call per value.
+#[derive(Debug, Clone)]
+pub struct BoundRule {
+    pub def: &'static TransformDef,
+    pub instance: Arc<dyn Transform>,
+}
 
 impl Catalogue {
     /// A catalogue for one run. `default_locale` is used by rules without `locale`; an
@@ -268,7 +249,7 @@ impl Catalogue {
         Catalogue {
             key: Arc::new(key::Key::new(secret.expose().as_bytes())),
             default_locale: default_locale.to_string(),
-            registry: Arc::new(unique::Registry::default()),
+            unique_outputs: Arc::new(unique::Registry::default()),
         }
     }
 
@@ -284,7 +265,7 @@ impl Catalogue {
 
     /// How much the `unique: true` registry holds so far (for the report).
     pub fn unique_stats(&self) -> UniqueStats {
-        self.registry.stats()
+        self.unique_outputs.stats()
     }
 
     /// Binds `spec` to a column: checks the transform exists, its parameters, and that it fits
@@ -294,49 +275,36 @@ impl Catalogue {
         spec: &RuleSpec,
         column: &ColumnInfo<'_>,
     ) -> Result<Arc<dyn Transform>, BindError> {
-        let b = Binder::new(self, spec, column);
-        // Whole-value transforms: they never look inside an array, so they are not wrapped.
-        match spec.transform.as_str() {
-            "keep" => return basic::bind_keep(&b),
-            "set_null" => return basic::bind_set_null(&b),
-            "constant" => return basic::bind_constant(&b),
-            _ => {}
+        self.bind_rule(spec, column).map(|bound| bound.instance)
+    }
+
+    /// [`Catalogue::bind`], with the definition of the transform the rule names.
+    pub fn bind_rule(
+        &self,
+        spec: &RuleSpec,
+        column: &ColumnInfo<'_>,
+    ) -> Result<BoundRule, BindError> {
+        let def =
+            registry::get(&spec.transform).ok_or_else(|| registry::unknown(&spec.transform))?;
+        let b = Binder::new(self, def, spec, column);
+        let scalar = (def.constructor())(&b)?;
+        // Whole-value transforms never look inside an array, nor at `char(n)` padding.
+        if !def.elementwise() {
+            return Ok(BoundRule {
+                def,
+                instance: scalar,
+            });
         }
-        let scalar: Arc<dyn Transform> = match spec.transform.as_str() {
-            "hash" => hash::bind(&b)?,
-            "first_name" | "last_name" | "name" | "phone" | "street_address" | "city"
-            | "postcode" | "country" | "company" | "lorem" => fake_text::bind(&b)?,
-            "email" | "username" => internet::bind(&b)?,
-            "iban" | "credit_card" => finance::bind(&b)?,
-            "ipv4" | "ipv6" => network::bind(&b)?,
-            "uuid" => uuid::bind(&b)?,
-            "choice" => basic::bind_choice(&b)?,
-            "mask" => mask::bind(&b)?,
-            "date_shift" => date::bind(&b)?,
-            "noise" => number::bind(&b)?,
-            "regex_replace" => regex_replace::bind(&b)?,
-            "json" => json::bind(&b)?,
-            other => {
-                return Err(BindError::UnknownTransform {
-                    name: other.to_string(),
-                    suggestion: crate::yaml::did_you_mean(other, NAMES).map(str::to_string),
-                });
-            }
-        };
         let scalar = if text::is_blank_padded(column.ty) {
             Arc::new(text::TrimPadding::new(scalar)) as Arc<dyn Transform>
         } else {
             scalar
         };
-        Ok(if column.ty.array {
+        let instance = if column.ty.array {
             Arc::new(array::ElementWise::new(scalar))
         } else {
             scalar
-        })
+        };
+        Ok(BoundRule { def, instance })
     }
-}
-
-/// True when the type holds text the text-like transforms can produce.
-pub fn is_text_like(kind: &TypeKind) -> bool {
-    matches!(kind, TypeKind::Text)
 }

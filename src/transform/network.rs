@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::{BindError, Transform, TransformError};
 use crate::catalog::TypeKind;
@@ -21,18 +21,15 @@ struct Ip {
     cidr: bool,
 }
 
-pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&[])?;
+/// Binds `ipv4`, or `ipv6` when `v6`.
+pub(crate) fn bind(b: &Binder<'_>, v6: bool) -> Result<Arc<dyn Transform>, BindError> {
+    b.accept()?;
     b.check_locale()?;
     b.unique()?;
-    b.fit(
-        matches!(b.kind(), TypeKind::Inet | TypeKind::Cidr | TypeKind::Text),
-        "inet, cidr and text types",
-    )?;
-    let v6 = b.name() == "ipv6";
+    b.fit()?;
     let cidr = *b.kind() == TypeKind::Cidr;
     // The column kind changes the output (prefix printing), so it is part of the identity.
-    let identity = Identity::new(b.name(), &[("cidr", cidr.to_string())]);
+    let identity = b.identity(&[("cidr", cidr.to_string())]);
     let keyed = b.keyed(&identity, true)?;
     Ok(Seeded::arc(Ip { v6, cidr }, keyed, b.max_len()))
 }

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::{BindError, Transform, TransformError};
 use crate::catalog::TypeKind;
@@ -39,10 +39,8 @@ enum Shape {
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["percent"])?;
-    let percent = b
-        .positive("percent", 100.0)?
-        .ok_or_else(|| b.missing("percent"))?;
+    b.accept()?;
+    let percent = b.positive("percent")?.ok_or_else(|| b.missing("percent"))?;
     b.check_locale()?;
     b.refuse_unique("two numbers can be moved onto the same one")?;
     let name = b.column.ty.name.trim_end_matches("[]");
@@ -62,16 +60,17 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
             max_int_digits: numeric_int_digits(name),
         },
         _ => {
-            b.fit(false, "integer, floating-point and numeric types")?;
+            b.fit()?;
             unreachable_shape()
         }
     };
-    let identity = Identity::new("noise", &[("percent", percent.to_string())]);
+    let identity = b.identity(&[("percent", percent.to_string())]);
     let keyed = b.keyed(&identity, false)?;
     Ok(Seeded::arc(Noise { percent, shape }, keyed, None))
 }
 
-/// Only reached after `fit(false)` returned its error; keeps `bind` free of panics.
+/// Only reached after `fit()` returned its error (the declaration fits no other kind);
+/// keeps `bind` free of panics.
 fn unreachable_shape() -> Shape {
     Shape::Numeric {
         max_int_digits: None,

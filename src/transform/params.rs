@@ -1,6 +1,7 @@
-//! What binding any transform shares: reading and checking parameters (with errors that name
-//! them), the general parameters `locale` and `unique`, type fit, and the transform's identity
-//! (the canonical form of name and parameters every seed is derived from).
+//! What binding any transform shares: reading and checking parameters against the
+//! transform's declaration in the [`registry`](super::registry) (with errors that name them),
+//! the general parameters `locale` and `unique`, type fit, and the transform's identity (the
+//! canonical form of name and parameters every seed is derived from).
 
 use std::sync::Arc;
 
@@ -8,16 +9,16 @@ use serde_yaml::Value;
 
 use super::key::Domain;
 use super::locale::{self, Locale};
+use super::registry::{self, DefaultValue, Need, ParamKind, TransformDef};
 use super::unique::UniqueSet;
 use super::{BindError, Catalogue, ColumnInfo, RuleSpec};
 use crate::catalog::TypeKind;
 
-/// Parameters every transform takes.
-pub(crate) const GENERAL: &[&str] = &["locale", "unique"];
-
 /// Binding one spec to one column.
 pub(crate) struct Binder<'a> {
     pub catalogue: &'a Catalogue,
+    /// The definition of the transform the spec names.
+    pub def: &'static TransformDef,
     pub spec: &'a RuleSpec,
     pub column: &'a ColumnInfo<'a>,
 }
@@ -59,18 +60,25 @@ pub(crate) struct Keyed {
 impl<'a> Binder<'a> {
     pub fn new(
         catalogue: &'a Catalogue,
+        def: &'static TransformDef,
         spec: &'a RuleSpec,
         column: &'a ColumnInfo<'a>,
     ) -> Binder<'a> {
         Binder {
             catalogue,
+            def,
             spec,
             column,
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.spec.transform
+    pub fn name(&self) -> &'static str {
+        self.def.name()
+    }
+
+    /// The transform's identity with `params` (see [`Identity::new`]).
+    pub fn identity(&self, params: &[(&str, String)]) -> Identity {
+        Identity::new(self.name(), params)
     }
 
     pub fn kind(&self) -> &TypeKind {
@@ -82,15 +90,18 @@ impl<'a> Binder<'a> {
         self.column.ty.max_len
     }
 
-    /// Refuses parameters other than `own` and the general ones. The error lists every
-    /// accepted parameter.
-    pub fn accept(&self, own: &[&str]) -> Result<(), BindError> {
+    /// Refuses parameters the transform does not declare, besides the general ones. The error
+    /// lists every accepted parameter.
+    pub fn accept(&self) -> Result<(), BindError> {
+        let own = self.def.params();
+        let general = registry::GENERAL;
         for param in self.spec.params.keys() {
-            if !own.contains(&param.as_str()) && !GENERAL.contains(&param.as_str()) {
+            let declared = |p: &registry::ParamDef| p.name == param.as_str();
+            if !own.iter().any(declared) && !general.iter().any(declared) {
                 let mut expected: Vec<String> = own
                     .iter()
-                    .chain(GENERAL.iter())
-                    .map(|s| s.to_string())
+                    .chain(general.iter())
+                    .map(|p| p.name.to_string())
                     .collect();
                 expected.sort();
                 return Err(BindError::UnknownParam {
@@ -112,23 +123,44 @@ impl<'a> Binder<'a> {
     }
 
     pub fn missing(&self, param: &str) -> BindError {
+        debug_assert!(
+            self.def
+                .param(param)
+                .is_some_and(|p| p.need == Need::Required),
+            "`{}` reports `{param}` missing but does not declare it required",
+            self.name()
+        );
         BindError::MissingParam {
             transform: self.name().to_string(),
             param: param.to_string(),
         }
     }
 
-    /// TypeMismatch unless `fits`.
-    pub fn fit(&self, fits: bool, accepts: &str) -> Result<(), BindError> {
-        if fits {
+    /// TypeMismatch unless the column's kind (of each element, for an array) is one the
+    /// transform's declaration fits.
+    pub fn fit(&self) -> Result<(), BindError> {
+        let fits = self.def.fits();
+        if fits.kind(self.kind()) {
             Ok(())
         } else {
             Err(BindError::TypeMismatch {
                 transform: self.name().to_string(),
                 type_name: self.column.ty.name.clone(),
-                accepts: accepts.to_string(),
+                accepts: fits.accepts.to_string(),
             })
         }
+    }
+
+    /// The declared kind of one of the transform's own parameters. A parameter read without
+    /// being declared is a mistake of the transform's code, reported as an invalid rule rather
+    /// than a panic (the registry's tests bind every transform, so it does not ship).
+    fn declared(&self, param: &str) -> Result<&'static registry::ParamDef, BindError> {
+        self.def.param(param).ok_or_else(|| {
+            BindError::Invalid(format!(
+                "`{}` reads parameter `{param}` it does not declare",
+                self.name()
+            ))
+        })
     }
 
     pub fn get(&self, param: &str) -> Option<&'a Value> {
@@ -154,10 +186,17 @@ impl<'a> Binder<'a> {
         }
     }
 
-    /// A whole number in `min..=max`.
-    pub fn whole(&self, param: &str, min: u64, max: u64) -> Result<Option<u64>, BindError> {
+    /// A whole number in the declared range; the declared default (or None) when left out.
+    pub fn whole(&self, param: &str) -> Result<Option<u64>, BindError> {
+        let def = self.declared(param)?;
+        let ParamKind::Whole { min, max } = def.kind else {
+            return Err(self.bad(param, "is not declared as a whole number"));
+        };
         let Some(value) = self.get(param) else {
-            return Ok(None);
+            return Ok(match def.need {
+                Need::Default(DefaultValue::Whole(n)) => Some(n),
+                _ => None,
+            });
         };
         match value.as_u64() {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
@@ -171,8 +210,22 @@ impl<'a> Binder<'a> {
         }
     }
 
-    /// A number in `(0, max]`.
-    pub fn positive(&self, param: &str, max: f64) -> Result<Option<f64>, BindError> {
+    /// A whole number of a parameter that declares its default: the value given, or the
+    /// default.
+    pub fn whole_or_default(&self, param: &str) -> Result<u64, BindError> {
+        self.whole(param)?.ok_or_else(|| {
+            BindError::Invalid(format!(
+                "`{}` reads parameter `{param}` as having a default it does not declare",
+                self.name()
+            ))
+        })
+    }
+
+    /// A number in `(0, max]`, `max` as declared.
+    pub fn positive(&self, param: &str) -> Result<Option<f64>, BindError> {
+        let ParamKind::Positive { max } = self.declared(param)?.kind else {
+            return Err(self.bad(param, "is not declared as a positive number"));
+        };
         let Some(value) = self.get(param) else {
             return Ok(None);
         };
@@ -185,6 +238,24 @@ impl<'a> Binder<'a> {
                     show(value)
                 ),
             )),
+        }
+    }
+
+    /// A single character; the declared default when left out.
+    pub fn character(&self, param: &str) -> Result<char, BindError> {
+        let def = self.declared(param)?;
+        match self.scalar(param)? {
+            None => match def.need {
+                Need::Default(DefaultValue::Char(c)) => Ok(c),
+                _ => Err(self.missing(param)),
+            },
+            Some(s) => {
+                let mut chars = s.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => Ok(c),
+                    _ => Err(self.bad(param, format!("must be a single character (got `{s}`)"))),
+                }
+            }
         }
     }
 
@@ -256,7 +327,7 @@ impl<'a> Binder<'a> {
             // outputs, so a value cut short in a varchar(20) and the same value whole in a text
             // column are simply two strings the same input holds; and users.email (varchar) and
             // orders.email (text) then resolve clashes the same way.
-            let slot = self.catalogue.registry.slot(identity.as_bytes());
+            let slot = self.catalogue.unique_outputs.slot(identity.as_bytes());
             if self.unique()? {
                 slot.activate();
             }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::fake_text::TEXT_TYPES;
 use super::params::Binder;
 use super::text::truncate_chars;
-use super::{BindError, Output, Transform, TransformError, is_text_like};
+use super::{BindError, Output, Transform, TransformError};
 
 #[derive(Debug)]
 struct RegexReplace {
@@ -19,7 +18,7 @@ struct RegexReplace {
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&["pattern", "with"])?;
+    b.accept()?;
     let pattern = b.string("pattern")?.ok_or_else(|| b.missing("pattern"))?;
     let with = b.scalar("with")?.ok_or_else(|| b.missing("with"))?;
     let pattern = Regex::new(&pattern).map_err(|e| {
@@ -30,7 +29,7 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
     })?;
     b.check_locale()?;
     b.refuse_unique("the parts of a value the pattern does not match are kept as they are")?;
-    b.fit(is_text_like(b.kind()), TEXT_TYPES)?;
+    b.fit()?;
     Ok(Arc::new(RegexReplace {
         pattern,
         with,

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use super::registry::{Example, SecretUse};
 use super::*;
 use crate::catalog::{ColumnType, TypeKind};
 
@@ -185,10 +186,9 @@ fn run(secret: &str, rule: &str, column: &ColumnType, value: &str) -> Option<Str
 #[test]
 fn every_transform_is_represented() {
     let reps = representatives();
-    for name in NAMES {
+    for name in registry::names() {
         assert!(
-            reps.iter()
-                .any(|(rule, _, _)| spec(rule).transform == *name),
+            reps.iter().any(|(rule, _, _)| spec(rule).transform == name),
             "{name} has no representative"
         );
     }
@@ -201,8 +201,8 @@ fn same_secret_same_output_across_catalogues_other_secret_other_output() {
         let b = run(SECRET, rule, &column, input);
         assert_eq!(a, b, "{rule}");
         let other = run("another-secret-9876543210", rule, &column, input);
-        let seeded = !["keep", "set_null", "constant", "mask", "regex_replace"]
-            .contains(&spec(rule).transform.as_str());
+        let def = registry::get(&spec(rule).transform).expect("a transform");
+        let seeded = matches!(def.secret(), SecretUse::Keyed | SecretUse::Nested);
         if seeded {
             assert_ne!(a, other, "{rule}: the secret must matter");
         } else {
@@ -269,8 +269,7 @@ fn non_ascii_and_empty_text() {
 fn text_transforms_apply_element_by_element_to_arrays() {
     let cat = catalogue(SECRET);
     for (rule, column, input) in representatives() {
-        let name = spec(rule).transform;
-        if ["keep", "set_null", "constant"].contains(&name.as_str()) {
+        if !registry::get(&spec(rule).transform).is_some_and(|d| d.elementwise()) {
             continue;
         }
         let mut array = column.clone();
@@ -558,74 +557,25 @@ mod fuzz {
 /// The secret of the examples in `docs/rules.md`.
 const DOC_SECRET: &str = "documented-example-secret";
 
-/// The examples of `docs/rules.md`: (rule, column type, input; None for NULL).
-#[rustfmt::skip]
-fn doc_examples() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
-    vec![
-        ("keep", "text", Some("kept as is")),
-        ("set_null", "text", Some("anything")),
-        ("{ transform: constant, value: disabled }", "text", Some("$2b$12$Kix9")),
-        ("{ transform: constant, value: disabled }", "text", None),
-        ("hash", "text", Some("123-45-6789")),
-        ("{ transform: hash, length: 12 }", "text", Some("123-45-6789")),
-        ("{ transform: hash, length: 12 }", "bytea", Some("\\x00ff")),
-        ("first_name", "text", Some("Jane")),
-        ("{ transform: first_name, locale: es }", "text", Some("Jane")),
-        ("last_name", "text", Some("Doe")),
-        ("name", "text", Some("Jane Doe")),
-        ("{ transform: name, locale: fr }", "text", Some("Jane Doe")),
-        ("{ transform: name, locale: de }", "text", Some("Jane Doe")),
-        ("{ transform: name, locale: es }", "text", Some("Jane Doe")),
-        ("{ transform: name, locale: pt_br }", "text", Some("Jane Doe")),
-        ("{ transform: name, locale: ja }", "text", Some("Jane Doe")),
-        ("email", "text", Some("jane.doe@corp.com")),
-        ("{ transform: email, unique: true }", "text", Some("jane.doe@corp.com")),
-        ("{ transform: email, domain: staging.test }", "text", Some("jane.doe@corp.com")),
-        ("{ transform: email, locale: ja }", "text", Some("jane.doe@corp.com")),
-        ("email", "character varying(20)", Some("jane.doe@corp.com")),
-        ("username", "text", Some("jdoe")),
-        ("phone", "text", Some("+1 555 0100")),
-        ("{ transform: phone, locale: fr }", "text", Some("+1 555 0100")),
-        ("{ transform: phone, locale: de }", "text", Some("+1 555 0100")),
-        ("street_address", "text", Some("1 Main Street")),
-        ("{ transform: street_address, locale: fr }", "text", Some("1 Main Street")),
-        ("{ transform: street_address, locale: ja }", "text", Some("1 Main Street")),
-        ("city", "text", Some("Springfield")),
-        ("{ transform: city, locale: es }", "text", Some("Springfield")),
-        ("postcode", "text", Some("12345")),
-        ("{ transform: postcode, locale: pt_br }", "text", Some("12345")),
-        ("country", "text", Some("France")),
-        ("{ transform: country, locale: de }", "text", Some("France")),
-        ("company", "text", Some("Acme Inc")),
-        ("{ transform: company, locale: fr }", "text", Some("Acme Inc")),
-        ("iban", "text", Some("GB82WEST12345698765432")),
-        ("{ transform: iban, locale: de }", "text", Some("GB82WEST12345698765432")),
-        ("credit_card", "text", Some("4111111111111111")),
-        ("ipv4", "inet", Some("192.168.1.20")),
-        ("ipv4", "inet", Some("10.1.2.3/8")),
-        ("ipv4", "cidr", Some("10.20.0.0/16")),
-        ("ipv6", "inet", Some("fe80::1")),
-        ("uuid", "uuid", Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
-        ("lorem", "text", Some("a private note")),
-        ("{ transform: lorem, words: 6 }", "text", Some("a private note")),
-        ("{ transform: choice, values: [bronze, silver, gold] }", "text", Some("platinum")),
-        ("{ transform: mask, keep_last: 4 }", "text", Some("4111-1111-1111-1111")),
-        ("{ transform: mask, keep_first: 1, char: x }", "text", Some("jane@corp.com")),
-        ("{ transform: date_shift, days: 30 }", "date", Some("1980-05-17")),
-        ("{ transform: date_shift, days: 30 }", "timestamptz", Some("2024-01-31 12:00:00+00")),
-        ("{ transform: date_shift, days: 30 }", "date", Some("infinity")),
-        ("{ transform: noise, percent: 10 }", "integer", Some("52000")),
-        ("{ transform: noise, percent: 10 }", "numeric(10,2)", Some("1234.50")),
-        ("{ transform: noise, percent: 10 }", "double precision", Some("0.125")),
-        (r"{ transform: regex_replace, pattern: '\d{3}-\d{2}-(\d{4})', with: 'XXX-XX-$1' }", "text", Some("SSN 123-45-6789, call back")),
-        (r#"{ transform: json, paths: { "$.email": email, "$.phones[*]": phone } }"#, "jsonb", Some(r#"{"email": "jane@corp.com", "phones": ["555-0100"], "plan": "pro"}"#)),
-        ("first_name", "text[]", Some(r#"{Ann,NULL,"Mary Ann"}"#)),
-        ("{ transform: mask, keep_first: 1 }", "character(6)", Some("Smith ")),
-    ]
+/// The examples of `docs/rules.md` outside any transform's section (each transform's own are
+/// declared with it in the registry).
+const SHARED_EXAMPLES: &[Example] = &[Example {
+    rule: "first_name",
+    column_type: "text[]",
+    input: Some(r#"{Ann,NULL,"Mary Ann"}"#),
+}];
+
+/// Every example of `docs/rules.md`: the registry's, then the shared ones.
+fn doc_examples() -> Vec<&'static Example> {
+    registry::all()
+        .iter()
+        .flat_map(|def| def.examples())
+        .chain(SHARED_EXAMPLES)
+        .collect()
 }
 
 /// A column type from its name, for the documentation examples.
-fn doc_type(name: &str) -> ColumnType {
+pub(crate) fn doc_type(name: &str) -> ColumnType {
     let array = name.ends_with("[]");
     let base = name.trim_end_matches("[]");
     let kind = match base {
@@ -672,26 +622,122 @@ fn doc_row(rule: &str, type_name: &str, input: Option<&str>) -> String {
     )
 }
 
-/// Every example in the documentation is what the code gives. To refresh after a deliberate
-/// change: `cargo test --lib transform::tests::print_doc_examples -- --ignored --nocapture`.
+fn rules_md() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md");
+    std::fs::read_to_string(path).expect("docs/rules.md")
+}
+
+/// The `### …` sections of the "Transforms" chapter of `docs/rules.md`: the names in each
+/// heading (`### first_name, last_name, name`), and the section's text.
+fn transform_sections(docs: &str) -> Vec<(Vec<String>, String)> {
+    let chapter = docs
+        .split("\n## ")
+        .find(|c| c.starts_with("Transforms\n"))
+        .expect("docs/rules.md has a Transforms chapter");
+    chapter
+        .split("\n### ")
+        .skip(1)
+        .map(|section| {
+            let (heading, body) = section.split_once('\n').unwrap_or((section, ""));
+            let names = heading.split(',').map(|n| n.trim().to_string()).collect();
+            (names, body.to_string())
+        })
+        .collect()
+}
+
+/// Every example in the documentation is what the code gives, in the section of its
+/// transform. To refresh after a deliberate change:
+/// `cargo test --lib transform::tests::print_doc_examples -- --ignored --nocapture`.
 #[test]
 fn doc_examples_are_current() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md");
-    let docs = std::fs::read_to_string(path).expect("docs/rules.md");
+    let docs = rules_md();
     assert!(
         docs.contains(DOC_SECRET),
         "the docs name the example secret"
     );
-    for (rule, type_name, input) in doc_examples() {
-        let row = doc_row(rule, type_name, input);
+    let sections = transform_sections(&docs);
+    for def in registry::all() {
+        let (_, section) = sections
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == def.name()))
+            .unwrap_or_else(|| panic!("docs/rules.md has no section for `{}`", def.name()));
+        assert!(
+            !def.examples().is_empty(),
+            "`{}` declares no example",
+            def.name()
+        );
+        for example in def.examples() {
+            let row = doc_row(example.rule, example.column_type, example.input);
+            assert!(
+                section.contains(&row),
+                "the section of `{}` in docs/rules.md lacks the row:\n{row}",
+                def.name()
+            );
+        }
+    }
+    for example in SHARED_EXAMPLES {
+        let row = doc_row(example.rule, example.column_type, example.input);
         assert!(docs.contains(&row), "docs/rules.md lacks the row:\n{row}");
+    }
+}
+
+/// The parameter tables of `docs/rules.md` are the declarations' (name, required or default,
+/// what the value is); a transform without parameters has no table; every section heading
+/// names a transform of the registry; the general parameters are those binding accepts.
+#[test]
+fn doc_parameters_are_the_declared_ones() {
+    let docs = rules_md();
+    const HEADER: &str = "| parameter | required | value |\n|---|---|---|\n";
+    for (names, section) in transform_sections(&docs) {
+        let defs: Vec<&TransformDef> = names
+            .iter()
+            .map(|n| {
+                registry::get(n).unwrap_or_else(|| {
+                    panic!("docs/rules.md documents `{n}`, which is no transform")
+                })
+            })
+            .collect();
+        let with_params: Vec<&&TransformDef> =
+            defs.iter().filter(|d| !d.params().is_empty()).collect();
+        match with_params.as_slice() {
+            [] => assert!(
+                !section.contains("| parameter |"),
+                "the section of {names:?} shows parameters none of them declares"
+            ),
+            [def] => {
+                let rows: Vec<String> = def.params().iter().map(|p| p.doc_row()).collect();
+                let table = format!("{HEADER}{}\n", rows.join("\n"));
+                assert!(
+                    section.contains(&table),
+                    "the section of `{}` in docs/rules.md lacks its parameter table:\n{table}",
+                    def.name()
+                );
+            }
+            _ => panic!(
+                "one section of docs/rules.md for several transforms with parameters: {names:?}"
+            ),
+        }
+    }
+    let general = docs
+        .split("\n## ")
+        .find(|c| c.starts_with("General parameters\n"))
+        .expect("docs/rules.md has a General parameters chapter");
+    for param in registry::GENERAL {
+        assert!(
+            general.contains(&format!("\n| `{}` |", param.name)),
+            "General parameters lacks `{}`",
+            param.name
+        );
     }
 }
 
 #[test]
 #[ignore]
 fn print_doc_examples() {
-    for (rule, type_name, input) in doc_examples() {
-        println!("{}", doc_row(rule, type_name, input));
+    for example in doc_examples() {
+        println!(
+            "{}",
+            doc_row(example.rule, example.column_type, example.input)
+        );
     }
 }

@@ -3,24 +3,20 @@
 
 use std::sync::Arc;
 
-use super::params::{Binder, Identity};
+use super::params::Binder;
 use super::seeded::{Draw, Generate, Seeded};
 use super::text::push_hex;
 use super::{BindError, Transform, TransformError};
-use crate::catalog::TypeKind;
 
 #[derive(Debug)]
 struct Uuid;
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
-    b.accept(&[])?;
+    b.accept()?;
     b.check_locale()?;
     b.unique()?;
-    b.fit(
-        matches!(b.kind(), TypeKind::Uuid | TypeKind::Text),
-        "uuid and text types",
-    )?;
-    let keyed = b.keyed(&Identity::new("uuid", &[]), true)?;
+    b.fit()?;
+    let keyed = b.keyed(&b.identity(&[]), true)?;
     Ok(Seeded::arc(Uuid, keyed, b.max_len()))
 }
 
@@ -73,6 +69,7 @@ pub(crate) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 mod tests {
     use super::super::tests::{SECRET, apply, array_of, bind_err, bind_on, col, fake_with, ty};
     use super::*;
+    use crate::catalog::TypeKind;
     use crate::transform::RuleSpec;
 
     #[test]

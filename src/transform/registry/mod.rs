@@ -1,0 +1,578 @@
+//! The transform registry: every transform declared once, as static data, in [`entries`].
+//!
+//! A transform has three lives, as in Greenmask and vector:
+//! - a **definition**, [`TransformDef`]: its name, its parameters, the column types it fits,
+//!   the properties the other stages ask about, its documented examples, and its constructor;
+//! - a **binding**: the constructor, called once per column by
+//!   [`Catalogue::bind`](super::Catalogue::bind), checks the rule's parameters and the column's
+//!   type against the definition and precomputes everything the instance needs (keyed state,
+//!   compiled patterns, nested rules); it never runs per row;
+//! - an **instance**, [`Transform`](super::Transform), called per value.
+//!
+//! **What the scheduler may do with an instance:** call it from any rayon thread, on any
+//! value, in any order, as often as it likes, and share it between threads (`Send + Sync`).
+//! An instance holds no per-row state: its output for a value depends on the secret, the
+//! definition, the bound parameters and the value alone. The one state shared between
+//! instances is the run's `unique: true` registry (see [`super::unique`]), which is safe to
+//! use concurrently and documents the one way order can matter.
+//!
+//! **The properties, and what they mean for the stages that read them:**
+//! - [`Effect`] — what happens to the value. [`Effect::PassThrough`] (`keep`): the pipeline
+//!   does not decode the column, a generated column may carry it, `"*": keep` marks columns
+//!   reviewed, the report leaves it out. [`Effect::ReplacesWhole`]: the column holds only
+//!   outputs, so verification does not scan it for leaks. [`Effect::KeepsPart`] and
+//!   [`Effect::Shifts`]: parts of the input (or a value near it) survive; verification scans
+//!   such columns.
+//! - [`OutputSpace`] — how many outputs a value is drawn from, and whether real data holds
+//!   the same values (names, cities: a fake equal to a real value proves nothing).
+//!   Verification decides from it which source values to sample, and how many matches chance
+//!   explains.
+//! - [`Unchanged`] — whether an output can equal its input: never, by chance (about 1 in the
+//!   output space), when the parameters or the data allow it, or always.
+//! - [`SecretUse`] — whether outputs are keyed by the secret; the refresh refuses to
+//!   transform without a secret accordingly ([`TransformDef::requires_secret`]).
+//! - [`Fits`] — the column types binding accepts; the error of a mismatch quotes
+//!   [`Fits::accepts`].
+//! - `elementwise` — whether the instance is applied to each element of an array column (and
+//!   sees `char(n)` values without their blank padding), or takes the whole value.
+//! - `in_json` — the column type a rule inside a `json` document is bound as (JSON values are
+//!   untyped).
+//!
+//! No module outside this registry names a transform by a string: they ask [`get`] for the
+//! definition of a name the user wrote, or use the definitions themselves ([`EMAIL`], …).
+//! A test in [`super::tests`] keeps it so.
+
+mod entries;
+
+use std::sync::Arc;
+
+pub use entries::*;
+
+use super::params::Binder;
+use super::{BindError, Transform};
+use crate::catalog::{ColumnType, TypeKind};
+
+/// The constructor of a transform: binds a rule to one column.
+pub(crate) type BindFn = fn(&Binder<'_>) -> Result<Arc<dyn Transform>, BindError>;
+
+/// One transform, as declared.
+#[derive(Debug)]
+pub struct TransformDef {
+    name: &'static str,
+    doc: &'static str,
+    params: &'static [ParamDef],
+    fits: Fits,
+    effect: Effect,
+    output_space: OutputSpace,
+    unchanged: Unchanged,
+    secret: SecretUse,
+    elementwise: bool,
+    in_json: NestedType,
+    leak_check_allows_chance: bool,
+    examples: &'static [Example],
+    bind: BindFn,
+}
+
+/// One parameter of a transform (besides the general ones, [`GENERAL`]).
+#[derive(Debug)]
+pub struct ParamDef {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub need: Need,
+    /// What the value means, as one line of `docs/rules.md` (markdown).
+    pub doc: &'static str,
+}
+
+/// What a parameter's value is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamKind {
+    /// A string.
+    String,
+    /// A string, a number or a boolean, read as text (`value: 0` is the text `0`).
+    Scalar,
+    /// A single character.
+    Char,
+    /// `true` or `false`.
+    Bool,
+    /// A whole number from `min` to `max`.
+    Whole { min: u64, max: u64 },
+    /// A number above 0 and at most `max`.
+    Positive { max: f64 },
+    /// A list of scalars.
+    Values,
+    /// A mapping from JSON path to rule.
+    Paths,
+}
+
+/// Whether a parameter must be written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Need {
+    Required,
+    /// May be left out; the transform then does what its doc says.
+    Optional,
+    /// May be left out for this value.
+    Default(DefaultValue),
+}
+
+/// The value a parameter left out takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    Whole(u64),
+    Char(char),
+}
+
+/// The column types a transform fits.
+#[derive(Debug)]
+pub struct Fits {
+    /// The kinds of value (of each element, for an array) it takes; None for any type.
+    kinds: Option<&'static [TypeKind]>,
+    /// What the type-mismatch error says it takes.
+    pub accepts: &'static str,
+}
+
+/// What a transform does to a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The value is copied as it is (`keep`).
+    PassThrough,
+    /// The whole value is replaced by one drawn from its seed, a constant or NULL: the output
+    /// carries nothing of the input.
+    ReplacesWhole,
+    /// The value is moved near itself (`date_shift`, `noise`).
+    Shifts,
+    /// Parts of the value are kept as they are.
+    KeepsPart(Kept),
+}
+
+/// Which parts of a value a transform that keeps part of it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// A few characters at the ends, and the punctuation (`mask`).
+    EdgeCharacters,
+    /// Whatever its pattern does not match (`regex_replace`).
+    Unmatched,
+    /// Whatever no path of its rules reaches (`json`, which holds rules by path).
+    UnruledPaths,
+}
+
+/// How many outputs a value's output is drawn from. The counts are rough, for the default
+/// locale `en`; other locales' lists are of the same order or smaller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutputSpace {
+    /// Values real data holds too, from lists of real-world words or short digit formats
+    /// (first names, cities, postcodes), about `about` of them: a fake equal to a real value
+    /// is expected and proves nothing.
+    Common { about: f64 },
+    /// The values the rule lists (`choice`): as many as it lists, usually real ones.
+    Listed,
+    /// About `about` outputs, each as specific as a real value (phone numbers, addresses).
+    Drawn { about: f64 },
+    /// More outputs than any table could meet by chance (10¹⁸ and more: UUIDs, long hashes).
+    Unbounded,
+    /// One output for every value: the rule's constant, or NULL.
+    Fixed,
+    /// Derived from the input: as many outputs as inputs, or fewer (`keep`, `mask`,
+    /// `regex_replace`, `json`, `date_shift`, `noise`).
+    FromInput,
+}
+
+/// Whether an output can equal its input, for a value that carries something (not NULL, not
+/// empty, not `infinity` or `NaN`, which several transforms keep as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unchanged {
+    /// Never (`set_null`, `date_shift`: never a zero shift).
+    Never,
+    /// Only by chance: about once in [`OutputSpace`] values.
+    ByChance,
+    /// When the parameters or the data allow it: a pattern that matches nothing, a mask with
+    /// nothing left to mask, a value equal to the constant or one of the listed values.
+    Possible,
+    /// Always (`keep`).
+    Always,
+}
+
+/// How a transform uses the run's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUse {
+    /// Outputs are derived from HMAC(secret, identity, value).
+    Keyed,
+    /// The rules inside it use the secret as their own definitions say (`json`).
+    Nested,
+    /// Outputs do not depend on the secret (`constant`, `mask`, `regex_replace`).
+    Unkeyed,
+    /// Writes nothing derived from a value (`set_null`) or copies it (`keep`).
+    Unused,
+}
+
+/// The column type a rule is bound as inside a JSON document.
+#[derive(Debug)]
+pub struct NestedType {
+    pub type_name: &'static str,
+    pub kind: TypeKind,
+}
+
+/// An example of `docs/rules.md`: the rule (YAML), the column's type as the page shows it, and
+/// the input (None for NULL). The test of the page computes the output.
+#[derive(Debug)]
+pub struct Example {
+    pub rule: &'static str,
+    pub column_type: &'static str,
+    pub input: Option<&'static str>,
+}
+
+/// The parameters every transform takes besides its own.
+pub static GENERAL: &[ParamDef] = &[
+    ParamDef {
+        name: "locale",
+        kind: ParamKind::String,
+        need: Need::Optional,
+        doc: "the locale of the output (see docs/rules.md, Locales); the config's `locale:` when left out",
+    },
+    ParamDef {
+        name: "unique",
+        kind: ParamKind::Bool,
+        need: Need::Optional,
+        doc: "`true`: distinct inputs give distinct outputs",
+    },
+];
+
+/// Every transform, in the order of the documentation.
+pub fn all() -> &'static [&'static TransformDef] {
+    &ALL
+}
+
+/// The definition of the transform named `name` (exactly as written in a rule).
+pub fn get(name: &str) -> Option<&'static TransformDef> {
+    ALL.iter().copied().find(|def| def.name == name)
+}
+
+/// Every transform's name, for did-you-mean hints and listings.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|def| def.name)
+}
+
+/// The error for a rule naming no transform of the registry, with the nearest name.
+pub(crate) fn unknown(name: &str) -> BindError {
+    let names: Vec<&str> = names().collect();
+    BindError::UnknownTransform {
+        name: name.to_string(),
+        suggestion: crate::yaml::did_you_mean(name, &names).map(str::to_string),
+    }
+}
+
+impl TransformDef {
+    /// The name rules write.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One line saying what it does.
+    pub fn doc(&self) -> &'static str {
+        self.doc
+    }
+
+    /// Its own parameters, in the order of the documentation.
+    pub fn params(&self) -> &'static [ParamDef] {
+        self.params
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'static ParamDef> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// The column types it fits.
+    pub fn fits(&self) -> &Fits {
+        &self.fits
+    }
+
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// True for `keep`: the value is copied as it is, and the column is not even decoded.
+    pub fn passes_through(&self) -> bool {
+        self.effect == Effect::PassThrough
+    }
+
+    /// True when the output carries nothing of the input: a column it rules holds only
+    /// outputs.
+    pub fn replaces_whole_value(&self) -> bool {
+        self.effect == Effect::ReplacesWhole
+    }
+
+    /// What it keeps of a value, for transforms that keep part of it.
+    pub fn keeps_part(&self) -> Option<Kept> {
+        match self.effect {
+            Effect::KeepsPart(kept) => Some(kept),
+            _ => None,
+        }
+    }
+
+    /// True for `json`: its `paths` parameter holds rules for the values inside a document.
+    pub fn holds_rules_by_path(&self) -> bool {
+        self.effect == Effect::KeepsPart(Kept::UnruledPaths)
+    }
+
+    pub fn output_space(&self) -> OutputSpace {
+        self.output_space
+    }
+
+    pub fn unchanged(&self) -> Unchanged {
+        self.unchanged
+    }
+
+    pub fn secret(&self) -> SecretUse {
+        self.secret
+    }
+
+    /// True when its outputs are derived from the secret (pseudonyms).
+    pub fn keyed(&self) -> bool {
+        self.secret == SecretUse::Keyed
+    }
+
+    /// True when a refresh refuses a rule of this transform without `secret:` in the config.
+    /// That is every transform that writes values, keyed or not — a rules file that transforms
+    /// data without a secret is refused whole, as it always was — but not `set_null` (it
+    /// writes nothing) nor `keep` (it copies).
+    pub fn requires_secret(&self) -> bool {
+        self.secret != SecretUse::Unused
+    }
+
+    /// True when an array column gets the instance applied to each element (and `char(n)`
+    /// values reach it without their padding); false for the transforms that take the whole
+    /// value (`keep`, `set_null`, `constant`).
+    pub fn elementwise(&self) -> bool {
+        self.elementwise
+    }
+
+    /// The column type a rule of this transform inside a JSON document is bound as.
+    pub fn json_value_type(&self) -> ColumnType {
+        ColumnType::simple(self.in_json.type_name, self.in_json.kind.clone())
+    }
+
+    /// True when today's leak check (refresh/verify.rs) counts matches that chance explains,
+    /// with [`OutputSpace`]'s count, before it calls a match a leak. Only `ipv4` does, as
+    /// before the registry existed; every other sampled transform counts as unbounded there.
+    /// (Issue 13 replaces this with the output space of every transform.)
+    pub fn leak_check_allows_chance(&self) -> bool {
+        self.leak_check_allows_chance
+    }
+
+    /// Its examples in `docs/rules.md`.
+    pub fn examples(&self) -> &'static [Example] {
+        self.examples
+    }
+
+    pub(crate) fn constructor(&self) -> BindFn {
+        self.bind
+    }
+}
+
+impl Fits {
+    /// Any column type.
+    pub const ANY: Fits = Fits {
+        kinds: None,
+        accepts: "any type",
+    };
+
+    /// True when a column (or array element) of `kind` fits.
+    pub fn kind(&self, kind: &TypeKind) -> bool {
+        self.kinds.is_none_or(|kinds| kinds.contains(kind))
+    }
+}
+
+impl OutputSpace {
+    /// About how many distinct outputs there are: infinite for [`OutputSpace::Unbounded`],
+    /// one for [`OutputSpace::Fixed`], None when the rule or the input decides.
+    pub fn distinct_outputs(&self) -> Option<f64> {
+        match self {
+            OutputSpace::Common { about } | OutputSpace::Drawn { about } => Some(*about),
+            OutputSpace::Unbounded => Some(f64::INFINITY),
+            OutputSpace::Fixed => Some(1.0),
+            OutputSpace::Listed | OutputSpace::FromInput => None,
+        }
+    }
+
+    /// True when real data holds the same values (names, places, the rule's own list): a fake
+    /// equal to a real value proves nothing.
+    pub fn shares_real_values(&self) -> bool {
+        matches!(self, OutputSpace::Common { .. } | OutputSpace::Listed)
+    }
+}
+
+impl ParamDef {
+    /// The declared range of a whole-number parameter.
+    pub fn whole_range(&self) -> Option<(u64, u64)> {
+        match self.kind {
+            ParamKind::Whole { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+
+    /// The parameter's row in the parameter table of `docs/rules.md`.
+    pub fn doc_row(&self) -> String {
+        let need = match self.need {
+            Need::Required => "yes".to_string(),
+            Need::Optional => "no".to_string(),
+            Need::Default(DefaultValue::Whole(n)) => format!("no ({n})"),
+            Need::Default(DefaultValue::Char(c)) => format!("no (`{c}`)"),
+        };
+        format!("| `{}` | {need} | {} |", self.name, self.doc)
+    }
+}
+
+impl PartialEq for TransformDef {
+    /// Definitions are static: two are the same when they are one.
+    fn eq(&self, other: &TransformDef) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for TransformDef {}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{SECRET, catalogue, col, doc_type, spec};
+    use super::*;
+    use crate::transform::RuleSpec;
+
+    #[test]
+    fn every_definition_is_listed_once_and_found_by_its_name() {
+        let mut seen = std::collections::HashSet::new();
+        for def in all() {
+            assert!(seen.insert(def.name()), "`{}` is listed twice", def.name());
+            assert_eq!(get(def.name()), Some(*def));
+            assert!(!def.doc().is_empty(), "`{}` has no doc", def.name());
+        }
+        assert_eq!(get("emial"), None);
+        assert_eq!(
+            unknown("emial").to_string(),
+            "unknown transform `emial`, did you mean `email`?"
+        );
+    }
+
+    /// Binding accepts exactly the declared parameters: each is used by an example of its
+    /// transform (and the examples bind, see `doc_examples_are_current`), a required one
+    /// left out is reported missing, and an undeclared one is refused with the declared list.
+    #[test]
+    fn binding_takes_the_declared_parameters() {
+        let cat = catalogue(SECRET);
+        for def in all() {
+            let example = &def.examples()[0];
+            let ty = doc_type(example.column_type);
+            let written = spec(example.rule);
+            for param in def.params() {
+                assert!(
+                    def.examples()
+                        .iter()
+                        .any(|e| spec(e.rule).params.contains_key(param.name)),
+                    "no example of `{}` uses `{}`",
+                    def.name(),
+                    param.name
+                );
+                if param.need == Need::Required {
+                    let mut without = written.clone();
+                    without.params.remove(param.name);
+                    assert_eq!(
+                        cat.bind(&without, &col(&ty)).err(),
+                        Some(BindError::MissingParam {
+                            transform: def.name().to_string(),
+                            param: param.name.to_string(),
+                        }),
+                        "`{}` without `{}`",
+                        def.name(),
+                        param.name
+                    );
+                }
+            }
+            let mut expected: Vec<String> = def
+                .params()
+                .iter()
+                .chain(GENERAL)
+                .map(|p| p.name.to_string())
+                .collect();
+            expected.sort();
+            assert_eq!(
+                cat.bind(&written.clone().with("bogus", 1), &col(&ty)).err(),
+                Some(BindError::UnknownParam {
+                    transform: def.name().to_string(),
+                    param: "bogus".to_string(),
+                    expected,
+                }),
+                "`{}`",
+                def.name()
+            );
+        }
+    }
+
+    /// A transform that does not fit every type is refused on a type it does not fit, with
+    /// the declared description of what it takes.
+    #[test]
+    fn binding_checks_the_declared_types() {
+        let cat = catalogue(SECRET);
+        let boolean = ColumnType::simple("boolean", TypeKind::Bool);
+        for def in all() {
+            let example = &def.examples()[0];
+            assert!(
+                def.fits().kind(&doc_type(example.column_type).kind),
+                "`{}`'s example is on a type it does not fit",
+                def.name()
+            );
+            if def.fits().kind(&TypeKind::Bool) {
+                continue;
+            }
+            assert_eq!(
+                cat.bind(&spec(example.rule), &col(&boolean)).err(),
+                Some(BindError::TypeMismatch {
+                    transform: def.name().to_string(),
+                    type_name: "boolean".to_string(),
+                    accepts: def.fits().accepts.to_string(),
+                }),
+                "`{}`",
+                def.name()
+            );
+        }
+        assert!(
+            cat.bind(&RuleSpec::named("keep"), &col(&boolean)).is_ok(),
+            "keep fits any type"
+        );
+    }
+
+    #[test]
+    fn properties_hold_together() {
+        for def in all() {
+            if def.passes_through() {
+                assert_eq!(def.unchanged(), Unchanged::Always, "`{}`", def.name());
+                assert!(
+                    !def.requires_secret() && !def.elementwise(),
+                    "`{}`",
+                    def.name()
+                );
+            }
+            if def.keyed() {
+                assert!(def.requires_secret(), "`{}`", def.name());
+                assert_ne!(def.output_space(), OutputSpace::Fixed, "`{}`", def.name());
+            }
+            if def.leak_check_allows_chance() {
+                assert!(
+                    def.output_space()
+                        .distinct_outputs()
+                        .is_some_and(f64::is_finite),
+                    "`{}` allows for chance without a finite output space",
+                    def.name()
+                );
+            }
+            assert_eq!(
+                def.holds_rules_by_path(),
+                def.secret() == SecretUse::Nested,
+                "`{}`",
+                def.name()
+            );
+        }
+        assert!(!SET_NULL.requires_secret());
+        assert!(CONSTANT.requires_secret() && !CONSTANT.keyed());
+        assert_eq!(IPV4.output_space().distinct_outputs(), Some(3.5e9));
+        assert!(FIRST_NAME.output_space().shares_real_values());
+        assert_eq!(MASK.keeps_part(), Some(Kept::EdgeCharacters));
+    }
+}
