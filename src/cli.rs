@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress::{ProgressMode, Ui};
+use crate::refresh::{RefreshArgs, RollbackArgs};
+use crate::validate::ValidateArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,26 +83,6 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-#[derive(Debug, Args, Default, Clone)]
-pub struct RefreshArgs {
-    /// Print the plan (tables, rules, sample sizes, estimated bytes) and touch nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Also write the report as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Copy columns that look personal but have no rule, for this run only (said in the report).
-    #[arg(long)]
-    pub allow_unclassified: bool,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct ValidateArgs {
-    /// Show N sample rows of each ruled table, before and after the rules.
-    #[arg(long, value_name = "N")]
-    pub preview: Option<usize>,
-}
-
 #[derive(Debug, Args, Clone)]
 pub struct ScanArgs {
     /// Write proposed rules for the findings to FILE (loads as is).
@@ -115,13 +97,6 @@ pub struct ScanArgs {
     /// Exit with code 3 when anything is found (for CI); otherwise findings exit 0.
     #[arg(long)]
     pub fail_on_findings: bool,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct RollbackArgs {
-    /// The generation to swap back to (see `restage generations`).
-    #[arg(long, value_name = "NAME")]
-    pub to: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

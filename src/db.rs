@@ -12,6 +12,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PgEndpoint;
 
+pub mod snapshot;
+
 /// What a session is for; decides its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

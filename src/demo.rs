@@ -23,12 +23,13 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::cli::{DemoArgs, RefreshArgs};
+use crate::cli::DemoArgs;
 use crate::config::{Config, PgEndpoint};
 use crate::copy_text::encode;
 use crate::db::{self, DbError, Role, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
+use crate::refresh::RefreshArgs;
 
 /// The rules the demo uses: the shipped file, embedded so the demo runs from anywhere.
 pub const DEMO_RULES: &str = include_str!("../rules/demo.yaml");
