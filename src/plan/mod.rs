@@ -5,7 +5,7 @@
 //! which every foreign key still holds. Tables with a spec are *roots*; tables that reference
 //! subsetted tables *follow* them; all others are copied whole.
 //!
-//! Two halves. The decisions are pure ([`decide`]): the part of each table, the key tables it
+//! Two halves. The decisions are pure ([`decide`](mod@decide)): the part of each table, the key tables it
 //! needs, the memory bound, the fixed point ([`keys::solve`]), the scaling to `max_storage`,
 //! the row filters ([`filter`]). The I/O is one narrow pass over the key columns of the
 //! tables that need it (roots, and tables that other subsetted tables reference), inside the
@@ -129,7 +129,7 @@ impl Plan {
     }
 }
 
-/// Makes the plan from the decisions ([`decide`]; `None`: every table whole): reads the key
+/// Makes the plan from the decisions ([`decide()`]; `None`: every table whole): reads the key
 /// columns inside the snapshot, solves, fits `max_storage`, builds the row filters.
 pub async fn build(
     catalog: &Catalog,

@@ -531,38 +531,12 @@ mod tests {
 
     #[test]
     fn a_cache_that_was_not_warmed_is_the_outcome_and_exit_code_1() {
-        let settings = Settings {
-            source: crate::config::PgEndpoint::parse(&crate::secret::Secret::new(
-                "postgres://u@prod.example/app",
-            ))
-            .expect("a URL"),
-            target: settings::TargetSettings {
-                admin: crate::config::PgEndpoint::parse(&crate::secret::Secret::new(
-                    "postgres://u@staging.example/postgres",
-                ))
-                .expect("a URL"),
-                database: "app".into(),
-                keep: 1,
-                grants: vec![],
-            },
-            jobs: 1,
-            rules: settings::RulesSettings {
-                secret: None,
-                path: "rules".into(),
-                optional: true,
-                strict: crate::config::Strictness::Off,
-                locale: "en".into(),
-            },
-            search: settings::SearchSettings {
-                derived: vec![],
-                refresh_materialized_views: true,
-                reindex: vec![],
-                unruled_tsvector: crate::config::UnruledTsvector::Refuse,
-            },
-            split_bytes: 1,
-            cache: None,
-            sample: crate::plan::SampleSettings::default(),
-        };
+        let config = Config::from_text(
+            "source:\n  url: postgres://u@prod.example/app\ntarget:\n  url: postgres://u@staging.example/postgres\n  database: app\n",
+            std::path::Path::new("restage.yaml"),
+        )
+        .expect("the config loads");
+        let settings = Settings::from_config(&config, "refresh").expect("and resolves");
         let planned = || Planned {
             snapshot: "00000003-1".into(),
             tables: vec![line("public.users", 0)],
