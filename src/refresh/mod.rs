@@ -510,7 +510,7 @@ mod tests {
     fn measured_results_fill_the_planned_lines_only() {
         let mut planned = line("public.users", 0);
         planned.sample = "root: percent 10".into();
-        planned.rules.insert("email".into(), "email".into());
+        planned.rules.insert("email".into(), "its rule".into());
         let mut measured = line("public.users", 42);
         measured.table_bytes = 8192;
         let tables = merge_measured(
