@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 use crate::demo::DemoArgs;
@@ -12,7 +12,9 @@ use crate::deploy::DeployCommand;
 use crate::error::{Error, Result};
 use crate::health::HealthArgs;
 use crate::progress::{ProgressMode, Ui};
+use crate::refresh::{RefreshArgs, RollbackArgs};
 use crate::scan::ScanArgs;
+use crate::validate::ValidateArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,33 +86,6 @@ pub enum Command {
     Deploy(DeployCommand),
     /// Create a sample production database and refresh a staging database from it.
     Demo(DemoArgs),
-}
-
-#[derive(Debug, Args, Default, Clone)]
-pub struct RefreshArgs {
-    /// Print the plan (tables, rules, sample sizes, estimated bytes) and touch nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Also write the report as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Copy columns that look personal but have no rule, for this run only (said in the report).
-    #[arg(long)]
-    pub allow_unclassified: bool,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct ValidateArgs {
-    /// Show N sample rows of each ruled table, before and after the rules.
-    #[arg(long, value_name = "N")]
-    pub preview: Option<usize>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct RollbackArgs {
-    /// The generation to swap back to (see `restage generations`).
-    #[arg(long, value_name = "NAME")]
-    pub to: Option<String>,
 }
 
 impl Cli {

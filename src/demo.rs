@@ -24,12 +24,12 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::cli::RefreshArgs;
 use crate::config::Config;
 use crate::copy_text::encode;
 use crate::db::{self, DbError, PgEndpoint, Role, TlsMode, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
+use crate::refresh::RefreshArgs;
 
 /// `restage demo`.
 #[derive(Debug, Args, Clone)]

@@ -2,7 +2,8 @@
 //! sample decisions; totals; stage timings; the verification result; the generation swapped
 //! in. Text on a terminal, JSON with `--json` or `--report FILE`.
 //!
-//! It never carries personal data: only names, counts, sizes and durations.
+//! It never carries personal data: only names, counts, sizes and durations. The refresh
+//! assembles it from what its stages returned; this module owns its shape and its text form.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -98,17 +99,6 @@ pub struct StageTiming {
 }
 
 impl Report {
-    pub fn stage(&mut self, stage: &str, seconds: f64) {
-        self.stages.push(StageTiming {
-            stage: stage.to_string(),
-            seconds,
-        });
-    }
-
-    pub fn compute_totals(&mut self) {
-        self.totals = Totals::of(&self.tables);
-    }
-
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }

@@ -1,7 +1,10 @@
-//! `restage validate`: checks the configuration, then the rules against the live source
-//! schema, then the environment (the staging server, the tools), without copying data.
-//! Every problem is reported, not just the first; exit 2 when config or rules are wrong,
-//! 1 when only the environment is.
+//! `restage validate`: runs the check sequence of `restage refresh` ([`refresh::checks`]) —
+//! the configuration, the rules against the live source schema, strict mode, `secret:`, the
+//! sample plan (including its key pass, as `refresh --dry-run` does: whether `max_storage`
+//! can be met depends on the keys), the staging server — without copying data or changing
+//! anything. It refuses (exit 2) exactly what a refresh refuses, and reports every problem,
+//! not just the first; exit 1 when only the environment is wrong (a server that cannot be
+//! reached, extensions the staging server lacks, missing PostgreSQL tools).
 //!
 //! `--preview N` shows N rows of each ruled table as they are in production and as they would
 //! reach staging — production values on the DBA's own terminal, which is the point of it.
@@ -10,67 +13,52 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::cli::ValidateArgs;
 use crate::config::Config;
 use crate::copy_text;
 use crate::db::{self, Role};
 use crate::error::{Error, Result, exit};
 use crate::progress::Ui;
-use crate::refresh::{self, Settings};
-use crate::rules::RuleSet;
-use crate::transform::Catalogue;
+use crate::refresh::{self, Settings, checks};
+
+/// `restage validate` options.
+#[derive(Debug, clap::Args, Clone)]
+pub struct ValidateArgs {
+    /// Show N sample rows of each ruled table, before and after the rules.
+    #[arg(long, value_name = "N")]
+    pub preview: Option<usize>,
+}
 
 pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
-    let mut problems: Vec<String> = Vec::new();
-    let mut environment: Vec<String> = Vec::new();
-
-    // 1. Configuration (resolves values; an unset variable is reported here).
+    // Step 1: the configuration (resolves values; an unset variable is reported here).
     let settings = Settings::from_config(config, "validate")?;
 
-    // 2. Rules, parsed.
-    let (rule_set, load_problems) =
-        RuleSet::load_partial(&settings.rules_path, settings.rules_optional);
-    problems.extend(load_problems);
-    let rule_set = Some(rule_set);
+    // Steps 2–10: the rules against the live source schema, and the plan, as refresh checks
+    // them (refresh without --allow-unclassified).
+    let mut inspection = checks::inspect(&settings, false).await?;
+    let mut problems = std::mem::take(&mut inspection.problems);
+    let catalog = &inspection.catalog;
+    let source = inspection.snapshot.leader();
 
-    // 3. Against the live source schema.
-    let source = db::connect(&settings.source, Role::Source).await?;
-    let catalog = Catalog::read(&source, &settings.source.display).await?;
-    let secret = settings.secret.clone().unwrap_or_default();
-    let transforms = Catalogue::new(&secret, &settings.locale);
-    let mut bound = None;
-    if let Some(set) = &rule_set {
-        match set.bind(&catalog, &transforms) {
-            Ok(b) => bound = Some(b),
-            Err(errors) => problems.extend(errors),
-        }
-    }
-    problems.extend(refresh::check_derived(&catalog, &settings.derived));
-    if let Some(b) = &bound {
-        if let Err(e) = refresh::strict_check(&catalog, b, &settings, false) {
-            problems.push(e.to_string());
-        }
-        problems.extend(
-            refresh::unruled_tsvectors(&catalog, b, &settings)
-                .into_iter()
-                .map(|w| format!("search: {w}")),
-        );
-    }
-
-    // 4. The environment: staging server, extensions, roles, tools.
-    match db::connect(&settings.admin, Role::Target).await {
-        Ok(admin) => {
-            if let Err(e) = refresh::preflight(&admin, &settings, &catalog).await {
-                environment.push(e.to_string());
-            }
-        }
-        Err(e) => environment.push(e.to_string()),
-    }
+    // Step 11: the staging server, and the tools. Failures refresh refuses with exit 2 are
+    // problems; the others are the environment's.
+    let mut environment: Vec<String> = Vec::new();
+    let mut staging = match db::connect(&settings.target.admin, Role::Target).await {
+        Ok(admin) => checks::check_staging(&admin, source, &settings, catalog).await,
+        Err(e) => vec![e.into()],
+    };
     if let Err(e) = refresh::schema::PgTools::find(catalog.server_version / 10000).await {
-        environment.push(e.to_string());
+        staging.push(e);
+    }
+    for e in staging {
+        if e.exit_code() == exit::USAGE {
+            problems.push(e.to_string());
+        } else {
+            environment.push(e.to_string());
+        }
     }
 
-    let tables_ruled = bound
+    let tables_ruled = inspection
+        .rules
         .as_ref()
         .map(|b| b.tables.values().filter(|t| !t.is_passthrough()).count())
         .unwrap_or(0);
@@ -81,6 +69,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
                 "valid": problems.is_empty() && environment.is_empty(),
                 "problems": problems,
                 "environment": environment,
+                "warnings": inspection.warnings,
                 "tables": catalog.data_tables().count(),
                 "tables_with_rules": tables_ruled,
             })
@@ -92,21 +81,24 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
         for p in &environment {
             println!("environment: {p}");
         }
+        for w in &inspection.warnings {
+            println!("warning: {w}");
+        }
         if problems.is_empty() && environment.is_empty() {
             println!(
                 "valid: {} tables in {}, {} with rules; staging server {} ready",
                 catalog.data_tables().count(),
                 settings.source.display,
                 tables_ruled,
-                settings.admin.display
+                settings.target.admin.display
             );
         }
     }
 
-    if let (Some(n), Some(b)) = (args.preview, &bound)
+    if let (Some(n), Some(b)) = (args.preview, &inspection.rules)
         && problems.is_empty()
     {
-        print!("{}", preview(&source, &catalog, b, n).await?);
+        print!("{}", preview(source, catalog, b, n).await?);
     }
 
     Ok(if !problems.is_empty() {

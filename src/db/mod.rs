@@ -13,6 +13,7 @@
 //! reads the configuration.
 
 mod endpoint;
+pub mod snapshot;
 mod tls;
 
 use std::time::Duration;

@@ -1,12 +1,21 @@
-//! Row filters of the data pass: they decide from a row's raw COPY fields whether it reaches
-//! staging, using the key sets the planner solved.
+//! Row filters of the data pass: the [`RowFilter`] contract the transform stage calls, and the
+//! subset's filter, which decides from a row's raw COPY fields whether it reaches staging,
+//! using the key sets the planner solved.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::keys::{KeyHasher, KeyTable, NULL};
 use crate::catalog::QualifiedName;
-use crate::refresh::rows::RowFilter;
+
+/// Decides whether a row is kept, from its raw fields (subsetting). Fields are undecoded
+/// COPY text, which is what key sets are built from too. Called from any thread, for rows
+/// in any order.
+pub trait RowFilter: Send + Sync + std::fmt::Debug {
+    /// Returns false to drop the row. May push column indexes into `set_null` (a kept row
+    /// whose nullable reference points at a row that was not kept).
+    fn keep(&self, fields: &[&[u8]], set_null: &mut Vec<usize>) -> bool;
+}
 
 /// The solved key tables of a run, read-only during the data pass.
 #[derive(Debug, Default)]

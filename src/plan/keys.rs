@@ -114,6 +114,13 @@ pub struct KeyLayout {
     pub outgoing: Vec<(usize, Vec<String>)>,
 }
 
+impl KeyLayout {
+    /// Memory per row of a key table with this layout, for the `max_key_memory` bound.
+    pub fn bytes_per_row(&self) -> u64 {
+        BYTES_PER_ROW + BYTES_PER_REFERENCE * (self.outgoing.len() + self.referenced.len()) as u64
+    }
+}
+
 /// The key table of one logical table.
 #[derive(Debug, Default)]
 pub struct KeyTable {

@@ -28,8 +28,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Client;
 
 use super::rows::{BatchOut, RowError, RowPlan, process_batch};
-use super::snapshot::Snapshot;
 use crate::catalog::QualifiedName;
+use crate::db::snapshot::Snapshot;
 use crate::db::{DbError, quote_ident};
 use crate::progress::{DataProgress, TableBar};
 

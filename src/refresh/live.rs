@@ -1,24 +1,30 @@
 //! Commands on the live staging database: `verify`, `warm`, `reindex`, `generations`,
-//! `rollback`.
+//! `rollback`. Each resolves only the sections of restage.yaml it uses
+//! ([`super::settings`]) and runs the steps of the check sequence ([`super::checks`]) that
+//! apply to it.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, QualifiedName};
-use crate::cli::RollbackArgs;
 use crate::config::Config;
 use crate::db::{self, Role};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
-use crate::rules::RuleSet;
-use crate::transform::Catalogue;
 
-use super::{lock, reindex, verify, warm};
+use super::settings::{ReindexSettings, TargetSettings, VerifySettings, WarmSettings};
+use super::{checks, lock, reindex, verify, warm};
 
-use super::settings::{CacheSettings, Settings};
+/// `restage rollback` options.
+#[derive(Debug, clap::Args, Clone)]
+pub struct RollbackArgs {
+    /// The generation to swap back to (see `restage generations`).
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
+}
 
-/// Reads the plan recorded by [`record_plan`], if the database has one.
+/// Reads the plan the refresh recorded in `_restage`, if the database has one.
 async fn recorded_plan(client: &Client) -> Option<BTreeMap<QualifiedName, u64>> {
     let rows = client
         .query("SELECT table_name, planned_rows FROM _restage.tables", &[])
@@ -39,17 +45,12 @@ async fn recorded_plan(client: &Client) -> Option<BTreeMap<QualifiedName, u64>> 
 
 /// `restage verify`: the live staging database against the source, now.
 pub async fn verify_live(config: &Config, ui: &Ui) -> Result<i32> {
-    let settings = Settings::from_config(config, "verify")?;
-    let rule_set =
-        RuleSet::load(&settings.rules_path, settings.rules_optional).map_err(Error::Rules)?;
+    let settings = VerifySettings::from_config(config, "verify")?;
     let source = db::connect(&settings.source, Role::Source).await?;
-    let catalog = Catalog::read(&source, &settings.source.display).await?;
-    let secret = settings.secret.clone().unwrap_or_default();
-    let rules = rule_set
-        .bind(&catalog, &Catalogue::new(&secret, &settings.locale))
-        .map_err(Error::Rules)?;
+    let (catalog, rules) =
+        checks::inspect_rules(&source, &settings.source.display, &settings.rules).await?;
     let probe = verify::sample_source(&source, &settings.source.display, &catalog, &rules).await?;
-    let live = settings.admin.with_database(&settings.database);
+    let live = settings.target.live();
     let pool = db::target_pool(&live, settings.jobs + 1).map_err(Error::Runtime)?;
     let client = pool.get().await.map_err(|e| {
         Error::Runtime(format!(
@@ -100,25 +101,9 @@ pub async fn verify_live(config: &Config, ui: &Ui) -> Result<i32> {
 
 /// `restage warm`: flush and warm the cache from the live staging database.
 pub async fn warm_live(config: &Config, ui: &Ui) -> Result<i32> {
-    let (admin, target) = config.target("warm")?;
-    let cache = CacheSettings::from_config(config, "warm")?.ok_or(
-        crate::config::ConfigError::MissingSection {
-            file: config.path.clone(),
-            section: "cache",
-            command: "warm",
-        },
-    )?;
-    let live = admin.with_database(&target.database);
-    let client = db::connect(&live, Role::Source).await?;
+    let settings = WarmSettings::from_config(config, "warm")?;
     let stage = Stage::start(ui, "cache");
-    let report = warm::run(
-        &warm::Cache::new(cache.url.clone()),
-        &cache.flush,
-        &cache.warm,
-        &client,
-        &live.display,
-    )
-    .await?;
+    let report = warm::flush_and_warm(&settings.target, &settings.cache).await?;
     stage.done();
     if ui.json {
         println!(
@@ -137,8 +122,8 @@ pub async fn warm_live(config: &Config, ui: &Ui) -> Result<i32> {
 /// `restage reindex`: derived columns, materialized views, named indexes, statistics, on the
 /// live staging database.
 pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
-    let settings = Settings::from_config(config, "reindex")?;
-    let live = settings.admin.with_database(&settings.database);
+    let settings = ReindexSettings::from_config(config, "reindex")?;
+    let live = settings.target.live();
     let pool = db::target_pool(&live, settings.jobs + 1).map_err(Error::Runtime)?;
     let client = pool.get().await.map_err(|e| {
         Error::Runtime(format!(
@@ -147,30 +132,34 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
         ))
     })?;
     let stage = Stage::start(ui, "reindex");
-    let derived =
-        reindex::recompute_derived(&client, &live.display, &settings.derived, false).await?;
-    let views = if settings.refresh_materialized_views {
-        reindex::refresh_materialized_views(&client, &live.display).await?
-    } else {
-        vec![]
-    };
-    reindex::reindex(&client, &live.display, &settings.reindex).await?;
+    // The tables to analyze; the post-load steps create none and drop none.
     let catalog = Catalog::read(&client, &live.display).await?;
     let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
-    reindex::analyze(&pool, &live.display, &names, settings.jobs).await?;
+    let done = reindex::post_load(
+        &pool,
+        &client,
+        &live.display,
+        reindex::Database::Live,
+        &settings.search,
+        &names,
+        settings.jobs,
+        None,
+    )
+    .await?;
     stage.done();
+    let indexes = &settings.search.reindex;
     if ui.json {
         println!(
             "{}",
-            serde_json::json!({ "derived_columns": derived, "materialized_views": views, "indexes": settings.reindex })
+            serde_json::json!({ "derived_columns": done.derived_columns, "materialized_views": done.materialized_views, "indexes": indexes })
         );
     } else {
         println!(
             "reindexed {}: {} derived columns recomputed, {} materialized views refreshed, {} indexes rebuilt, statistics updated",
             live.display,
-            derived.len(),
-            views.len(),
-            settings.reindex.len()
+            done.derived_columns.len(),
+            done.materialized_views.len(),
+            indexes.len()
         );
     }
     Ok(0)
@@ -178,8 +167,9 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
 
 /// `restage generations`: the live database and the kept generations.
 pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
-    let (admin_endpoint, target) = config.target("generations")?;
-    let admin = db::connect(&admin_endpoint, Role::Target).await?;
+    let target = TargetSettings::from_config(config, "generations")?;
+    let admin_endpoint = &target.admin;
+    let admin = db::connect(admin_endpoint, Role::Target).await?;
     // Repair only with the lock: without it, another run may be inside its swap, where the
     // live database refuses connections on purpose.
     match lock::acquire(&admin, &admin_endpoint.display, &target.database).await {
@@ -229,9 +219,9 @@ pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
 
 /// `restage rollback [--to NAME]`: swaps a kept generation back in (the newest by default).
 pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i32> {
-    let (admin_endpoint, target) = config.target("rollback")?;
-    let server = admin_endpoint.display.clone();
-    let admin = db::connect(&admin_endpoint, Role::Target).await?;
+    let target = TargetSettings::from_config(config, "rollback")?;
+    let server = target.admin.display.clone();
+    let admin = db::connect(&target.admin, Role::Target).await?;
     lock::acquire(&admin, &server, &target.database).await?;
     super::generations::repair_live(&admin, &server, &target.database).await?;
     let list = super::generations::list(&admin, &server, &target.database).await?;

@@ -1,27 +1,33 @@
-//! The refresh pipeline, stage by stage, in a fixed order:
+//! The refresh pipeline, stage by stage, in a fixed order ([`run`] reads as this list):
 //!
 //! 1. [`settings`] resolved from the config (nothing touched yet); the [`lock`] taken on the
 //!    target;
-//! 2. [`snapshot`]: one read-only exported snapshot of the source; the [`crate::catalog`] read in it;
-//! 3. [`prepare`](mod@prepare): rules bound to the catalog, strict mode checked, the sampling
-//!    [`crate::plan`] made, copy jobs built — any problem stops the run here, before anything
-//!    is created;
-//! 4. leftovers of earlier failed runs removed; a new database created (`building`);
-//! 5. [`schema`] pre-data restored; [`copy`] streams every table through [`rows`];
-//!    [`sequences`] set; derived columns recomputed ([`reindex`]);
-//! 6. [`schema`] post-data (indexes, constraints — foreign keys validated here), materialized
-//!    views refreshed, ANALYZE, [`access`] grants, [`verify`] (no leak, foreign keys);
-//! 7. [`generations::swap`]: the new database goes live in one transaction; old generations
-//!    beyond `keep` dropped; then the cache is flushed and [`warm`]ed.
+//! 2. plan: the [`checks`] sequence — one read-only exported
+//!    [`snapshot`](crate::db::snapshot) of the source, the [`crate::catalog`] read in it, the
+//!    rules bound and checked, strict mode, the sampling [`crate::plan`], the staging server's
+//!    checks — then the copy jobs ([`prepare`](mod@prepare)); any problem stops the run here,
+//!    before anything is created;
+//! 3. clean: leftovers of earlier failed runs removed;
+//! 4. [`build`](mod@build): a new database created (`building`); [`schema`] pre-data
+//!    restored; [`copy`] streams every table through [`rows`]; [`sequences`] set; the
+//!    post-load order ([`reindex::post_load`]: derived columns, post-data with the foreign
+//!    keys validated, materialized views, indexes, ANALYZE); [`access`] grants; [`verify`]
+//!    (no leak, foreign keys);
+//! 5. [`generations::swap`]: the new database goes live in one transaction; old generations
+//!    beyond `keep` dropped;
+//! 6. the cache flushed and [`warm`]ed;
+//! 7. the report, assembled from what the stages returned.
 //!
 //! [`live`] holds the commands that work on the live staging database alone (`verify`,
 //! `warm`, `reindex`, `generations`, `rollback`).
 //!
-//! Until step 7 the live staging database is untouched. Any failure, Ctrl-C or SIGTERM before
+//! Until step 5 the live staging database is untouched. Any failure, Ctrl-C or SIGTERM before
 //! it drops the half-built database; a SIGKILL leaves it marked `building`, and the next run
 //! removes it. The swap itself is never interrupted half-way.
 
 pub mod access;
+pub mod build;
+pub mod checks;
 pub mod copy;
 pub mod generations;
 pub mod live;
@@ -33,32 +39,42 @@ pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod settings;
-pub mod snapshot;
 pub mod verify;
 pub mod warm;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use crate::catalog::QualifiedName;
-use crate::cli::RefreshArgs;
 use crate::config::Config;
-use crate::db::{self, DbError, Role};
+use crate::db::{self, Role};
 use crate::error::{Error, Result};
-use crate::progress::{DataProgress, Stage, Ui};
-use crate::report::{Report, TableReport};
+use crate::progress::{Stage, Ui};
+use crate::report::{Report, StageTiming, TableReport, Totals};
 
-use self::copy::JobResult;
+use self::build::Built;
+use self::generations::SwapOutcome;
+use self::schema::PgTools;
 
-pub use self::live::{generations, reindex_live, rollback, verify_live, warm_live};
-pub use self::prepare::{
-    Prepared, check_derived, preflight, prepare, row_plan, strict_check, unruled_tsvectors,
-};
-use self::prepare::{check_target_is_not_source, planned_tables};
+pub use self::live::{RollbackArgs, generations, reindex_live, rollback, verify_live, warm_live};
+pub use self::prepare::{Prepared, row_plan};
 pub use self::settings::{CacheSettings, Settings};
+
+/// `restage refresh` options.
+#[derive(Debug, clap::Args, Default, Clone)]
+pub struct RefreshArgs {
+    /// Print the plan (tables, rules, sample sizes, estimated bytes) and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Copy columns that look personal but have no rule, for this run only (said in the report).
+    #[arg(long)]
+    pub allow_unclassified: bool,
+}
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
@@ -102,84 +118,41 @@ pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32
 
 /// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
 pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report> {
-    let started = Instant::now();
+    let started = Started::now();
     let settings = Settings::from_config(config, "refresh")?;
-    let mut report = Report {
-        restage_version: env!("CARGO_PKG_VERSION"),
-        started_at: chrono::Utc::now().to_rfc3339(),
-        dry_run: args.dry_run,
-        source: settings.source.display.clone(),
-        target: settings.admin.display.clone(),
-        database: settings.database.clone(),
-        ..Report::default()
-    };
 
     if args.dry_run {
         let stage = Stage::start(ui, "plan");
-        let prepared = prepare(&settings, args.allow_unclassified).await?;
-        report.stage("plan", stage.done().as_secs_f64());
-        report.tables = planned_tables(&prepared);
-        report.sample = prepared
-            .plan
-            .summary
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok());
-        report.unclassified_allowed = prepared.unclassified.clone();
-        report.warnings.extend(prepared.warnings.clone());
-        report.outcome = "plan only: nothing was changed".to_string();
-        report.seconds = started.elapsed().as_secs_f64();
-        report.finished_at = chrono::Utc::now().to_rfc3339();
-        return Ok(report);
+        let prepared = plan(&settings, args.allow_unclassified).await?;
+        let planned = Planned::of(&prepared, stage.done().as_secs_f64());
+        return Ok(planned_report(&settings, started, planned));
     }
 
     // The lock first: a second run must stop before it reads or changes anything.
-    let admin = db::connect(&settings.admin, Role::Target).await?;
-    lock::acquire(&admin, &settings.admin.display, &settings.database).await?;
+    let admin = db::connect(&settings.target.admin, Role::Target).await?;
+    let server = settings.target.admin.display.clone();
+    lock::acquire(&admin, &server, &settings.target.database).await?;
 
     // SIGINT and SIGTERM are handled from here on: before the swap they stop the run and
     // remove what it created; during the swap they wait until it is done.
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut shutdown = crate::signal::Shutdown::new()
+        .map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
+    let mut signal = std::pin::pin!(shutdown.wait());
 
     let stage = Stage::start(ui, "plan");
-    let planned = async {
-        let prepared = prepare(&settings, args.allow_unclassified).await?;
-        check_target_is_not_source(&admin, prepared.snapshot.leader(), &settings).await?;
-        preflight(&admin, &settings, &prepared.catalog).await?;
-        let tools = schema::PgTools::find(prepared.catalog.server_version / 10000).await?;
-        pause::point("plan").await;
-        Ok::<_, Error>((prepared, tools))
-    };
     let (prepared, tools) = tokio::select! {
-        result = planned => result?,
+        result = plan_on_staging(&admin, &settings, args.allow_unclassified) => result?,
         signal = &mut signal => return Err(Error::Interrupted {
             signal,
             outcome: "nothing was changed".into(),
         }),
     };
-    report.stage("plan", stage.done().as_secs_f64());
-    report.snapshot = Some(prepared.snapshot.id.clone());
-    report.sample = prepared
-        .plan
-        .summary
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok());
-    report.unclassified_allowed = prepared.unclassified.clone();
-    report.warnings.extend(prepared.warnings.clone());
-    let tables = planned_tables(&prepared);
+    let planned = Planned::of(&prepared, stage.done().as_secs_f64());
 
     // From here on the target changes.
-    let server = settings.admin.display.clone();
-    if generations::repair_live(&admin, &server, &settings.database).await? {
-        report.warnings.push(
-            "the live database refused connections after an interrupted swap; re-enabled".into(),
-        );
-    }
-    report.leftovers_removed =
-        generations::drop_leftovers(&admin, &server, &settings.database).await?;
+    let cleaned = clean(&admin, &server, &settings.target.database).await?;
     let birth = generations::timestamp(chrono::Utc::now());
-    let building = generations::generation_name(&settings.database, &birth);
-    report.built = Some(building.clone());
-
+    let building = generations::generation_name(&settings.target.database, &birth);
     let encoding = prepared.catalog.encoding.clone();
     let collate = prepared.catalog.collate.clone();
     let ctype = prepared.catalog.ctype.clone();
@@ -188,343 +161,443 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
             &admin, &server, &building, &birth, &encoding, &collate, &ctype,
         )
         .await?;
-        build(&settings, prepared, &tools, &building, ui, &mut report).await
+        build::build(&settings, prepared, &tools, &building, ui).await
     };
-    let outcome = tokio::select! {
+    let built = tokio::select! {
         result = created_and_built => result,
         signal = &mut signal => Err(Error::Interrupted {
             signal,
             outcome: "the half-built database was removed, staging is unchanged".into(),
         }),
     };
-    if let Err(mut e) = outcome {
-        if let Err(cleanup) = generations::drop_database(&admin, &server, &building).await {
-            tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
-            if let Error::Interrupted { outcome, .. } = &mut e {
-                *outcome = format!(
-                    "the half-built database {building} could not be removed (the next run removes it), staging is unchanged"
-                );
-            }
-        }
-        return Err(e);
-    }
-    report.merge_measured(tables);
+    let built = match built {
+        Ok(built) => built,
+        Err(e) => return Err(abandon(&admin, &server, &building, e).await),
+    };
 
     // A required cache must be reachable before staging changes.
-    if let Some(cache) = &settings.cache
-        && cache.required
-        && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await
-    {
+    if let Err(e) = require_cache(&settings).await {
         let _ = generations::drop_database(&admin, &server, &building).await;
-        return Err(Error::Runtime(format!(
-            "{e}; cache.required is true, so staging was not swapped (unchanged)"
-        )));
+        return Err(e);
     }
     pause::point("before-swap").await;
 
     // The swap is not interrupted: a signal that arrives now is acted on after it.
-    let stage = Stage::start(ui, "swap");
-    let now = generations::timestamp(chrono::Utc::now());
-    match generations::swap(&admin, &server, &settings.database, &building, &birth, &now).await {
-        Ok(outcome) => {
-            report.swap = serde_json::to_value(&outcome).ok();
-        }
-        Err(e) => {
-            let _ = generations::drop_database(&admin, &server, &building).await;
-            return Err(e.into());
-        }
-    }
-    report.stage("swap", stage.done().as_secs_f64());
-    report.generations_dropped =
-        generations::retain(&admin, &server, &settings.database, settings.keep).await?;
+    let swapped = swap(&admin, &settings, &building, &birth, ui).await?;
 
-    report.outcome = format!(
-        "staging database {} is live ({building} built)",
-        settings.database
-    );
-    if let Some(cache) = &settings.cache {
-        let stage = Stage::start(ui, "cache");
-        let warmed = tokio::select! {
-            result = async {
-                pause::point("warm").await;
-                warm_cache(&settings, cache).await
-            } => result,
-            signal = &mut signal => Err(Error::Runtime(format!("interrupted by {signal}"))),
-        };
-        match warmed {
-            Ok(w) => report.cache = serde_json::to_value(&w).ok(),
-            Err(e) => {
-                report.cache = Some(serde_json::json!({ "warmed": false, "error": e.to_string() }));
-                report.outcome = format!(
-                    "staging database {} is live, but the cache was NOT warmed: {e}",
-                    settings.database
-                );
-                report.exit_code = crate::error::exit::RUNTIME;
-            }
+    let warmed = match &settings.cache {
+        Some(cache) => {
+            let stage = Stage::start(ui, "cache");
+            let result = tokio::select! {
+                result = async {
+                    pause::point("warm").await;
+                    warm::flush_and_warm(&settings.target, cache).await
+                } => result,
+                signal = &mut signal => Err(Error::Runtime(format!("interrupted by {signal}"))),
+            };
+            Some(Warmed {
+                result,
+                seconds: stage.done().as_secs_f64(),
+            })
         }
-        report.stage("cache", stage.done().as_secs_f64());
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    report.finished_at = chrono::Utc::now().to_rfc3339();
-    Ok(report)
+        None => None,
+    };
+
+    Ok(refresh_report(
+        &settings, started, planned, cleaned, building, built, swapped, warmed,
+    ))
 }
 
-impl Report {
-    /// Moves the per-table results the build measured (kept in `self.tables` meanwhile) into
-    /// the planned table lines, which become the report's tables.
-    fn merge_measured(&mut self, mut planned: Vec<TableReport>) {
-        let measured: BTreeMap<String, TableReport> = std::mem::take(&mut self.tables)
-            .into_iter()
-            .map(|t| (t.table.clone(), t))
-            .collect();
-        for t in planned.iter_mut() {
-            if let Some(r) = measured.get(&t.table) {
-                t.rows_read = r.rows_read;
-                t.rows_written = r.rows_written;
-                t.bytes_read = r.bytes_read;
-                t.bytes_written = r.bytes_written;
-                t.seconds = r.seconds;
-                t.retries = r.retries;
-                t.table_bytes = r.table_bytes;
-            }
+/// When the run started, for the report.
+struct Started {
+    at: String,
+    clock: Instant,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: chrono::Utc::now().to_rfc3339(),
+            clock: Instant::now(),
         }
-        self.tables = planned;
-        self.compute_totals();
     }
 }
 
-/// Builds the new database: schema, data, post-data, derived data, grants. Records results in
-/// the report.
-async fn build(
+/// What the report takes from the plan stage.
+struct Planned {
+    snapshot: String,
+    tables: Vec<TableReport>,
+    sample: Option<serde_json::Value>,
+    unclassified: Vec<String>,
+    warnings: Vec<String>,
+    seconds: f64,
+}
+
+impl Planned {
+    fn of(prepared: &Prepared, seconds: f64) -> Planned {
+        Planned {
+            snapshot: prepared.snapshot.id.clone(),
+            tables: prepare::planned_tables(prepared),
+            sample: prepared
+                .plan
+                .summary
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+            unclassified: prepared.unclassified.clone(),
+            warnings: prepared.warnings.clone(),
+            seconds,
+        }
+    }
+}
+
+/// What the clean-up of earlier runs did.
+struct Cleaned {
+    /// The live database refused connections after an interrupted swap, and was repaired.
+    repaired_live: bool,
+    leftovers_removed: Vec<String>,
+}
+
+/// What the swap did.
+struct Swapped {
+    outcome: SwapOutcome,
+    seconds: f64,
+    generations_dropped: Vec<String>,
+}
+
+/// What the cache step did: the warm report, or why the cache was not warmed.
+struct Warmed {
+    result: Result<warm::WarmReport>,
+    seconds: f64,
+}
+
+/// The plan stage: the check sequence's steps 2–10 and the copy jobs.
+async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
+    let checked = checks::inspect(settings, allow_unclassified)
+        .await?
+        .checked()?;
+    Ok(Prepared::new(checked, settings))
+}
+
+/// The plan stage of a run that builds: also the staging server's checks (step 11) and the
+/// PostgreSQL tools.
+async fn plan_on_staging(
+    admin: &Client,
     settings: &Settings,
-    prepared: Prepared,
-    tools: &schema::PgTools,
-    building: &str,
-    ui: &Ui,
-    report: &mut Report,
-) -> Result<()> {
-    let target = settings.building_endpoint(building);
-    let server = settings.admin.display.clone();
-    let Prepared {
-        snapshot,
-        catalog,
-        jobs,
-        rules: prepared_rules,
-        transforms,
-        ..
-    } = prepared;
-
-    let stage = Stage::start(ui, "schema");
-    let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
-    schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
-    report.stage("schema (pre-data)", stage.done().as_secs_f64());
-    pause::point("pre-data").await;
-
-    let sequence_values = sequences::read(
-        snapshot.leader(),
-        &settings.source.display,
-        &catalog.sequences,
+    allow_unclassified: bool,
+) -> Result<(Prepared, PgTools)> {
+    let prepared = plan(settings, allow_unclassified).await?;
+    let staging = checks::check_staging(
+        admin,
+        prepared.snapshot.leader(),
+        settings,
+        &prepared.catalog,
     )
-    .await?;
-
-    let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
-    let total_bytes: u64 = jobs.iter().map(|j| j.estimated_bytes).sum();
-    let data_started = Instant::now();
-    let progress = Arc::new(DataProgress::new(ui, jobs.len(), total_bytes));
-    let results = copy::run(
-        jobs,
-        snapshot.clone(),
-        pool.clone(),
-        server.clone(),
-        settings.jobs,
-        progress.clone(),
-    )
-    .await
-    .map_err(|e| Error::Runtime(e.to_string()))?;
-    if let Ok(progress) = Arc::try_unwrap(progress) {
-        progress.finish();
+    .await;
+    if let Some(e) = staging.into_iter().next() {
+        return Err(e);
     }
-    report.stage("data", data_started.elapsed().as_secs_f64());
-    pause::point("data-done").await;
-    let stage = Stage::start(ui, "leak sample");
-    let probe = verify::sample_source(
-        snapshot.leader(),
-        &settings.source.display,
-        &catalog,
-        &prepared_rules,
-    )
-    .await?;
-    report.stage("leak sample", stage.done().as_secs_f64());
-    // The source is no longer needed: end the snapshot now rather than hold production's
-    // xmin back until the indexes are built.
-    drop(snapshot);
-    report.tables = aggregate(&results);
-    let unique = transforms.unique_stats();
-    if unique.sets > 0 {
-        report.unique = serde_json::to_value(unique).ok();
-    }
+    let tools = PgTools::find(prepared.catalog.server_version / 10000).await?;
+    pause::point("plan").await;
+    Ok((prepared, tools))
+}
 
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| Error::Runtime(format!("{server}: connecting to {building}: {e}")))?;
-    sequences::apply(&client, &server, &sequence_values).await?;
-    report.sequences_set = sequence_values.len();
+/// Repairs a live database an interrupted swap left refusing connections, and removes what
+/// earlier failed runs left.
+async fn clean(admin: &Client, server: &str, database: &str) -> Result<Cleaned> {
+    let repaired_live = generations::repair_live(admin, server, database).await?;
+    let leftovers_removed = generations::drop_leftovers(admin, server, database).await?;
+    Ok(Cleaned {
+        repaired_live,
+        leftovers_removed,
+    })
+}
 
-    if !settings.derived.is_empty() {
-        let stage = Stage::start(ui, "derived columns");
-        report.derived_columns_recomputed =
-            reindex::recompute_derived(&client, &server, &settings.derived, true).await?;
-        report.stage("derived columns", stage.done().as_secs_f64());
-    }
-
-    let stage = Stage::start(ui, "indexes");
-    schema::restore(
-        tools,
-        &archive,
-        &target,
-        schema::Section::PostData,
-        settings.jobs,
-    )
-    .await?;
-    report.stage("schema (post-data)", stage.done().as_secs_f64());
-
-    if settings.refresh_materialized_views {
-        let stage = Stage::start(ui, "materialized views");
-        report.materialized_views_refreshed =
-            reindex::refresh_materialized_views(&client, &server).await?;
-        report.stage("materialized views", stage.done().as_secs_f64());
-    }
-    reindex::reindex(&client, &server, &settings.reindex).await?;
-
-    let stage = Stage::start(ui, "analyze");
-    let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
-    reindex::analyze(&pool, &server, &names, settings.jobs).await?;
-    report.stage("analyze", stage.done().as_secs_f64());
-    let sizes = client
-        .query(
-            "SELECT format('%s.%s', n.nspname, c.relname), pg_table_size(c.oid)
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')",
-            &[],
-        )
-        .await
-        .map_err(|e| DbError::new(&server, "measuring the new tables", e))?;
-    for row in sizes {
-        let name: String = row.get(0);
-        let bytes: i64 = row.get(1);
-        if let Some(t) = report.tables.iter_mut().find(|t| t.table == name) {
-            t.table_bytes = bytes.max(0) as u64;
+/// Removes the half-built database after a failed build; returns the build's error, saying
+/// so when the database could not be removed.
+async fn abandon(admin: &Client, server: &str, building: &str, mut e: Error) -> Error {
+    if let Err(cleanup) = generations::drop_database(admin, server, building).await {
+        tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
+        if let Error::Interrupted { outcome, .. } = &mut e {
+            *outcome = format!(
+                "the half-built database {building} could not be removed (the next run removes it), staging is unchanged"
+            );
         }
     }
+    e
+}
 
-    record_plan(
-        &client,
-        &server,
-        &settings.source.display,
-        building,
-        &report.tables,
-    )
-    .await?;
-    access::grant(&client, &server, building, &settings.grants).await?;
-
-    pause::point("before-verify").await;
-    let stage = Stage::start(ui, "verify");
-    // Counts were checked while loading (each COPY's count as the server reported it).
-    let verification = verify::verify(
-        &pool,
-        &server,
-        &probe,
-        verify::Counts::CheckedAtLoad,
-        settings.jobs,
-    )
-    .await?;
-    report.stage("verify", stage.done().as_secs_f64());
-    report.verification = serde_json::to_value(&verification).ok();
-    if !verification.passed {
-        return Err(Error::Verify(format!(
-            "{}; staging was not swapped (unchanged)",
-            verification.summary()
+/// With `cache.required`, the cache must answer before staging changes.
+async fn require_cache(settings: &Settings) -> Result<()> {
+    if let Some(cache) = &settings.cache
+        && cache.required
+        && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await
+    {
+        return Err(Error::Runtime(format!(
+            "{e}; cache.required is true, so staging was not swapped (unchanged)"
         )));
     }
     Ok(())
 }
 
-/// Flushes and warms the cache from the live staging database.
-async fn warm_cache(settings: &Settings, cache: &CacheSettings) -> Result<warm::WarmReport> {
-    let live = settings.admin.with_database(&settings.database);
-    let client = db::connect(&live, Role::Source).await?;
-    warm::run(
-        &warm::Cache::new(cache.url.clone()),
-        &cache.flush,
-        &cache.warm,
-        &client,
-        &live.display,
-    )
-    .await
-}
-
-/// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
-/// live staging database's counts later without the report.
-async fn record_plan(
-    client: &Client,
-    server: &str,
-    source: &str,
+/// Swaps the new database in, then drops the generations beyond `keep`.
+async fn swap(
+    admin: &Client,
+    settings: &Settings,
     building: &str,
-    results: &[TableReport],
-) -> Result<(), DbError> {
-    let mut sql = String::from(
-        "CREATE SCHEMA _restage;
-         COMMENT ON SCHEMA _restage IS 'written by restage: what this staging database was built from';
-         CREATE TABLE _restage.refresh (built text, source text, finished_at timestamptz, restage_version text);
-         CREATE TABLE _restage.tables (table_name text PRIMARY KEY, planned_rows bigint NOT NULL);\n",
-    );
-    sql.push_str(&format!(
-        "INSERT INTO _restage.refresh VALUES ({}, {}, now(), {});\n",
-        db::quote_literal(building),
-        db::quote_literal(source),
-        db::quote_literal(env!("CARGO_PKG_VERSION"))
-    ));
-    for t in results {
-        sql.push_str(&format!(
-            "INSERT INTO _restage.tables VALUES ({}, {});\n",
-            db::quote_literal(&t.table),
-            t.rows_written
-        ));
-    }
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| DbError::new(server, "recording the plan in _restage", e))
+    birth: &str,
+    ui: &Ui,
+) -> Result<Swapped> {
+    let server = &settings.target.admin.display;
+    let database = &settings.target.database;
+    let stage = Stage::start(ui, "swap");
+    let now = generations::timestamp(chrono::Utc::now());
+    let outcome = match generations::swap(admin, server, database, building, birth, &now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let _ = generations::drop_database(admin, server, building).await;
+            return Err(e.into());
+        }
+    };
+    let seconds = stage.done().as_secs_f64();
+    let generations_dropped =
+        generations::retain(admin, server, database, settings.target.keep).await?;
+    Ok(Swapped {
+        outcome,
+        seconds,
+        generations_dropped,
+    })
 }
 
-/// Sums job results per table.
-fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
-    let mut by_table: BTreeMap<String, TableReport> = BTreeMap::new();
-    for r in results {
-        let t = by_table
-            .entry(r.table.to_string())
-            .or_insert_with(|| TableReport {
-                table: r.table.to_string(),
-                ..TableReport::default()
-            });
-        t.rows_read += r.rows_read;
-        t.rows_written += r.rows_written;
-        t.bytes_read += r.bytes_read;
-        t.bytes_written += r.bytes_written;
-        t.seconds = t.seconds.max(r.seconds);
-        t.retries += r.retries;
+/// The report of `--dry-run`.
+fn planned_report(settings: &Settings, started: Started, planned: Planned) -> Report {
+    Report {
+        restage_version: env!("CARGO_PKG_VERSION"),
+        started_at: started.at,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        seconds: started.clock.elapsed().as_secs_f64(),
+        dry_run: true,
+        source: settings.source.display.clone(),
+        target: settings.target.admin.display.clone(),
+        database: settings.target.database.clone(),
+        tables: planned.tables,
+        stages: vec![stage_timing("plan", planned.seconds)],
+        sample: planned.sample,
+        unclassified_allowed: planned.unclassified,
+        warnings: planned.warnings,
+        outcome: "plan only: nothing was changed".to_string(),
+        ..Report::default()
     }
-    by_table.into_values().collect()
 }
 
-/// Resolves on SIGINT or SIGTERM, with the signal's name.
-pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    tokio::select! {
-        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } } => "SIGINT",
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } } => "SIGTERM",
+/// The report of a refresh that swapped, from what each stage returned.
+#[allow(clippy::too_many_arguments)]
+fn refresh_report(
+    settings: &Settings,
+    started: Started,
+    planned: Planned,
+    cleaned: Cleaned,
+    building: String,
+    built: Built,
+    swapped: Swapped,
+    warmed: Option<Warmed>,
+) -> Report {
+    let database = &settings.target.database;
+    let tables = merge_measured(planned.tables, built.tables);
+    let mut stages = vec![stage_timing("plan", planned.seconds)];
+    stages.extend(built.stages);
+    stages.push(stage_timing("swap", swapped.seconds));
+    let mut warnings = planned.warnings;
+    if cleaned.repaired_live {
+        warnings.push(
+            "the live database refused connections after an interrupted swap; re-enabled".into(),
+        );
+    }
+    let mut outcome = format!("staging database {database} is live ({building} built)");
+    let mut exit_code = crate::error::exit::OK;
+    let mut cache = None;
+    if let Some(warmed) = warmed {
+        match warmed.result {
+            Ok(w) => cache = serde_json::to_value(&w).ok(),
+            Err(e) => {
+                cache = Some(serde_json::json!({ "warmed": false, "error": e.to_string() }));
+                outcome = format!(
+                    "staging database {database} is live, but the cache was NOT warmed: {e}"
+                );
+                exit_code = crate::error::exit::RUNTIME;
+            }
+        }
+        stages.push(stage_timing("cache", warmed.seconds));
+    }
+    Report {
+        restage_version: env!("CARGO_PKG_VERSION"),
+        started_at: started.at,
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        seconds: started.clock.elapsed().as_secs_f64(),
+        dry_run: false,
+        source: settings.source.display.clone(),
+        target: settings.target.admin.display.clone(),
+        database: database.clone(),
+        built: Some(building),
+        snapshot: Some(planned.snapshot),
+        totals: Totals::of(&tables),
+        tables,
+        stages,
+        sequences_set: built.sequences_set,
+        materialized_views_refreshed: built.post_load.materialized_views,
+        derived_columns_recomputed: built.post_load.derived_columns,
+        verification: serde_json::to_value(&built.verification).ok(),
+        swap: serde_json::to_value(&swapped.outcome).ok(),
+        generations_dropped: swapped.generations_dropped,
+        leftovers_removed: cleaned.leftovers_removed,
+        sample: planned.sample,
+        unique: built.unique,
+        cache,
+        unclassified_allowed: planned.unclassified,
+        warnings,
+        outcome,
+        exit_code,
+    }
+}
+
+fn stage_timing(stage: &str, seconds: f64) -> StageTiming {
+    StageTiming {
+        stage: stage.to_string(),
+        seconds,
+    }
+}
+
+/// The planned table lines with what the build measured of each (tables the plan did not
+/// name are not reported).
+fn merge_measured(mut planned: Vec<TableReport>, measured: Vec<TableReport>) -> Vec<TableReport> {
+    let measured: BTreeMap<String, TableReport> =
+        measured.into_iter().map(|t| (t.table.clone(), t)).collect();
+    for t in planned.iter_mut() {
+        if let Some(r) = measured.get(&t.table) {
+            t.rows_read = r.rows_read;
+            t.rows_written = r.rows_written;
+            t.bytes_read = r.bytes_read;
+            t.bytes_written = r.bytes_written;
+            t.seconds = r.seconds;
+            t.retries = r.retries;
+            t.table_bytes = r.table_bytes;
+        }
+    }
+    planned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(table: &str, rows_written: u64) -> TableReport {
+        TableReport {
+            table: table.to_string(),
+            rows_written,
+            ..TableReport::default()
+        }
+    }
+
+    #[test]
+    fn measured_results_fill_the_planned_lines_only() {
+        let mut planned = line("public.users", 0);
+        planned.sample = "root: percent 10".into();
+        planned.rules.insert("email".into(), "its rule".into());
+        let mut measured = line("public.users", 42);
+        measured.table_bytes = 8192;
+        let tables = merge_measured(
+            vec![planned, line("public.empty", 0)],
+            vec![measured, line("public.unplanned", 7)],
+        );
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[0].rows_written, 42);
+        assert_eq!(tables[0].table_bytes, 8192);
+        assert_eq!(
+            tables[0].sample, "root: percent 10",
+            "the plan's words stay"
+        );
+        assert_eq!(tables[0].rules.len(), 1);
+        assert_eq!(tables[1].table, "public.empty");
+        assert_eq!(Totals::of(&tables).rows_written, 42);
+    }
+
+    #[test]
+    fn a_cache_that_was_not_warmed_is_the_outcome_and_exit_code_1() {
+        let config = Config::from_text(
+            "source:\n  url: postgres://u@prod.example/app\ntarget:\n  url: postgres://u@staging.example/postgres\n  database: app\n",
+            std::path::Path::new("restage.yaml"),
+        )
+        .expect("the config loads");
+        let settings = Settings::from_config(&config, "refresh").expect("and resolves");
+        let planned = || Planned {
+            snapshot: "00000003-1".into(),
+            tables: vec![line("public.users", 0)],
+            sample: None,
+            unclassified: vec![],
+            warnings: vec!["a warning".into()],
+            seconds: 0.5,
+        };
+        let built = || Built {
+            tables: vec![line("public.users", 3)],
+            stages: vec![stage_timing("data", 1.0)],
+            sequences_set: 2,
+            post_load: reindex::PostLoaded::default(),
+            unique: None,
+            verification: verify::VerifyReport {
+                passed: true,
+                ..verify::VerifyReport::default()
+            },
+        };
+        let swapped = || Swapped {
+            outcome: SwapOutcome {
+                live_birth: "20250101T000000Z".into(),
+                retired_as: None,
+                sessions_ended: 0,
+            },
+            seconds: 0.1,
+            generations_dropped: vec![],
+        };
+        let cleaned = || Cleaned {
+            repaired_live: true,
+            leftovers_removed: vec![],
+        };
+        let report = refresh_report(
+            &settings,
+            Started::now(),
+            planned(),
+            cleaned(),
+            "app__restage_20250101T000000Z".into(),
+            built(),
+            swapped(),
+            Some(Warmed {
+                result: Err(Error::Runtime("redis: connection refused".into())),
+                seconds: 0.2,
+            }),
+        );
+        assert_eq!(report.exit_code, 1);
+        assert_eq!(
+            report.outcome,
+            "staging database app is live, but the cache was NOT warmed: redis: connection refused"
+        );
+        let stages: Vec<&str> = report.stages.iter().map(|s| s.stage.as_str()).collect();
+        assert_eq!(stages, ["plan", "data", "swap", "cache"]);
+        assert_eq!(report.warnings.len(), 2, "the plan's, then the repair's");
+        assert_eq!(report.totals.rows_written, 3);
+
+        let report = refresh_report(
+            &settings,
+            Started::now(),
+            planned(),
+            cleaned(),
+            "app__restage_20250101T000000Z".into(),
+            built(),
+            swapped(),
+            None,
+        );
+        assert_eq!(report.exit_code, 0);
+        assert_eq!(
+            report.outcome,
+            "staging database app is live (app__restage_20250101T000000Z built)"
+        );
+        assert!(report.cache.is_none());
     }
 }

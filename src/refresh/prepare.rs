@@ -1,6 +1,8 @@
-//! Everything decided before the target is touched: rules loaded and bound to the catalog read
-//! inside the snapshot, strict mode, derived-column and tsvector checks, the sampling plan,
-//! the copy jobs, and the checks of the staging server (extensions, roles, not the source).
+//! Everything decided before the target is touched: the checks of the rules and the
+//! configuration against the catalog (`secret:`, derived columns, strict mode, tsvectors —
+//! the steps of [`super::checks`], which runs them in order), the copy jobs and the report's
+//! planned table lines, and the checks of the staging server (not the source, extensions,
+//! roles).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,23 +10,23 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, QualifiedName, TypeKind};
-use crate::config::{Strictness, UnruledTsvector};
+use crate::config::Strictness;
 use crate::db::DbError;
+use crate::db::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::plan::{Decision, Plan};
 use crate::report::TableReport;
-use crate::rules::{BoundRules, RuleSet};
+use crate::rules::BoundRules;
 use crate::transform::Catalogue;
 
+use super::checks::Checked;
 use super::copy::{CopyJob, page_ranges};
 use super::reindex::DerivedColumn;
 use super::rows::{ColumnAction, RowPlan};
-use super::snapshot::Snapshot;
+use super::settings::{SearchSettings, Settings};
 use super::{access, reindex};
 
-use super::settings::Settings;
-
-/// Everything decided before the target is touched.
+/// Everything decided before the target is touched: what the checks decided, and the jobs.
 pub struct Prepared {
     pub snapshot: Arc<Snapshot>,
     pub catalog: Catalog,
@@ -35,6 +37,23 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// The bound transform catalogue (its `unique` registry fills during the data stage).
     pub transforms: Catalogue,
+}
+
+impl Prepared {
+    /// The copy jobs of what the checks decided.
+    pub fn new(checked: Checked, settings: &Settings) -> Prepared {
+        let jobs = build_jobs(&checked.catalog, &checked.rules, &checked.plan, settings);
+        Prepared {
+            snapshot: checked.snapshot,
+            catalog: checked.catalog,
+            rules: checked.rules,
+            plan: checked.plan,
+            jobs,
+            unclassified: checked.unclassified,
+            warnings: checked.warnings,
+            transforms: checked.transforms,
+        }
+    }
 }
 
 /// Derived columns (`search.tsvector`) must name existing tables and columns.
@@ -64,7 +83,7 @@ pub fn check_derived(catalog: &Catalog, derived: &[DerivedColumn]) -> Vec<String
 pub fn unruled_tsvectors(
     catalog: &Catalog,
     rules: &BoundRules,
-    settings: &Settings,
+    search: &SearchSettings,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for table in catalog.data_tables() {
@@ -79,7 +98,7 @@ pub fn unruled_tsvectors(
             if column.ty.kind != TypeKind::TsVector || b.transform.is_some() {
                 continue;
             }
-            let derived = settings
+            let derived = search
                 .derived
                 .iter()
                 .any(|d| (d.table == table.name || d.table == root) && d.column == column.name);
@@ -96,35 +115,22 @@ pub fn unruled_tsvectors(
     out
 }
 
-/// Loads rules, opens the snapshot, reads the catalog, binds and checks rules, plans.
-pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
-    // Every problem at once: those of reading the files, then those of binding what loaded.
-    let (rule_set, mut rule_problems) =
-        RuleSet::load_partial(&settings.rules_path, settings.rules_optional);
-    let snapshot = Arc::new(Snapshot::open(&settings.source).await?);
-    let catalog = Catalog::read(snapshot.leader(), &settings.source.display).await?;
-    let secret = settings.secret.clone().unwrap_or_default();
-    let transforms = Catalogue::new(&secret, &settings.locale);
-    let rules = match rule_set.bind(&catalog, &transforms) {
-        Ok(rules) if rule_problems.is_empty() => rules,
-        Ok(_) => return Err(Error::Rules(rule_problems)),
-        Err(errors) => {
-            rule_problems.extend(errors);
-            return Err(Error::Rules(rule_problems));
-        }
-    };
-    if settings.secret.is_none()
+/// `secret:` keys every pseudonym and the sample's selection: percent and max_rows samples,
+/// and transforms other than the ones that keep nothing of the value, need it.
+pub fn secret_problems(settings: &Settings, rules: Option<&BoundRules>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if settings.rules.secret.is_none()
         && settings
             .sample
             .tables
             .values()
             .any(|s| s.percent.is_some() || s.max_rows.is_some())
     {
-        return Err(Error::Usage(
+        problems.push(
             "sample: percent and max_rows choose rows by a keyed hash; restage.yaml needs `secret:`".into(),
-        ));
+        );
     }
-    if settings.secret.is_none() {
+    if let (None, Some(rules)) = (&settings.rules.secret, rules) {
         let keyed: Vec<String> = rules
             .tables
             .iter()
@@ -136,51 +142,13 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
             })
             .collect();
         if !keyed.is_empty() {
-            return Err(Error::Usage(format!(
+            problems.push(format!(
                 "rules transform {} but restage.yaml has no `secret:` (the key of every pseudonym)",
                 keyed.join(", ")
-            )));
+            ));
         }
     }
-    let derived_problems = check_derived(&catalog, &settings.derived);
-    if !derived_problems.is_empty() {
-        return Err(Error::Rules(derived_problems));
-    }
-    let unclassified = strict_check(&catalog, &rules, settings, allow_unclassified)?;
-    let leaky = unruled_tsvectors(&catalog, &rules, settings);
-    let mut warnings = Vec::new();
-    if !leaky.is_empty() {
-        match settings.unruled_tsvector {
-            UnruledTsvector::Refuse => {
-                return Err(Error::Usage(format!("search: {}", leaky.join("; "))));
-            }
-            UnruledTsvector::Warn => {
-                for w in &leaky {
-                    tracing::warn!("{w}");
-                }
-                warnings.extend(leaky);
-            }
-        }
-    }
-    let plan = crate::plan::build(
-        &catalog,
-        &settings.sample,
-        &snapshot,
-        &secret,
-        settings.jobs,
-    )
-    .await?;
-    let jobs = build_jobs(&catalog, &rules, &plan, settings);
-    Ok(Prepared {
-        snapshot,
-        catalog,
-        rules,
-        plan,
-        jobs,
-        unclassified,
-        warnings,
-        transforms,
-    })
+    problems
 }
 
 /// Strict mode: refuses (exit 2) when columns that look personal (`pii`) or any columns
@@ -188,10 +156,10 @@ pub async fn prepare(settings: &Settings, allow_unclassified: bool) -> Result<Pr
 pub fn strict_check(
     catalog: &Catalog,
     rules: &BoundRules,
-    settings: &Settings,
+    strict: Strictness,
     allow_unclassified: bool,
 ) -> Result<Vec<String>> {
-    if settings.strict == Strictness::Off {
+    if strict == Strictness::Off {
         return Ok(vec![]);
     }
     let mut offending = Vec::new();
@@ -205,7 +173,7 @@ pub fn strict_check(
             if b.rule.is_some() {
                 continue;
             }
-            let why = match settings.strict {
+            let why = match strict {
                 Strictness::All => Some("no rule".to_string()),
                 Strictness::Pii => crate::pii::personal_name(&column.name)
                     .filter(|_| !matches!(column.ty.kind, TypeKind::Bool))
@@ -224,7 +192,7 @@ pub fn strict_check(
     }
     Err(Error::Usage(format!(
         "strict: {}: {} column(s) have no rule:\n  {}\nadd rules (restage scan --write proposes them), or mark them `keep`, or pass --allow-unclassified for one run",
-        match settings.strict {
+        match strict {
             Strictness::All => "all",
             _ => "pii",
         },
@@ -260,6 +228,7 @@ fn build_jobs(
     settings: &Settings,
 ) -> Vec<CopyJob> {
     let derived: BTreeMap<(&QualifiedName, &str), ()> = settings
+        .search
         .derived
         .iter()
         .map(|d| ((&d.table, d.column.as_str()), ()))
@@ -373,9 +342,9 @@ pub(crate) fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
     out
 }
 
-/// Refuses a target that is the source under another address. [`Settings::check`] compares
-/// the URLs, which cannot see that a host alias, an IP address, a Unix socket or a proxy lead
-/// to the same server; this asks both servers. Two sessions are on the same server when its
+/// Refuses a target that is the source under another address. [`Settings::from_config`]
+/// compares the URLs, which cannot see that a host alias, an IP address, a Unix socket or a
+/// proxy lead to the same server; this asks both servers. Two sessions are on the same server when its
 /// postmaster started at the same instant (to the microsecond, as an epoch, so the sessions'
 /// time zones do not matter). (A replica of the source is another server by this test.)
 pub(crate) async fn check_target_is_not_source(
@@ -392,13 +361,13 @@ pub(crate) async fn check_target_is_not_source(
     let t = admin
         .query_one(WHO, &[])
         .await
-        .map_err(|e| DbError::new(&settings.admin.display, "identifying the server", e))?;
+        .map_err(|e| DbError::new(&settings.target.admin.display, "identifying the server", e))?;
     let (source_started, source_db): (String, String) = (s.get(0), s.get(1));
     let (target_started, admin_db): (String, String) = (t.get(0), t.get(1));
     if source_started != target_started {
         return Ok(());
     }
-    if source_db == settings.database {
+    if source_db == settings.target.database {
         return Err(Error::Usage(format!(
             "target.database: {source_db} is the source database ({}), on the same server under another address; restage would replace production (nothing was changed)",
             settings.source.display
@@ -412,8 +381,6 @@ pub(crate) async fn check_target_is_not_source(
     Ok(())
 }
 
-/// Checks the target can hold the copy before anything is created: the extensions the
-/// source uses are available, the grant roles exist.
 /// The source's extensions (name and version) that the target cannot install.
 fn missing_extensions(source: &[(String, String)], available: &[String]) -> Vec<String> {
     source
@@ -423,8 +390,10 @@ fn missing_extensions(source: &[(String, String)], available: &[String]) -> Vec<
         .collect()
 }
 
+/// Checks the target can hold the copy before anything is created: the extensions the
+/// source uses are available, the grant roles exist.
 pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -> Result<()> {
-    let server = &settings.admin.display;
+    let server = &settings.target.admin.display;
     let available: Vec<String> = admin
         .query("SELECT name::text FROM pg_available_extensions", &[])
         .await
@@ -439,7 +408,7 @@ pub async fn preflight(admin: &Client, settings: &Settings, catalog: &Catalog) -
             missing.join(", ")
         )));
     }
-    access::check_roles(admin, server, &settings.grants).await
+    access::check_roles(admin, server, &settings.target.grants).await
 }
 
 #[cfg(test)]

@@ -1,20 +1,121 @@
-//! Search indexes and derived data, rebuilt in the new database from the anonymized rows:
-//! configured derived columns (tsvector and others) recomputed, materialized views refreshed
-//! in dependency order, named indexes rebuilt, statistics gathered.
+//! Search indexes and derived data, rebuilt from the anonymized rows: configured derived
+//! columns (tsvector and others) recomputed, materialized views refreshed in dependency
+//! order, named indexes rebuilt, statistics gathered — in the one post-load order
+//! ([`post_load`]) that both the refresh (in the new database) and `restage reindex` (in the
+//! live one) run.
 //!
 //! Derived columns are recomputed before the post-data section (no index to maintain during
 //! the UPDATE); materialized views after it (their own indexes exist by then).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use tokio_postgres::Client;
 
 use crate::catalog::QualifiedName;
 use crate::config::DerivedColumnConfig;
+use crate::db::PgEndpoint;
 use crate::db::{DbError, quote_ident};
+use crate::error::Result;
+use crate::progress::{Stage, Ui};
+use crate::report::StageTiming;
 use crate::transform::{Output, Transform, TransformError};
+
+use super::schema::{self, PgTools, SchemaArchive};
+use super::settings::SearchSettings;
+
+/// Where the post-load steps run.
+pub enum Database<'a> {
+    /// The database being built: derived columns are compacted (VACUUM FULL: no index exists
+    /// yet), and the schema's post-data section (indexes, constraints) follows them.
+    New {
+        tools: &'a PgTools,
+        archive: &'a SchemaArchive,
+        endpoint: &'a PgEndpoint,
+    },
+    /// The live staging database: its indexes exist; a plain VACUUM follows the updates.
+    Live,
+}
+
+/// What the post-load steps did, and how long each took (for the report).
+#[derive(Debug, Default)]
+pub struct PostLoaded {
+    pub derived_columns: Vec<String>,
+    pub materialized_views: Vec<String>,
+    pub stages: Vec<StageTiming>,
+}
+
+/// The post-load order, once: derived columns recomputed; in a new database, the post-data
+/// section; materialized views refreshed; named indexes rebuilt; statistics gathered for
+/// `tables`. With `ui`, each step shows as a stage of its own.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_load(
+    pool: &deadpool_postgres::Pool,
+    client: &Client,
+    server: &str,
+    database: Database<'_>,
+    search: &SearchSettings,
+    tables: &[QualifiedName],
+    jobs: usize,
+    ui: Option<&Ui>,
+) -> Result<PostLoaded> {
+    let mut done = PostLoaded::default();
+    let compact = matches!(database, Database::New { .. });
+    if !search.derived.is_empty() {
+        let step = Step::start(ui, "derived columns");
+        done.derived_columns = recompute_derived(client, server, &search.derived, compact).await?;
+        done.stages.push(step.done("derived columns"));
+    }
+    if let Database::New {
+        tools,
+        archive,
+        endpoint,
+    } = database
+    {
+        let step = Step::start(ui, "indexes");
+        schema::restore(tools, archive, endpoint, schema::Section::PostData, jobs).await?;
+        done.stages.push(step.done("schema (post-data)"));
+    }
+    if search.refresh_materialized_views {
+        let step = Step::start(ui, "materialized views");
+        done.materialized_views = refresh_materialized_views(client, server).await?;
+        done.stages.push(step.done("materialized views"));
+    }
+    reindex(client, server, &search.reindex).await?;
+    let step = Step::start(ui, "analyze");
+    analyze(pool, server, tables, jobs).await?;
+    done.stages.push(step.done("analyze"));
+    Ok(done)
+}
+
+/// One timed post-load step, shown as a stage when there is a `ui`.
+struct Step {
+    stage: Option<Stage>,
+    started: Instant,
+}
+
+impl Step {
+    fn start(ui: Option<&Ui>, shown_as: &str) -> Step {
+        Step {
+            stage: ui.map(|ui| Stage::start(ui, shown_as)),
+            started: Instant::now(),
+        }
+    }
+
+    /// The step's timing, under its name in the report.
+    fn done(self, reported_as: &str) -> StageTiming {
+        let elapsed = match self.stage {
+            Some(stage) => stage.done(),
+            None => self.started.elapsed(),
+        };
+        StageTiming {
+            stage: reported_as.to_string(),
+            seconds: elapsed.as_secs_f64(),
+        }
+    }
+}
 
 /// A derived column to recompute: `UPDATE table SET column = expression`.
 #[derive(Debug, Clone)]

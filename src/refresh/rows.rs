@@ -2,14 +2,16 @@
 //!
 //! A batch is whole rows as the source printed them. For each row, fields are located (tab
 //! positions) but only ruled columns are decoded, transformed and encoded again; every other
-//! field is copied byte for byte. A row filter (subsetting) may drop the row or null some of
-//! its references. The output buffer is reused across rows, and the caller may call
-//! [`process_batch`] from any thread, for batches in any order.
+//! field is copied byte for byte. A row filter (subsetting; the [`RowFilter`] contract belongs
+//! to the planner) may drop the row or null some of its references. The output buffer is
+//! reused across rows, and the caller may call [`process_batch`] from any thread, for batches
+//! in any order.
 
 use std::sync::Arc;
 
 use crate::catalog::QualifiedName;
 use crate::copy_text::{self, CopyTextError};
+use crate::plan::filter::RowFilter;
 use crate::transform::{Output, Transform};
 
 /// What happens to one column.
@@ -22,14 +24,6 @@ pub enum ColumnAction {
         column: String,
         transform: Arc<dyn Transform>,
     },
-}
-
-/// Decides whether a row is kept, from its raw fields (subsetting). Fields are undecoded
-/// COPY text, which is what key sets are built from too.
-pub trait RowFilter: Send + Sync + std::fmt::Debug {
-    /// Returns false to drop the row. May push column indexes into `set_null` (a kept row
-    /// whose nullable reference points at a row that was not kept).
-    fn keep(&self, fields: &[&[u8]], set_null: &mut Vec<usize>) -> bool;
 }
 
 /// Everything the stage needs for one table.

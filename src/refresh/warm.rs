@@ -16,9 +16,11 @@ use redis::aio::MultiplexedConnection;
 use tokio_postgres::Client;
 
 use crate::config::WarmConfig;
-use crate::db::DbError;
+use crate::db::{self, DbError, Role};
 use crate::error::{Error, Result};
 use crate::secret::{Secret, redact_url, shown_url};
+
+use super::settings::{CacheSettings, TargetSettings};
 
 /// Commands per pipeline round trip.
 const PIPELINE: usize = 1000;
@@ -321,6 +323,21 @@ async fn run_pipe(
     })?;
     *pipe = redis::pipe();
     Ok(())
+}
+
+/// The cache step against the live staging database (after a swap, or `restage warm`).
+pub async fn flush_and_warm(target: &TargetSettings, cache: &CacheSettings) -> Result<WarmReport> {
+    let live = target.live();
+    // Read-only on the staging side: warming only reads it.
+    let client = db::connect(&live, Role::Source).await?;
+    run(
+        &Cache::new(cache.url.clone()),
+        &cache.flush,
+        &cache.warm,
+        &client,
+        &live.display,
+    )
+    .await
 }
 
 /// Flush then warm; the whole cache step.

@@ -1,0 +1,291 @@
+//! The build stage: the new database, from the prepared plan to a verified copy — pre-data
+//! schema, the data streamed through the rules, the leak sample of the source, sequences,
+//! the post-load order ([`reindex::post_load`]), table sizes, the plan recorded in
+//! `_restage`, grants, verification. It returns what it measured; the caller puts it in the
+//! report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_postgres::Client;
+
+use crate::catalog::QualifiedName;
+use crate::db::{self, DbError};
+use crate::error::{Error, Result};
+use crate::progress::{DataProgress, Stage, Ui};
+use crate::report::{StageTiming, TableReport};
+
+use super::copy::{self, JobResult};
+use super::prepare::Prepared;
+use super::reindex::{self, PostLoaded};
+use super::schema::{self, PgTools};
+use super::settings::Settings;
+use super::verify::{self, VerifyReport};
+use super::{access, pause, sequences};
+
+/// What the build measured in the new database.
+pub struct Built {
+    /// Per table: rows and bytes read and written, time, retries, size in staging.
+    pub tables: Vec<TableReport>,
+    /// The build's stages in order, with their durations.
+    pub stages: Vec<StageTiming>,
+    pub sequences_set: usize,
+    pub post_load: PostLoaded,
+    /// What `unique: true` held, when any column asked for it.
+    pub unique: Option<serde_json::Value>,
+    /// Passed: a verification that failed stops the build with an error.
+    pub verification: VerifyReport,
+}
+
+/// Builds the new database `building` (created empty) and verifies it.
+pub async fn build(
+    settings: &Settings,
+    prepared: Prepared,
+    tools: &PgTools,
+    building: &str,
+    ui: &Ui,
+) -> Result<Built> {
+    let target = settings.building_endpoint(building);
+    let server = settings.target.admin.display.clone();
+    let Prepared {
+        snapshot,
+        catalog,
+        jobs,
+        rules: prepared_rules,
+        transforms,
+        ..
+    } = prepared;
+    let mut stages = Vec::new();
+
+    let stage = Stage::start(ui, "schema");
+    let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
+    schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+    stages.push(timing("schema (pre-data)", stage.done().as_secs_f64()));
+    pause::point("pre-data").await;
+
+    let sequence_values = sequences::read(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog.sequences,
+    )
+    .await?;
+
+    let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
+    let total_bytes: u64 = jobs.iter().map(|j| j.estimated_bytes).sum();
+    let data_started = Instant::now();
+    let progress = Arc::new(DataProgress::new(ui, jobs.len(), total_bytes));
+    let results = copy::run(
+        jobs,
+        snapshot.clone(),
+        pool.clone(),
+        server.clone(),
+        settings.jobs,
+        progress.clone(),
+    )
+    .await
+    .map_err(|e| Error::Runtime(e.to_string()))?;
+    if let Ok(progress) = Arc::try_unwrap(progress) {
+        progress.finish();
+    }
+    stages.push(timing("data", data_started.elapsed().as_secs_f64()));
+    pause::point("data-done").await;
+    let stage = Stage::start(ui, "leak sample");
+    let probe = verify::sample_source(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog,
+        &prepared_rules,
+    )
+    .await?;
+    stages.push(timing("leak sample", stage.done().as_secs_f64()));
+    // The source is no longer needed: end the snapshot now rather than hold production's
+    // xmin back until the indexes are built.
+    drop(snapshot);
+    let mut tables = aggregate(&results);
+    let unique = transforms.unique_stats();
+    let unique = (unique.sets > 0)
+        .then(|| serde_json::to_value(unique).ok())
+        .flatten();
+
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| Error::Runtime(format!("{server}: connecting to {building}: {e}")))?;
+    sequences::apply(&client, &server, &sequence_values).await?;
+
+    let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
+    let post_load = reindex::post_load(
+        &pool,
+        &client,
+        &server,
+        reindex::Database::New {
+            tools,
+            archive: &archive,
+            endpoint: &target,
+        },
+        &settings.search,
+        &names,
+        settings.jobs,
+        Some(ui),
+    )
+    .await?;
+    stages.extend(post_load.stages.iter().cloned());
+    measure_sizes(&client, &server, &mut tables).await?;
+
+    record_plan(
+        &client,
+        &server,
+        &settings.source.display,
+        building,
+        &tables,
+    )
+    .await?;
+    access::grant(&client, &server, building, &settings.target.grants).await?;
+
+    pause::point("before-verify").await;
+    let stage = Stage::start(ui, "verify");
+    // Counts were checked while loading (each COPY's count as the server reported it).
+    let verification = verify::verify(
+        &pool,
+        &server,
+        &probe,
+        verify::Counts::CheckedAtLoad,
+        settings.jobs,
+    )
+    .await?;
+    stages.push(timing("verify", stage.done().as_secs_f64()));
+    if !verification.passed {
+        return Err(Error::Verify(format!(
+            "{}; staging was not swapped (unchanged)",
+            verification.summary()
+        )));
+    }
+    Ok(Built {
+        tables,
+        stages,
+        sequences_set: sequence_values.len(),
+        post_load,
+        unique,
+        verification,
+    })
+}
+
+fn timing(stage: &str, seconds: f64) -> StageTiming {
+    StageTiming {
+        stage: stage.to_string(),
+        seconds,
+    }
+}
+
+/// Each table's size in staging (heap + TOAST, what `max_storage` budgets).
+async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]) -> Result<()> {
+    let sizes = client
+        .query(
+            "SELECT format('%s.%s', n.nspname, c.relname), pg_table_size(c.oid)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "measuring the new tables", e))?;
+    for row in sizes {
+        let name: String = row.get(0);
+        let bytes: i64 = row.get(1);
+        if let Some(t) = tables.iter_mut().find(|t| t.table == name) {
+            t.table_bytes = bytes.max(0) as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
+/// live staging database's counts later without the report.
+async fn record_plan(
+    client: &Client,
+    server: &str,
+    source: &str,
+    building: &str,
+    results: &[TableReport],
+) -> Result<(), DbError> {
+    let mut sql = String::from(
+        "CREATE SCHEMA _restage;
+         COMMENT ON SCHEMA _restage IS 'written by restage: what this staging database was built from';
+         CREATE TABLE _restage.refresh (built text, source text, finished_at timestamptz, restage_version text);
+         CREATE TABLE _restage.tables (table_name text PRIMARY KEY, planned_rows bigint NOT NULL);\n",
+    );
+    sql.push_str(&format!(
+        "INSERT INTO _restage.refresh VALUES ({}, {}, now(), {});\n",
+        db::quote_literal(building),
+        db::quote_literal(source),
+        db::quote_literal(env!("CARGO_PKG_VERSION"))
+    ));
+    for t in results {
+        sql.push_str(&format!(
+            "INSERT INTO _restage.tables VALUES ({}, {});\n",
+            db::quote_literal(&t.table),
+            t.rows_written
+        ));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| DbError::new(server, "recording the plan in _restage", e))
+}
+
+/// Sums job results per table.
+fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
+    let mut by_table: BTreeMap<String, TableReport> = BTreeMap::new();
+    for r in results {
+        let t = by_table
+            .entry(r.table.to_string())
+            .or_insert_with(|| TableReport {
+                table: r.table.to_string(),
+                ..TableReport::default()
+            });
+        t.rows_read += r.rows_read;
+        t.rows_written += r.rows_written;
+        t.bytes_read += r.bytes_read;
+        t.bytes_written += r.bytes_written;
+        t.seconds = t.seconds.max(r.seconds);
+        t.retries += r.retries;
+    }
+    by_table.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(table: &str, rows: u64, seconds: f64, retries: u32) -> JobResult {
+        JobResult {
+            table: QualifiedName::new("public", table),
+            range: None,
+            rows_read: rows,
+            rows_written: rows / 2,
+            bytes_read: rows * 10,
+            bytes_written: rows * 5,
+            seconds,
+            retries,
+        }
+    }
+
+    #[test]
+    fn ranges_of_a_table_add_up_and_the_slowest_is_its_time() {
+        let tables = aggregate(&[
+            job("users", 100, 2.0, 0),
+            job("events", 10, 1.0, 0),
+            job("users", 50, 3.5, 1),
+        ]);
+        assert_eq!(tables.len(), 2);
+        let users = &tables[1];
+        assert_eq!(users.table, "public.users");
+        assert_eq!(
+            (users.rows_read, users.rows_written, users.bytes_read),
+            (150, 75, 1500)
+        );
+        assert_eq!(users.seconds, 3.5);
+        assert_eq!(users.retries, 1);
+        assert_eq!(tables[0].table, "public.events");
+    }
+}
