@@ -3,12 +3,12 @@
 //! anywhere in staging — every text column of every table is searched — while joins on
 //! pseudonymized columns still match.
 
-mod harness;
+use crate::harness;
 
 use std::collections::HashSet;
 
+use crate::harness::Setup;
 use futures_util::StreamExt;
-use harness::Setup;
 
 /// Personal values are made distinctive (`Givenname17q`, …) so that a fake value can never be
 /// equal to one by chance: any hit is a leak.

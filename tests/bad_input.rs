@@ -4,12 +4,12 @@
 //! no database is created. Then fuzzing: the config and rules loaders, the YAML key index and
 //! the row stage never panic on arbitrary or mutated input; they return errors.
 
-mod harness;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 
-use harness::Setup;
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::Setup;
+use crate::harness::cluster::{Cluster, ClusterOptions};
 use proptest::prelude::*;
 
 /// A config file in a temp dir, run with `restage refresh`; the staging name is unique so

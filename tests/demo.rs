@@ -1,6 +1,6 @@
 //! `restage demo`, the README's first command, end to end (small scale, own database names).
 
-mod harness;
+use crate::harness;
 
 struct Cleanup(String);
 

@@ -5,14 +5,12 @@
 //! Commands under test are `ln -sfn VALUE STATE/NAME` (no shell); the test servers read the
 //! symlinks. See `http_harness` for the protocol.
 
-mod harness;
-#[path = "http_harness/mod.rs"]
-mod http_harness;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;
 
-use http_harness::{
+use crate::http_harness::{
     Behaviour, Server, instance, metrics, read_value, restage, version_of, write_config,
     write_value,
 };

@@ -7,13 +7,13 @@
 //! the test then kills it, signals it, or cuts its connections (through the TCP proxy of the
 //! harness) and resumes it.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use harness::Setup;
-use harness::proxy::Proxy;
+use crate::harness::Setup;
+use crate::harness::proxy::Proxy;
 
 /// Two tables, one big enough that a paused COPY is really mid-stream (about 12 MB: far more
 /// than the batches in flight), an index and a foreign key for post-data.

@@ -1,4 +1,4 @@
-mod harness;
+use crate::harness;
 
 #[tokio::test]
 async fn creates_and_drops_a_database() {

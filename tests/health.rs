@@ -1,13 +1,11 @@
 //! `restage health` end to end: the real binary against the local PostgreSQL and Redis, real
 //! HTTP servers, and ports where nothing listens (issue 7).
 
-mod harness;
-#[path = "http_harness/mod.rs"]
-mod http_harness;
+use crate::{harness, http_harness};
 
 use std::time::Duration;
 
-use http_harness::{Reply, closed_port, restage, scripted, serve, write_config};
+use crate::http_harness::{Reply, closed_port, restage, scripted, serve, write_config};
 use serde_json::Value;
 
 fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {

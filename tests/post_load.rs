@@ -1,9 +1,9 @@
 //! After the load (issue 5): derived search columns rebuilt from anonymized data, materialized
 //! views refreshed from it, Redis flushed by prefix and warmed with exactly the expected keys.
 
-mod harness;
+use crate::harness;
 
-use harness::Setup;
+use crate::harness::Setup;
 use redis::AsyncCommands;
 
 const SCHEMA: &str = "

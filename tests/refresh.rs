@@ -1,8 +1,8 @@
 //! The refresh pipeline end to end against the real PostgreSQL (issue 2).
 
-mod harness;
+use crate::harness;
 
-use harness::Setup;
+use crate::harness::Setup;
 
 const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
 

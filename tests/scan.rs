@@ -3,7 +3,7 @@
 //! proposed rules load with `RuleSet::load` and cover every finding; no sampled value ever
 //! appears in the output.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -7,12 +7,12 @@
 //! The runs go against a private PostgreSQL cluster that checks passwords (scram-sha-256),
 //! so the passwords are really used, by restage and by pg_dump/pg_restore.
 
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::cluster::{Cluster, ClusterOptions};
 
 const DB_PASSWORD: &str = "PgPw-Zq81-Xylophone";
 const CMD_SECRET: &str = "CmdSecret-Mv27-Quasar-0123456789";

@@ -1,11 +1,9 @@
 //! Subsetting (issue 4): sampled refreshes keep every foreign key valid, respect the limits,
 //! and choose the same rows on the next run.
 
-mod harness;
-
 use std::collections::BTreeSet;
 
-use harness::Setup;
+use crate::harness::Setup;
 
 const SUBSET: &str = include_str!("fixtures/subset.sql");
 

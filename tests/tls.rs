@@ -8,11 +8,11 @@
 //! another CA fails with a message naming the server and the certificate problem; `disable`
 //! is refused by the server. Both the source and the target connection are checked.
 
-mod harness;
+use crate::harness;
 
 use std::sync::OnceLock;
 
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::cluster::{Cluster, ClusterOptions};
 
 /// One cluster for the whole file (stopped by its watchdog when the tests end).
 fn cluster() -> Option<&'static Cluster> {

@@ -3,7 +3,7 @@
 //! (arrays with quoting and NULLs, jsonb, dates with BC and zones, extreme numbers) must be
 //! read correctly. Casts only: no database is created.
 
-mod harness;
+use crate::harness;
 
 use restage::catalog::{ColumnType, TypeKind};
 use restage::secret::Secret;

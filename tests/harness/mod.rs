@@ -2,7 +2,7 @@
 //! success, kept on failure for debugging, stale ones from earlier runs removed), a unique Redis
 //! key prefix per test, and the path of the `restage` binary.
 //!
-//! Each test file does `mod harness;` and uses what it needs.
+//! A module of the one test binary (tests/main.rs); test modules `use crate::harness`.
 #![allow(dead_code)]
 
 pub mod proxy;
