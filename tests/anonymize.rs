@@ -170,31 +170,24 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
 
     // Joins on pseudonymized columns still match, as in production.
     let join = "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email";
-    let before: i64 = src.query_one(join, &[]).await.unwrap().get(0);
-    let after: i64 = stg.query_one(join, &[]).await.unwrap().get(0);
+    let before: i64 = harness::scalar(&src, join).await;
+    let after: i64 = harness::scalar(&stg, join).await;
     assert_eq!(before, 2000);
     assert_eq!(
         after, before,
         "orders.customer_email and users.email pseudonymized alike"
     );
     let json_join = "SELECT count(*) FROM events e JOIN users u ON u.email = e.payload->>'email' AND u.id = e.user_id";
-    let after: i64 = stg.query_one(json_join, &[]).await.unwrap().get(0);
+    let after: i64 = harness::scalar(&stg, json_join).await;
     assert_eq!(
         after, 3000,
         "emails inside jsonb pseudonymized like the column"
     );
     // Untouched columns are as they were; unique emails stayed unique.
-    let statuses: i64 = stg
-        .query_one("SELECT count(*) FROM users WHERE status = 'active'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let statuses: i64 =
+        harness::scalar(&stg, "SELECT count(*) FROM users WHERE status = 'active'").await;
     assert_eq!(statuses, 300);
-    let last4: i64 = stg
-        .query_one("SELECT count(*) FROM orders WHERE card LIKE '%' || right(card, 4) AND card ~ '^\\*+\\d{4}$'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let last4: i64 = harness::scalar(&stg, "SELECT count(*) FROM orders WHERE card LIKE '%' || right(card, 4) AND card ~ '^\\*+\\d{4}$'").await;
     assert_eq!(last4, 2000);
 }
 

@@ -36,7 +36,11 @@ impl Bad {
     /// Writes the config (`{staging}` replaced) and runs `restage <args>`.
     fn run(&self, yaml: &str, args: &[&str]) -> (i32, String, String) {
         std::fs::write(self.path(), yaml.replace("{staging}", &self.staging)).unwrap();
-        harness::run_restage(&self.path(), args)
+        harness::restage()
+            .config(self.path())
+            .args(args)
+            .run()
+            .into_parts()
     }
 
     /// Runs `refresh` and checks the exit code, the exact last line of stderr, and that
@@ -337,7 +341,11 @@ async fn bad_size_and_duration() {
 #[tokio::test]
 async fn missing_config_file() {
     let bad = Bad::new();
-    let (code, _, err) = harness::run_restage(&bad.path(), &["refresh"]);
+    let (code, _, err) = harness::restage()
+        .config(bad.path())
+        .arg("refresh")
+        .run()
+        .into_parts();
     assert_eq!(code, 2, "{err}");
     assert_eq!(
         last_line(&err),
@@ -502,14 +510,7 @@ async fn target_database_named_like_the_source_is_refused() {
         )
     );
     // The source is untouched: same name, same comment, still accepting connections.
-    let t: i64 = setup
-        .source
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let t: i64 = harness::scalar(&setup.source.client().await, "SELECT count(*) FROM t").await;
     assert_eq!(t, 0);
     assert_eq!(
         harness::databases_like(&format!("{}__", setup.source.name)).await,
@@ -552,14 +553,7 @@ async fn target_database_is_the_source_under_another_address() {
         vec![setup.source.name.clone()],
         "nothing created, nothing renamed"
     );
-    let n: i64 = setup
-        .source
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&setup.source.client().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 2);
 }
 

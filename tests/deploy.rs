@@ -819,14 +819,12 @@ async fn an_interrupted_deployment_kills_its_commands_and_records_it() {
             state.display()
         ),
     );
-    let child = tokio::process::Command::new(harness::restage_bin())
-        .arg("-c")
-        .arg(&config)
+    let child = harness::restage()
+        .config(&config)
         .args(["deploy", "rolling", "2.0", "--from", "1.0"])
         .env("RESTAGE_ACTOR", "tester")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .default_progress()
+        .tokio_command()
         .spawn()
         .unwrap();
     let pid_file = state.join("sleep-pid");

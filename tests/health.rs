@@ -260,13 +260,12 @@ async fn serve_answers_get_health_for_a_load_balancer() {
             api.url("/health")
         ),
     );
-    let mut child = tokio::process::Command::new(harness::restage_bin())
-        .arg("-c")
-        .arg(&config)
+    let mut child = harness::restage()
+        .config(&config)
         .args(["health", "--serve", "127.0.0.1:0"])
+        .default_progress()
+        .tokio_command()
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();

@@ -38,35 +38,26 @@ search:
     let (code, stdout, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let stg = setup.staging().await;
-    let leaked: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM users WHERE search::text ~* 'real(first|last)'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let leaked: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM users WHERE search::text ~* 'real(first|last)'",
+    )
+    .await;
     assert_eq!(leaked, 0, "no original name in the tsvector");
-    let matches: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM users WHERE search @@ to_tsquery('simple', lower(first_name))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let matches: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM users WHERE search @@ to_tsquery('simple', lower(first_name))",
+    )
+    .await;
     assert_eq!(
         matches, 300,
         "the tsvector holds the fake names and the index answers"
     );
-    let leaked: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM user_emails WHERE email LIKE '%corpmail%' OR shout LIKE 'REALLAST%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let leaked: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM user_emails WHERE email LIKE '%corpmail%' OR shout LIKE 'REALLAST%'",
+    )
+    .await;
     assert_eq!(
         leaked, 0,
         "the materialized view shows only anonymized values"
@@ -229,13 +220,7 @@ async fn redis_down_swaps_and_exits_1_unless_required() {
         stderr.contains("is live, but the cache was NOT warmed"),
         "{stderr}"
     );
-    let n: i64 = setup
-        .staging()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&setup.staging().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "staging was swapped in");
 
     setup.source.execute("INSERT INTO t VALUES (2)").await;
@@ -247,13 +232,7 @@ async fn redis_down_swaps_and_exits_1_unless_required() {
         stderr.contains("cache.required is true, so staging was not swapped"),
         "{stderr}"
     );
-    let n: i64 = setup
-        .staging()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&setup.staging().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "staging unchanged");
 }
 

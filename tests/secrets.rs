@@ -116,7 +116,12 @@ impl World {
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let mut envs = vec![("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)];
         envs.extend_from_slice(env);
-        let (code, out, err) = harness::run_restage_env(&self.config(), args, &envs);
+        let (code, out, err) = harness::restage()
+            .config(self.config())
+            .args(args)
+            .envs(&envs)
+            .run()
+            .into_parts();
         assert_clean(&format!("restage {args:?} stdout"), &out);
         assert_clean(&format!("restage {args:?} stderr"), &err);
         (code, out, err)
@@ -247,14 +252,12 @@ fn failing_runs_never_show_a_secret() {
     world.write_config("");
 
     // Interrupted mid-data, with trace logging.
-    let mut child = harness::Running::start(
-        &world.config(),
-        &["-vv", "refresh"],
-        &[
-            ("RESTAGE_TEST_TARGET_PW", DB_PASSWORD),
-            ("RESTAGE_TEST_PAUSE_AT", "data"),
-        ],
-    );
+    let mut child = harness::restage()
+        .config(world.config())
+        .args(["-vv", "refresh"])
+        .env("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)
+        .env("RESTAGE_TEST_PAUSE_AT", "data")
+        .spawn();
     child.wait_paused("data");
     child.signal(libc::SIGINT);
     let (code, out, err) = child.finish(Duration::from_secs(300));
@@ -296,11 +299,12 @@ fn a_secret_in_place_of_a_url_is_not_echoed() {
     ];
     for (yaml, command, expected) in cases {
         std::fs::write(&config, &yaml).unwrap();
-        let (code, out, err) = harness::run_restage_env(
-            &config,
-            &["-vv", command],
-            &[("RESTAGE_TEST_BARE", BARE_TOKEN)],
-        );
+        let (code, out, err) = harness::restage()
+            .config(&config)
+            .args(["-vv", command])
+            .env("RESTAGE_TEST_BARE", BARE_TOKEN)
+            .run()
+            .into_parts();
         assert_ne!(code, 0);
         assert_clean(&format!("{command} stdout"), &out);
         assert_clean(&format!("{command} stderr"), &err);
@@ -321,7 +325,11 @@ fn a_malformed_url_is_shown_redacted() {
         ),
     )
     .unwrap();
-    let (code, out, err) = harness::run_restage(&config, &["refresh"]);
+    let (code, out, err) = harness::restage()
+        .config(&config)
+        .arg("refresh")
+        .run()
+        .into_parts();
     assert_eq!(code, 2, "{err}");
     assert_clean("stdout", &out);
     assert_clean("stderr", &err);
@@ -369,14 +377,12 @@ fn tools_get_the_password_in_their_environment_only() {
     let Some(world) = World::new(SLOW_INDEX) else {
         return;
     };
-    let mut child = harness::Running::start(
-        &world.config(),
-        &["refresh"],
-        &[
-            ("RESTAGE_TEST_TARGET_PW", DB_PASSWORD),
-            ("RESTAGE_TEST_PAUSE_AT", "post-data"),
-        ],
-    );
+    let mut child = harness::restage()
+        .config(world.config())
+        .arg("refresh")
+        .env("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)
+        .env("RESTAGE_TEST_PAUSE_AT", "post-data")
+        .spawn();
     child.wait_paused("post-data");
     let restage_pid = child.pid();
     // The children of restage that are pg_restore (still running: the slow index).
