@@ -195,13 +195,7 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
 /// nothing; `--allow-unclassified` lets one run through and says so in the report.
 #[tokio::test]
 async fn strict_mode_refuses_then_allows() {
-    let setup = Setup::new(
-        "strict",
-        "CREATE TABLE customers (id int PRIMARY KEY, email text, telefon text, sku text);
-         INSERT INTO customers VALUES (1, 'a@b.c', '123', 'X');",
-        "strict: pii",
-    )
-    .await;
+    let setup = unruled_customers("strict").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("public.customers.email"), "{stderr}");
@@ -220,11 +214,7 @@ async fn strict_mode_refuses_then_allows() {
     );
 
     // strict: all refuses every uncovered column.
-    setup.write_config("strict: all");
-    setup.write_rules(
-        "r.yaml",
-        "tables:\n  public.customers:\n    email: email\n    telefon: phone\n",
-    );
+    strict_all_with_some_rules(&setup);
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -232,6 +222,42 @@ async fn strict_mode_refuses_then_allows() {
         "{stderr}"
     );
     assert!(stderr.contains("public.customers.id (no rule)"), "{stderr}");
+}
+
+/// Personal-looking columns (email, telefon) and an innocent one (sku), no rules, `strict:
+/// pii`: refresh refuses.
+async fn unruled_customers(prefix: &str) -> Setup {
+    Setup::new(
+        prefix,
+        "CREATE TABLE customers (id int PRIMARY KEY, email text, telefon text, sku text);
+         INSERT INTO customers VALUES (1, 'a@b.c', '123', 'X');",
+        "strict: pii",
+    )
+    .await
+}
+
+/// Rules for the personal columns only, under `strict: all`: refresh refuses the others.
+fn strict_all_with_some_rules(setup: &Setup) {
+    setup.write_config("strict: all");
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.customers:\n    email: email\n    telefon: phone\n",
+    );
+}
+
+/// Issue 10: validate refuses both configurations strict mode refuses.
+#[tokio::test]
+async fn validate_refuses_what_strict_mode_refuses() {
+    let setup = unruled_customers("strictv").await;
+    let pii = setup
+        .validate_refuses()
+        .map_err(|e| format!("strict: pii: {e}"));
+    strict_all_with_some_rules(&setup);
+    let all = setup
+        .validate_refuses()
+        .map_err(|e| format!("strict: all: {e}"));
+    let accepted: Vec<String> = [pii, all].into_iter().filter_map(Result::err).collect();
+    assert!(accepted.is_empty(), "{}", accepted.join("\n"));
 }
 
 /// A deliberately leaky rule set — a personal column kept while another column with the same

@@ -1,10 +1,10 @@
 //! The integration tests, one binary: each file of tests/ is a module of it, so the harness
 //! compiles once and the crate links once (not seventeen times).
 //!
-//! `cargo test --test main refresh::` runs one module. The tests share this process: what a
-//! test changes for a child (environment variables, working directory) goes on the child's
-//! command, never on the process (`std::env::set_var` would reach every test running at the
-//! same time).
+//! `cargo test --test main refresh::` runs one module; `cargo test --test main
+//! validate_refuses` the parity cases of every module. The tests share this process: anything
+//! a test changes for a child (environment variables, working directory) goes on the child's
+//! command ([`harness::Restage`]), never on the process.
 
 mod harness;
 mod http_harness;

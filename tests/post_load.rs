@@ -83,10 +83,16 @@ search:
     );
 }
 
+/// Anonymized columns and a tsvector of them without a recompute rule: refresh refuses.
+async fn tsvector_without_a_recompute_rule(prefix: &str) -> Setup {
+    let setup = Setup::new(prefix, SCHEMA, "strict: pii").await;
+    setup.write_rules("r.yaml", RULES);
+    setup
+}
+
 #[tokio::test]
 async fn a_tsvector_without_a_recompute_rule_is_refused() {
-    let setup = Setup::new("tsv", SCHEMA, "strict: pii").await;
-    setup.write_rules("r.yaml", RULES);
+    let setup = tsvector_without_a_recompute_rule("tsv").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -101,6 +107,15 @@ async fn a_tsvector_without_a_recompute_rule_is_refused() {
         stdout.contains("warning: public.users.search is a tsvector"),
         "{stdout}"
     );
+}
+
+/// Issue 10: validate refuses it too.
+#[tokio::test]
+async fn validate_refuses_a_tsvector_without_a_recompute_rule() {
+    let setup = tsvector_without_a_recompute_rule("tsvv").await;
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
 }
 
 #[tokio::test]

@@ -261,6 +261,27 @@ async fn dry_run_touches_nothing() {
     assert!(harness::databases_like(&setup.staging).await.is_empty());
 }
 
+/// Adds `target.grants: [role]` to the setup's config.
+fn grant_to(setup: &Setup, role: &str) {
+    let yaml = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        yaml.replace("  keep: 1\n", &format!("  keep: 1\n  grants: [{role}]\n")),
+    )
+    .unwrap();
+}
+
+/// Issue 10: validate refuses grants to a role the staging server does not have, as
+/// refresh does.
+#[tokio::test]
+async fn validate_refuses_grants_to_a_missing_role() {
+    let setup = Setup::new("grantsv", "CREATE TABLE t (id int);", "strict: off").await;
+    grant_to(&setup, &harness::unique_name("qa"));
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
+}
+
 /// `target.grants`: the roles get CONNECT on the new database and SELECT on its tables and
 /// sequences; production's own privileges are not copied; a role that does not exist stops
 /// the run before anything is built.
@@ -275,12 +296,7 @@ async fn grants_are_given_to_the_configured_roles_only() {
     .await;
     let admin = harness::connect(&harness::admin_url()).await;
     // A missing role: refused before anything is created.
-    let yaml = std::fs::read_to_string(setup.config_path()).unwrap();
-    std::fs::write(
-        setup.config_path(),
-        yaml.replace("  keep: 1\n", &format!("  keep: 1\n  grants: [{role}]\n")),
-    )
-    .unwrap();
+    grant_to(&setup, &role);
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(

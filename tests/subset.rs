@@ -1,9 +1,10 @@
 //! Subsetting (issue 4): sampled refreshes keep every foreign key valid, respect the limits,
 //! and choose the same rows on the next run.
 
+use crate::harness;
+
 use std::collections::BTreeSet;
 
-use crate::harness;
 use crate::harness::Setup;
 
 const SUBSET: &str = include_str!("fixtures/subset.sql");
@@ -165,10 +166,11 @@ async fn sampled_refresh_keeps_foreign_keys_and_limits_and_is_stable() {
     assert_eq!(ids(&stg, "SELECT id FROM orders").await, first_orders);
 }
 
-#[tokio::test]
-async fn bad_sample_specs_are_errors_before_anything_is_copied() {
-    let setup = Setup::new(
-        "subsetbad",
+/// Sample specs naming a table that does not exist, a text column for `since_days`, and
+/// `set_null` on a NOT NULL foreign key: refresh refuses.
+async fn bad_sample_specs(prefix: &str) -> Setup {
+    Setup::new(
+        prefix,
         "CREATE TABLE t (id int PRIMARY KEY, note text, at timestamptz);
          CREATE TABLE c (id int PRIMARY KEY, t_id int NOT NULL REFERENCES t (id));",
         "strict: off
@@ -180,7 +182,12 @@ sample:
     c_t_id_fkey: { dangling: set_null }
 ",
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn bad_sample_specs_are_errors_before_anything_is_copied() {
+    let setup = bad_sample_specs("subsetbad").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -197,6 +204,15 @@ sample:
         stderr.contains("c_t_id_fkey: dangling: set_null, but public.c(t_id) is NOT NULL"),
         "{stderr}"
     );
+}
+
+/// Issue 10: validate refuses them too.
+#[tokio::test]
+async fn validate_refuses_bad_sample_specs() {
+    let setup = bad_sample_specs("subsetbadv").await;
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
 }
 
 /// `max_storage` on the demo database: the roots are scaled down until the plan fits, and the

@@ -289,6 +289,21 @@ impl Setup {
         self.restage().args(args).run().into_parts()
     }
 
+    /// Issue 10: `restage validate` must refuse (exit 2) what `restage refresh` refuses with
+    /// exit 2. Ok when it does; otherwise what it printed, so a test can try several
+    /// configurations and report every one it accepts.
+    pub fn validate_refuses(&self) -> Result<(), String> {
+        let run = self.restage().arg("validate").run();
+        if run.code == 2 {
+            Ok(())
+        } else {
+            Err(format!(
+                "validate exited {} (refresh exits 2)\nstdout:\n{}\nstderr:\n{}",
+                run.code, run.stdout, run.stderr
+            ))
+        }
+    }
+
     pub fn staging_url(&self) -> String {
         url_for(&self.staging)
     }
