@@ -10,6 +10,7 @@ mod harness;
 mod http_harness;
 
 mod anonymize;
+mod architecture;
 mod bad_input;
 mod demo;
 mod deploy;
