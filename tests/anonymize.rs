@@ -3,12 +3,12 @@
 //! anywhere in staging — every text column of every table is searched — while joins on
 //! pseudonymized columns still match.
 
-mod harness;
+use crate::harness;
 
 use std::collections::HashSet;
 
+use crate::harness::Setup;
 use futures_util::StreamExt;
-use harness::Setup;
 
 /// Personal values are made distinctive (`Givenname17q`, …) so that a fake value can never be
 /// equal to one by chance: any hit is a leak.
@@ -170,31 +170,24 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
 
     // Joins on pseudonymized columns still match, as in production.
     let join = "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email";
-    let before: i64 = src.query_one(join, &[]).await.unwrap().get(0);
-    let after: i64 = stg.query_one(join, &[]).await.unwrap().get(0);
+    let before: i64 = harness::scalar(&src, join).await;
+    let after: i64 = harness::scalar(&stg, join).await;
     assert_eq!(before, 2000);
     assert_eq!(
         after, before,
         "orders.customer_email and users.email pseudonymized alike"
     );
     let json_join = "SELECT count(*) FROM events e JOIN users u ON u.email = e.payload->>'email' AND u.id = e.user_id";
-    let after: i64 = stg.query_one(json_join, &[]).await.unwrap().get(0);
+    let after: i64 = harness::scalar(&stg, json_join).await;
     assert_eq!(
         after, 3000,
         "emails inside jsonb pseudonymized like the column"
     );
     // Untouched columns are as they were; unique emails stayed unique.
-    let statuses: i64 = stg
-        .query_one("SELECT count(*) FROM users WHERE status = 'active'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let statuses: i64 =
+        harness::scalar(&stg, "SELECT count(*) FROM users WHERE status = 'active'").await;
     assert_eq!(statuses, 300);
-    let last4: i64 = stg
-        .query_one("SELECT count(*) FROM orders WHERE card LIKE '%' || right(card, 4) AND card ~ '^\\*+\\d{4}$'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let last4: i64 = harness::scalar(&stg, "SELECT count(*) FROM orders WHERE card LIKE '%' || right(card, 4) AND card ~ '^\\*+\\d{4}$'").await;
     assert_eq!(last4, 2000);
 }
 
@@ -202,13 +195,7 @@ async fn no_original_value_of_a_ruled_column_reaches_staging() {
 /// nothing; `--allow-unclassified` lets one run through and says so in the report.
 #[tokio::test]
 async fn strict_mode_refuses_then_allows() {
-    let setup = Setup::new(
-        "strict",
-        "CREATE TABLE customers (id int PRIMARY KEY, email text, telefon text, sku text);
-         INSERT INTO customers VALUES (1, 'a@b.c', '123', 'X');",
-        "strict: pii",
-    )
-    .await;
+    let setup = unruled_customers("strict").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("public.customers.email"), "{stderr}");
@@ -227,11 +214,7 @@ async fn strict_mode_refuses_then_allows() {
     );
 
     // strict: all refuses every uncovered column.
-    setup.write_config("strict: all");
-    setup.write_rules(
-        "r.yaml",
-        "tables:\n  public.customers:\n    email: email\n    telefon: phone\n",
-    );
+    strict_all_with_some_rules(&setup);
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -239,6 +222,42 @@ async fn strict_mode_refuses_then_allows() {
         "{stderr}"
     );
     assert!(stderr.contains("public.customers.id (no rule)"), "{stderr}");
+}
+
+/// Personal-looking columns (email, telefon) and an innocent one (sku), no rules, `strict:
+/// pii`: refresh refuses.
+async fn unruled_customers(prefix: &str) -> Setup {
+    Setup::new(
+        prefix,
+        "CREATE TABLE customers (id int PRIMARY KEY, email text, telefon text, sku text);
+         INSERT INTO customers VALUES (1, 'a@b.c', '123', 'X');",
+        "strict: pii",
+    )
+    .await
+}
+
+/// Rules for the personal columns only, under `strict: all`: refresh refuses the others.
+fn strict_all_with_some_rules(setup: &Setup) {
+    setup.write_config("strict: all");
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.customers:\n    email: email\n    telefon: phone\n",
+    );
+}
+
+/// Issue 10: validate refuses both configurations strict mode refuses.
+#[tokio::test]
+async fn validate_refuses_what_strict_mode_refuses() {
+    let setup = unruled_customers("strictv").await;
+    let pii = setup
+        .validate_refuses()
+        .map_err(|e| format!("strict: pii: {e}"));
+    strict_all_with_some_rules(&setup);
+    let all = setup
+        .validate_refuses()
+        .map_err(|e| format!("strict: all: {e}"));
+    let accepted: Vec<String> = [pii, all].into_iter().filter_map(Result::err).collect();
+    assert!(accepted.is_empty(), "{}", accepted.join("\n"));
 }
 
 /// A deliberately leaky rule set — a personal column kept while another column with the same

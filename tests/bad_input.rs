@@ -3,13 +3,18 @@
 //! its password), exit code 2 (1 for servers that cannot be reached), and changes nothing —
 //! no database is created. Then fuzzing: the config and rules loaders, the YAML key index and
 //! the row stage never panic on arbitrary or mutated input; they return errors.
-
-mod harness;
+//!
+//! The mistakes are one table, [`bad_inputs!`] below. Each entry is a test of `restage
+//! refresh` named after it, and each that refresh refuses with exit 2 is also a test of
+//! `restage validate` in [`validate_refuses`]: validate must refuse what refresh refuses
+//! (issue 10).
 
 use std::path::{Path, PathBuf};
 
-use harness::Setup;
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness;
+use crate::harness::Setup;
+use crate::harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::proxy::Proxy;
 use proptest::prelude::*;
 
 /// A config file in a temp dir, run with `restage refresh`; the staging name is unique so
@@ -36,29 +41,48 @@ impl Bad {
     /// Writes the config (`{staging}` replaced) and runs `restage <args>`.
     fn run(&self, yaml: &str, args: &[&str]) -> (i32, String, String) {
         std::fs::write(self.path(), yaml.replace("{staging}", &self.staging)).unwrap();
-        harness::run_restage(&self.path(), args)
+        harness::restage()
+            .config(self.path())
+            .args(args)
+            .run()
+            .into_parts()
     }
 
     /// Runs `refresh` and checks the exit code, the exact last line of stderr, and that
     /// nothing was created.
     async fn refresh_fails(&self, yaml: &str, code: i32, message: &str) -> String {
-        let (got, out, err) = self.run(yaml, &["refresh"]);
-        assert_eq!(got, code, "stdout:\n{out}\nstderr:\n{err}");
-        let expected = format!(
-            "restage: error: {}",
-            message.replace("{file}", &self.file())
-        );
-        assert_eq!(last_line(&err), expected, "stderr:\n{err}");
-        assert!(
-            harness::databases_like(&self.staging).await.is_empty(),
-            "bad input created a database"
-        );
-        err
+        let run = self.run(yaml, &["refresh"]);
+        assert_refused(
+            &run,
+            code,
+            &message.replace("{file}", &self.file()),
+            &self.staging,
+        )
+        .await;
+        run.2
     }
 
     fn file(&self) -> String {
         self.path().display().to_string()
     }
+}
+
+/// What every refusal shows: the exit code, stderr ending with `restage: error: <message>`
+/// (one line: the last line is exactly that; several: stderr ends with them), and no
+/// database named `staging`.
+async fn assert_refused(run: &(i32, String, String), code: i32, message: &str, staging: &str) {
+    let (got, out, err) = run;
+    assert_eq!(*got, code, "stdout:\n{out}\nstderr:\n{err}");
+    let expected = format!("restage: error: {message}");
+    if expected.contains('\n') {
+        assert!(err.trim_end().ends_with(&expected), "stderr:\n{err}");
+    } else {
+        assert_eq!(last_line(err), expected, "stderr:\n{err}");
+    }
+    assert!(
+        harness::databases_like(staging).await.is_empty(),
+        "bad input created a database"
+    );
 }
 
 fn last_line(stderr: &str) -> &str {
@@ -84,330 +108,548 @@ fn free_port() -> u16 {
         .port()
 }
 
-// ----- restage.yaml -----
+// ----- The table of bad inputs -----
 
-#[tokio::test]
-async fn malformed_yaml_unterminated_quote() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n  url: \"postgres://h/db\ntarget:\n  url: x\n",
-        2,
-        "{file}:5:1: found unexpected end of stream, while scanning a quoted scalar at line 2 column 8",
-    )
-    .await;
+/// What a case needs besides its own folder.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    Nothing,
+    /// A source database made from `schema`: a [`Setup`], whose own restage.yaml has `extra`.
+    Source {
+        prefix: &'static str,
+        schema: &'static str,
+        extra: &'static str,
+    },
+    /// The same, and a TCP proxy in front of the test server.
+    SourceBehindProxy {
+        prefix: &'static str,
+        schema: &'static str,
+    },
 }
 
-#[tokio::test]
-async fn malformed_yaml_bad_indentation() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n  url: x\n   database: y\n",
-        2,
-        "{file}:3:12: mapping values are not allowed in this context",
-    )
-    .await;
+/// The restage.yaml a case runs with.
+#[derive(Clone, Copy)]
+enum Config {
+    /// Written into the case's folder; `{staging}` becomes a name nothing else uses.
+    Yaml(fn(&World) -> String),
+    /// No file at all.
+    Missing,
+    /// The source's own (the [`Setup`]'s), with these rules files.
+    SourceOwn {
+        rules: &'static [(&'static str, &'static str)],
+    },
 }
 
-#[tokio::test]
-async fn malformed_yaml_tab_indentation() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n\turl: x\n",
-        2,
-        "{file}:2:1: found character that cannot start any token, while scanning for the next token",
-    )
-    .await;
+/// What must hold of production after the refusal, besides "no staging database".
+#[derive(Debug, Clone, Copy)]
+enum After {
+    Nothing,
+    /// The source's table `t` has `rows` rows and no generation of it (`<source>__…`) exists.
+    SourceIntact {
+        rows: i64,
+    },
+    /// The source's table `t` has `rows` rows and no other database is named like it:
+    /// nothing created, nothing renamed.
+    SourceAlone {
+        rows: i64,
+    },
 }
 
-#[tokio::test]
-async fn duplicate_key_points_at_the_second_one() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  url: postgres://h/postgres\n  database: app\n  url: postgres://h2/postgres\n",
-        2,
-        "{file}:4:3: target: duplicate field `url`",
-    )
-    .await;
+/// One bad input: the world it needs, its config, and how restage refuses it.
+#[derive(Clone, Copy)]
+struct Case {
+    needs: Needs,
+    config: Config,
+    /// How stderr ends after `restage: error: ` (`{file}`: the config file's path).
+    message: fn(&World) -> String,
+    /// What stderr must not contain (passwords, a command's output).
+    hidden: &'static [&'static str],
+    after: After,
 }
 
-#[tokio::test]
-async fn wrong_type_jobs() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        &config("postgres://h/db", "postgres://h/postgres", "jobs: many\n"),
-        2,
-        "{file}:8:7: jobs: invalid type: string \"many\", expected usize",
-    )
-    .await;
+impl Case {
+    fn new(config: Config, message: fn(&World) -> String) -> Case {
+        Case {
+            needs: Needs::Nothing,
+            config,
+            message,
+            hidden: &[],
+            after: After::Nothing,
+        }
+    }
+
+    fn yaml(config: fn(&World) -> String, message: fn(&World) -> String) -> Case {
+        Case::new(Config::Yaml(config), message)
+    }
+
+    fn needs(self, needs: Needs) -> Case {
+        Case { needs, ..self }
+    }
+
+    fn hidden(self, hidden: &'static [&'static str]) -> Case {
+        Case { hidden, ..self }
+    }
+
+    fn after(self, after: After) -> Case {
+        Case { after, ..self }
+    }
 }
 
-#[tokio::test]
-async fn wrong_type_keep() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  url: postgres://h/postgres\n  database: app\n  keep: -1\n",
-        2,
-        "{file}:4:9: target.keep: invalid type: integer `-1`, expected u32",
-    )
-    .await;
+/// What a case was run in: its folder, the source and proxy it needs, the config path.
+struct World {
+    bad: Bad,
+    source: Option<Setup>,
+    proxy: Option<Proxy>,
+    /// A port where nothing listens.
+    port: u16,
+    config: PathBuf,
+    /// The staging database the config names (it must not be created).
+    staging: String,
 }
 
-#[tokio::test]
-async fn wrong_type_database_list() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  url: postgres://h/postgres\n  database: [a, b]\n",
-        2,
-        "{file}:3:13: target.database: invalid type: sequence, expected a string",
-    )
-    .await;
+impl World {
+    async fn arrange(case: &Case) -> World {
+        let bad = Bad::new();
+        let (source, proxy) = match case.needs {
+            Needs::Nothing => (None, None),
+            Needs::Source {
+                prefix,
+                schema,
+                extra,
+            } => (Some(Setup::new(prefix, schema, extra).await), None),
+            Needs::SourceBehindProxy { prefix, schema } => (
+                Some(Setup::new(prefix, schema, "").await),
+                Some(Proxy::postgres()),
+            ),
+        };
+        let mut world = World {
+            config: bad.path(),
+            staging: bad.staging.clone(),
+            bad,
+            source,
+            proxy,
+            port: free_port(),
+        };
+        match case.config {
+            Config::Yaml(yaml) => {
+                let text = yaml(&world).replace("{staging}", &world.bad.staging);
+                std::fs::write(&world.config, text).unwrap();
+            }
+            Config::Missing => {}
+            Config::SourceOwn { rules } => {
+                let setup = world.source();
+                for (name, text) in rules {
+                    setup.write_rules(name, text);
+                }
+                let (config, staging) = (setup.config_path(), setup.staging.clone());
+                world.config = config;
+                world.staging = staging;
+            }
+        }
+        world
+    }
+
+    fn source(&self) -> &Setup {
+        self.source
+            .as_ref()
+            .expect("the case declares Needs::Source")
+    }
+
+    fn proxy_port(&self) -> u16 {
+        self.proxy
+            .as_ref()
+            .expect("the case declares Needs::SourceBehindProxy")
+            .port()
+    }
+
+    /// A rules file of the source's folder (Config::SourceOwn).
+    fn rules_file(&self, name: &str) -> String {
+        self.source()
+            .dir
+            .path()
+            .join("rules")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        harness::restage()
+            .config(&self.config)
+            .args(args)
+            .run()
+            .into_parts()
+    }
+
+    fn message(&self, case: &Case) -> String {
+        (case.message)(self).replace("{file}", &self.config.display().to_string())
+    }
 }
 
-#[tokio::test]
-async fn unknown_top_level_key_suggests() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n  url: postgres://h/db\ntraget:\n  url: postgres://h/postgres\n",
-        2,
-        "{file}:3:1: unknown key `traget`, did you mean `target`?",
-    )
-    .await;
+/// `restage refresh` refuses the case with `code`: the message, nothing created, nothing
+/// hidden shown, production as it was.
+async fn refresh_refuses(code: i32, case: Case) {
+    let world = World::arrange(&case).await;
+    let run = world.run(&["refresh"]);
+    assert_refused(&run, code, &world.message(&case), &world.staging).await;
+    for hidden in case.hidden {
+        assert!(!run.2.contains(hidden), "{}", run.2);
+    }
+    match case.after {
+        After::Nothing => {}
+        After::SourceIntact { rows } => {
+            let source = &world.source().source;
+            let n: i64 = harness::scalar(&source.client().await, "SELECT count(*) FROM t").await;
+            assert_eq!(n, rows);
+            assert_eq!(
+                harness::databases_like(&format!("{}__", source.name)).await,
+                Vec::<String>::new()
+            );
+        }
+        After::SourceAlone { rows } => {
+            let source = &world.source().source;
+            assert_eq!(
+                harness::databases_like(&source.name).await,
+                vec![source.name.clone()],
+                "nothing created, nothing renamed"
+            );
+            let n: i64 = harness::scalar(&source.client().await, "SELECT count(*) FROM t").await;
+            assert_eq!(n, rows);
+        }
+    }
 }
 
-#[tokio::test]
-async fn unknown_nested_key_suggests() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  url: postgres://h/postgres\n  databse: app\n",
-        2,
-        "{file}:3:3: target: unknown key `databse`, did you mean `database`?",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn unknown_key_in_a_list_item_suggests() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "cache:\n  warm:\n    - query: SELECT 1 AS id\n      kye: \"k:{id}\"\n",
-        2,
-        "{file}:4:7: cache.warm[0]: unknown key `kye`, did you mean `key`?",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn unknown_key_far_from_any_lists_them() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  zzzzzz: 1\n",
-        2,
-        "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn unset_variable_is_named() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        &config(
-            "${RESTAGE_TEST_SURELY_UNSET_VAR}",
-            "postgres://h/postgres",
-            "",
-        ),
-        2,
-        "{file}:2:3: source.url: environment variable RESTAGE_TEST_SURELY_UNSET_VAR is not set",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn unreadable_secret_file() {
-    let bad = Bad::new();
-    let missing = bad.dir.path().join("no-such-secret");
-    let yaml = format!(
-        "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {{staging}}\nsecret: file:{}\n",
-        missing.display()
-    );
-    bad.refresh_fails(
-        &yaml,
-        2,
-        &format!(
-            "{{file}}:6:1: secret: cannot read secret file {}: No such file or directory (os error 2)",
-            missing.display()
-        ),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn secret_file_that_is_a_directory() {
-    let bad = Bad::new();
-    let yaml = format!(
-        "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {{staging}}\nsecret: file:{}\n",
-        bad.dir.path().display()
-    );
-    bad.refresh_fails(
-        &yaml,
-        2,
-        &format!(
-            "{{file}}:6:1: secret: cannot read secret file {}: Is a directory (os error 21)",
-            bad.dir.path().display()
-        ),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn failing_cmd_hides_its_output() {
-    let bad = Bad::new();
-    let err = bad
-        .refresh_fails(
-            "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\nsecret: cmd:sh -c \"echo cmd-output-token-5521; echo cmd-stderr-token-5521 >&2; exit 3\"\n",
-            2,
-            "{file}:6:1: secret: `sh` failed with exit status: 3 (its output is not shown, it may hold secrets)",
-        )
-        .await;
-    assert!(!err.contains("token-5521"), "{err}");
-}
-
-#[tokio::test]
-async fn cmd_that_does_not_exist() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n  url: cmd:restage-no-such-secret-tool --get prod\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\n",
-        2,
-        "{file}:2:3: source.url: cannot run `restage-no-such-secret-tool`: No such file or directory (os error 2)",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn secret_too_short() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\nsecret: short-secret\n",
-        2,
-        "{file}:6:1: secret: must be at least 16 characters: it is the only thing between a pseudonym and its original",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_sslmode() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        &config(
-            "postgres://h/db?sslmode=verify-everything",
-            "postgres://h/postgres",
-            "",
-        ),
-        2,
-        "{file}:2:3: source.url: unknown sslmode `verify-everything` (use disable, prefer, require, verify-ca or verify-full)",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_size_and_duration() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        &config(
-            "postgres://h/db",
-            "postgres://h/postgres",
-            "sample:\n  max_storage: 2 parsecs\n",
-        ),
-        2,
-        "{file}:9:3: sample: unknown size unit `parsecs` in `2 parsecs` (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)",
-    )
-    .await;
-    bad.refresh_fails(
-        &config(
-            "postgres://h/db",
-            "postgres://h/postgres",
-            "cache:\n  warm:\n    - { query: SELECT 1 AS id, key: \"k:{id}\", ttl: 5 fortnights }\n",
-        ),
-        2,
-        "{file}:10:7: cache.warm[0]: `5 fortnights` is not a duration (examples: 500ms, 30s, 5m, 1h, 1h30m)",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn missing_config_file() {
-    let bad = Bad::new();
-    let (code, _, err) = harness::run_restage(&bad.path(), &["refresh"]);
-    assert_eq!(code, 2, "{err}");
+/// `restage validate` refuses (exit 2) a case that `restage refresh` refuses with exit 2,
+/// creates nothing, and shows nothing hidden.
+async fn assert_validate_refuses(case: Case) {
+    let world = World::arrange(&case).await;
+    let (code, out, err) = world.run(&["validate"]);
     assert_eq!(
-        last_line(&err),
-        format!(
-            "restage: error: {}: no such file (give one with -c FILE; `restage demo` needs none)",
-            bad.file()
-        )
-    );
-}
-
-#[tokio::test]
-async fn missing_section_is_named() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "jobs: 2\n",
+        code,
         2,
-        "{file}: section `source` is missing; `refresh` needs it",
-    )
-    .await;
+        "`restage validate` did not refuse a configuration `restage refresh` refuses (refresh says: {})\nstdout:\n{out}\nstderr:\n{err}",
+        world.message(&case)
+    );
+    for hidden in case.hidden {
+        assert!(!err.contains(hidden), "{err}");
+    }
+    assert!(harness::databases_like(&world.staging).await.is_empty());
 }
 
-// ----- Servers -----
+/// Each `name => case` is a test `name` of `restage refresh`; those under `refused` (exit 2)
+/// are also a test `validate_refuses::name` of `restage validate`.
+macro_rules! bad_inputs {
+    (
+        refused: { $( $(#[$r_doc:meta])* $r:ident => $r_case:expr, )* }
+        unreachable: { $( $(#[$u_doc:meta])* $u:ident => $u_case:expr, )* }
+    ) => {
+        $(
+            $(#[$r_doc])*
+            #[tokio::test]
+            async fn $r() {
+                refresh_refuses(2, $r_case).await;
+            }
+        )*
+        $(
+            $(#[$u_doc])*
+            #[tokio::test]
+            async fn $u() {
+                refresh_refuses(1, $u_case).await;
+            }
+        )*
+        /// Issue 10: `restage validate` exits 2 on every configuration above that makes
+        /// `restage refresh` exit 2.
+        mod validate_refuses {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $r() {
+                    assert_validate_refuses($r_case).await;
+                }
+            )*
+        }
+    };
+}
 
-/// A closed port: exit 1, the server named, its password nowhere.
-#[tokio::test]
-async fn unreachable_source_is_named_without_password() {
-    let bad = Bad::new();
-    let port = free_port();
-    let err = bad
-        .refresh_fails(
-            &config(
-                &format!("postgres://postgres:pw-Unreachable-7731@127.0.0.1:{port}/proddb"),
+/// A source with one empty table, for the cases that compare the target with it.
+const ONE_TABLE: &str = "CREATE TABLE t (id int);";
+
+bad_inputs! {
+    refused: {
+        // ----- restage.yaml -----
+        malformed_yaml_unterminated_quote => Case::yaml(
+            |_| "source:\n  url: \"postgres://h/db\ntarget:\n  url: x\n".into(),
+            |_| "{file}:5:1: found unexpected end of stream, while scanning a quoted scalar at line 2 column 8".into(),
+        ),
+        malformed_yaml_bad_indentation => Case::yaml(
+            |_| "source:\n  url: x\n   database: y\n".into(),
+            |_| "{file}:3:12: mapping values are not allowed in this context".into(),
+        ),
+        malformed_yaml_tab_indentation => Case::yaml(
+            |_| "source:\n\turl: x\n".into(),
+            |_| "{file}:2:1: found character that cannot start any token, while scanning for the next token".into(),
+        ),
+        duplicate_key_points_at_the_second_one => Case::yaml(
+            |_| "target:\n  url: postgres://h/postgres\n  database: app\n  url: postgres://h2/postgres\n".into(),
+            |_| "{file}:4:3: target: duplicate field `url`".into(),
+        ),
+        wrong_type_jobs => Case::yaml(
+            |_| config("postgres://h/db", "postgres://h/postgres", "jobs: many\n"),
+            |_| "{file}:8:7: jobs: invalid type: string \"many\", expected usize".into(),
+        ),
+        wrong_type_keep => Case::yaml(
+            |_| "target:\n  url: postgres://h/postgres\n  database: app\n  keep: -1\n".into(),
+            |_| "{file}:4:9: target.keep: invalid type: integer `-1`, expected u32".into(),
+        ),
+        wrong_type_database_list => Case::yaml(
+            |_| "target:\n  url: postgres://h/postgres\n  database: [a, b]\n".into(),
+            |_| "{file}:3:13: target.database: invalid type: sequence, expected a string".into(),
+        ),
+        unknown_top_level_key_suggests => Case::yaml(
+            |_| "source:\n  url: postgres://h/db\ntraget:\n  url: postgres://h/postgres\n".into(),
+            |_| "{file}:3:1: unknown key `traget`, did you mean `target`?".into(),
+        ),
+        unknown_nested_key_suggests => Case::yaml(
+            |_| "target:\n  url: postgres://h/postgres\n  databse: app\n".into(),
+            |_| "{file}:3:3: target: unknown key `databse`, did you mean `database`?".into(),
+        ),
+        unknown_key_in_a_list_item_suggests => Case::yaml(
+            |_| "cache:\n  warm:\n    - query: SELECT 1 AS id\n      kye: \"k:{id}\"\n".into(),
+            |_| "{file}:4:7: cache.warm[0]: unknown key `kye`, did you mean `key`?".into(),
+        ),
+        unknown_key_far_from_any_lists_them => Case::yaml(
+            |_| "target:\n  zzzzzz: 1\n".into(),
+            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants".into(),
+        ),
+        unset_variable_is_named => Case::yaml(
+            |_| config("${RESTAGE_TEST_SURELY_UNSET_VAR}", "postgres://h/postgres", ""),
+            |_| "{file}:2:3: source.url: environment variable RESTAGE_TEST_SURELY_UNSET_VAR is not set".into(),
+        ),
+        unreadable_secret_file => Case::yaml(
+            |w| format!(
+                "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {{staging}}\nsecret: file:{}\n",
+                w.bad.dir.path().join("no-such-secret").display()
+            ),
+            |w| format!(
+                "{{file}}:6:1: secret: cannot read secret file {}: No such file or directory (os error 2)",
+                w.bad.dir.path().join("no-such-secret").display()
+            ),
+        ),
+        secret_file_that_is_a_directory => Case::yaml(
+            |w| format!(
+                "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {{staging}}\nsecret: file:{}\n",
+                w.bad.dir.path().display()
+            ),
+            |w| format!(
+                "{{file}}:6:1: secret: cannot read secret file {}: Is a directory (os error 21)",
+                w.bad.dir.path().display()
+            ),
+        ),
+        failing_cmd_hides_its_output => Case::yaml(
+            |_| "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\nsecret: cmd:sh -c \"echo cmd-output-token-5521; echo cmd-stderr-token-5521 >&2; exit 3\"\n".into(),
+            |_| "{file}:6:1: secret: `sh` failed with exit status: 3 (its output is not shown, it may hold secrets)".into(),
+        )
+        .hidden(&["token-5521"]),
+        cmd_that_does_not_exist => Case::yaml(
+            |_| "source:\n  url: cmd:restage-no-such-secret-tool --get prod\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\n".into(),
+            |_| "{file}:2:3: source.url: cannot run `restage-no-such-secret-tool`: No such file or directory (os error 2)".into(),
+        ),
+        secret_too_short => Case::yaml(
+            |_| "source:\n  url: postgres://h/db\ntarget:\n  url: postgres://h/postgres\n  database: {staging}\nsecret: short-secret\n".into(),
+            |_| "{file}:6:1: secret: must be at least 16 characters: it is the only thing between a pseudonym and its original".into(),
+        ),
+        bad_sslmode => Case::yaml(
+            |_| config("postgres://h/db?sslmode=verify-everything", "postgres://h/postgres", ""),
+            |_| "{file}:2:3: source.url: unknown sslmode `verify-everything` (use disable, prefer, require, verify-ca or verify-full)".into(),
+        ),
+        bad_size => Case::yaml(
+            |_| config("postgres://h/db", "postgres://h/postgres", "sample:\n  max_storage: 2 parsecs\n"),
+            |_| "{file}:9:3: sample: unknown size unit `parsecs` in `2 parsecs` (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)".into(),
+        ),
+        bad_duration => Case::yaml(
+            |_| config(
+                "postgres://h/db",
+                "postgres://h/postgres",
+                "cache:\n  warm:\n    - { query: SELECT 1 AS id, key: \"k:{id}\", ttl: 5 fortnights }\n",
+            ),
+            |_| "{file}:10:7: cache.warm[0]: `5 fortnights` is not a duration (examples: 500ms, 30s, 5m, 1h, 1h30m)".into(),
+        ),
+        missing_config_file => Case::new(
+            Config::Missing,
+            |_| "{file}: no such file (give one with -c FILE; `restage demo` needs none)".into(),
+        ),
+        missing_section_is_named => Case::yaml(
+            |_| "jobs: 2\n".into(),
+            |_| "{file}: section `source` is missing; `refresh` needs it".into(),
+        ),
+
+        // ----- Configurations that would damage production or staging -----
+        target_database_named_like_the_source_is_refused => Case::yaml(
+            |w| format!(
+                "source:\n  url: {}\ntarget:\n  url: {}\n  database: {}\n",
+                w.source().source.url(),
+                harness::admin_url(),
+                w.source().source.name
+            ),
+            |w| format!(
+                "{{file}}:5:3: target.database: is the source database ({} on {}@127.0.0.1:5432/{}); restage would replace production",
+                w.source().source.name,
+                harness::admin_user(),
+                w.source().source.name
+            ),
+        )
+        .needs(Needs::Source { prefix: "samedb", schema: ONE_TABLE, extra: "" })
+        // The source is untouched: same name, same comment, still accepting connections.
+        .after(After::SourceIntact { rows: 0 }),
+        /// The same check when the URLs name the server differently (here the source goes
+        /// through a proxy, as it could through a host alias, an IP address or a Unix
+        /// socket): restage asks the servers, and refuses before creating anything;
+        /// production is untouched.
+        target_database_is_the_source_under_another_address => Case::yaml(
+            |w| format!(
+                "source:\n  url: {}\ntarget:\n  url: {}\n  database: {}\nstrict: off\n",
+                harness::url_via(w.proxy_port(), &w.source().source.name),
+                harness::admin_url(),
+                w.source().source.name
+            ),
+            |w| format!(
+                "target.database: {0} is the source database ({1}@127.0.0.1:{2}/{0}), on the same server under another address; restage would replace production (nothing was changed)",
+                w.source().source.name,
+                harness::admin_user(),
+                w.proxy_port()
+            ),
+        )
+        .needs(Needs::SourceBehindProxy {
+            prefix: "samealias",
+            schema: "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+        })
+        .after(After::SourceAlone { rows: 2 }),
+        /// And the maintenance connection on the source database, under another address.
+        target_url_is_the_source_under_another_address => Case::yaml(
+            |w| format!(
+                "source:\n  url: {}\ntarget:\n  url: {}\n  database: {{staging}}\nstrict: off\n",
+                harness::url_via(w.proxy_port(), &w.source().source.name),
+                w.source().source.url(),
+            ),
+            |w| format!(
+                "target.url: connects to the source database ({}), on the same server under another address; use a maintenance database of the staging server, such as postgres (nothing was changed)",
+                w.source().source.name
+            ),
+        )
+        .needs(Needs::SourceBehindProxy { prefix: "samealias2", schema: ONE_TABLE }),
+        target_url_on_the_source_database_is_refused => Case::yaml(
+            |w| format!(
+                "source:\n  url: {0}\ntarget:\n  url: {0}\n  database: {{staging}}\n",
+                w.source().source.url()
+            ),
+            |w| format!(
+                "{{file}}:4:3: target.url: points at the source database ({}); use a maintenance database of the staging server, such as postgres",
+                w.source().source.name
+            ),
+        )
+        .needs(Needs::Source { prefix: "sameurl", schema: ONE_TABLE, extra: "" }),
+        target_url_on_the_staging_database_is_refused => Case::yaml(
+            |w| format!(
+                "source:\n  url: {}\ntarget:\n  url: {}\n  database: {{staging}}\n",
+                harness::url_for("postgres"),
+                harness::url_for(&w.bad.staging)
+            ),
+            |w| format!(
+                "{{file}}:4:3: target.url: connects to {}, which restage renames; use a maintenance database such as postgres",
+                w.bad.staging
+            ),
+        ),
+        target_database_with_the_generation_infix_is_refused => Case::yaml(
+            |_| "target:\n  url: postgres://h/postgres\n  database: app__restage_x\n".into(),
+            |_| "{file}:3:3: target.database: must not contain `__restage_`, which restage uses for generations".into(),
+        ),
+
+        // ----- Rules -----
+        /// Rules written for another schema: every table and column that does not exist is
+        /// named with its file:line:col, all at once, before anything is created.
+        rules_for_another_schema => Case::new(
+            Config::SourceOwn {
+                rules: &[(
+                    "crm.yaml",
+                    "tables:\n  public.customers:\n    email: set_null\n  public.users:\n    emial: set_null\n  billing.invoices:\n    total: keep\n",
+                )],
+            },
+            |w| {
+                let r = w.rules_file("crm.yaml");
+                format!(
+                    "{r}:2:3: table public.customers does not exist in the source\n{r}:5:5: public.users.emial: no such column, did you mean `email`?\n{r}:6:3: table billing.invoices does not exist in the source"
+                )
+            },
+        )
+        .needs(Needs::Source {
+            prefix: "otherschema",
+            schema: "CREATE TABLE users (id int PRIMARY KEY, email text);",
+            extra: "strict: off",
+        }),
+        rules_file_with_a_syntax_error => Case::new(
+            Config::SourceOwn {
+                rules: &[("a.yaml", "tables:\n  public.users:\n    id: {transform: keep\n")],
+            },
+            |w| format!(
+                "{}:4:1: did not find expected ',' or '}}', while parsing a flow mapping at line 3 column 9",
+                w.rules_file("a.yaml")
+            ),
+        )
+        .needs(Needs::Source {
+            prefix: "rulesyntax",
+            schema: "CREATE TABLE users (id int);",
+            extra: "strict: off",
+        }),
+        rules_path_that_does_not_exist => Case::new(
+            Config::SourceOwn { rules: &[] },
+            |w| format!(
+                "{}: no such rules file or folder",
+                w.source().dir.path().join("no-such-rules/").display()
+            ),
+        )
+        .needs(Needs::Source {
+            prefix: "rulesmissing",
+            schema: "CREATE TABLE users (id int);",
+            extra: "strict: off\nrules: no-such-rules/",
+        }),
+    }
+    unreachable: {
+        /// A closed port: exit 1, the server named, its password nowhere.
+        unreachable_source_is_named_without_password => Case::yaml(
+            |w| config(
+                &format!("postgres://postgres:pw-Unreachable-7731@127.0.0.1:{}/proddb", w.port),
                 &harness::admin_url(),
                 "",
             ),
-            1,
-            &format!(
-                "postgres@127.0.0.1:{port}/proddb: cannot connect: error connecting to server: Connection refused (os error 111)"
+            |w| format!(
+                "postgres@127.0.0.1:{}/proddb: cannot connect: error connecting to server: Connection refused (os error 111)",
+                w.port
             ),
         )
-        .await;
-    assert!(!err.contains("pw-Unreachable-7731"), "{err}");
-}
-
-/// The target is contacted first (for the lock): its failure names it.
-#[tokio::test]
-async fn unreachable_target_is_named_without_password() {
-    let bad = Bad::new();
-    let port = free_port();
-    let err = bad
-        .refresh_fails(
-            &config(
+        .hidden(&["pw-Unreachable-7731"]),
+        /// The target is contacted first (for the lock): its failure names it.
+        unreachable_target_is_named_without_password => Case::yaml(
+            |w| config(
                 &harness::url_for("postgres"),
-                &format!("postgres://admin:pw-Unreachable-8842@127.0.0.1:{port}/postgres"),
+                &format!("postgres://admin:pw-Unreachable-8842@127.0.0.1:{}/postgres", w.port),
                 "",
             ),
-            1,
-            &format!(
-                "admin@127.0.0.1:{port}/postgres: cannot connect: error connecting to server: Connection refused (os error 111)"
+            |w| format!(
+                "admin@127.0.0.1:{}/postgres: cannot connect: error connecting to server: Connection refused (os error 111)",
+                w.port
             ),
         )
-        .await;
-    assert!(!err.contains("pw-Unreachable-8842"), "{err}");
+        .hidden(&["pw-Unreachable-8842"]),
+    }
 }
+
+// ----- Servers that answer badly -----
 
 /// A server that accepts TCP and drops it at once (a proxy refusing): exit 1, named.
 #[tokio::test]
 async fn refusing_server_is_named() {
     let bad = Bad::new();
-    let proxy = harness::proxy::Proxy::postgres();
+    let proxy = Proxy::postgres();
     proxy.refuse(true);
     let (code, out, err) = bad.run(
         &config(
@@ -475,230 +717,6 @@ async fn wrong_password_is_named_without_password() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!format!("{out}{err}").contains("Correct-Horse-4417"));
-}
-
-// ----- Configurations that would damage production or staging -----
-
-#[tokio::test]
-async fn target_database_named_like_the_source_is_refused() {
-    let setup = Setup::new("samedb", "CREATE TABLE t (id int);", "").await;
-    let bad = Bad::new();
-    let source = setup.source.url();
-    let yaml = format!(
-        "source:\n  url: {source}\ntarget:\n  url: {}\n  database: {}\n",
-        harness::admin_url(),
-        setup.source.name
-    );
-    let (code, out, err) = bad.run(&yaml, &["refresh"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    assert_eq!(
-        last_line(&err),
-        format!(
-            "restage: error: {}:5:3: target.database: is the source database ({} on {}@127.0.0.1:5432/{}); restage would replace production",
-            bad.file(),
-            setup.source.name,
-            harness::admin_user(),
-            setup.source.name
-        )
-    );
-    // The source is untouched: same name, same comment, still accepting connections.
-    let t: i64 = setup
-        .source
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(t, 0);
-    assert_eq!(
-        harness::databases_like(&format!("{}__", setup.source.name)).await,
-        Vec::<String>::new()
-    );
-}
-
-/// The same check when the URLs name the server differently (here the source goes through
-/// a proxy, as it could through a host alias, an IP address or a Unix socket): restage asks
-/// the servers, and refuses before creating anything; production is untouched.
-#[tokio::test]
-async fn target_database_is_the_source_under_another_address() {
-    let setup = Setup::new(
-        "samealias",
-        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
-        "",
-    )
-    .await;
-    let proxy = harness::proxy::Proxy::postgres();
-    let bad = Bad::new();
-    let yaml = format!(
-        "source:\n  url: {}\ntarget:\n  url: {}\n  database: {}\nstrict: off\n",
-        harness::url_via(proxy.port(), &setup.source.name),
-        harness::admin_url(),
-        setup.source.name
-    );
-    let (code, out, err) = bad.run(&yaml, &["refresh"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    assert_eq!(
-        last_line(&err),
-        format!(
-            "restage: error: target.database: {0} is the source database ({1}@127.0.0.1:{2}/{0}), on the same server under another address; restage would replace production (nothing was changed)",
-            setup.source.name,
-            harness::admin_user(),
-            proxy.port()
-        )
-    );
-    assert_eq!(
-        harness::databases_like(&setup.source.name).await,
-        vec![setup.source.name.clone()],
-        "nothing created, nothing renamed"
-    );
-    let n: i64 = setup
-        .source
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
-}
-
-/// And the maintenance connection on the source database, under another address.
-#[tokio::test]
-async fn target_url_is_the_source_under_another_address() {
-    let setup = Setup::new("samealias2", "CREATE TABLE t (id int);", "").await;
-    let proxy = harness::proxy::Proxy::postgres();
-    let bad = Bad::new();
-    let yaml = format!(
-        "source:\n  url: {}\ntarget:\n  url: {}\n  database: {{staging}}\nstrict: off\n",
-        harness::url_via(proxy.port(), &setup.source.name),
-        setup.source.url(),
-    );
-    bad.refresh_fails(
-        &yaml,
-        2,
-        &format!(
-            "target.url: connects to the source database ({}), on the same server under another address; use a maintenance database of the staging server, such as postgres (nothing was changed)",
-            setup.source.name
-        ),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn target_url_on_the_source_database_is_refused() {
-    let setup = Setup::new("sameurl", "CREATE TABLE t (id int);", "").await;
-    let bad = Bad::new();
-    let yaml = format!(
-        "source:\n  url: {0}\ntarget:\n  url: {0}\n  database: {{staging}}\n",
-        setup.source.url()
-    );
-    bad.refresh_fails(
-        &yaml,
-        2,
-        &format!(
-            "{{file}}:4:3: target.url: points at the source database ({}); use a maintenance database of the staging server, such as postgres",
-            setup.source.name
-        ),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn target_url_on_the_staging_database_is_refused() {
-    let bad = Bad::new();
-    let yaml = format!(
-        "source:\n  url: {}\ntarget:\n  url: {}\n  database: {{staging}}\n",
-        harness::url_for("postgres"),
-        harness::url_for(&bad.staging)
-    );
-    bad.refresh_fails(
-        &yaml,
-        2,
-        &format!(
-            "{{file}}:4:3: target.url: connects to {}, which restage renames; use a maintenance database such as postgres",
-            bad.staging
-        ),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn target_database_with_the_generation_infix_is_refused() {
-    let bad = Bad::new();
-    bad.refresh_fails(
-        "target:\n  url: postgres://h/postgres\n  database: app__restage_x\n",
-        2,
-        "{file}:3:3: target.database: must not contain `__restage_`, which restage uses for generations",
-    )
-    .await;
-}
-
-// ----- Rules -----
-
-/// Rules written for another schema: every table and column that does not exist is named
-/// with its file:line:col, all at once, before anything is created.
-#[tokio::test]
-async fn rules_for_another_schema() {
-    let setup = Setup::new(
-        "otherschema",
-        "CREATE TABLE users (id int PRIMARY KEY, email text);",
-        "strict: off",
-    )
-    .await;
-    setup.write_rules(
-        "crm.yaml",
-        "tables:\n  public.customers:\n    email: set_null\n  public.users:\n    emial: set_null\n  billing.invoices:\n    total: keep\n",
-    );
-    let (code, out, err) = setup.run(&["refresh"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    let rules = setup.dir.path().join("rules").join("crm.yaml");
-    let r = rules.display();
-    let expected = format!(
-        "restage: error: {r}:2:3: table public.customers does not exist in the source\n{r}:5:5: public.users.emial: no such column, did you mean `email`?\n{r}:6:3: table billing.invoices does not exist in the source"
-    );
-    assert!(err.trim_end().ends_with(&expected), "stderr:\n{err}");
-    assert!(harness::databases_like(&setup.staging).await.is_empty());
-}
-
-#[tokio::test]
-async fn rules_file_with_a_syntax_error() {
-    let setup = Setup::new("rulesyntax", "CREATE TABLE users (id int);", "strict: off").await;
-    setup.write_rules(
-        "a.yaml",
-        "tables:\n  public.users:\n    id: {transform: keep\n",
-    );
-    let (code, out, err) = setup.run(&["refresh"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    let rules = setup.dir.path().join("rules").join("a.yaml");
-    assert_eq!(
-        last_line(&err),
-        format!(
-            "restage: error: {}:4:1: did not find expected ',' or '}}', while parsing a flow mapping at line 3 column 9",
-            rules.display()
-        )
-    );
-    assert!(harness::databases_like(&setup.staging).await.is_empty());
-}
-
-#[tokio::test]
-async fn rules_path_that_does_not_exist() {
-    let setup = Setup::new(
-        "rulesmissing",
-        "CREATE TABLE users (id int);",
-        "strict: off\nrules: no-such-rules/",
-    )
-    .await;
-    let (code, out, err) = setup.run(&["refresh"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    assert_eq!(
-        last_line(&err),
-        format!(
-            "restage: error: {}: no such rules file or folder",
-            setup.dir.path().join("no-such-rules/").display()
-        )
-    );
-    assert!(harness::databases_like(&setup.staging).await.is_empty());
 }
 
 // ----- Fuzzing: never a panic, only errors -----

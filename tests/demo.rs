@@ -1,6 +1,6 @@
 //! `restage demo`, the README's first command, end to end (small scale, own database names).
 
-mod harness;
+use crate::harness;
 
 struct Cleanup(String);
 
@@ -44,10 +44,8 @@ fn demo_refreshes_an_anonymized_staging_database() {
     let source = harness::unique_name("demo");
     let target = format!("{source}_stg");
     let _cleanup = Cleanup(source.clone());
-    let out = std::process::Command::new(harness::restage_bin())
+    let out = harness::restage()
         .args([
-            "--progress",
-            "never",
             "demo",
             "--scale",
             "0.2",
@@ -56,11 +54,9 @@ fn demo_refreshes_an_anonymized_staging_database() {
             "--target-db",
             &target,
         ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        .run();
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("is live"), "{stdout}");
     assert!(stdout.contains("verification: passed=true"), "{stdout}");
     assert!(
@@ -83,8 +79,8 @@ fn demo_refreshes_an_anonymized_staging_database() {
             let prod = &prod;
             let stg = &stg;
             async move {
-                let a: i64 = prod.query_one(sql, &[]).await.unwrap().get(0);
-                let b: i64 = stg.query_one(sql, &[]).await.unwrap().get(0);
+                let a: i64 = harness::scalar(prod, sql).await;
+                let b: i64 = harness::scalar(stg, sql).await;
                 (a, b)
             }
         };
@@ -98,21 +94,10 @@ fn demo_refreshes_an_anonymized_staging_database() {
             .into_iter()
             .map(|r| r.get(0))
             .collect();
-        let leaked: i64 = stg
-            .query_one("SELECT count(*) FROM users WHERE email = ANY($1)", &[&emails])
-            .await
-            .unwrap()
-            .get(0);
+        let leaked: i64 = harness::scalar_with(&stg, "SELECT count(*) FROM users WHERE email = ANY($1)", &[&emails]).await;
         assert_eq!(leaked, 0);
         // Joins on pseudonymized emails still join.
-        let joined: i64 = stg
-            .query_one(
-                "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email AND u.id = o.user_id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let joined: i64 = harness::scalar(&stg, "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email AND u.id = o.user_id").await;
         let (orders, _) = count("SELECT count(*) FROM orders").await;
         assert_eq!(joined, orders, "every order's customer_email matches its user's fake email");
     });

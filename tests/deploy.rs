@@ -5,14 +5,12 @@
 //! Commands under test are `ln -sfn VALUE STATE/NAME` (no shell); the test servers read the
 //! symlinks. See `http_harness` for the protocol.
 
-mod harness;
-#[path = "http_harness/mod.rs"]
-mod http_harness;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;
 
-use http_harness::{
+use crate::http_harness::{
     Behaviour, Server, instance, metrics, read_value, restage, version_of, write_config,
     write_value,
 };
@@ -821,14 +819,12 @@ async fn an_interrupted_deployment_kills_its_commands_and_records_it() {
             state.display()
         ),
     );
-    let child = tokio::process::Command::new(harness::restage_bin())
-        .arg("-c")
-        .arg(&config)
+    let child = harness::restage()
+        .config(&config)
         .args(["deploy", "rolling", "2.0", "--from", "1.0"])
         .env("RESTAGE_ACTOR", "tester")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .default_progress()
+        .tokio_command()
         .spawn()
         .unwrap();
     let pid_file = state.join("sleep-pid");

@@ -7,13 +7,13 @@
 //! the test then kills it, signals it, or cuts its connections (through the TCP proxy of the
 //! harness) and resumes it.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use harness::Setup;
-use harness::proxy::Proxy;
+use crate::harness::Setup;
+use crate::harness::proxy::Proxy;
 
 /// Two tables, one big enough that a paused COPY is really mid-stream (about 12 MB: far more
 /// than the batches in flight), an index and a foreign key for post-data.
@@ -104,15 +104,8 @@ async fn next_refresh_cleans_up(setup: &Setup, leftovers: &[String]) -> serde_js
     );
     // Nothing marked building is left behind.
     let admin = harness::connect(&harness::admin_url()).await;
-    let building: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database
-              WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') LIKE 'restage:building:%'",
-            &[&format!("{}\\_\\_restage\\_%", setup.staging.replace('_', "\\_"))],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let building: i64 = harness::scalar_with(&admin, "SELECT count(*) FROM pg_database
+              WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') LIKE 'restage:building:%'", &[&format!("{}\\_\\_restage\\_%", setup.staging.replace('_', "\\_"))]).await;
     assert_eq!(building, 0);
     report
 }
@@ -202,14 +195,7 @@ async fn sigkill_during_post_data() {
     let pattern = format!("{}\\_\\_restage\\_%", setup.staging.replace('_', "\\_"));
     let mut building_index = false;
     for _ in 0..600 {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1 AND query ILIKE 'CREATE INDEX slow_idx%'",
-                &[&pattern],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = harness::scalar_with(&admin, "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1 AND query ILIKE 'CREATE INDEX slow_idx%'", &[&pattern]).await;
         if n > 0 {
             building_index = true;
             break;
@@ -320,14 +306,12 @@ fn last_line(stderr: &str) -> &str {
 /// COPYs restage opened on the source database, still running.
 async fn copies_on(db: &str) -> i64 {
     let admin = harness::connect(&harness::admin_url()).await;
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'COPY%' AND pid <> pg_backend_pid()",
-            &[&db],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    harness::scalar_with(
+        &admin,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'COPY%' AND pid <> pg_backend_pid()",
+        &[&db],
+    )
+    .await
 }
 
 /// Ctrl-C mid-data: the open COPYs are aborted, the half-built database dropped, exit 1 with
@@ -660,14 +644,12 @@ async fn source_leader_cut_before_workers_import_fails_cleanly() {
     let admin = harness::connect(&harness::admin_url()).await;
     let mut gone = false;
     for _ in 0..200 {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                &[&setup.source.name],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = harness::scalar_with(
+            &admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+            &[&setup.source.name],
+        )
+        .await;
         if n == 0 {
             gone = true;
             break;
@@ -920,14 +902,12 @@ async fn other_commands_leave_a_running_swap_alone() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!err.contains("re-enabled"), "{err}");
     let admin = harness::connect(&harness::admin_url()).await;
-    let allow: bool = admin
-        .query_one(
-            "SELECT datallowconn FROM pg_database WHERE datname = $1",
-            &[&setup.staging],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let allow: bool = harness::scalar_with(
+        &admin,
+        "SELECT datallowconn FROM pg_database WHERE datname = $1",
+        &[&setup.staging],
+    )
+    .await;
     assert!(!allow, "the swap in progress was left alone");
     let (code, out, err) = setup.run(&["rollback"]);
     assert_eq!(code, 4, "{out}\n{err}");

@@ -1,4 +1,4 @@
-mod harness;
+use crate::harness;
 
 #[tokio::test]
 async fn creates_and_drops_a_database() {
@@ -8,23 +8,15 @@ async fn creates_and_drops_a_database() {
         name = db.name.clone();
         db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
             .await;
-        let n: i64 = db
-            .client()
-            .await
-            .query_one("SELECT count(*) FROM t", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = harness::scalar(&db.client().await, "SELECT count(*) FROM t").await;
         assert_eq!(n, 1);
     }
     let admin = harness::connect(&harness::admin_url()).await;
-    let left: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let left: i64 = harness::scalar_with(
+        &admin,
+        "SELECT count(*) FROM pg_database WHERE datname = $1",
+        &[&name],
+    )
+    .await;
     assert_eq!(left, 0, "the test database is dropped after a passing test");
 }

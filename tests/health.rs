@@ -1,13 +1,11 @@
 //! `restage health` end to end: the real binary against the local PostgreSQL and Redis, real
 //! HTTP servers, and ports where nothing listens (issue 7).
 
-mod harness;
-#[path = "http_harness/mod.rs"]
-mod http_harness;
+use crate::{harness, http_harness};
 
 use std::time::Duration;
 
-use http_harness::{Reply, closed_port, restage, scripted, serve, write_config};
+use crate::http_harness::{Reply, closed_port, restage, scripted, serve, write_config};
 use serde_json::Value;
 
 fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -262,13 +260,12 @@ async fn serve_answers_get_health_for_a_load_balancer() {
             api.url("/health")
         ),
     );
-    let mut child = tokio::process::Command::new(harness::restage_bin())
-        .arg("-c")
-        .arg(&config)
+    let mut child = harness::restage()
+        .config(&config)
         .args(["health", "--serve", "127.0.0.1:0"])
+        .default_progress()
+        .tokio_command()
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();

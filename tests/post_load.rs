@@ -1,9 +1,9 @@
 //! After the load (issue 5): derived search columns rebuilt from anonymized data, materialized
 //! views refreshed from it, Redis flushed by prefix and warmed with exactly the expected keys.
 
-mod harness;
+use crate::harness;
 
-use harness::Setup;
+use crate::harness::Setup;
 use redis::AsyncCommands;
 
 const SCHEMA: &str = "
@@ -38,35 +38,26 @@ search:
     let (code, stdout, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let stg = setup.staging().await;
-    let leaked: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM users WHERE search::text ~* 'real(first|last)'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let leaked: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM users WHERE search::text ~* 'real(first|last)'",
+    )
+    .await;
     assert_eq!(leaked, 0, "no original name in the tsvector");
-    let matches: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM users WHERE search @@ to_tsquery('simple', lower(first_name))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let matches: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM users WHERE search @@ to_tsquery('simple', lower(first_name))",
+    )
+    .await;
     assert_eq!(
         matches, 300,
         "the tsvector holds the fake names and the index answers"
     );
-    let leaked: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM user_emails WHERE email LIKE '%corpmail%' OR shout LIKE 'REALLAST%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let leaked: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM user_emails WHERE email LIKE '%corpmail%' OR shout LIKE 'REALLAST%'",
+    )
+    .await;
     assert_eq!(
         leaked, 0,
         "the materialized view shows only anonymized values"
@@ -92,10 +83,16 @@ search:
     );
 }
 
+/// Anonymized columns and a tsvector of them without a recompute rule: refresh refuses.
+async fn tsvector_without_a_recompute_rule(prefix: &str) -> Setup {
+    let setup = Setup::new(prefix, SCHEMA, "strict: pii").await;
+    setup.write_rules("r.yaml", RULES);
+    setup
+}
+
 #[tokio::test]
 async fn a_tsvector_without_a_recompute_rule_is_refused() {
-    let setup = Setup::new("tsv", SCHEMA, "strict: pii").await;
-    setup.write_rules("r.yaml", RULES);
+    let setup = tsvector_without_a_recompute_rule("tsv").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -110,6 +107,15 @@ async fn a_tsvector_without_a_recompute_rule_is_refused() {
         stdout.contains("warning: public.users.search is a tsvector"),
         "{stdout}"
     );
+}
+
+/// Issue 10: validate refuses it too.
+#[tokio::test]
+async fn validate_refuses_a_tsvector_without_a_recompute_rule() {
+    let setup = tsvector_without_a_recompute_rule("tsvv").await;
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
 }
 
 #[tokio::test]
@@ -229,13 +235,7 @@ async fn redis_down_swaps_and_exits_1_unless_required() {
         stderr.contains("is live, but the cache was NOT warmed"),
         "{stderr}"
     );
-    let n: i64 = setup
-        .staging()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&setup.staging().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "staging was swapped in");
 
     setup.source.execute("INSERT INTO t VALUES (2)").await;
@@ -247,13 +247,7 @@ async fn redis_down_swaps_and_exits_1_unless_required() {
         stderr.contains("cache.required is true, so staging was not swapped"),
         "{stderr}"
     );
-    let n: i64 = setup
-        .staging()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&setup.staging().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "staging unchanged");
 }
 

@@ -1,8 +1,8 @@
 //! The refresh pipeline end to end against the real PostgreSQL (issue 2).
 
-mod harness;
+use crate::harness;
 
-use harness::Setup;
+use crate::harness::Setup;
 
 const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
 
@@ -12,24 +12,12 @@ const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
 async fn keep_only_refresh_reproduces_every_table() {
     let setup = Setup::new("keep", ALL_TYPES, "strict: off").await;
     // Split big tables into ranges even though they are small, to exercise range jobs.
-    let (code, stdout, stderr) = {
-        let out = std::process::Command::new(harness::restage_bin())
-            .env("RESTAGE_SPLIT_BYTES", "16384")
-            .args([
-                "-c",
-                setup.config_path().to_str().unwrap(),
-                "--progress",
-                "never",
-                "refresh",
-            ])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let (code, stdout, stderr) = setup
+        .restage()
+        .env("RESTAGE_SPLIT_BYTES", "16384")
+        .arg("refresh")
+        .run()
+        .into_parts();
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("is live"), "{stdout}");
 
@@ -55,91 +43,54 @@ async fn keep_only_refresh_reproduces_every_table() {
 
     let stg = setup.staging().await;
     // Views and the materialized view exist; the materialized view is populated.
-    let n: i64 = stg
-        .query_one("SELECT n FROM order_stats", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&stg, "SELECT n FROM order_stats").await;
     assert_eq!(n, 100);
-    let big: i64 = stg
-        .query_one("SELECT count(*) FROM big_orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let big: i64 = harness::scalar(&stg, "SELECT count(*) FROM big_orders").await;
     assert!(big > 0);
     // Sequences continue after the copied values.
-    let next: i64 = stg
-        .query_one("SELECT nextval('everything_id_seq')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let next: i64 = harness::scalar(&stg, "SELECT nextval('everything_id_seq')").await;
     assert_eq!(next, 504);
-    let next: i64 = stg
-        .query_one("SELECT nextval('standalone_seq')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let next: i64 = harness::scalar(&stg, "SELECT nextval('standalone_seq')").await;
     assert_eq!(next, 1002);
-    let next: i32 = stg
-        .query_one("INSERT INTO orders (total) VALUES (1) RETURNING id", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let next: i32 =
+        harness::scalar(&stg, "INSERT INTO orders (total) VALUES (1) RETURNING id").await;
     assert_eq!(next, 101);
     // The trigger exists after the load (it fired on this insert) ...
-    let touched: bool = stg
-        .query_one(
-            "SELECT updated_at > now() - interval '1 hour' FROM orders WHERE id = 101",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let touched: bool = harness::scalar(
+        &stg,
+        "SELECT updated_at > now() - interval '1 hour' FROM orders WHERE id = 101",
+    )
+    .await;
     assert!(touched);
     // ... identity columns of partitioned tables continue too.
-    let id: i64 = stg
-        .query_one(
-            "INSERT INTO events (happened) VALUES ('2024-05-05') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id: i64 = harness::scalar(
+        &stg,
+        "INSERT INTO events (happened) VALUES ('2024-05-05') RETURNING id",
+    )
+    .await;
     assert_eq!(id, 1001);
     // Constraints and indexes were built after the data.
-    let fk: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let fk: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated",
+    )
+    .await;
     assert_eq!(fk, 1);
-    let idx: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_total_idx'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let idx: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_total_idx'",
+    )
+    .await;
     assert_eq!(idx, 1);
-    let comment: Option<String> = stg
-        .query_one(
-            "SELECT obj_description('orders'::regclass, 'pg_class')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let comment: Option<String> = harness::scalar(
+        &stg,
+        "SELECT obj_description('orders'::regclass, 'pg_class')",
+    )
+    .await;
     assert_eq!(comment.as_deref(), Some("orders of things"));
     // Generated columns are computed by staging.
-    let len: Option<i32> = stg
-        .query_one("SELECT label_len FROM everything WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let len: Option<i32> =
+        harness::scalar(&stg, "SELECT label_len FROM everything WHERE id = 1").await;
     assert_eq!(len, Some(26));
 }
 
@@ -160,13 +111,7 @@ async fn generations_swap_keep_and_rollback() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
-    let v: String = setup
-        .staging()
-        .await
-        .query_one("SELECT v FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let v: String = harness::scalar(&setup.staging().await, "SELECT v FROM t").await;
     assert_eq!(v, "second");
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -197,13 +142,7 @@ async fn generations_swap_keep_and_rollback() {
 
     let (code, stdout, stderr) = setup.run(&["rollback"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let v: String = setup
-        .staging()
-        .await
-        .query_one("SELECT v FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let v: String = harness::scalar(&setup.staging().await, "SELECT v FROM t").await;
     assert_eq!(v, "second");
 }
 
@@ -219,18 +158,7 @@ async fn rows_written_during_the_refresh_stay_out() {
         "strict: off",
     )
     .await;
-    let child = std::process::Command::new(harness::restage_bin())
-        .args([
-            "-c",
-            setup.config_path().to_str().unwrap(),
-            "--progress",
-            "never",
-            "refresh",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = setup.restage().arg("refresh").spawn();
     // The building database is created after the snapshot: once it exists, write.
     let building = format!("{}__restage_", setup.staging);
     let mut seen = false;
@@ -246,33 +174,17 @@ async fn rows_written_during_the_refresh_stay_out() {
         .source
         .execute("INSERT INTO big VALUES (-1, 'late'); INSERT INTO small VALUES (-1); DELETE FROM big WHERE id = 1;")
         .await;
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) = child.finish(harness::command::DEFAULT_TIMEOUT);
+    assert_eq!(code, 0, "{stderr}");
     let stg = setup.staging().await;
-    let late: i64 = stg
-        .query_one("SELECT (SELECT count(*) FROM big WHERE id = -1) + (SELECT count(*) FROM small WHERE id = -1)", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let late: i64 = harness::scalar(&stg, "SELECT (SELECT count(*) FROM big WHERE id = -1) + (SELECT count(*) FROM small WHERE id = -1)").await;
     assert_eq!(late, 0, "rows inserted after the snapshot reached staging");
-    let first: i64 = stg
-        .query_one("SELECT count(*) FROM big WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let first: i64 = harness::scalar(&stg, "SELECT count(*) FROM big WHERE id = 1").await;
     assert_eq!(
         first, 1,
         "a row deleted after the snapshot must still be in staging"
     );
-    let total: i64 = stg
-        .query_one("SELECT count(*) FROM big", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let total: i64 = harness::scalar(&stg, "SELECT count(*) FROM big").await;
     assert_eq!(total, 300000);
 }
 
@@ -299,13 +211,7 @@ async fn source_sessions_are_read_only() {
         );
         let _ = client.batch_execute("ROLLBACK").await;
     }
-    let n: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = harness::scalar(&db.client().await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 0);
 }
 
@@ -354,6 +260,27 @@ async fn dry_run_touches_nothing() {
     assert!(harness::databases_like(&setup.staging).await.is_empty());
 }
 
+/// Adds `target.grants: [role]` to the setup's config.
+fn grant_to(setup: &Setup, role: &str) {
+    let yaml = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        yaml.replace("  keep: 1\n", &format!("  keep: 1\n  grants: [{role}]\n")),
+    )
+    .unwrap();
+}
+
+/// Issue 10: validate refuses grants to a role the staging server does not have, as
+/// refresh does.
+#[tokio::test]
+async fn validate_refuses_grants_to_a_missing_role() {
+    let setup = Setup::new("grantsv", "CREATE TABLE t (id int);", "strict: off").await;
+    grant_to(&setup, &harness::unique_name("qa"));
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
+}
+
 /// `target.grants`: the roles get CONNECT on the new database and SELECT on its tables and
 /// sequences; production's own privileges are not copied; a role that does not exist stops
 /// the run before anything is built.
@@ -368,12 +295,7 @@ async fn grants_are_given_to_the_configured_roles_only() {
     .await;
     let admin = harness::connect(&harness::admin_url()).await;
     // A missing role: refused before anything is created.
-    let yaml = std::fs::read_to_string(setup.config_path()).unwrap();
-    std::fs::write(
-        setup.config_path(),
-        yaml.replace("  keep: 1\n", &format!("  keep: 1\n  grants: [{role}]\n")),
-    )
-    .unwrap();
+    grant_to(&setup, &role);
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(

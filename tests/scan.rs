@@ -3,11 +3,10 @@
 //! proposed rules load with `RuleSet::load` and cover every finding; no sampled value ever
 //! appears in the output.
 
-mod harness;
+use crate::harness::{self, Output};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use restage::catalog::QualifiedName;
 use restage::rules::RuleSet;
@@ -114,20 +113,15 @@ fn setup(db: &harness::TestDb) -> Setup {
 }
 
 fn scan(config: &Path, args: &[&str]) -> Output {
-    Command::new(harness::restage_bin())
-        .arg("-c")
-        .arg(config)
-        .args(["--progress", "never", "scan"])
+    harness::restage()
+        .config(config)
+        .arg("scan")
         .args(args)
-        .output()
-        .expect("run restage")
+        .run()
 }
 
 fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.stdout.clone(), out.stderr.clone())
 }
 
 fn assert_no_sampled_value(what: &str, s: &str) {
@@ -148,11 +142,7 @@ async fn finds_personal_data_and_writes_rules_that_cover_it() {
         &["--json", "--write", proposed.to_str().expect("utf-8 path")],
     );
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(out.code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let findings: Vec<serde_json::Value> =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
 
@@ -262,11 +252,7 @@ async fn finds_personal_data_and_writes_rules_that_cover_it() {
     // Text mode and --fail-on-findings: a table on stdout, exit 3.
     let out = scan(&s.config, &["--fail-on-findings"]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(out.code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.starts_with("COLUMN"), "{stdout}");
     assert!(
         stdout.contains("public.customers.data $.contact.email"),
@@ -293,11 +279,7 @@ async fn finds_personal_data_and_writes_rules_that_cover_it() {
     std::fs::copy(&proposed, s.root.join("rules/proposed.yaml")).expect("copy proposals");
     let out = scan(&s.config, &["--json", "--fail-on-findings"]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(out.code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert_eq!(stdout.trim(), "[]");
 
     // And scan will not overwrite a rules file it reads.
@@ -307,7 +289,7 @@ async fn finds_personal_data_and_writes_rules_that_cover_it() {
         &["--write", inside.to_str().expect("utf-8 path")],
     );
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.code, 2, "{stderr}");
     assert!(stderr.contains("is one of the rules files"), "{stderr}");
 }
 
@@ -323,11 +305,7 @@ async fn big_tables_are_sampled_not_read() {
     let s = setup(&db);
     let out = scan(&s.config, &["--json", "--sample-rows", "100"]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(out.code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let findings: Vec<serde_json::Value> =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(findings.len(), 1, "{stdout}");

@@ -7,12 +7,12 @@
 //! The runs go against a private PostgreSQL cluster that checks passwords (scram-sha-256),
 //! so the passwords are really used, by restage and by pg_dump/pg_restore.
 
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::cluster::{Cluster, ClusterOptions};
 
 const DB_PASSWORD: &str = "PgPw-Zq81-Xylophone";
 const CMD_SECRET: &str = "CmdSecret-Mv27-Quasar-0123456789";
@@ -53,6 +53,13 @@ const SLOW_INDEX: &str = "
     INSERT INTO slow SELECT generate_series(1, 100);
     CREATE INDEX slow_idx ON slow (slow_key(id));
 ";
+
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    RulesDoNotFit,
+    UnruledPersonalColumn,
+    FailingCmd,
+}
 
 struct World {
     cluster: Cluster,
@@ -111,12 +118,63 @@ impl World {
         self.dir.path().join("restage.yaml")
     }
 
+    fn rules_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("rules").join(name)
+    }
+
+    /// The configurations `refresh` refuses with exit 2 (each undone by `restore`): rules
+    /// for a table the source lacks, strict mode meeting an unruled personal column, a
+    /// `cmd:` that prints the secret and fails.
+    fn break_it(&self, how: Broken) {
+        match how {
+            Broken::RulesDoNotFit => std::fs::write(
+                self.rules_file("bad.yaml"),
+                "tables:\n  public.nope:\n    x: set_null\n",
+            )
+            .unwrap(),
+            Broken::UnruledPersonalColumn => std::fs::write(
+                self.rules_file("users.yaml"),
+                "tables:\n  public.users:\n    name: keep\n",
+            )
+            .unwrap(),
+            Broken::FailingCmd => {
+                let yaml = std::fs::read_to_string(self.config()).unwrap();
+                std::fs::write(
+                    self.config(),
+                    yaml.replace(
+                        &format!("cmd:printf %s {CMD_SECRET}"),
+                        &format!("cmd:sh -c \"echo {CMD_SECRET}; echo {CMD_SECRET} >&2; exit 7\""),
+                    ),
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    /// Undoes `break_it`.
+    fn restore(&self, how: Broken) {
+        match how {
+            Broken::RulesDoNotFit => std::fs::remove_file(self.rules_file("bad.yaml")).unwrap(),
+            Broken::UnruledPersonalColumn => std::fs::write(
+                self.rules_file("users.yaml"),
+                "tables:\n  public.users:\n    email: set_null\n    name: keep\n",
+            )
+            .unwrap(),
+            Broken::FailingCmd => self.write_config(""),
+        }
+    }
+
     /// Runs restage with the target password in the environment; checks everything it
     /// printed; returns (code, stdout, stderr).
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let mut envs = vec![("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)];
         envs.extend_from_slice(env);
-        let (code, out, err) = harness::run_restage_env(&self.config(), args, &envs);
+        let (code, out, err) = harness::restage()
+            .config(self.config())
+            .args(args)
+            .envs(&envs)
+            .run()
+            .into_parts();
         assert_clean(&format!("restage {args:?} stdout"), &out);
         assert_clean(&format!("restage {args:?} stderr"), &err);
         (code, out, err)
@@ -192,44 +250,24 @@ fn failing_runs_never_show_a_secret() {
     world.write_config("");
 
     // Rules that do not fit: exit 2.
-    std::fs::write(
-        world.dir.path().join("rules").join("bad.yaml"),
-        "tables:\n  public.nope:\n    x: set_null\n",
-    )
-    .unwrap();
+    world.break_it(Broken::RulesDoNotFit);
     let (code, _, err) = world.run(&["-vv", "refresh"], &[]);
     assert_eq!(code, 2, "{err}");
-    std::fs::remove_file(world.dir.path().join("rules").join("bad.yaml")).unwrap();
+    world.restore(Broken::RulesDoNotFit);
 
     // Strict mode refusing an unruled personal column (its message names the column, not
     // values).
     world.write_config("");
-    std::fs::write(
-        world.dir.path().join("rules").join("users.yaml"),
-        "tables:\n  public.users:\n    name: keep\n",
-    )
-    .unwrap();
+    world.break_it(Broken::UnruledPersonalColumn);
     let (code, _, err) = world.run(&["-v", "refresh"], &[]);
     assert_eq!(code, 2, "{err}");
-    std::fs::write(
-        world.dir.path().join("rules").join("users.yaml"),
-        "tables:\n  public.users:\n    email: set_null\n    name: keep\n",
-    )
-    .unwrap();
+    world.restore(Broken::UnruledPersonalColumn);
 
     // A cmd: that prints the secret and then fails.
-    let yaml = std::fs::read_to_string(world.config()).unwrap();
-    std::fs::write(
-        world.config(),
-        yaml.replace(
-            &format!("cmd:printf %s {CMD_SECRET}"),
-            &format!("cmd:sh -c \"echo {CMD_SECRET}; echo {CMD_SECRET} >&2; exit 7\""),
-        ),
-    )
-    .unwrap();
+    world.break_it(Broken::FailingCmd);
     let (code, _, err) = world.run(&["-vv", "refresh"], &[]);
     assert_eq!(code, 2, "{err}");
-    world.write_config("");
+    world.restore(Broken::FailingCmd);
 
     // Redis with a password it does not expect: the refresh swaps, the warming fails,
     // exit 1; the message names Redis without the password.
@@ -247,14 +285,12 @@ fn failing_runs_never_show_a_secret() {
     world.write_config("");
 
     // Interrupted mid-data, with trace logging.
-    let mut child = harness::Running::start(
-        &world.config(),
-        &["-vv", "refresh"],
-        &[
-            ("RESTAGE_TEST_TARGET_PW", DB_PASSWORD),
-            ("RESTAGE_TEST_PAUSE_AT", "data"),
-        ],
-    );
+    let mut child = harness::restage()
+        .config(world.config())
+        .args(["-vv", "refresh"])
+        .env("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)
+        .env("RESTAGE_TEST_PAUSE_AT", "data")
+        .spawn();
     child.wait_paused("data");
     child.signal(libc::SIGINT);
     let (code, out, err) = child.finish(Duration::from_secs(300));
@@ -269,8 +305,25 @@ fn failing_runs_never_show_a_secret() {
 fn a_secret_in_place_of_a_url_is_not_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("restage.yaml");
-    // (config, commands, what the error names)
-    let cases = [
+    for (yaml, command, expected) in secret_in_place_of_a_url() {
+        std::fs::write(&config, &yaml).unwrap();
+        let (code, out, err) = harness::restage()
+            .config(&config)
+            .args(["-vv", command])
+            .env("RESTAGE_TEST_BARE", BARE_TOKEN)
+            .run()
+            .into_parts();
+        assert_ne!(code, 0);
+        assert_clean(&format!("{command} stdout"), &out);
+        assert_clean(&format!("{command} stderr"), &err);
+        assert!(err.contains(expected), "{command}: {err}");
+    }
+}
+
+/// Configurations whose `cmd:` or variable gives a bare token where a URL belongs (with
+/// `RESTAGE_TEST_BARE` set to it): (config, command, what the error names).
+fn secret_in_place_of_a_url() -> [(String, &'static str, &'static str); 3] {
+    [
         (
             format!(
                 "source:\n  url: cmd:printf %s {BARE_TOKEN}\ntarget:\n  url: postgres://h/postgres\n  database: app\n"
@@ -293,19 +346,14 @@ fn a_secret_in_place_of_a_url_is_not_echoed() {
             "warm",
             "cache.url",
         ),
-    ];
-    for (yaml, command, expected) in cases {
-        std::fs::write(&config, &yaml).unwrap();
-        let (code, out, err) = harness::run_restage_env(
-            &config,
-            &["-vv", command],
-            &[("RESTAGE_TEST_BARE", BARE_TOKEN)],
-        );
-        assert_ne!(code, 0);
-        assert_clean(&format!("{command} stdout"), &out);
-        assert_clean(&format!("{command} stderr"), &err);
-        assert!(err.contains(expected), "{command}: {err}");
-    }
+    ]
+}
+
+/// A source URL with the password in it and an unencoded `/` in the password.
+fn malformed_url_config() -> String {
+    format!(
+        "source:\n  url: postgres://app:{DB_PASSWORD}/x@db.internal:notaport/prod\ntarget:\n  url: postgres://h/postgres\n  database: app\n"
+    )
 }
 
 /// A malformed URL with the password in it (an unencoded `/` in the password) is shown
@@ -314,14 +362,12 @@ fn a_secret_in_place_of_a_url_is_not_echoed() {
 fn a_malformed_url_is_shown_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("restage.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "source:\n  url: postgres://app:{DB_PASSWORD}/x@db.internal:notaport/prod\ntarget:\n  url: postgres://h/postgres\n  database: app\n"
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = harness::run_restage(&config, &["refresh"]);
+    std::fs::write(&config, malformed_url_config()).unwrap();
+    let (code, out, err) = harness::restage()
+        .config(&config)
+        .arg("refresh")
+        .run()
+        .into_parts();
     assert_eq!(code, 2, "{err}");
     assert_clean("stdout", &out);
     assert_clean("stderr", &err);
@@ -369,14 +415,12 @@ fn tools_get_the_password_in_their_environment_only() {
     let Some(world) = World::new(SLOW_INDEX) else {
         return;
     };
-    let mut child = harness::Running::start(
-        &world.config(),
-        &["refresh"],
-        &[
-            ("RESTAGE_TEST_TARGET_PW", DB_PASSWORD),
-            ("RESTAGE_TEST_PAUSE_AT", "post-data"),
-        ],
-    );
+    let mut child = harness::restage()
+        .config(world.config())
+        .arg("refresh")
+        .env("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)
+        .env("RESTAGE_TEST_PAUSE_AT", "post-data")
+        .spawn();
     child.wait_paused("post-data");
     let restage_pid = child.pid();
     // The children of restage that are pg_restore (still running: the slow index).
@@ -419,4 +463,69 @@ fn tools_get_the_password_in_their_environment_only() {
     assert_clean("stdout", &out);
     assert_clean("stderr", &err);
     assert!(world.cluster.databases_like("app__restage_").is_empty());
+}
+
+/// `restage validate` refuses (exit 2) each configuration of this file that `restage
+/// refresh` refuses with exit 2, and shows no secret either (issue 10).
+#[test]
+fn validate_refuses_what_refresh_refuses() {
+    let mut accepted = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("restage.yaml");
+    std::fs::write(&config, malformed_url_config()).unwrap();
+    let (code, out, err) = harness::restage()
+        .config(&config)
+        .args(["-vv", "validate"])
+        .run()
+        .into_parts();
+    assert_clean("validate stdout", &out);
+    assert_clean("validate stderr", &err);
+    if code != 2 {
+        accepted.push(format!("malformed source URL: exit {code}\n{out}{err}"));
+    }
+    // The bare tokens where a source URL belongs: refresh refuses them with exit 2.
+    for (yaml, command, _) in secret_in_place_of_a_url() {
+        if command != "refresh" {
+            continue;
+        }
+        std::fs::write(&config, &yaml).unwrap();
+        let run = |command: &str| {
+            let (code, out, err) = harness::restage()
+                .config(&config)
+                .args(["-vv", command])
+                .env("RESTAGE_TEST_BARE", BARE_TOKEN)
+                .run()
+                .into_parts();
+            assert_clean(&format!("{command} stdout"), &out);
+            assert_clean(&format!("{command} stderr"), &err);
+            (code, format!("{out}{err}"))
+        };
+        let (code, printed) = run("refresh");
+        assert_eq!(code, 2, "refresh: {printed}");
+        let (code, printed) = run("validate");
+        if code != 2 {
+            accepted.push(format!(
+                "a bare token as source.url: exit {code}\n{printed}"
+            ));
+        }
+    }
+
+    let Some(world) = World::new("") else { return };
+    for how in [
+        Broken::RulesDoNotFit,
+        Broken::UnruledPersonalColumn,
+        Broken::FailingCmd,
+    ] {
+        world.break_it(how);
+        let (code, out, err) = world.run(&["-vv", "validate"], &[]);
+        if code != 2 {
+            accepted.push(format!("{how:?}: exit {code}\n{out}{err}"));
+        }
+        world.restore(how);
+    }
+    assert!(
+        accepted.is_empty(),
+        "validate did not refuse (exit 2) what refresh refuses:\n{}",
+        accepted.join("\n")
+    );
 }

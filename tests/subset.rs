@@ -1,11 +1,11 @@
 //! Subsetting (issue 4): sampled refreshes keep every foreign key valid, respect the limits,
 //! and choose the same rows on the next run.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 
-use harness::Setup;
+use crate::harness::Setup;
 
 const SUBSET: &str = include_str!("fixtures/subset.sql");
 
@@ -32,11 +32,7 @@ async fn ids(client: &tokio_postgres::Client, sql: &str) -> BTreeSet<i64> {
 }
 
 async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
-    client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    harness::scalar(client, &format!("SELECT count(*) FROM {table}")).await
 }
 
 /// Every foreign key of the database holds: checked with an anti-join per constraint, not
@@ -78,7 +74,7 @@ async fn assert_foreign_keys_hold(client: &tokio_postgres::Client, at_least: usi
             not_null.join(" AND "),
             join.join(" AND ")
         );
-        let bad: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+        let bad: i64 = harness::scalar(client, &sql).await;
         assert_eq!(bad, 0, "{name}: {bad} rows reference missing rows");
     }
 }
@@ -128,14 +124,11 @@ async fn sampled_refresh_keeps_foreign_keys_and_limits_and_is_stable() {
         50,
         "a referenced catalogue stays whole"
     );
-    let old_events: i64 = stg
-        .query_one(
-            "SELECT count(*) FROM events WHERE created_at < now() - interval '30 days'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let old_events: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM events WHERE created_at < now() - interval '30 days'",
+    )
+    .await;
     assert_eq!(old_events, 0, "since_days window");
     assert!(count(&stg, "events").await > 0);
     let teams = count(&stg, "teams").await;
@@ -157,11 +150,8 @@ async fn sampled_refresh_keeps_foreign_keys_and_limits_and_is_stable() {
     }
     assert_eq!(ids(&stg, "SELECT id FROM orders").await, expected_orders);
     // set_null: shipments whose user was not kept keep their row with user_id NULL.
-    let nulled: i64 = stg
-        .query_one("SELECT count(*) FROM shipments WHERE user_id IS NULL", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let nulled: i64 =
+        harness::scalar(&stg, "SELECT count(*) FROM shipments WHERE user_id IS NULL").await;
     assert!(nulled > 0, "the set_null policy nulled dangling references");
 
     // The next run chooses the same rows.
@@ -176,10 +166,11 @@ async fn sampled_refresh_keeps_foreign_keys_and_limits_and_is_stable() {
     assert_eq!(ids(&stg, "SELECT id FROM orders").await, first_orders);
 }
 
-#[tokio::test]
-async fn bad_sample_specs_are_errors_before_anything_is_copied() {
-    let setup = Setup::new(
-        "subsetbad",
+/// Sample specs naming a table that does not exist, a text column for `since_days`, and
+/// `set_null` on a NOT NULL foreign key: refresh refuses.
+async fn bad_sample_specs(prefix: &str) -> Setup {
+    Setup::new(
+        prefix,
         "CREATE TABLE t (id int PRIMARY KEY, note text, at timestamptz);
          CREATE TABLE c (id int PRIMARY KEY, t_id int NOT NULL REFERENCES t (id));",
         "strict: off
@@ -191,7 +182,12 @@ sample:
     c_t_id_fkey: { dangling: set_null }
 ",
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn bad_sample_specs_are_errors_before_anything_is_copied() {
+    let setup = bad_sample_specs("subsetbad").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -210,6 +206,15 @@ sample:
     );
 }
 
+/// Issue 10: validate refuses them too.
+#[tokio::test]
+async fn validate_refuses_bad_sample_specs() {
+    let setup = bad_sample_specs("subsetbadv").await;
+    if let Err(e) = setup.validate_refuses() {
+        panic!("{e}");
+    }
+}
+
 /// `max_storage` on the demo database: the roots are scaled down until the plan fits, and the
 /// restored tables land within 10% of the cap.
 #[tokio::test]
@@ -217,15 +222,8 @@ async fn max_storage_is_honoured_on_the_demo_database() {
     let setup = Setup::new("maxstorage", "", "strict: off").await;
     let client = setup.source.client().await;
     restage::demo::generate(&client, "test", 1.0).await.unwrap();
-    let total: i64 = client
-        .query_one(
-            "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind = 'r' AND n.nspname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let total: i64 = harness::scalar(&client, "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND n.nspname = 'public'").await;
     let cap = total as u64 * 4 / 10;
     setup.write_config(&format!(
         "strict: off\nsample:\n  max_storage: {cap}\n  tables:\n    public.users: {{ percent: 100 }}\n"

@@ -8,11 +8,11 @@
 //! another CA fails with a message naming the server and the certificate problem; `disable`
 //! is refused by the server. Both the source and the target connection are checked.
 
-mod harness;
+use crate::harness;
 
 use std::sync::OnceLock;
 
-use harness::cluster::{Cluster, ClusterOptions};
+use crate::harness::cluster::{Cluster, ClusterOptions};
 
 /// One cluster for the whole file (stopped by its watchdog when the tests end).
 fn cluster() -> Option<&'static Cluster> {
@@ -88,7 +88,11 @@ impl Tls {
             ),
         )
         .unwrap();
-        harness::run_restage(&config, &["refresh"])
+        harness::restage()
+            .config(&config)
+            .arg("refresh")
+            .run()
+            .into_parts()
     }
 
     fn staging_rows(&self) -> String {
@@ -162,8 +166,11 @@ fn the_server_sees_tls_sessions() {
         ),
     )
     .unwrap();
-    let mut child =
-        harness::Running::start(&config, &["refresh"], &[("RESTAGE_TEST_PAUSE_AT", "data")]);
+    let mut child = harness::restage()
+        .config(&config)
+        .arg("refresh")
+        .env("RESTAGE_TEST_PAUSE_AT", "data")
+        .spawn();
     child.wait_paused("data");
     let sessions = t
         .cluster
@@ -210,7 +217,11 @@ fn verify_full_in_key_value_form_works() {
         ),
     )
     .unwrap();
-    let (code, out, err) = harness::run_restage(&config, &["refresh"]);
+    let (code, out, err) = harness::restage()
+        .config(&config)
+        .arg("refresh")
+        .run()
+        .into_parts();
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(t.staging_rows(), t.source_rows());
 }

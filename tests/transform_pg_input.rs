@@ -3,7 +3,7 @@
 //! (arrays with quoting and NULLs, jsonb, dates with BC and zones, extreme numbers) must be
 //! read correctly. Casts only: no database is created.
 
-mod harness;
+use crate::harness;
 
 use restage::catalog::{ColumnType, TypeKind};
 use restage::secret::Secret;
@@ -179,11 +179,8 @@ async fn arrays_read_as_postgresql_prints_them() {
     )
     .await;
     for (input, output) in arrays.iter().zip(&outputs) {
-        let reprinted: String = client
-            .query_one("SELECT $1::text::text[]::text", &[output])
-            .await
-            .expect("cast")
-            .get(0);
+        let reprinted: String =
+            harness::scalar_with(&client, "SELECT $1::text::text[]::text", &[output]).await;
         assert_eq!(&reprinted, input);
     }
 }
@@ -348,11 +345,12 @@ async fn json_documents() {
     )
     .await;
     for (input, output) in docs.iter().zip(&outputs) {
-        let same: bool = client
-            .query_one("SELECT $1::text::jsonb = $2::text::jsonb", &[input, output])
-            .await
-            .expect("compare")
-            .get(0);
+        let same: bool = harness::scalar_with(
+            &client,
+            "SELECT $1::text::jsonb = $2::text::jsonb",
+            &[input, output],
+        )
+        .await;
         assert!(same, "{input} → {output}");
     }
     let arr = printed(

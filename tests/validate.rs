@@ -1,9 +1,9 @@
 //! `restage validate` (issue 3): every problem of the rules against the live schema at once,
 //! each with file, line and column; exit 2; `--preview` shows rows before and after.
 
-mod harness;
+use crate::harness;
 
-use harness::Setup;
+use crate::harness::Setup;
 
 const SCHEMA: &str = "
 CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, born date, age int, note text);

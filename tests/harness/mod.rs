@@ -1,11 +1,15 @@
 //! Test harness shared by the database tests: a fresh PostgreSQL database per test (dropped on
 //! success, kept on failure for debugging, stale ones from earlier runs removed), a unique Redis
-//! key prefix per test, and the path of the `restage` binary.
+//! key prefix per test, one builder for running the `restage` binary ([`restage`]), and
+//! [`scalar`] for the one value of a query.
 //!
-//! Each test file does `mod harness;` and uses what it needs.
+//! A module of the one test binary (tests/main.rs); test modules `use crate::harness`.
 #![allow(dead_code)]
 
+pub mod command;
 pub mod proxy;
+
+pub use command::{Output, Restage, restage};
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -204,9 +208,30 @@ pub fn redis_prefix(prefix: &str) -> String {
     format!("{}:", unique_name(prefix))
 }
 
-/// The `restage` binary built for these tests.
-pub fn restage_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_restage")
+/// The one value of a query without parameters (first row, first column); panics with the
+/// query when it fails or returns no row.
+pub async fn scalar<T>(client: &Client, sql: &str) -> T
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    scalar_with(client, sql, &[]).await
+}
+
+/// [`scalar`] with parameters.
+pub async fn scalar_with<T>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> T
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query_one(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .try_get(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// A source database, a staging database name, a config and a rules folder in a temp dir:
@@ -254,9 +279,29 @@ impl Setup {
         std::fs::write(self.dir.path().join("rules").join(name), yaml).expect("write rules");
     }
 
+    /// A `restage -c <this config>` run to add arguments to.
+    pub fn restage(&self) -> Restage {
+        restage().config(self.config_path())
+    }
+
     /// Runs `restage <args>` with this config; returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        run_restage(&self.config_path(), args)
+        self.restage().args(args).run().into_parts()
+    }
+
+    /// Issue 10: `restage validate` must refuse (exit 2) what `restage refresh` refuses with
+    /// exit 2. Ok when it does; otherwise what it printed, so a test can try several
+    /// configurations and report every one it accepts.
+    pub fn validate_refuses(&self) -> Result<(), String> {
+        let run = self.restage().arg("validate").run();
+        if run.code == 2 {
+            Ok(())
+        } else {
+            Err(format!(
+                "validate exited {} (refresh exits 2)\nstdout:\n{}\nstderr:\n{}",
+                run.code, run.stdout, run.stderr
+            ))
+        }
     }
 
     pub fn staging_url(&self) -> String {
@@ -273,23 +318,6 @@ impl Drop for Setup {
         // The staging database and its generations are siblings of the source: dropping the
         // source's family removes them (TestDb's own Drop does it).
     }
-}
-
-/// Runs the binary with a config; returns (exit code, stdout, stderr).
-pub fn run_restage(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(restage_bin())
-        .arg("-c")
-        .arg(config)
-        .arg("--progress")
-        .arg("never")
-        .args(args)
-        .output()
-        .expect("run restage");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every ordinary table (and leaf partition) of a database: row count and a SHA-256 of its
@@ -391,29 +419,6 @@ pub async fn databases_like(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs the binary with a config and extra environment; returns (exit code, stdout, stderr).
-pub fn run_restage_env(
-    config: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    let out = std::process::Command::new(restage_bin())
-        .arg("-c")
-        .arg(config)
-        .arg("--progress")
-        .arg("never")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run restage");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 impl Setup {
     /// Writes `restage.yaml` with other source and target URLs (a proxy, a private server).
     pub fn write_config_urls(&self, source_url: &str, target_url: &str, extra: &str) {
@@ -426,17 +431,17 @@ impl Setup {
 
     /// Runs `restage <args>` with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        run_restage_env(&self.config_path(), args, env)
+        self.restage().args(args).envs(env).run().into_parts()
     }
 
     /// Starts `restage <args>` as a child process with extra environment variables.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
-        Running::start(&self.config_path(), args, env)
+        self.restage().args(args).envs(env).spawn()
     }
 }
 
-/// A restage child process whose stderr is read as it comes, so a test can wait for a line
-/// (`paused at data`) and then kill it, signal it or let it go on.
+/// A restage child process ([`Restage::spawn`]) whose stderr is read as it comes, so a test
+/// can wait for a line (`paused at data`) and then kill it, signal it or let it go on.
 pub struct Running {
     child: std::process::Child,
     stderr: std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>,
@@ -445,20 +450,9 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+    /// Collects the output of a child started with stdout and stderr piped.
+    pub(crate) fn new(mut child: std::process::Child) -> Running {
         use std::io::Read;
-        let mut child = std::process::Command::new(restage_bin())
-            .arg("-c")
-            .arg(config)
-            .arg("--progress")
-            .arg("never")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start restage");
         let mut out = child.stdout.take().expect("stdout");
         let stdout = std::thread::spawn(move || {
             let mut s = String::new();
@@ -569,16 +563,11 @@ impl Running {
     /// Waits for the child to exit (at most `timeout`, then SIGKILL and panic); returns
     /// (exit code, stdout, stderr). A child killed by a signal gives -signal.
     pub fn finish(mut self, timeout: std::time::Duration) -> (i32, String, String) {
-        use std::os::unix::process::ExitStatusExt;
         let deadline = std::time::Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
-                    let code = status
-                        .code()
-                        .or_else(|| status.signal().map(|s| -s))
-                        .unwrap_or(-1000);
-                    return self.collect(code);
+                    return self.collect(command::exit_code(status));
                 }
                 Ok(None) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));

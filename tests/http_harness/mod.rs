@@ -369,44 +369,18 @@ pub async fn get(addr: &str, path: &str) -> std::io::Result<Got> {
 
 // --- running restage --------------------------------------------------------------------------
 
-/// What a run of the binary left.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
-
-/// Runs `restage -c CONFIG ARGS…` with `RESTAGE_ACTOR=tester`, bounded to 60 s.
-pub async fn restage(config: &Path, args: &[&str]) -> Run {
-    let mut command = tokio::process::Command::new(crate::harness::restage_bin());
-    command
-        .arg("-c")
-        .arg(config)
+/// Runs `restage -c CONFIG ARGS…` with `RESTAGE_ACTOR=tester`, bounded to 60 s, progress
+/// left at its default as an operator's script would run it.
+pub async fn restage(config: &Path, args: &[&str]) -> crate::harness::Output {
+    crate::harness::restage()
+        .config(config)
         .args(args)
         .env("RESTAGE_ACTOR", "tester")
         .env_remove("RESTAGE_LOG")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .default_progress()
+        .timeout(Duration::from_secs(60))
+        .run_async()
         .await
-        .unwrap_or_else(|_| panic!("restage {args:?} did not finish within 60s"))
-        .expect("running restage");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 /// Writes `restage.yaml` into `dir` and returns its path.
