@@ -61,6 +61,14 @@ impl Config {
         self.file.jobs.unwrap_or(4)
     }
 
+    /// The longest wait for a lock (source tables, the swap).
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        self.file
+            .lock_timeout
+            .map(|d| d.0)
+            .unwrap_or(super::file::DEFAULT_LOCK_TIMEOUT)
+    }
+
     pub fn strictness(&self) -> Strictness {
         self.file.strict.unwrap_or_default()
     }

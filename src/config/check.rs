@@ -16,6 +16,14 @@ impl Config {
         {
             problems.push(self.value_error(&["jobs"], "must be at least 1"));
         }
+        if let Some(timeout) = self.file.lock_timeout
+            && timeout.0.is_zero()
+        {
+            problems.push(self.value_error(
+                &["lock_timeout"],
+                "must be more than 0s (a wait without an end is what it prevents)",
+            ));
+        }
         if let Some(target) = &self.file.target {
             let name = &target.database;
             if name.is_empty() || name.len() > 40 {

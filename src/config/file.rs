@@ -15,6 +15,11 @@ use super::health::HealthConfig;
 use super::values::RawValue;
 use crate::units::{Duration, Size};
 
+/// `lock_timeout` when the file does not say: long enough for a migration's short lock or a
+/// slow commit, short enough that a nightly run blocked by a stuck session fails the same
+/// night with a message instead of hanging until morning.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole file as written. Every section is optional; commands ask for the ones they need.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +27,9 @@ pub struct ConfigFile {
     pub source: Option<SourceConfig>,
     pub target: Option<TargetConfig>,
     pub jobs: Option<usize>,
+    /// The longest wait for a lock: on a source table (before the snapshot is used), or for
+    /// the swap on the target. Default [`DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<Duration>,
     pub secret: Option<RawValue>,
     pub rules: Option<PathBuf>,
     pub strict: Option<Strictness>,
