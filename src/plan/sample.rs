@@ -31,13 +31,13 @@ impl SampleSettings {
             tables.insert(q, spec.clone());
         }
         Ok(SampleSettings {
-            max_storage: sample.max_storage.map(|s| s.0),
+            max_storage: sample.max_storage.map(|s| s.limit.0),
             tables,
             dangling: sample.dangling.unwrap_or_default(),
             overrides: sample
                 .foreign_keys
                 .iter()
-                .map(|(k, v)| (k.clone(), v.dangling))
+                .filter_map(|(k, v)| v.dangling.map(|d| (k.clone(), d)))
                 .collect(),
             max_key_memory: sample
                 .max_key_memory
