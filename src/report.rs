@@ -36,6 +36,9 @@ pub struct Report {
     pub generations_dropped: Vec<String>,
     pub leftovers_removed: Vec<String>,
     pub sample: Option<serde_json::Value>,
+    /// `sample.max_storage`: the cap, its tolerance and policy, planned and restored, the
+    /// rescales.
+    pub storage: Option<serde_json::Value>,
     /// What `unique: true` held: distinct values, clashes resolved, memory.
     pub unique: Option<serde_json::Value>,
     pub cache: Option<serde_json::Value>,
@@ -61,11 +64,18 @@ pub struct TableReport {
     pub sample: String,
     pub ranges: usize,
     pub retries: u32,
+    /// Planned rows (the sample's, or the catalog's estimate for a whole table).
     pub estimated_rows: u64,
+    /// Planned heap + TOAST.
     pub estimated_bytes: u64,
+    /// Planned indexes (with `max_storage`).
+    pub estimated_index_bytes: u64,
     /// Heap + TOAST of the table in staging after the load (`pg_table_size`), what
     /// `max_storage` budgets.
     pub table_bytes: u64,
+    /// Its indexes in staging (`pg_indexes_size`), which `max_storage` counts with
+    /// `include_indexes`.
+    pub index_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -77,6 +87,11 @@ pub struct Totals {
     pub bytes_written: u64,
     /// Sum of `table_bytes`.
     pub table_bytes: u64,
+    /// Sum of `index_bytes`.
+    pub index_bytes: u64,
+    /// Sums of the planned rows and bytes.
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
 }
 
 impl Totals {
@@ -88,6 +103,9 @@ impl Totals {
             bytes_read: tables.iter().map(|t| t.bytes_read).sum(),
             bytes_written: tables.iter().map(|t| t.bytes_written).sum(),
             table_bytes: tables.iter().map(|t| t.table_bytes).sum(),
+            index_bytes: tables.iter().map(|t| t.index_bytes).sum(),
+            estimated_rows: tables.iter().map(|t| t.estimated_rows).sum(),
+            estimated_bytes: tables.iter().map(|t| t.estimated_bytes).sum(),
         }
     }
 }
@@ -124,13 +142,13 @@ impl Report {
         if self.dry_run {
             let _ = writeln!(
                 out,
-                "\n{:<width$}  {:>12}  {:>10}  {:<28}  rules",
-                "table", "est. rows", "est. size", "rows taken"
+                "\n{:<width$}  {:>12}  {:>12}  {:<28}  rules",
+                "table", "planned rows", "planned size", "rows taken"
             );
             for t in &self.tables {
                 let _ = writeln!(
                     out,
-                    "{:<width$}  {:>12}  {:>10}  {:<28}  {}",
+                    "{:<width$}  {:>12}  {:>12}  {:<28}  {}",
                     t.table,
                     t.estimated_rows,
                     human_bytes(t.estimated_bytes),
@@ -141,16 +159,24 @@ impl Report {
         } else {
             let _ = writeln!(
                 out,
-                "\n{:<width$}  {:>12}  {:>12}  {:>10}  {:>8}  rules",
-                "table", "rows read", "rows written", "size", "seconds"
+                "\n{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>10}  {:>8}  rules",
+                "table",
+                "rows read",
+                "planned rows",
+                "rows written",
+                "planned size",
+                "size",
+                "seconds"
             );
             for t in &self.tables {
                 let _ = writeln!(
                     out,
-                    "{:<width$}  {:>12}  {:>12}  {:>10}  {:>8.2}  {}",
+                    "{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>10}  {:>8.2}  {}",
                     t.table,
                     t.rows_read,
+                    t.estimated_rows,
                     t.rows_written,
+                    human_bytes(t.estimated_bytes),
                     human_bytes(t.table_bytes.max(t.bytes_written)),
                     t.seconds,
                     rules_text(&t.rules)
@@ -158,32 +184,17 @@ impl Report {
             }
             let _ = writeln!(
                 out,
-                "{:<width$}  {:>12}  {:>12}  {:>10}",
+                "{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>10}",
                 format!("total ({} tables)", self.totals.tables),
                 self.totals.rows_read,
+                self.totals.estimated_rows,
                 self.totals.rows_written,
+                human_bytes(self.totals.estimated_bytes),
                 human_bytes(self.totals.table_bytes.max(self.totals.bytes_written))
             );
-            if let Some(cap) = self
-                .sample
-                .as_ref()
-                .and_then(|s| s.get("max_storage"))
-                .and_then(|v| v.as_u64())
-            {
-                let planned = self
-                    .sample
-                    .as_ref()
-                    .and_then(|s| s.get("planned_bytes"))
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "max_storage {}: planned {}, actual {}",
-                    human_bytes(cap),
-                    human_bytes(planned),
-                    human_bytes(self.totals.table_bytes)
-                );
-            }
+        }
+        if let Some(storage) = &self.storage {
+            let _ = writeln!(out, "{}", storage_text(storage));
         }
         if !self.stages.is_empty() {
             let _ = writeln!(out, "\nstages:");
@@ -219,6 +230,44 @@ impl Report {
         let _ = writeln!(out, "\n{} in {:.1}s", self.outcome, self.seconds);
         out
     }
+}
+
+/// The cap's line: `max_storage 4.0 MiB (heap + TOAST, tolerance 0%, policy rescale):
+/// planned 3.8 MiB, restored 3.9 MiB`, and the rescales.
+fn storage_text(storage: &serde_json::Value) -> String {
+    let bytes = |key: &str| storage.get(key).and_then(|v| v.as_u64());
+    let text = |key: &str| storage.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    let mut out = format!(
+        "max_storage {} ({}, tolerance {}%, policy {}): planned {}",
+        human_bytes(bytes("limit").unwrap_or(0)),
+        text("counts"),
+        crate::units::format_percent(
+            storage
+                .get("tolerance_percent")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
+        ),
+        text("policy"),
+        human_bytes(bytes("planned_bytes").unwrap_or(0)),
+    );
+    if let Some(restored) = bytes("restored_bytes") {
+        out.push_str(&format!(", restored {}", human_bytes(restored)));
+    }
+    let rescales = storage
+        .get("rescaled")
+        .and_then(|v| v.as_array())
+        .map(|a| a.len())
+        .unwrap_or(0);
+    if rescales > 0 {
+        out.push_str(&format!(
+            " (rescaled {rescales} time{} after a load over the cap)",
+            if rescales == 1 { "" } else { "s" }
+        ));
+    }
+    if storage.get("over").and_then(|v| v.as_bool()) == Some(true) {
+        out.push_str(" — OVER THE CAP");
+    }
+    out
 }
 
 fn rules_text(rules: &BTreeMap<String, String>) -> String {

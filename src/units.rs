@@ -1,5 +1,6 @@
 //! Units as restage.yaml writes them and as restage prints them: byte sizes (`500MB`,
-//! `2GiB`), durations (`250ms`, `1h30m`), and their human renderings (`1.5 GiB`, `2m`, `14.6%`).
+//! `2GiB`), percentages (`5%`), durations (`250ms`, `1h30m`), and their human renderings
+//! (`1.5 GiB`, `2m`, `14.6%`).
 //!
 //! A foundation: it depends on no other restage module, so config, progress, reports, health
 //! and deploy all read and print the same units the same way.
@@ -78,6 +79,52 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A percentage as restage.yaml writes it: `5%`, `2.5%`, or a bare number of percent (`5`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, serde::Serialize)]
+pub struct Percent(pub f64);
+
+impl Percent {
+    /// The share it stands for: `5%` is 0.05.
+    pub fn fraction(self) -> f64 {
+        self.0 / 100.0
+    }
+}
+
+impl FromStr for Percent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let number = text.strip_suffix('%').unwrap_or(text).trim();
+        match number.parse::<f64>() {
+            Ok(p) if p.is_finite() => Ok(Percent(p)),
+            _ => Err(format!(
+                "`{text}` is not a percentage (examples: 5%, 2.5%, 0)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Num(f64),
+            Str(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Num(n) => Ok(Percent(n)),
+            Repr::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", format_percent(self.0))
     }
 }
 
@@ -198,5 +245,21 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_percent(9.0), "9");
         assert_eq!(format_percent(14.64), "14.6");
+    }
+
+    #[test]
+    fn percents() {
+        let p = |s: &str| s.parse::<Percent>().unwrap();
+        assert_eq!(p("5%"), Percent(5.0));
+        assert_eq!(p(" 2.5 % "), Percent(2.5));
+        assert_eq!(p("0"), Percent(0.0));
+        assert_eq!(p("5%").fraction(), 0.05);
+        assert_eq!(p("12.5%").to_string(), "12.5%");
+        assert!(
+            "five%"
+                .parse::<Percent>()
+                .unwrap_err()
+                .contains("not a percentage")
+        );
     }
 }

@@ -464,7 +464,16 @@ bad_inputs! {
         ),
         bad_size => Case::yaml(
             |_| config("postgres://h/db", "postgres://h/postgres", "sample:\n  max_storage: 2 parsecs\n"),
-            |_| "{file}:9:3: sample: unknown size unit `parsecs` in `2 parsecs` (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)".into(),
+            |_| "{file}:9:16: sample.max_storage: unknown size unit `parsecs` in `2 parsecs` (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)".into(),
+        ),
+        // Issue 19: the long form of max_storage keeps its own keys and their positions.
+        bad_max_storage_key => Case::yaml(
+            |_| config("postgres://h/db", "postgres://h/postgres", "sample:\n  max_storage: { limit: 2GiB, include_index: true }\n"),
+            |_| "{file}:9:31: sample.max_storage: unknown key `include_index`, did you mean `include_indexes`?".into(),
+        ),
+        bad_max_storage_policy => Case::yaml(
+            |_| config("postgres://h/db", "postgres://h/postgres", "sample:\n  max_storage: 2GiB\n  max_storage_policy: rescal\n"),
+            |_| "{file}:10:23: sample.max_storage_policy: unknown variant `rescal`, expected one of `rescale`, `fail`, `warn`".into(),
         ),
         bad_duration => Case::yaml(
             |_| config(

@@ -40,6 +40,7 @@ impl Config {
             }
         }
         if let Some(sample) = &self.file.sample {
+            problems.extend(self.check_storage(sample));
             for (table, spec) in &sample.tables {
                 let at = ["sample", "tables", table.as_str()];
                 if let Some(p) = spec.percent
@@ -86,6 +87,34 @@ impl Config {
         }
         ConfigError::from_problems(problems)
     }
+
+    /// `max_storage` and the per-foreign-key policies of the `sample:` section.
+    fn check_storage(&self, sample: &super::SampleConfig) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if let Some(cap) = &sample.max_storage {
+            if cap.limit.0 == 0 {
+                problems.push(self.value_error(
+                    &["sample", "max_storage"],
+                    "must be more than 0 (rows: 0 on a table empties it)",
+                ));
+            }
+            if !(0.0..=100.0).contains(&cap.tolerance.0) {
+                problems.push(self.value_error(
+                    &["sample", "max_storage"],
+                    "tolerance must be between 0% and 100%",
+                ));
+            }
+        }
+        for (fk, policy) in &sample.foreign_keys {
+            if policy.dangling.is_none() && policy.orphans.is_none() {
+                problems.push(self.value_error(
+                    &["sample", "foreign_keys", fk.as_str()],
+                    "give dangling (drop or set_null), orphans (sample or keep), or both",
+                ));
+            }
+        }
+        problems
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +154,29 @@ mod tests {
                 "restage.yaml:10:26: cache.warm.0.key: key template needs at least one {column} placeholder",
             ],
             "{err}"
+        );
+    }
+
+    #[test]
+    fn storage_checks() {
+        let err = load(
+            "sample:\n  max_storage: { limit: 0, tolerance: 150% }\n  foreign_keys:\n    a_fkey: {}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "restage.yaml:2:3: sample.max_storage: must be more than 0 (rows: 0 on a table empties it)",
+                "restage.yaml:2:3: sample.max_storage: tolerance must be between 0% and 100%",
+                "restage.yaml:4:5: sample.foreign_keys.a_fkey: give dangling (drop or set_null), orphans (sample or keep), or both",
+            ],
+            "{err}"
+        );
+        assert!(
+            load("sample:\n  max_storage: { limit: 2GiB, include_indexes: true, tolerance: 5% }\n  max_storage_policy: fail\n  orphans: keep\n  foreign_keys:\n    a_fkey: { orphans: sample }\n")
+                .is_ok()
         );
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::deploy::DeployConfig;
 use super::health::HealthConfig;
+use super::sample::{MaxStorageConfig, MaxStoragePolicy, Orphans};
 use super::values::RawValue;
 use crate::units::{Duration, Size};
 
@@ -78,13 +79,20 @@ pub enum Strictness {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleConfig {
-    pub max_storage: Option<Size>,
+    /// The cap on the restored tables: a size, or `{ limit, include_indexes, tolerance }`.
+    pub max_storage: Option<MaxStorageConfig>,
+    /// What happens when the restored data comes out over `max_storage` anyway (default
+    /// `rescale`).
+    pub max_storage_policy: Option<MaxStoragePolicy>,
     #[serde(default)]
     pub tables: BTreeMap<String, SampleSpecConfig>,
     /// What happens to a nullable reference to a row that was not kept: drop the row
     /// (default) or set the reference to NULL. Per foreign key in `foreign_keys`.
     #[serde(default)]
     pub dangling: Option<Dangling>,
+    /// Rows of a following table that reference nothing in the tables it follows (NULL):
+    /// sampled at the root's rate (default) or all kept. Per foreign key in `foreign_keys`.
+    pub orphans: Option<Orphans>,
     #[serde(default)]
     pub foreign_keys: BTreeMap<String, ForeignKeyPolicy>,
     /// Bound on the memory of the subset's key sets (default 2GiB); past it the run stops
@@ -116,7 +124,8 @@ pub enum Dangling {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForeignKeyPolicy {
-    pub dangling: Dangling,
+    pub dangling: Option<Dangling>,
+    pub orphans: Option<Orphans>,
 }
 
 #[derive(Debug, Default, Deserialize)]

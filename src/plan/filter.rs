@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::keys::{KeyHasher, KeyTable, NULL};
+use super::keys::{KeyHasher, KeyTable, NULL, Selector};
 use crate::catalog::QualifiedName;
 
 /// Decides whether a row is kept, from its raw fields (subsetting). Fields are undecoded
@@ -60,6 +60,32 @@ pub struct SubsetFilter {
     pub gates: Vec<Reference>,
     /// References nulled when they point at a row that is not kept.
     pub set_null: Vec<Reference>,
+    /// How a row whose `gates` are all NULL (it follows nothing) is chosen; `None`: kept.
+    pub orphans: Option<OrphanSample>,
+}
+
+/// Orphans of a table without a key table, sampled by the keyed selection hash of their
+/// identity — the hash the key pass gives the same rows, so planned and loaded agree.
+#[derive(Debug)]
+pub struct OrphanSample {
+    pub selector: Selector,
+    /// The logical table (the hash's domain).
+    pub table: QualifiedName,
+    /// Positions of the identity columns in the row.
+    pub identity: Vec<usize>,
+    /// The selection hash at or under which an orphan is kept.
+    pub threshold: u64,
+}
+
+impl OrphanSample {
+    fn keeps(&self, fields: &[&[u8]]) -> bool {
+        let identity: Vec<&[u8]> = self
+            .identity
+            .iter()
+            .filter_map(|&p| fields.get(p).copied())
+            .collect();
+        self.selector.select(&self.table, &identity) <= self.threshold
+    }
 }
 
 impl SubsetFilter {
@@ -88,11 +114,22 @@ impl RowFilter for SubsetFilter {
                 return false;
             }
         }
+        let mut follows = false;
         for gate in &self.gates {
             let v = self.key(fields, &gate.positions);
-            if v != NULL && !self.keys.parent_kept(&gate.parent, &gate.parent_columns, v) {
-                return false;
+            if v != NULL {
+                follows = true;
+                if !self.keys.parent_kept(&gate.parent, &gate.parent_columns, v) {
+                    return false;
+                }
             }
+        }
+        if !follows
+            && !self.gates.is_empty()
+            && let Some(orphans) = &self.orphans
+            && !orphans.keeps(fields)
+        {
+            return false;
         }
         for r in &self.set_null {
             let v = self.key(fields, &r.positions);

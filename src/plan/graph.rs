@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{Catalog, QualifiedName};
-use crate::config::Dangling;
+use crate::config::{Dangling, Orphans};
 
 /// A foreign key between logical tables.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,8 @@ pub struct Edge {
     /// Every referencing column accepts NULL.
     pub nullable: bool,
     pub dangling: Dangling,
+    /// What happens to rows whose reference through it is NULL (when it gates).
+    pub orphans: Orphans,
 }
 
 /// Why a table's rows are what they are.
@@ -43,12 +45,14 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Builds the graph from the catalog. `dangling` is the default policy, `overrides` the
-    /// per-constraint ones (by constraint name).
+    /// Builds the graph from the catalog. `dangling` and `orphans` are the default policies,
+    /// `overrides` and `orphan_overrides` the per-constraint ones (by constraint name).
     pub fn from_catalog(
         catalog: &Catalog,
         dangling: Dangling,
         overrides: &BTreeMap<String, Dangling>,
+        orphans: Orphans,
+        orphan_overrides: &BTreeMap<String, Orphans>,
     ) -> Graph {
         let edges = catalog
             .foreign_keys
@@ -62,6 +66,7 @@ impl Graph {
                 parent_columns: fk.referenced_columns.clone(),
                 nullable: fk.nullable,
                 dangling: overrides.get(&fk.name).copied().unwrap_or(dangling),
+                orphans: orphan_overrides.get(&fk.name).copied().unwrap_or(orphans),
             })
             .collect();
         Graph { edges }
@@ -241,6 +246,7 @@ mod tests {
             parent_columns: vec!["id".into()],
             nullable: true,
             dangling: Dangling::Drop,
+            orphans: Orphans::Sample,
         }
     }
 

@@ -16,7 +16,11 @@
 //!   and so does any reference of a pulled row; a table with `rows: 0` never grows: a
 //!   reference to it drops the row, or is nulled;
 //! - references with the `set_null` policy neither gate nor pull: they are nulled when the
-//!   row they point at is not kept.
+//!   row they point at is not kept;
+//! - a row of a following table whose gating references are all NULL follows nothing (an
+//!   *orphan*): it is a candidate when its selection hash is under its table's orphan
+//!   threshold (the rate of the root it follows; see [`root_rate`]), unless its orphans are
+//!   kept (`orphans: keep`).
 //!
 //! Sets only grow once the base is chosen, so the iteration ends; cycles and self-references
 //! need nothing special.
@@ -131,6 +135,8 @@ pub struct KeyTable {
     select: Vec<u64>,
     in_window: Vec<bool>,
     outgoing: Vec<(usize, Vec<u64>)>,
+    /// Each row's weight ([`super::estimate`]), when the key pass measured them.
+    weights: Vec<u32>,
     pub kept: Vec<bool>,
     pub base: Vec<bool>,
 }
@@ -182,6 +188,33 @@ impl KeyTable {
         self.in_window.push(in_window);
     }
 
+    /// Records the weight of the row pushed last.
+    pub fn weigh(&mut self, weight: u32) {
+        self.weights.push(weight);
+    }
+
+    /// Sum of the weights of every row, when they were measured.
+    pub fn weight(&self) -> Option<u64> {
+        self.measured()
+            .then(|| self.weights.iter().map(|w| *w as u64).sum())
+    }
+
+    /// Sum of the weights of the kept rows, when they were measured.
+    pub fn kept_weight(&self) -> Option<u64> {
+        self.measured().then(|| {
+            self.weights
+                .iter()
+                .zip(&self.kept)
+                .filter(|(_, k)| **k)
+                .map(|(w, _)| *w as u64)
+                .sum()
+        })
+    }
+
+    fn measured(&self) -> bool {
+        self.weights.len() == self.rows() && !self.weights.is_empty()
+    }
+
     /// The row whose `columns` hash to `key`.
     fn find(&self, columns: &[String], key: u64) -> Option<u32> {
         if columns == self.identity.as_slice() {
@@ -220,6 +253,7 @@ impl KeyTable {
         self.select = Vec::new();
         self.in_window = Vec::new();
         self.outgoing = Vec::new();
+        self.weights = Vec::new();
         self.base = Vec::new();
         self.id_index.shrink_to_fit();
     }
@@ -270,6 +304,21 @@ impl KeyTable {
     }
 }
 
+/// The share of its rows a root's own rule chooses at `factor` (1 for a table without rows):
+/// the rate its followers' orphans are sampled at.
+pub fn root_rate(table: &KeyTable, rule: &SampleRule, factor: f64) -> f64 {
+    if table.rows() == 0 {
+        return 1.0;
+    }
+    let chosen = table.choose(rule, factor).iter().filter(|c| **c).count();
+    chosen as f64 / table.rows() as f64
+}
+
+/// The selection hash under which a row is sampled at `rate` (a share, 0 to 1).
+pub fn rate_threshold(rate: f64) -> u64 {
+    threshold(rate * 100.0)
+}
+
 /// The selection hash under which a row is in a `percent` sample.
 pub fn threshold(percent: f64) -> u64 {
     let p = (percent / 100.0).clamp(0.0, 1.0);
@@ -295,8 +344,30 @@ pub struct Solved {
     pub pulled: u64,
 }
 
+/// True when a row's references that decide whether it is kept (the `drop` ones that gate,
+/// or point at a `rows: 0` table) are all NULL, and it has at least one.
+fn is_orphan(
+    table: &KeyTable,
+    row: usize,
+    edges: &[Edge],
+    gating: &BTreeSet<usize>,
+    empty: &[QualifiedName],
+) -> bool {
+    let mut deciding = table
+        .outgoing
+        .iter()
+        .filter(|(edge, _)| {
+            let e = &edges[*edge];
+            e.dangling == Dangling::Drop && (gating.contains(edge) || empty.contains(&e.parent))
+        })
+        .peekable();
+    deciding.peek().is_some() && deciding.all(|(_, values)| values[row] == NULL)
+}
+
 /// Runs the fixed point over the key tables. `gating` lists the edges that gate (the others
-/// pull); `empty` the subsetted tables with `rows: 0` (they have no key table, never grow).
+/// pull); `empty` the subsetted tables with `rows: 0` (they have no key table, never grow);
+/// `orphans` the threshold under which an orphan of a following table is a candidate (a
+/// following table not named keeps its orphans).
 pub fn solve(
     tables: &mut BTreeMap<QualifiedName, KeyTable>,
     parts: &BTreeMap<QualifiedName, Part>,
@@ -304,11 +375,17 @@ pub fn solve(
     gating: &BTreeSet<usize>,
     empty: &[QualifiedName],
     factor: f64,
+    orphans: &BTreeMap<QualifiedName, u64>,
 ) -> BTreeMap<QualifiedName, Solved> {
     let mut candidates: BTreeMap<QualifiedName, Vec<bool>> = BTreeMap::new();
     for (name, table) in tables.iter_mut() {
-        let base = match parts.get(name) {
-            Some(Part::Root(rule)) => table.choose(rule, factor),
+        let base = match (parts.get(name), orphans.get(name)) {
+            (Some(Part::Root(rule)), _) => table.choose(rule, factor),
+            (_, Some(&threshold)) => (0..table.rows())
+                .map(|row| {
+                    table.select[row] <= threshold || !is_orphan(table, row, edges, gating, empty)
+                })
+                .collect(),
             _ => vec![true; table.rows()],
         };
         table.base = match parts.get(name) {
@@ -457,6 +534,7 @@ mod tests {
             parent_columns: vec!["id".into()],
             nullable: true,
             dangling,
+            orphans: crate::config::Orphans::Sample,
         }
     }
 
@@ -502,7 +580,15 @@ mod tests {
             table("orders", 6, vec![(0, vec![1, 2, 3, 4, 9, NULL])]),
         );
         let parts = BTreeMap::from([(q("users"), root(30.0)), (q("orders"), Part::Follows)]);
-        let solved = solve(&mut tables, &parts, &edges, &BTreeSet::from([0]), &[], 1.0);
+        let solved = solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &BTreeSet::from([0]),
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
         assert_eq!(solved[&q("users")].kept, 3);
         // orders of users 1..3, and the one with a NULL reference.
         assert_eq!(
@@ -518,7 +604,15 @@ mod tests {
         let refs = vec![5, 6, NULL, NULL, NULL, 7, NULL, NULL, NULL, NULL];
         let mut tables = BTreeMap::from([(q("users"), table("users", 10, vec![(0, refs)]))]);
         let parts = BTreeMap::from([(q("users"), root(20.0))]);
-        let solved = solve(&mut tables, &parts, &edges, &BTreeSet::new(), &[], 1.0);
+        let solved = solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &BTreeSet::new(),
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
         assert_eq!(
             solved[&q("users")],
             Solved {
@@ -544,7 +638,15 @@ mod tests {
         tables.insert(q("a"), table("a", 4, vec![(0, vec![3, 1, 2, 4])]));
         tables.insert(q("b"), table("b", 4, vec![(1, vec![1, 3, 4, NULL])]));
         let parts = BTreeMap::from([(q("a"), root(50.0)), (q("b"), Part::Follows)]);
-        solve(&mut tables, &parts, &edges, &BTreeSet::from([1]), &[], 1.0);
+        solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &BTreeSet::from([1]),
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
         // Every kept row's reference points at a kept row.
         for (name, other, edge) in [(q("a"), q("b"), 0usize), (q("b"), q("a"), 1usize)] {
             let t = &tables[&name];
@@ -572,9 +674,82 @@ mod tests {
             ..SampleRule::default()
         });
         let parts = BTreeMap::from([(q("users"), root(10.0)), (q("events"), window)]);
-        let solved = solve(&mut tables, &parts, &edges, &BTreeSet::from([0]), &[], 1.0);
+        let solved = solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &BTreeSet::from([0]),
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
         assert_eq!(tables[&q("events")].kept, vec![true, false, false, false]);
         assert_eq!(solved[&q("users")].kept, 1);
+    }
+
+    #[test]
+    fn orphans_of_a_follower_are_sampled_at_the_roots_rate() {
+        // users (10 rows, 30%) ← orders (10 rows): the first six have no user; selection
+        // hashes spread evenly, so a threshold at 30% takes orders 1 to 3.
+        let edges = vec![edge("orders", "user_id", "users", Dangling::Drop)];
+        let mut tables = BTreeMap::new();
+        tables.insert(q("users"), table("users", 10, vec![]));
+        let refs = vec![NULL, NULL, NULL, NULL, NULL, NULL, 1, 2, 9, 10];
+        tables.insert(q("orders"), table("orders", 10, vec![(0, refs)]));
+        let parts = BTreeMap::from([(q("users"), root(30.0)), (q("orders"), Part::Follows)]);
+        let rule = SampleRule {
+            percent: Some(30.0),
+            ..SampleRule::default()
+        };
+        let rate = root_rate(&tables[&q("users")], &rule, 1.0);
+        assert!((rate - 0.3).abs() < 1e-9, "{rate}");
+        let orphans = BTreeMap::from([(q("orders"), rate_threshold(rate))]);
+        let gating = BTreeSet::from([0]);
+        solve(&mut tables, &parts, &edges, &gating, &[], 1.0, &orphans);
+        // Users 1 to 3 are kept: orders 7 and 8 follow them; of the orphans, 1 to 3.
+        assert_eq!(
+            tables[&q("orders")].kept,
+            vec![
+                true, true, true, false, false, false, true, true, false, false
+            ]
+        );
+        // Without a threshold (orphans: keep) every orphan is kept.
+        solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &gating,
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
+        assert_eq!(tables[&q("orders")].kept_count(), 8);
+        // The same rows on every solve.
+        solve(&mut tables, &parts, &edges, &gating, &[], 1.0, &orphans);
+        assert_eq!(tables[&q("orders")].kept_count(), 5);
+    }
+
+    #[test]
+    fn weights_of_the_kept_rows_add_up() {
+        let mut t = table("t", 4, vec![]);
+        assert_eq!(t.weight(), None, "not measured");
+        let mut measured = KeyTable::new(
+            q("t"),
+            &KeyLayout {
+                identity: id(),
+                referenced: vec![],
+                outgoing: vec![],
+            },
+        );
+        for (i, w) in [10u32, 20, 30, 40].iter().enumerate() {
+            measured.push(i as u64 + 1, 0, true, &[], &[]);
+            measured.weigh(*w);
+        }
+        measured.kept = vec![true, false, true, false];
+        assert_eq!(measured.weight(), Some(100));
+        assert_eq!(measured.kept_weight(), Some(40));
+        t.kept = vec![true; 4];
+        assert_eq!(t.kept_weight(), None);
     }
 
     #[test]
@@ -584,7 +759,15 @@ mod tests {
         tables.insert(q("users"), table("users", 10, vec![]));
         tables.insert(q("orders"), table("orders", 3, vec![(0, vec![1, 9, 10])]));
         let parts = BTreeMap::from([(q("users"), root(10.0)), (q("orders"), Part::Follows)]);
-        let solved = solve(&mut tables, &parts, &edges, &BTreeSet::new(), &[], 1.0);
+        let solved = solve(
+            &mut tables,
+            &parts,
+            &edges,
+            &BTreeSet::new(),
+            &[],
+            1.0,
+            &BTreeMap::new(),
+        );
         assert_eq!(solved[&q("users")].kept, 1);
         assert_eq!(solved[&q("orders")].kept, 3);
     }
@@ -604,6 +787,7 @@ mod tests {
             &BTreeSet::new(),
             &[q("audit")],
             1.0,
+            &BTreeMap::new(),
         );
         assert_eq!(tables[&q("events")].kept, vec![false, true, false, true]);
     }

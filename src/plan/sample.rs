@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{Catalog, QualifiedName, TypeKind};
-use crate::config::{Config, ConfigError, Dangling, SampleSpecConfig};
+use crate::config::{Config, ConfigError, Dangling, MaxStoragePolicy, Orphans, SampleSpecConfig};
 
 /// Default bound on the memory of key sets.
 pub const DEFAULT_MAX_KEY_MEMORY: u64 = 2 << 30;
@@ -12,11 +12,44 @@ pub const DEFAULT_MAX_KEY_MEMORY: u64 = 2 << 30;
 /// The `sample:` section, checked against the catalog.
 #[derive(Debug, Clone, Default)]
 pub struct SampleSettings {
-    pub max_storage: Option<u64>,
+    /// `max_storage`, with its policy.
+    pub storage: Option<StorageCap>,
     pub tables: BTreeMap<QualifiedName, SampleSpecConfig>,
     pub dangling: Dangling,
+    /// `dangling` per foreign key, where one says.
     pub overrides: BTreeMap<String, Dangling>,
+    pub orphans: Orphans,
+    /// `orphans` per foreign key, where one says.
+    pub orphan_overrides: BTreeMap<String, Orphans>,
     pub max_key_memory: u64,
+}
+
+/// `sample.max_storage` and `sample.max_storage_policy`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StorageCap {
+    /// Bytes.
+    pub limit: u64,
+    /// Indexes count too (else heap + TOAST only).
+    pub include_indexes: bool,
+    /// How far over `limit` the restored data may come out, as a fraction (0.05 for 5%).
+    pub tolerance: f64,
+    pub policy: MaxStoragePolicy,
+}
+
+impl StorageCap {
+    /// The most the restored data may take before the policy applies.
+    pub fn allowed(&self) -> u64 {
+        (self.limit as f64 * (1.0 + self.tolerance)).floor() as u64
+    }
+
+    /// What the cap counts, in words.
+    pub fn counts(&self) -> &'static str {
+        if self.include_indexes {
+            "heap + TOAST + indexes"
+        } else {
+            "heap + TOAST"
+        }
+    }
 }
 
 impl SampleSettings {
@@ -31,13 +64,24 @@ impl SampleSettings {
             tables.insert(q, spec.clone());
         }
         Ok(SampleSettings {
-            max_storage: sample.max_storage.map(|s| s.0),
+            storage: sample.max_storage.map(|cap| StorageCap {
+                limit: cap.limit.0,
+                include_indexes: cap.include_indexes,
+                tolerance: cap.tolerance.fraction(),
+                policy: sample.max_storage_policy.unwrap_or_default(),
+            }),
             tables,
             dangling: sample.dangling.unwrap_or_default(),
             overrides: sample
                 .foreign_keys
                 .iter()
-                .map(|(k, v)| (k.clone(), v.dangling))
+                .filter_map(|(k, v)| v.dangling.map(|d| (k.clone(), d)))
+                .collect(),
+            orphans: sample.orphans.unwrap_or_default(),
+            orphan_overrides: sample
+                .foreign_keys
+                .iter()
+                .filter_map(|(k, v)| v.orphans.map(|o| (k.clone(), o)))
                 .collect(),
             max_key_memory: sample
                 .max_key_memory
@@ -47,7 +91,7 @@ impl SampleSettings {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.max_storage.is_none()
+        self.tables.is_empty() && self.storage.is_none()
     }
 
     /// Problems with the section against the source schema, all at once.
@@ -95,6 +139,18 @@ impl SampleSettings {
             .iter()
             .map(|f| f.name.as_str())
             .collect();
+        for fk in self.orphan_overrides.keys() {
+            if !self.overrides.contains_key(fk)
+                && !catalog.foreign_keys.iter().any(|f| &f.name == fk)
+            {
+                problems.push(format!(
+                    "sample.foreign_keys: no foreign key named {fk}{}",
+                    crate::yaml::did_you_mean(fk, &fk_names)
+                        .map(|s| format!(", did you mean `{s}`?"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         for (fk, policy) in &self.overrides {
             match catalog.foreign_keys.iter().find(|f| &f.name == fk) {
                 None => problems.push(format!(

@@ -1,11 +1,10 @@
 //! The build stage: the new database, from the prepared plan to a verified copy — pre-data
-//! schema, the data streamed through the rules, the leak sample of the source, sequences,
-//! the post-load order ([`reindex::post_load`]), table sizes, the plan recorded in
-//! `_restage`, grants, verification. It returns what it measured; the caller puts it in the
-//! report.
+//! schema, the data streamed through the rules (held to `max_storage`: [`storage`]), the
+//! leak sample of the source, sequences, the post-load order ([`reindex::post_load`]), table
+//! sizes (checked against `max_storage` again), the plan recorded in `_restage`, grants,
+//! verification. It returns what it measured; the caller puts it in the report.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_postgres::Client;
@@ -13,16 +12,18 @@ use tokio_postgres::Client;
 use crate::catalog::QualifiedName;
 use crate::db::{self, DbError};
 use crate::error::{Error, Result};
-use crate::progress::{DataProgress, Stage, Ui};
+use crate::plan::Plan;
+use crate::plan::storage::StorageReport;
+use crate::progress::{Stage, Ui};
 use crate::report::{StageTiming, TableReport};
 
-use super::copy::{self, JobResult};
+use super::copy::JobResult;
 use super::prepare::Prepared;
 use super::reindex::{self, PostLoaded};
 use super::schema::{self, PgTools};
 use super::settings::Settings;
 use super::verify::{self, VerifyReport};
-use super::{access, pause, sequences};
+use super::{access, pause, sequences, storage};
 
 /// What the build measured in the new database.
 pub struct Built {
@@ -36,6 +37,11 @@ pub struct Built {
     pub unique: Option<serde_json::Value>,
     /// Passed: a verification that failed stops the build with an error.
     pub verification: VerifyReport,
+    /// `max_storage`: planned, restored, rescales.
+    pub storage: Option<StorageReport>,
+    /// The plan the tables hold, when a rescale replaced the first one.
+    pub replanned: Option<Plan>,
+    pub warnings: Vec<String>,
 }
 
 /// Builds the new database `building` (created empty) and verifies it.
@@ -54,6 +60,7 @@ pub async fn build(
         jobs,
         rules: prepared_rules,
         transforms,
+        plan,
         ..
     } = prepared;
     let mut stages = Vec::new();
@@ -71,23 +78,23 @@ pub async fn build(
     )
     .await?;
 
+    // One connection more than the copy workers: the size watch of `max_storage`.
     let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
-    let total_bytes: u64 = jobs.iter().map(|j| j.estimated_bytes).sum();
     let data_started = Instant::now();
-    let progress = Arc::new(DataProgress::new(ui, jobs.len(), total_bytes));
-    let results = copy::run(
-        jobs,
-        snapshot.clone(),
-        pool.clone(),
-        server.clone(),
-        settings.jobs,
-        progress.clone(),
-    )
-    .await
-    .map_err(|e| Error::Runtime(e.to_string()))?;
-    if let Ok(progress) = Arc::try_unwrap(progress) {
-        progress.finish();
+    let loaded = storage::Loader {
+        settings,
+        catalog: &catalog,
+        rules: &prepared_rules,
+        snapshot: &snapshot,
+        pool: &pool,
+        server: &server,
+        ui,
     }
+    .load(&plan, jobs)
+    .await?;
+    let results = loaded.results;
+    let mut warnings = loaded.warnings;
+    let mut storage_report = loaded.storage;
     stages.push(timing("data", data_started.elapsed().as_secs_f64()));
     pause::point("data-done").await;
     let stage = Stage::start(ui, "leak sample");
@@ -132,6 +139,11 @@ pub async fn build(
     .await?;
     stages.extend(post_load.stages.iter().cloned());
     measure_sizes(&client, &server, &mut tables).await?;
+    if let (Some(report), Some(cap)) = (storage_report.as_mut(), &settings.sample.storage) {
+        let mut planned = tables.clone();
+        storage::replan_lines(&mut planned, loaded.replanned.as_ref().unwrap_or(&plan));
+        storage::check_restored(report, cap, &planned, &mut warnings)?;
+    }
 
     record_plan(
         &client,
@@ -168,6 +180,9 @@ pub async fn build(
         post_load,
         unique,
         verification,
+        storage: storage_report,
+        replanned: loaded.replanned,
+        warnings,
     })
 }
 
@@ -178,22 +193,17 @@ fn timing(stage: &str, seconds: f64) -> StageTiming {
     }
 }
 
-/// Each table's size in staging (heap + TOAST, what `max_storage` budgets).
+/// Each table's size in staging: heap + TOAST (what `max_storage` budgets) and indexes.
 async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]) -> Result<()> {
-    let sizes = client
-        .query(
-            "SELECT format('%s.%s', n.nspname, c.relname), pg_table_size(c.oid)
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')",
-            &[],
-        )
-        .await
-        .map_err(|e| DbError::new(server, "measuring the new tables", e))?;
-    for row in sizes {
-        let name: String = row.get(0);
-        let bytes: i64 = row.get(1);
-        if let Some(t) = tables.iter_mut().find(|t| t.table == name) {
-            t.table_bytes = bytes.max(0) as u64;
+    let sizes: BTreeMap<String, (u64, u64)> = storage::table_sizes(client, server)
+        .await?
+        .into_iter()
+        .map(|(name, sizes)| (name.to_string(), sizes))
+        .collect();
+    for t in tables.iter_mut() {
+        if let Some((table, indexes)) = sizes.get(&t.table) {
+            t.table_bytes = *table;
+            t.index_bytes = *indexes;
         }
     }
     Ok(())

@@ -9,7 +9,8 @@
 //!    before anything is created;
 //! 3. clean: leftovers of earlier failed runs removed;
 //! 4. [`build`](mod@build): a new database created (`building`); [`schema`] pre-data
-//!    restored; [`copy`] streams every table through [`rows`]; [`sequences`] set; the
+//!    restored; [`copy`] streams every table through [`rows`], held to `max_storage`
+//!    ([`storage`]: measured, rescaled and reloaded, or stopped); [`sequences`] set; the
 //!    post-load order ([`reindex::post_load`]: derived columns, post-data with the foreign
 //!    keys validated, materialized views, indexes, ANALYZE); [`access`] grants; [`verify`]
 //!    (no leak, foreign keys);
@@ -39,6 +40,7 @@ pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod settings;
+pub mod storage;
 pub mod verify;
 pub mod warm;
 
@@ -228,6 +230,8 @@ struct Planned {
     snapshot: String,
     tables: Vec<TableReport>,
     sample: Option<serde_json::Value>,
+    /// `max_storage` as planned.
+    storage: Option<serde_json::Value>,
     unclassified: Vec<String>,
     warnings: Vec<String>,
     seconds: f64,
@@ -243,6 +247,9 @@ impl Planned {
                 .summary
                 .as_ref()
                 .and_then(|s| serde_json::to_value(s).ok()),
+            storage: prepared.plan.storage.as_ref().and_then(|s| {
+                serde_json::to_value(crate::plan::storage::StorageReport::planned(s)).ok()
+            }),
             unclassified: prepared.unclassified.clone(),
             warnings: prepared.warnings.clone(),
             seconds,
@@ -382,6 +389,7 @@ fn planned_report(settings: &Settings, started: Started, planned: Planned) -> Re
         tables: planned.tables,
         stages: vec![stage_timing("plan", planned.seconds)],
         sample: planned.sample,
+        storage: planned.storage,
         unclassified_allowed: planned.unclassified,
         warnings: planned.warnings,
         outcome: "plan only: nothing was changed".to_string(),
@@ -402,11 +410,22 @@ fn refresh_report(
     warmed: Option<Warmed>,
 ) -> Report {
     let database = &settings.target.database;
-    let tables = merge_measured(planned.tables, built.tables);
+    let mut planned_tables = planned.tables;
+    let mut sample = planned.sample;
+    if let Some(plan) = &built.replanned {
+        // A rescale: the plan the tables hold is the last one.
+        storage::replan_lines(&mut planned_tables, plan);
+        sample = plan
+            .summary
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
+    }
+    let tables = merge_measured(planned_tables, built.tables);
     let mut stages = vec![stage_timing("plan", planned.seconds)];
     stages.extend(built.stages);
     stages.push(stage_timing("swap", swapped.seconds));
     let mut warnings = planned.warnings;
+    warnings.extend(built.warnings);
     if cleaned.repaired_live {
         warnings.push(
             "the live database refused connections after an interrupted swap; re-enabled".into(),
@@ -449,7 +468,11 @@ fn refresh_report(
         swap: serde_json::to_value(&swapped.outcome).ok(),
         generations_dropped: swapped.generations_dropped,
         leftovers_removed: cleaned.leftovers_removed,
-        sample: planned.sample,
+        sample,
+        storage: built
+            .storage
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok()),
         unique: built.unique,
         cache,
         unclassified_allowed: planned.unclassified,
@@ -480,6 +503,7 @@ fn merge_measured(mut planned: Vec<TableReport>, measured: Vec<TableReport>) -> 
             t.seconds = r.seconds;
             t.retries = r.retries;
             t.table_bytes = r.table_bytes;
+            t.index_bytes = r.index_bytes;
         }
     }
     planned
@@ -532,6 +556,7 @@ mod tests {
             snapshot: "00000003-1".into(),
             tables: vec![line("public.users", 0)],
             sample: None,
+            storage: None,
             unclassified: vec![],
             warnings: vec!["a warning".into()],
             seconds: 0.5,
@@ -546,6 +571,9 @@ mod tests {
                 passed: true,
                 ..verify::VerifyReport::default()
             },
+            storage: None,
+            replanned: None,
+            warnings: vec![],
         };
         let swapped = || Swapped {
             outcome: SwapOutcome {

@@ -42,7 +42,7 @@ pub struct Prepared {
 impl Prepared {
     /// The copy jobs of what the checks decided.
     pub fn new(checked: Checked, settings: &Settings) -> Prepared {
-        let jobs = build_jobs(&checked.catalog, &checked.rules, &checked.plan, settings);
+        let jobs = copy_jobs(&checked.catalog, &checked.rules, &checked.plan, settings);
         Prepared {
             snapshot: checked.snapshot,
             catalog: checked.catalog,
@@ -220,8 +220,9 @@ pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable)
     }
 }
 
-/// One job per table, or per ctid range of a big table.
-fn build_jobs(
+/// One job per table, or per ctid range of a big table (the build's reload after a rescale
+/// takes those of the sampled tables).
+pub(crate) fn copy_jobs(
     catalog: &Catalog,
     rules: &BoundRules,
     plan: &Plan,
@@ -329,11 +330,9 @@ pub(crate) fn planned_tables(prepared: &Prepared) -> Vec<TableReport> {
             } else {
                 tp.estimated_rows
             },
-            estimated_bytes: if tp.decision == Decision::Empty {
-                0
-            } else {
-                tp.estimated_bytes
-            },
+            // An empty table still takes a page or so: planned as restored.
+            estimated_bytes: tp.estimated_bytes,
+            estimated_index_bytes: tp.estimated_index_bytes,
             ranges: prepared.jobs.iter().filter(|j| &j.table == name).count(),
             rules,
             ..TableReport::default()
