@@ -26,3 +26,4 @@ mod tls;
 mod transform_pg_input;
 mod transform_unique;
 mod validate;
+mod yaml_limits;

@@ -77,9 +77,10 @@ pub struct Checked {
     pub warnings: Vec<String>,
 }
 
-/// The problems as one error (exit 2), one line each.
+/// The problems as one error (exit 2), one line each (the first
+/// [`crate::yaml::MAX_PROBLEMS_SHOWN`], then a count of the others).
 pub fn problems_error(problems: Vec<String>) -> Error {
-    Error::Usage(problems.join("\n"))
+    Error::Usage(crate::yaml::list_problems(&problems))
 }
 
 /// Steps 2 and 4: the rules read and bound to the catalog. Every problem of both (the
