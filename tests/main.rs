@@ -18,6 +18,7 @@ mod faults;
 mod harness_selftest;
 mod health;
 mod post_load;
+mod redaction;
 mod refresh;
 mod scan;
 mod secrets;
