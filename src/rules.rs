@@ -89,6 +89,28 @@ pub struct BoundColumn {
     pub rule: Option<String>,
     /// The rule as written, when one covers the column.
     pub spec: Option<RuleSpec>,
+    /// Where that rule is written (a `*` rule's own place for the columns it covers).
+    pub location: Option<Location>,
+}
+
+impl BoundColumn {
+    /// True when the rule says `unique: true` (binding accepted it, so the transform keeps
+    /// the promise: distinct inputs, distinct outputs).
+    pub fn says_unique(&self) -> bool {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.params.get("unique"))
+            .and_then(serde_yaml::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// `file:line:col: ` of the rule, for messages about it.
+    pub fn at(&self) -> String {
+        self.location
+            .as_ref()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default()
+    }
 }
 
 /// The rules of one table that holds rows, aligned with [`Table::copy_columns`].
@@ -359,6 +381,7 @@ impl RuleSet {
             def: None,
             rule: None,
             spec: None,
+            location: None,
         };
         // The nearest layer with a rule for this column wins over wildcards anywhere; two
         // layers naming the same column is an error (a partition masked unlike its siblings is
@@ -403,6 +426,7 @@ impl RuleSet {
                 def: Some(bound.def),
                 rule: Some(rule.spec.transform.clone()),
                 spec: Some(rule.spec.clone()),
+                location: Some(rule.location.clone()),
             },
             Err(e) => {
                 let at = e

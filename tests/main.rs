@@ -12,6 +12,7 @@ mod http_harness;
 mod anonymize;
 mod architecture;
 mod bad_input;
+mod constraints;
 mod demo;
 mod deploy;
 mod faults;
