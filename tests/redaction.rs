@@ -256,3 +256,139 @@ fn a_panic_message_is_redacted() {
         run.stderr
     );
 }
+
+// ----- No production value in a server error -----
+
+/// A run expected to fail late, after the build started: exit 1; stderr (at `-vv`) and the
+/// report file carry none of `values`, name the database being built, and hold every part of
+/// `expected`; nothing is left behind.
+async fn fails_late_without_values(
+    setup: &crate::harness::Setup,
+    values: &[&str],
+    expected: &[&str],
+) {
+    let report = setup.dir.path().join("report.json");
+    let (code, out, err) = setup.run(&["-vv", "refresh", "--report", report.to_str().unwrap()]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let written = std::fs::read_to_string(&report).unwrap_or_default();
+    for (what, text) in [("stdout", &out), ("stderr", &err), ("report", &written)] {
+        for value in values {
+            assert!(!text.contains(value), "{what} holds `{value}`:\n{text}");
+        }
+    }
+    let error = err
+        .lines()
+        .find(|l| l.starts_with("restage: error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
+    assert!(
+        error.contains(&format!("{}__restage_", setup.staging)),
+        "the error names the database being built: {error}"
+    );
+    for part in expected {
+        assert!(error.contains(part), "missing `{part}` in: {error}");
+    }
+    assert!(written.contains("\"outcome\": \"failed: "), "{written}");
+    assert!(
+        harness::databases_like(&setup.staging).await.is_empty(),
+        "the half-built database was removed"
+    );
+}
+
+/// A foreign key that fails when pg_restore validates it: the referenced key is a generated
+/// column of a hashed one (which the load-time checks do not trace, see
+/// refresh/constraints.rs), so the kept references dangle. PostgreSQL's DETAIL says
+/// `Key (customer_key)=(ALFKI7) is not present in table "customers"`.
+#[tokio::test]
+async fn a_late_foreign_key_failure_shows_no_source_value() {
+    let setup = crate::harness::Setup::new(
+        "redact_fk",
+        "CREATE TABLE customers (code text PRIMARY KEY, name text,
+                                 code_key text GENERATED ALWAYS AS (upper(code)) STORED UNIQUE);
+         CREATE TABLE orders (id int PRIMARY KEY, customer_key text REFERENCES customers (code_key));
+         INSERT INTO customers (code, name) SELECT 'alfki' || g, 'n' FROM generate_series(1, 20) g;
+         INSERT INTO orders SELECT g, 'ALFKI' || (1 + g % 20) FROM generate_series(1, 50) g;",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.customers:\n    code: { transform: hash, unique: true }\n",
+    );
+    fails_late_without_values(
+        &setup,
+        &["ALFKI", "alfki"],
+        &["orders_customer_key_fkey", "pg_restore (post-data"],
+    )
+    .await;
+}
+
+/// A unique index whose build fails: its key is generated from a kept production code and the
+/// first letter of a ruled name. PostgreSQL's DETAIL says `Key (k)=(PRODSECRET-77:J) is
+/// duplicated`.
+#[tokio::test]
+async fn a_unique_violation_during_index_build_shows_no_source_value() {
+    let setup = crate::harness::Setup::new(
+        "redact_unique",
+        "CREATE TABLE people (id int PRIMARY KEY, code text, name text,
+                              k text GENERATED ALWAYS AS (code || ':' || left(name, 1)) STORED);
+         CREATE UNIQUE INDEX people_k_idx ON people (k);
+         INSERT INTO people (id, code, name)
+         SELECT g, 'PRODSECRET-77', chr(64 + g) || 'name' FROM generate_series(1, 26) g;",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules("r.yaml", "tables:\n  public.people:\n    name: name\n");
+    fails_late_without_values(&setup, &["PRODSECRET"], &["people_k_idx"]).await;
+}
+
+/// COPY into the new database fails on a row: a domain's CHECK calls a function that refuses
+/// the value in staging, once by `RAISE` with the value in its message (P0001), once by a
+/// cast that quotes it (22P02). PostgreSQL's message and CONTEXT (`COPY notes, line 1, column
+/// body: "…"`) both hold the value.
+#[tokio::test]
+async fn a_copy_data_error_shows_no_source_value() {
+    let setup = crate::harness::Setup::new(
+        "redact_copy",
+        "CREATE FUNCTION plausible(v text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+         BEGIN
+             IF current_database() LIKE '%\\_\\_restage\\_%' THEN
+                 RAISE EXCEPTION 'implausible value %', v;
+             END IF;
+             RETURN true;
+         END $$;
+         CREATE DOMAIN checked_text AS text CHECK (plausible(VALUE));
+         CREATE TABLE notes (id int PRIMARY KEY, body checked_text);
+         INSERT INTO notes SELECT g, 'PRODVALUE-Body-' || g FROM generate_series(1, 10) g;",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules("r.yaml", "tables:\n  public.notes:\n    \"*\": keep\n");
+    fails_late_without_values(
+        &setup,
+        &["PRODVALUE"],
+        &[
+            "writing public.notes",
+            "an error raised by a function or trigger (RAISE) (SQLSTATE P0001; the server's message is not shown: it can hold a value)",
+        ],
+    )
+    .await;
+
+    setup
+        .source
+        .execute(
+            "CREATE OR REPLACE FUNCTION plausible(v text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN
+                 IF current_database() LIKE '%\\_\\_restage\\_%' THEN
+                     PERFORM v::int;
+                 END IF;
+                 RETURN true;
+             END $$;",
+        )
+        .await;
+    fails_late_without_values(
+        &setup,
+        &["PRODVALUE"],
+        &["a value is not valid input for its type (SQLSTATE 22P02"],
+    )
+    .await;
+}
