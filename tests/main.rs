@@ -18,6 +18,7 @@ mod deploy;
 mod faults;
 mod harness_selftest;
 mod health;
+mod huge_values;
 mod post_load;
 mod redaction;
 mod refresh;
