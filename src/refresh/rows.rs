@@ -89,11 +89,17 @@ pub const BIG_FIELD: usize = 64 << 10;
 pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError> {
     let mut out = Pieces::new(None, input.len());
     let (rows_in, rows_out) = process_rows(plan, input, &mut out)?;
-    let pieces = out.finish();
-    let mut data = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
-    for piece in &pieces {
-        data.extend_from_slice(piece);
-    }
+    let mut pieces = out.finish();
+    // Usually one piece, made from a Vec: turned back into it without a copy.
+    let data = if pieces.len() == 1 {
+        Vec::from(pieces.remove(0))
+    } else {
+        let mut data = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+        for piece in &pieces {
+            data.extend_from_slice(piece);
+        }
+        data
+    };
     Ok(BatchOut {
         data,
         rows_in,
