@@ -137,6 +137,7 @@ impl ColumnType {
 pub struct Column {
     pub name: String,
     pub ty: ColumnType,
+    /// The column refuses NULL: its own NOT NULL, or a NOT NULL domain it is of.
     pub not_null: bool,
     /// A generated column: left out of COPY, recomputed by the target.
     pub generated: bool,
@@ -277,7 +278,7 @@ impl Catalog {
         let type_rows = client
             .query(
                 "SELECT t.oid, t.typname::text, n.nspname::text, t.typtype::text, t.typbasetype,
-                        t.typelem, t.typcategory::text, t.typtypmod
+                        t.typelem, t.typcategory::text, t.typtypmod, t.typnotnull
                    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
                   WHERE t.oid IN (SELECT atttypid FROM pg_attribute WHERE attnum > 0)
                      OR t.typtype IN ('d', 'e')
@@ -299,6 +300,7 @@ impl Catalog {
                     elem: row.get(5),
                     category: row.get(6),
                     typmod: row.get(7),
+                    not_null: row.get(8),
                 },
             );
         }
@@ -358,7 +360,7 @@ impl Catalog {
             columns.entry(rel).or_default().push(Column {
                 name: row.get(1),
                 ty: resolve_type(type_oid, typmod, printed, &types, &enum_labels),
-                not_null: row.get(5),
+                not_null: row.get::<_, bool>(5) || domain_not_null(type_oid, &types),
                 generated: row.get(6),
             });
         }
@@ -515,6 +517,27 @@ struct RawType {
     elem: u32,
     category: String,
     typmod: i32,
+    /// A domain declared NOT NULL.
+    not_null: bool,
+}
+
+/// True when the type is a domain that refuses NULL, itself or through the domains it is
+/// over (a domain over an array is not followed into its elements: NULL elements are not
+/// the column's NULL).
+fn domain_not_null(oid: u32, types: &HashMap<u32, RawType>) -> bool {
+    let mut oid = oid;
+    for _ in 0..16 {
+        match types.get(&oid) {
+            Some(t) if t.typtype == "d" => {
+                if t.not_null {
+                    return true;
+                }
+                oid = t.base;
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Resolves a column's type to a kind: follows domains to their base type and arrays to their
@@ -596,6 +619,253 @@ fn kind_of(t: &RawType) -> TypeKind {
         TypeKind::Text
     } else {
         TypeKind::Other(format!("{}.{}", t.schema, t.name))
+    }
+}
+
+/// The constraints a copy must keep, read in the snapshot for the load-time checks of the
+/// rules (refresh/constraints.rs): unique indexes of every kind (primary keys, unique
+/// constraints and indexes, partial and expression ones, exclusion constraints), the CHECK
+/// constraints of tables and of the domains their columns are of, and which foreign keys
+/// match FULL. Only names, columns and the expressions PostgreSQL prints: never a row.
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    pub unique: Vec<UniqueIndex>,
+    pub checks: Vec<CheckConstraint>,
+    pub domain_checks: Vec<DomainCheck>,
+    /// The foreign keys declared `MATCH FULL`, by table and name.
+    pub match_full: std::collections::BTreeSet<(QualifiedName, String)>,
+}
+
+/// What kind of constraint a unique index backs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    PrimaryKey,
+    /// A unique constraint or a unique index.
+    Unique,
+    /// An exclusion constraint (`EXCLUDE USING gist (room WITH =, during WITH &&)`).
+    Exclusion,
+}
+
+/// A unique index (or the index of an exclusion constraint) of a table or a partitioned table.
+#[derive(Debug, Clone)]
+pub struct UniqueIndex {
+    pub table: QualifiedName,
+    pub index: String,
+    /// The constraint it backs (primary key, unique or exclusion constraint), if any.
+    pub constraint: Option<String>,
+    pub kind: IndexKind,
+    /// The key's plain columns, in order (INCLUDE columns left out).
+    pub columns: Vec<String>,
+    /// Every key part as PostgreSQL prints it: a column's name or an expression.
+    pub key_parts: Vec<String>,
+    /// The columns the key's expressions read.
+    pub expression_columns: Vec<String>,
+    /// A partial index's WHERE, as printed, and the columns it reads.
+    pub predicate: Option<String>,
+    pub predicate_columns: Vec<String>,
+    /// `NULLS NOT DISTINCT` (PostgreSQL 15): NULLs clash like values.
+    pub nulls_not_distinct: bool,
+}
+
+impl UniqueIndex {
+    /// `primary key users_pkey`, `unique index users_lower_name_idx`, … for messages.
+    pub fn describe(&self) -> String {
+        let (kind, name) = match (&self.kind, &self.constraint) {
+            (IndexKind::PrimaryKey, Some(c)) => ("primary key", c),
+            (IndexKind::Exclusion, Some(c)) => ("exclusion constraint", c),
+            (_, Some(c)) => ("unique constraint", c),
+            (_, None) => ("unique index", &self.index),
+        };
+        format!(
+            "{kind} {} ({})",
+            quote_ident(name),
+            self.key_parts.join(", ")
+        )
+    }
+
+    pub fn is_expression(&self) -> bool {
+        !self.expression_columns.is_empty()
+    }
+}
+
+/// A table's CHECK constraint.
+#[derive(Debug, Clone)]
+pub struct CheckConstraint {
+    pub table: QualifiedName,
+    pub name: String,
+    /// The columns its expression reads.
+    pub columns: Vec<String>,
+    /// The expression as PostgreSQL prints it (`(zip ~ '^[0-9]{5}$'::text)`).
+    pub expression: String,
+}
+
+/// A CHECK constraint of a domain a column is of (directly, through other domains, or as the
+/// element type of an array).
+#[derive(Debug, Clone)]
+pub struct DomainCheck {
+    pub table: QualifiedName,
+    pub column: String,
+    pub domain: String,
+    pub constraint: String,
+}
+
+impl Constraints {
+    /// Reads them for the tables of `catalog`. Run inside the snapshot, like [`Catalog::read`].
+    pub async fn read(
+        client: &Client,
+        server: &str,
+        catalog: &Catalog,
+    ) -> Result<Constraints, DbError> {
+        let q = |context: &'static str| {
+            let server = server.to_string();
+            move |e| DbError::new(server.clone(), context, e)
+        };
+        let by_oid: HashMap<u32, &QualifiedName> =
+            catalog.tables.values().map(|t| (t.oid, &t.name)).collect();
+        // The columns a stored expression reads: its Var nodes' attribute numbers.
+        let vars = |tree: &str| {
+            format!(
+                "array(SELECT DISTINCT a.attname::text
+                         FROM regexp_matches({tree}::text, ':varattno ([0-9]+)', 'g') m(n)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = m.n[1]::int2
+                        ORDER BY 1)"
+            )
+        };
+        let nulls_not_distinct = if catalog.server_version >= 150000 {
+            "i.indnullsnotdistinct"
+        } else {
+            "false"
+        };
+        let sql = format!(
+            "SELECT i.indrelid, ic.relname::text, con.conname::text, i.indisprimary, i.indisexclusion,
+                    array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                          WHERE k.ord <= i.indnkeyatts ORDER BY k.ord),
+                    array(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                            FROM generate_series(1, i.indnkeyatts::int) k ORDER BY k),
+                    {}, pg_get_expr(i.indpred, i.indrelid, true), {}, {nulls_not_distinct}
+               FROM pg_index i
+               JOIN pg_class ic ON ic.oid = i.indexrelid
+               LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                                          AND con.contype IN ('p', 'u', 'x')
+              WHERE (i.indisunique OR i.indisexclusion) AND NOT ic.relispartition
+              ORDER BY 1, 2",
+            vars("i.indexprs"),
+            vars("i.indpred"),
+        );
+        let mut unique = Vec::new();
+        for row in client
+            .query(&sql, &[])
+            .await
+            .map_err(q("reading unique indexes"))?
+        {
+            let Some(table) = by_oid.get(&row.get::<_, u32>(0)) else {
+                continue;
+            };
+            unique.push(UniqueIndex {
+                table: (*table).clone(),
+                index: row.get(1),
+                constraint: row.get(2),
+                kind: if row.get::<_, bool>(3) {
+                    IndexKind::PrimaryKey
+                } else if row.get::<_, bool>(4) {
+                    IndexKind::Exclusion
+                } else {
+                    IndexKind::Unique
+                },
+                columns: row.get(5),
+                key_parts: row.get(6),
+                expression_columns: row.get(7),
+                predicate: row.get(8),
+                predicate_columns: row.get(9),
+                nulls_not_distinct: row.get(10),
+            });
+        }
+
+        let mut checks = Vec::new();
+        for row in client
+            .query(
+                "SELECT con.conrelid, con.conname::text,
+                        array(SELECT a.attname::text FROM unnest(con.conkey) k(attnum)
+                               JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                              ORDER BY 1),
+                        pg_get_expr(con.conbin, con.conrelid, true)
+                   FROM pg_constraint con
+                  WHERE con.contype = 'c' AND con.conrelid <> 0
+                  ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(q("reading check constraints"))?
+        {
+            let Some(table) = by_oid.get(&row.get::<_, u32>(0)) else {
+                continue;
+            };
+            checks.push(CheckConstraint {
+                table: (*table).clone(),
+                name: row.get(1),
+                columns: row.get(2),
+                expression: row.get(3),
+            });
+        }
+
+        let mut domain_checks = Vec::new();
+        for row in client
+            .query(
+                "WITH RECURSIVE chain(attrelid, attname, typid, depth) AS (
+                     SELECT a.attrelid, a.attname::text, a.atttypid, 0
+                       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                      WHERE a.attnum > 0 AND NOT a.attisdropped
+                        AND (t.typtype = 'd' OR t.typelem <> 0)
+                        AND a.attrelid IN (SELECT c.oid FROM pg_class c WHERE c.relkind IN ('r', 'p'))
+                     UNION ALL
+                     SELECT ch.attrelid, ch.attname,
+                            CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,
+                            ch.depth + 1
+                       FROM chain ch JOIN pg_type t ON t.oid = ch.typid
+                      WHERE (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+                        AND ch.depth < 16
+                 )
+                 SELECT ch.attrelid, ch.attname, format_type(con.contypid, NULL), con.conname::text
+                   FROM chain ch
+                   JOIN pg_constraint con ON con.contypid = ch.typid AND con.contype = 'c'
+                  ORDER BY 1, 2, 4",
+                &[],
+            )
+            .await
+            .map_err(q("reading domain constraints"))?
+        {
+            let Some(table) = by_oid.get(&row.get::<_, u32>(0)) else {
+                continue;
+            };
+            domain_checks.push(DomainCheck {
+                table: (*table).clone(),
+                column: row.get(1),
+                domain: row.get(2),
+                constraint: row.get(3),
+            });
+        }
+
+        let mut match_full = std::collections::BTreeSet::new();
+        for row in client
+            .query(
+                "SELECT con.conrelid, con.conname::text FROM pg_constraint con
+                  WHERE con.contype = 'f' AND con.confmatchtype = 'f' AND con.conparentid = 0",
+                &[],
+            )
+            .await
+            .map_err(q("reading foreign key match types"))?
+        {
+            if let Some(table) = by_oid.get(&row.get::<_, u32>(0)) {
+                match_full.insert(((*table).clone(), row.get(1)));
+            }
+        }
+        Ok(Constraints {
+            unique,
+            checks,
+            domain_checks,
+            match_full,
+        })
     }
 }
 

@@ -76,6 +76,31 @@ pub fn is_null(field: &[u8]) -> bool {
     field == NULL
 }
 
+/// The value of `field`: the field itself when it holds no escape (no copy), or when its one
+/// escape is a leading `\\` (a bytea in hex, `\\x0a1b…`: the value is the field without
+/// its first byte); else its decoding in `scratch` (cleared first).
+pub fn decode_borrowed<'a>(
+    field: &'a [u8],
+    scratch: &'a mut String,
+) -> Result<&'a str, CopyTextError> {
+    match memchr::memchr(b'\\', field) {
+        None => return std::str::from_utf8(field).map_err(|_| CopyTextError::NotUtf8),
+        Some(0) if field.get(1) == Some(&b'\\') && memchr::memchr(b'\\', &field[2..]).is_none() => {
+            return std::str::from_utf8(&field[1..]).map_err(|_| CopyTextError::NotUtf8);
+        }
+        Some(_) => {}
+    }
+    scratch.clear();
+    decode(field, scratch)?;
+    Ok(scratch.as_str())
+}
+
+/// True when COPY's text format escapes some character of `value`.
+pub fn needs_escape(value: &str) -> bool {
+    memchr::memchr3(b'\\', b'\t', b'\n', value.as_bytes()).is_some()
+        || memchr::memchr(b'\r', value.as_bytes()).is_some()
+}
+
 /// Undoes COPY's escaping: appends the value of `field` to `out`.
 pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
     if memchr::memchr(b'\\', field).is_none() {
@@ -83,7 +108,31 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
         out.push_str(text);
         return Ok(());
     }
-    let mut bytes = Vec::with_capacity(field.len());
+    // Decoded into `out`'s own buffer: a big value is not built aside and then copied.
+    let mut bytes = std::mem::take(out).into_bytes();
+    let start = bytes.len();
+    bytes.reserve(field.len());
+    let result = decode_into(field, &mut bytes);
+    match (result, String::from_utf8(bytes)) {
+        (Ok(()), Ok(text)) => {
+            *out = text;
+            Ok(())
+        }
+        (result, decoded) => {
+            // What was there before stays; the bad value does not.
+            let mut bytes = match decoded {
+                Ok(text) => text.into_bytes(),
+                Err(e) => e.into_bytes(),
+            };
+            bytes.truncate(start);
+            *out = String::from_utf8(bytes).unwrap_or_default();
+            result.and(Err(CopyTextError::NotUtf8))
+        }
+    }
+}
+
+/// The escapes of `field` undone, appended to `bytes`.
+fn decode_into(field: &[u8], bytes: &mut Vec<u8>) -> Result<(), CopyTextError> {
     let mut i = 0;
     while i < field.len() {
         let b = field[i];
@@ -139,8 +188,6 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
             other => bytes.push(other),
         }
     }
-    let text = String::from_utf8(bytes).map_err(|_| CopyTextError::NotUtf8)?;
-    out.push_str(&text);
     Ok(())
 }
 
@@ -214,6 +261,36 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_decoding_copies_only_what_has_escapes() {
+        let mut scratch = String::new();
+        for field in [
+            &b"plain"[..],
+            b"\\\\x00ff",
+            b"a\\tb",
+            b"\\\\x00\\\\",
+            b"\\101",
+            b"",
+        ] {
+            let borrowed = decode_borrowed(field, &mut scratch).unwrap().to_string();
+            let mut full = String::new();
+            decode(field, &mut full).unwrap();
+            assert_eq!(borrowed, full, "{:?}", String::from_utf8_lossy(field));
+        }
+        // No copy for a plain field or a bytea in hex: the value points into the field.
+        let field = b"\\\\x00ff";
+        let value = decode_borrowed(field, &mut scratch).unwrap();
+        assert!(field.as_ptr_range().contains(&value.as_ptr()));
+        assert_eq!(
+            decode_borrowed(b"abc\\", &mut scratch),
+            Err(CopyTextError::DanglingBackslash)
+        );
+        // A failed decode leaves what `out` held before.
+        let mut out = "kept ".to_string();
+        assert!(decode(b"\\xff", &mut out).is_err());
+        assert_eq!(out, "kept ");
+    }
+
+    #[test]
     fn dangling_backslash_is_an_error() {
         let mut s = String::new();
         assert_eq!(
@@ -225,6 +302,16 @@ mod tests {
     proptest! {
         // Fuzzing the parser (issue 6): 4,000 cases for each property below.
         #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        // Borrowed decoding gives what decoding gives, for any field.
+        #[test]
+        fn borrowed_decoding_agrees(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'\\'), Just(b'x'), Just(b't'), any::<u8>()], 0..48)) {
+            let mut scratch = String::new();
+            let mut full = String::new();
+            let borrowed = decode_borrowed(&bytes, &mut scratch).map(str::to_string);
+            prop_assert_eq!(borrowed, decode(&bytes, &mut full).map(|()| full.clone()));
+        }
 
         // Any string survives encode → decode, and encoded output never contains a raw tab
         // or newline (which would split fields or rows).

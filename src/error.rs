@@ -25,8 +25,9 @@ pub mod exit {
 pub enum Error {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// Rules that do not load or do not fit the schema; one line per problem.
-    #[error("{}", .0.join("\n"))]
+    /// Rules that do not load or do not fit the schema; one line per problem (the first
+    /// [`crate::yaml::MAX_PROBLEMS_SHOWN`], then a count of the others).
+    #[error("{}", crate::yaml::list_problems(.0))]
     Rules(Vec<String>),
     #[error("{0}")]
     Usage(String),

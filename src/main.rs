@@ -3,6 +3,12 @@
 use clap::Parser;
 
 fn main() {
+    restage::secret::redact_panics();
+    // A testing hook, inert unless set: a panic whose message is the variable's value, so
+    // the tests can see what the hook prints (tests/redaction.rs).
+    if let Ok(message) = std::env::var("RESTAGE_TEST_PANIC") {
+        panic!("{message}");
+    }
     let cli = restage::cli::Cli::parse();
     restage::progress::init_logging(cli.verbosity());
     let code = match restage::cli::run(cli) {

@@ -27,6 +27,14 @@ use crate::yaml::{self, KeyIndex, Location};
 /// The wildcard column key: a rule for every column not named.
 pub const WILDCARD: &str = "*";
 
+/// The most a rules folder's files may hold together (each file is capped at
+/// [`yaml::MAX_FILE_BYTES`] too).
+pub const MAX_RULES_BYTES: u64 = 64 << 20;
+
+/// Problems past this many get no did-you-mean: a hint compares a name with every table or
+/// column of the source, and only the first [`yaml::MAX_PROBLEMS_SHOWN`] problems are printed.
+const HINTED_PROBLEMS: usize = 200;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
@@ -81,6 +89,28 @@ pub struct BoundColumn {
     pub rule: Option<String>,
     /// The rule as written, when one covers the column.
     pub spec: Option<RuleSpec>,
+    /// Where that rule is written (a `*` rule's own place for the columns it covers).
+    pub location: Option<Location>,
+}
+
+impl BoundColumn {
+    /// True when the rule says `unique: true` (binding accepted it, so the transform keeps
+    /// the promise: distinct inputs, distinct outputs).
+    pub fn says_unique(&self) -> bool {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.params.get("unique"))
+            .and_then(serde_yaml::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// `file:line:col: ` of the rule, for messages about it.
+    pub fn at(&self) -> String {
+        self.location
+            .as_ref()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default()
+    }
 }
 
 /// The rules of one table that holds rows, aligned with [`Table::copy_columns`].
@@ -161,9 +191,21 @@ impl RuleSet {
             );
         };
         let mut errors = Vec::new();
+        let mut total = 0u64;
         for file in files {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => set.add_file(&text, &file, &mut errors),
+            match yaml::read_file(&file) {
+                Ok(text) => {
+                    total += text.len() as u64;
+                    if total > MAX_RULES_BYTES {
+                        errors.push(format!(
+                            "{}: the rules files together are over {} MiB; not read from this one on",
+                            file.display(),
+                            MAX_RULES_BYTES >> 20
+                        ));
+                        break;
+                    }
+                    set.add_file(&text, &file, &mut errors)
+                }
                 Err(e) => errors.push(format!("{}: cannot read: {e}", file.display())),
             }
         }
@@ -256,9 +298,13 @@ impl RuleSet {
         let table_refs: Vec<&str> = table_names.iter().map(String::as_str).collect();
         for (name, rules) in &self.tables {
             let Some(table) = catalog.table(name) else {
-                let hint = yaml::did_you_mean(&name.to_string(), &table_refs)
-                    .map(|s| format!(", did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = if errors.len() < HINTED_PROBLEMS {
+                    yaml::did_you_mean(&name.to_string(), &table_refs)
+                        .map(|s| format!(", did you mean `{s}`?"))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 errors.push(format!(
                     "{}: table {name} does not exist in the source{hint}",
                     rules.location
@@ -272,9 +318,13 @@ impl RuleSet {
                 }
                 match table.column(column) {
                     None => {
-                        let hint = yaml::did_you_mean(column, &column_names)
-                            .map(|s| format!(", did you mean `{s}`?"))
-                            .unwrap_or_default();
+                        let hint = if errors.len() < HINTED_PROBLEMS {
+                            yaml::did_you_mean(column, &column_names)
+                                .map(|s| format!(", did you mean `{s}`?"))
+                                .unwrap_or_default()
+                        } else {
+                            String::new()
+                        };
                         errors.push(format!(
                             "{}: {name}.{column}: no such column{hint}",
                             rule.location
@@ -331,6 +381,7 @@ impl RuleSet {
             def: None,
             rule: None,
             spec: None,
+            location: None,
         };
         // The nearest layer with a rule for this column wins over wildcards anywhere; two
         // layers naming the same column is an error (a partition masked unlike its siblings is
@@ -375,6 +426,7 @@ impl RuleSet {
                 def: Some(bound.def),
                 rule: Some(rule.spec.transform.clone()),
                 spec: Some(rule.spec.clone()),
+                location: Some(rule.location.clone()),
             },
             Err(e) => {
                 let at = e

@@ -62,12 +62,17 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
         .as_ref()
         .map(|b| b.tables.values().filter(|t| !t.is_passthrough()).count())
         .unwrap_or(0);
+    // The first problems and a count of the others: a rules file written for another
+    // database can hold hundreds of thousands (issue 11).
+    let problems_total = problems.len();
+    let shown_problems = &problems[..problems_total.min(crate::yaml::MAX_PROBLEMS_SHOWN)];
     if ui.json {
         println!(
             "{}",
             serde_json::json!({
                 "valid": problems.is_empty() && environment.is_empty(),
-                "problems": problems,
+                "problems": shown_problems,
+                "problems_total": problems_total,
                 "environment": environment,
                 "warnings": inspection.warnings,
                 "tables": catalog.data_tables().count(),
@@ -75,8 +80,11 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
             })
         );
     } else {
-        for p in &problems {
+        for p in shown_problems {
             println!("error: {p}");
+        }
+        if let Some(more) = crate::yaml::more_problems(problems_total) {
+            println!("error: {more}");
         }
         for p in &environment {
             println!("environment: {p}");

@@ -4,6 +4,12 @@
 //! serde_yaml gives positions for syntax and type errors. Errors found after deserializing
 //! (a rule for a column that does not exist, an unset `${VAR}`) need the position of a key
 //! too, so [`KeyIndex`] records where every mapping key starts, by its path from the root.
+//!
+//! Limits (issue 11): a file is read only up to [`MAX_FILE_BYTES`], and its nesting is
+//! measured by a linear scan ([`check_nesting`]) before any parser sees it — both YAML parsers
+//! restage links take time quadratic in the nesting depth, so a 100,000-deep document took
+//! half a minute to refuse. Lists of problems print the first [`MAX_PROBLEMS_SHOWN`] and
+//! count the rest ([`list_problems`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +44,7 @@ pub struct YamlError {
 /// Deserializes `text` (the content of `file`) into `T`, turning serde_yaml's error into a
 /// [`YamlError`] with a did-you-mean for unknown keys.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlError> {
+    check_nesting(text, file)?;
     // An empty file means "all defaults", not an error.
     let text = if text.trim().is_empty() { "{}" } else { text };
     serde_yaml::from_str(text).map_err(|err| {
@@ -138,12 +145,221 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// The largest YAML file restage reads (restage.yaml, a rules file). Real ones are a few
+/// kilobytes; a generated rules file for thousands of tables is a few megabytes.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The deepest nesting of mappings and sequences restage reads. Its own formats need five or
+/// six levels (a `json` rule's `paths` a few more).
+pub const MAX_DEPTH: usize = 64;
+
+/// How many problems a list of them prints before it counts the rest.
+pub const MAX_PROBLEMS_SHOWN: usize = 50;
+
+/// Reads a YAML file of at most [`MAX_FILE_BYTES`]; a larger one is an error of kind
+/// `InvalidData` saying its size, read no further than the limit.
+pub fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is {}, over the limit of {} MiB for a YAML file restage reads",
+                mib(size.max(MAX_FILE_BYTES + 1)),
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The problems, one a line: the first [`MAX_PROBLEMS_SHOWN`], then how many more there are.
+pub fn list_problems<S: AsRef<str>>(problems: &[S]) -> String {
+    let mut out: Vec<&str> = problems
+        .iter()
+        .take(MAX_PROBLEMS_SHOWN)
+        .map(AsRef::as_ref)
+        .collect();
+    let more = more_problems(problems.len());
+    if let Some(more) = &more {
+        out.push(more);
+    }
+    out.join("\n")
+}
+
+/// The line that counts the problems [`list_problems`] leaves out, when it leaves some out.
+pub fn more_problems(total: usize) -> Option<String> {
+    (total > MAX_PROBLEMS_SHOWN).then(|| {
+        let more = total - MAX_PROBLEMS_SHOWN;
+        format!(
+            "... and {} more problem{} (the first {MAX_PROBLEMS_SHOWN} are shown)",
+            thousands(more),
+            if more == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// 899950 → `899,950`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`], pointing at where it goes too deep.
+///
+/// One pass over the text, no parser: block collections are counted by their indentation
+/// (each `- ` of a compact sequence is a level of its own), flow collections by their
+/// brackets, outside quoted scalars, comments and block scalars. In block context a bracket
+/// opens a collection only where a value starts (so `pattern: \d{3}` is a plain scalar), as
+/// in YAML itself. The count can be one above the true depth on a line whose value is a
+/// scalar; for a limit of 64 that does not matter.
+pub fn check_nesting(text: &str, file: &Path) -> Result<(), YamlError> {
+    let too_deep = |line: usize, column: usize| YamlError {
+        location: Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        },
+        message: format!(
+            "nested deeper than {MAX_DEPTH} levels; restage's files need only a few (is this the right file?)"
+        ),
+    };
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    // The indentation of the line that opened a block scalar (`|`, `>`): more indented lines
+    // (and empty ones) are its content.
+    let mut block_scalar: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let chars: Vec<char> = line.chars().collect();
+        let indent = chars.iter().take_while(|c| **c == ' ').count();
+        let blank = indent == chars.len();
+        if let Some(parent) = block_scalar {
+            if blank || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut pos = 0;
+        let mut at_value = true;
+        if quote.is_none() && flow == 0 {
+            if blank || chars[indent] == '#' {
+                continue;
+            }
+            if indent == 0 && (line.starts_with("---") || line.starts_with("...")) {
+                indents.clear();
+                pos = 3;
+            } else if indent == 0 && line.starts_with('%') {
+                continue;
+            } else {
+                while indents.last().is_some_and(|&i| i >= indent) {
+                    indents.pop();
+                }
+                pos = indent;
+                // Compact sequences: every `- ` (or `? `) opens a level at its column.
+                while pos < chars.len()
+                    && matches!(chars[pos], '-' | '?')
+                    && chars.get(pos + 1).is_none_or(|c| *c == ' ')
+                {
+                    indents.push(pos);
+                    if indents.len() > MAX_DEPTH {
+                        return Err(too_deep(line_no, pos + 1));
+                    }
+                    pos += 1;
+                    while chars.get(pos) == Some(&' ') {
+                        pos += 1;
+                    }
+                }
+                if pos < chars.len() && chars[pos] != '#' {
+                    indents.push(pos);
+                    if indents.len() > MAX_DEPTH {
+                        return Err(too_deep(line_no, pos + 1));
+                    }
+                }
+            }
+        }
+        let mut prev = ' ';
+        while pos < chars.len() {
+            let c = chars[pos];
+            pos += 1;
+            if let Some(q) = quote {
+                if q == '"' && c == '\\' {
+                    pos += 1;
+                } else if c == q {
+                    if q == '\'' && chars.get(pos) == Some(&'\'') {
+                        pos += 1;
+                    } else {
+                        quote = None;
+                        at_value = false;
+                    }
+                }
+                prev = c;
+                continue;
+            }
+            match c {
+                '#' if prev == ' ' || prev == '\t' => break,
+                ' ' | '\t' => {}
+                '\'' | '"' if at_value => quote = Some(c),
+                '[' | '{' if at_value || flow > 0 => {
+                    flow += 1;
+                    if indents.len() + flow > MAX_DEPTH {
+                        return Err(too_deep(line_no, pos));
+                    }
+                    at_value = true;
+                }
+                ']' | '}' if flow > 0 => {
+                    flow -= 1;
+                    at_value = false;
+                }
+                ',' if flow > 0 => at_value = true,
+                ':' if flow > 0 || chars.get(pos).is_none_or(|n| *n == ' ' || *n == '\t') => {
+                    at_value = true
+                }
+                '|' | '>' if at_value && flow == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                // Anchors and tags come before a value, which may still be a collection.
+                '&' | '!' if at_value => {
+                    while chars.get(pos).is_some_and(|c| *c != ' ') {
+                        pos += 1;
+                    }
+                }
+                _ => at_value = false,
+            }
+            prev = c;
+        }
+    }
+    Ok(())
+}
+
+/// Joins the keys of a path in [`KeyIndex`] (YAML keys do not hold NUL).
+const PATH_SEPARATOR: &str = "\u{0}";
+
 /// Where each mapping key of a YAML document starts, by its path of keys from the root.
 /// Sequence items are addressed by their index as a decimal string.
 #[derive(Debug, Default, Clone)]
 pub struct KeyIndex {
     file: PathBuf,
-    positions: HashMap<Vec<String>, (usize, usize)>,
+    /// By the path's keys joined with [`PATH_SEPARATOR`]: one string per key, not a vector
+    /// of them, so a rules file for thousands of tables indexes in a fraction of the memory.
+    positions: HashMap<String, (usize, usize)>,
     /// Keys written twice in one mapping: the path and where the second one is.
     duplicates: Vec<(Vec<String>, (usize, usize))>,
 }
@@ -170,8 +386,7 @@ impl KeyIndex {
     /// start of the file.
     pub fn locate(&self, path: &[&str]) -> Location {
         for len in (1..=path.len()).rev() {
-            let key: Vec<String> = path[..len].iter().map(|s| s.to_string()).collect();
-            if let Some(&(line, column)) = self.positions.get(&key) {
+            if let Some(&(line, column)) = self.positions.get(&path[..len].join(PATH_SEPARATOR)) {
                 return Location {
                     file: self.file.clone(),
                     line,
@@ -211,17 +426,23 @@ impl KeyIndex {
 
     /// The keys of the mapping at `path`, in no particular order.
     pub fn children(&self, path: &[&str]) -> Vec<String> {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{}{PATH_SEPARATOR}", path.join(PATH_SEPARATOR))
+        };
         self.positions
             .keys()
-            .filter(|k| k.len() == path.len() + 1 && k.iter().zip(path).all(|(a, b)| a == b))
-            .map(|k| k[path.len()].clone())
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|rest| !rest.contains(PATH_SEPARATOR))
+            .map(str::to_string)
             .collect()
     }
 }
 
 #[derive(Default)]
 struct IndexBuilder {
-    positions: HashMap<Vec<String>, (usize, usize)>,
+    positions: HashMap<String, (usize, usize)>,
     duplicates: Vec<(Vec<String>, (usize, usize))>,
     /// One frame per open collection.
     stack: Vec<Frame>,
@@ -274,7 +495,11 @@ impl MarkedEventReceiver for IndexBuilder {
                     *expect_key = false;
                     self.path.push(value);
                     let at = (mark.line(), mark.col() + 1);
-                    if self.positions.insert(self.path.clone(), at).is_some() {
+                    if self
+                        .positions
+                        .insert(self.path.join(PATH_SEPARATOR), at)
+                        .is_some()
+                    {
                         self.duplicates.push((self.path.clone(), at));
                     }
                     return;
@@ -404,5 +629,102 @@ mod tests {
         assert_eq!(did_you_mean("sourc", &["source", "target"]), Some("source"));
         assert_eq!(did_you_mean("zzz", &["source", "target"]), None);
         assert_eq!(did_you_mean("emial", &["email", "hash"]), Some("email"));
+    }
+
+    /// Issue 11: nesting past [`MAX_DEPTH`] is refused by one linear pass, at the line and
+    /// column where it goes too deep, before a parser (quadratic in the depth) sees it.
+    #[test]
+    fn deep_nesting_is_refused_quickly_where_it_goes_too_deep() {
+        let file = Path::new("r.yaml");
+        let started = std::time::Instant::now();
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            let text = format!(
+                "tables: {}{}\n",
+                open.repeat(100_000),
+                close.repeat(100_000)
+            );
+            let err = check_nesting(&text, file).unwrap_err();
+            assert_eq!(err.location.line, 1, "{err}");
+            assert!(
+                err.message.starts_with("nested deeper than 64 levels"),
+                "{err}"
+            );
+            assert!(from_str::<serde_yaml::Value>(&text, file).is_err());
+        }
+        let block: String = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let err = check_nesting(&block, file).unwrap_err();
+        assert_eq!((err.location.line, err.location.column), (65, 65), "{err}");
+        let compact = format!("{}x\n", "- ".repeat(100));
+        assert_eq!(
+            check_nesting(&compact, file).unwrap_err().location.column,
+            129
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn nesting_at_the_limit_and_brackets_that_open_nothing_are_fine() {
+        let file = Path::new("r.yaml");
+        // 63 block mappings, the last holding a flow sequence: 64 levels.
+        let mut text: String = (0..62)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        text.push_str(&format!("{}last: [1]\n", " ".repeat(62)));
+        check_nesting(&text, file).unwrap();
+        from_str::<serde_yaml::Value>(&text, file).unwrap();
+        text.push_str(&format!("{}more: [[1]]\n", " ".repeat(62)));
+        assert_eq!(check_nesting(&text, file).unwrap_err().location.line, 64);
+        // Brackets inside plain and quoted scalars, comments and block scalars, many times
+        // over, open no collection.
+        let line = "  c: { transform: regex_replace, pattern: '[{[{\\d{3}', with: \"[[{{\\\"\" } # [[[[\n  d: a[b{c\n  e: |\n    [[[[[[[[\n    {{{{{{{{\n  f: 'it''s [' \n  g: O'Brien [x\n";
+        let text: String = (0..100)
+            .map(|i| line.replace(": ", &format!("{i}: ")))
+            .collect();
+        let text = format!("tables:\n{text}");
+        check_nesting(&text, file).unwrap();
+        from_str::<serde_yaml::Value>(&text, file).unwrap();
+        // A flow mapping over several lines, and a second document.
+        check_nesting("a: {b: [1,\n  2], c: 3}\n---\nd: [x]\n", file).unwrap();
+    }
+
+    #[test]
+    fn long_problem_lists_show_the_first_and_count_the_rest() {
+        let problems: Vec<String> = (0..900_000).map(|i| format!("problem {i}")).collect();
+        let text = list_problems(&problems);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), MAX_PROBLEMS_SHOWN + 1);
+        assert_eq!(lines[0], "problem 0");
+        assert_eq!(
+            lines[MAX_PROBLEMS_SHOWN],
+            "... and 899,950 more problems (the first 50 are shown)"
+        );
+        assert_eq!(list_problems(&problems[..2]), "problem 0\nproblem 1");
+        assert_eq!(more_problems(50), None);
+        assert_eq!(
+            more_problems(51).as_deref(),
+            Some("... and 1 more problem (the first 50 are shown)")
+        );
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_FILE_BYTES + 10).unwrap();
+        let err = read_file(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(
+            err.to_string(),
+            "the file is 16.0 MiB, over the limit of 16 MiB for a YAML file restage reads"
+        );
+        std::fs::write(&path, "a: 1\n").unwrap();
+        assert_eq!(read_file(&path).unwrap(), "a: 1\n");
     }
 }

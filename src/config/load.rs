@@ -11,7 +11,7 @@ impl Config {
     /// Reads and type-checks `path`. A missing file is allowed (`exists == false`): commands
     /// that need a section then say so.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match yaml::read_file(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Config {

@@ -70,11 +70,13 @@ pub enum ConfigError {
 }
 
 fn lines(problems: &[ConfigError]) -> String {
-    problems
+    let shown: Vec<String> = problems
         .iter()
+        .take(crate::yaml::MAX_PROBLEMS_SHOWN)
         .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+        .chain(crate::yaml::more_problems(problems.len()))
+        .collect();
+    shown.join("\n")
 }
 
 impl ConfigError {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::tls;
-use crate::secret::{Secret, redact_url};
+use crate::secret::{Secret, UrlParts, parse_key_value, redact_url};
 
 /// A PostgreSQL server to connect to, with its password kept out of any display.
 #[derive(Clone)]
@@ -36,21 +36,38 @@ impl fmt::Display for PgEndpoint {
 }
 
 impl PgEndpoint {
-    /// Parses a libpq URL or key=value string. Errors never include the string.
+    /// Parses a libpq URL or key=value string, as libpq parses it. Errors never include the
+    /// string's secrets: a URL is shown redacted ([`redact_url`]), a key=value string not at
+    /// all (it may be a bare secret: a `cmd:` or variable that gave the password instead).
+    ///
+    /// A URL whose `@` cannot be placed ([`UrlParts::ambiguity`]: a password holding an
+    /// unencoded `@` or `/`) is refused with no part of its authority shown. Such a URL does
+    /// not connect with libpq either (its host part holds the rest of the password); refusing
+    /// it keeps that rest out of every error, log line and report, where it would show as a
+    /// host name. Once those are refused, tokio-postgres (which takes the first `@` anywhere)
+    /// and libpq (the first before any `/`) read every URL alike.
     pub fn parse(raw: &Secret) -> Result<PgEndpoint, String> {
+        let trimmed = raw.expose().trim();
+        if let Some(parts) = UrlParts::split(trimmed)
+            && let Some(why) = parts.ambiguity()
+        {
+            return Err(format!(
+                "not a valid PostgreSQL connection string ({}): {why}",
+                parts.redacted()
+            ));
+        }
         let (cleaned, tls) = TlsMode::extract(raw.expose())?;
         let config = tokio_postgres::Config::from_str(&cleaned).map_err(|e| {
-            // Shown (redacted) only when it is a URL: anything else may be a bare secret
-            // (a `cmd:` or variable that gave the password instead of the URL).
-            let raw = raw.expose().trim();
-            if raw.contains("://") {
+            if trimmed.contains("://") {
                 format!(
-                    "not a valid PostgreSQL connection string ({}): {e}",
-                    redact_url(raw)
+                    "not a valid PostgreSQL connection string ({}): {}",
+                    redact_url(trimmed),
+                    shown_parse_error(trimmed, &e)
                 )
             } else {
                 format!(
-                    "not a valid PostgreSQL connection string: {e} (expected postgres://user@host:port/database or key=value pairs; the value is not shown, it may be a secret)"
+                    "not a valid PostgreSQL connection string: {} (expected postgres://user@host:port/database or key=value pairs; the value is not shown, it may be a secret)",
+                    shown_parse_error(trimmed, &e)
                 )
             }
         })?;
@@ -134,6 +151,80 @@ impl PgEndpoint {
     }
 }
 
+/// libpq's connection parameters (PostgreSQL 15 and 16), for telling a mistyped parameter
+/// name from a value written where a name should be.
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "sslcertmode",
+    "require_auth",
+];
+
+/// The driver's parse error, when it can be shown: it names a parameter the string holds,
+/// and a name that is no libpq parameter may be a secret written in its place (`hunter2=x`),
+/// so then only what kind of mistake it is.
+fn shown_parse_error(raw: &str, e: &tokio_postgres::Error) -> String {
+    let keys: Vec<String> = match UrlParts::split(raw) {
+        Some(parts) => parts
+            .query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.to_string()))
+            .collect(),
+        None => parse_key_value(raw)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+    };
+    match keys.iter().find(|k| !LIBPQ_KEYWORDS.contains(&k.as_str())) {
+        Some(unknown) => match crate::yaml::did_you_mean(unknown, LIBPQ_KEYWORDS) {
+            Some(near) => format!("unknown parameter `{unknown}`, did you mean `{near}`?"),
+            None => "a parameter name libpq does not know (not shown: it may be a secret)".into(),
+        },
+        None if parse_key_value(raw).is_none() && !raw.contains("://") => {
+            "a parameter without `=`, or a quote that does not end".to_string()
+        }
+        None => e.to_string(),
+    }
+}
+
 fn normalize_host(h: &str) -> String {
     match h {
         "localhost" | "127.0.0.1" | "::1" => "localhost".to_string(),
@@ -198,15 +289,26 @@ impl TlsMode {
                 format!("{base}?{}", kept.join("&"))
             }
         } else {
-            let mut kept = Vec::new();
-            for word in raw.split_whitespace() {
-                match word.split_once('=') {
-                    Some(("sslmode", v)) => mode = Some(v.trim_matches('\'').to_string()),
-                    Some(("sslrootcert", v)) => root = Some(PathBuf::from(v.trim_matches('\''))),
-                    _ => kept.push(word),
+            // Split as libpq splits it (quotes, backslashes, spaces around `=`), and written
+            // back quoted, so a quoted value with spaces or an `sslmode=` inside it stays
+            // whole. One libpq refuses is passed on as it is, for the driver to refuse.
+            match parse_key_value(raw) {
+                Some(pairs) => {
+                    let mut kept = Vec::new();
+                    for (key, value) in pairs {
+                        match key.as_str() {
+                            "sslmode" => mode = Some(value),
+                            "sslrootcert" => root = Some(PathBuf::from(value)),
+                            _ => kept.push(format!(
+                                "{key}='{}'",
+                                value.replace('\\', "\\\\").replace('\'', "\\'")
+                            )),
+                        }
+                    }
+                    kept.join(" ")
                 }
+                None => raw.to_string(),
             }
-            kept.join(" ")
         };
         let mode = match mode.as_deref() {
             None | Some("prefer") | Some("allow") => TlsMode::Prefer,
@@ -323,9 +425,43 @@ mod tests {
     #[test]
     fn tls_mode_from_key_value() {
         let (s, m) = TlsMode::extract("host=h sslmode=require dbname=d").unwrap();
-        assert_eq!(s, "host=h dbname=d");
+        assert_eq!(s, "host='h' dbname='d'");
         assert_eq!(m, TlsMode::Require);
         assert!(TlsMode::extract("host=h sslmode=bogus").is_err());
+        // Quoted values stay whole: two spaces, a quote, a backslash, an `sslmode=` inside.
+        let (s, m) = TlsMode::extract(
+            "host=h password = 'a  b\\'c\\\\ sslmode=disable' sslmode = verify-ca",
+        )
+        .unwrap();
+        assert_eq!(m, TlsMode::VerifyCa(None));
+        let config = tokio_postgres::Config::from_str(&s).unwrap();
+        assert_eq!(
+            config.get_password(),
+            Some(&b"a  b'c\\ sslmode=disable"[..])
+        );
+    }
+
+    /// Issue 11: what tokio-postgres and libpq would read differently, or what would put a
+    /// piece of a password in the display, is refused, showing nothing of the authority.
+    #[test]
+    fn urls_whose_at_sign_cannot_be_placed_are_refused() {
+        for url in [
+            "postgresql://user:Pw0rd@QzX81kLmZ@host/db",
+            "postgres://u:12/34@h/db",
+            "postgres://h/db@x",
+        ] {
+            let err = PgEndpoint::parse(&Secret::new(url)).unwrap_err();
+            assert!(err.contains("://***): "), "{url}: {err}");
+            assert!(
+                !err.contains("Pw0rd") && !err.contains("34") && !err.contains("db"),
+                "{err}"
+            );
+        }
+        let e = PgEndpoint::parse(&Secret::new("postgresql://user:Pw0rd%40QzX@host/db")).unwrap();
+        assert_eq!(e.display, "user@host:5432/db");
+        assert_eq!(e.config.get_password(), Some(&b"Pw0rd@QzX"[..]));
+        let e = PgEndpoint::parse(&Secret::new("postgres://h/db?password=Pw%40rd")).unwrap();
+        assert_eq!(e.config.get_password(), Some(&b"Pw@rd"[..]));
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub async fn build(
     ui: &Ui,
 ) -> Result<Built> {
     let target = settings.building_endpoint(building);
-    let server = settings.target.admin.display.clone();
+    // Errors of the build name the database being built, not the maintenance database.
+    let server = target.display.clone();
     let Prepared {
         snapshot,
         catalog,

@@ -6,7 +6,12 @@
 //!    first that does not resolve stops the sequence (the others need it);
 //! 2. the rules files read;
 //! 3. the source catalog read (inside the run's snapshot, for commands that copy);
-//! 4. the rules bound to the catalog;
+//! 4. the rules bound to the catalog (which refuses a transform that makes values NULL on a
+//!    NOT NULL column, its domain's NOT NULL included), then put to the source's constraints
+//!    ([`super::constraints`]): unique indexes of every kind and exclusion constraints,
+//!    foreign keys whose two sides are ruled differently (from the catalog); CHECK
+//!    constraints of tables and domains, and expression unique indexes under `unique: true`
+//!    rules (on a sample of the rules' outputs, read-only in the snapshot);
 //!
 //! and for the commands that copy (`refresh`, its `--dry-run`, `validate`):
 //!
@@ -35,7 +40,7 @@ use std::sync::Arc;
 
 use tokio_postgres::Client;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Constraints};
 use crate::config::UnruledTsvector;
 use crate::db::snapshot::Snapshot;
 use crate::error::{Error, Result, exit};
@@ -43,6 +48,7 @@ use crate::plan::{self, Plan};
 use crate::rules::{BoundRules, RuleSet};
 use crate::transform::Catalogue;
 
+use super::constraints;
 use super::prepare::{
     check_derived, check_target_is_not_source, preflight, secret_problems, strict_check,
     unruled_tsvectors,
@@ -77,9 +83,10 @@ pub struct Checked {
     pub warnings: Vec<String>,
 }
 
-/// The problems as one error (exit 2), one line each.
+/// The problems as one error (exit 2), one line each (the first
+/// [`crate::yaml::MAX_PROBLEMS_SHOWN`], then a count of the others).
 pub fn problems_error(problems: Vec<String>) -> Error {
-    Error::Usage(problems.join("\n"))
+    Error::Usage(crate::yaml::list_problems(&problems))
 }
 
 /// Steps 2 and 4: the rules read and bound to the catalog. Every problem of both (the
@@ -173,8 +180,15 @@ pub async fn inspect(settings: &Settings, allow_unclassified: bool) -> Result<In
     let catalog = Catalog::read(snapshot.leader(), &settings.source.display).await?;
     let (rules, transforms, mut problems) =
         bind_rules(rule_set, read_problems, &settings.rules, &catalog);
+    let mut warnings = Vec::new();
+    if let Some(bound) = &rules {
+        let (found, warned) = check_constraints(&snapshot, &catalog, bound, settings).await?;
+        problems.extend(found);
+        warnings.extend(warned);
+    }
     let copy = check_copy(settings, &catalog, rules.as_ref(), allow_unclassified);
     problems.extend(copy.problems);
+    warnings.extend(copy.warnings);
     let mut plan = None;
     if problems.is_empty() {
         let secret = settings.rules.secret.clone().unwrap_or_default();
@@ -200,9 +214,28 @@ pub async fn inspect(settings: &Settings, allow_unclassified: bool) -> Result<In
         rules,
         plan,
         unclassified: copy.unclassified,
-        warnings: copy.warnings,
+        warnings,
         problems,
     })
+}
+
+/// Step 4, second half: the bound rules against the source's constraints, read in the snapshot: what
+/// the catalog decides, then what a sample of the rules' outputs shows. The problems, and
+/// the warnings of tests that could not run.
+pub async fn check_constraints(
+    snapshot: &Snapshot,
+    catalog: &Catalog,
+    rules: &BoundRules,
+    settings: &Settings,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let constraints =
+        Constraints::read(snapshot.leader(), &settings.source.display, catalog).await?;
+    let mut problems =
+        constraints::check_rules(catalog, &constraints, rules, &settings.rules.locale);
+    let (sampled, warnings) =
+        constraints::check_samples(snapshot, catalog, &constraints, rules, &settings.rules).await?;
+    problems.extend(sampled);
+    Ok((problems, warnings))
 }
 
 impl Inspection {

@@ -7,6 +7,17 @@
 //! channels: at most [`IN_FLIGHT`] batches of about [`BATCH_BYTES`] per job exist at once, so
 //! memory stays flat whatever the table size.
 //!
+//! Memory with huge values (issue 11): a row is one COPY message, which the driver holds
+//! whole, so a job holds at least its biggest row (its COPY text: a bytea counts twice, in
+//! hex). Nothing copies it again: a row of [`BATCH_BYTES`] or more is a batch of its own,
+//! passed on as the driver's buffer; the row stage slices its big kept fields out of it and
+//! moves its big transformed values ([`super::rows::process_shared`]); the writer hands the
+//! driver at most [`WRITE_PIECE`] bytes at a time, so the driver's write buffer stays small.
+//! Batches in flight are bounded by bytes ([`IN_FLIGHT_BYTES`]) as well as by count: a
+//! batch bigger than that waits for every batch before it to be written. Peak memory per
+//! job: about the biggest row (twice, while the next one waits), plus the transformed
+//! values of one row's ruled columns, plus a few MB.
+//!
 //! A job that loads a whole table does `TRUNCATE` + `COPY ... FREEZE` in one transaction: rows
 //! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
 //! Range jobs of one table run in parallel, so they cannot freeze.
@@ -24,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_postgres::Client;
 
-use super::rows::{BatchOut, RowError, RowPlan, process_batch};
+use super::rows::{BatchPieces, RowError, RowPlan, process_shared};
 use crate::catalog::QualifiedName;
 use crate::db::snapshot::Snapshot;
 use crate::db::{DbError, quote_ident};
@@ -39,6 +50,10 @@ pub const BATCH_BYTES: usize = 1 << 20;
 const PASS_BYTES: usize = 256 << 10;
 /// Batches in flight per job (being transformed or waiting to be written).
 pub const IN_FLIGHT: usize = 4;
+/// Bytes of input in flight per job, at most (one bigger batch goes alone).
+pub const IN_FLIGHT_BYTES: usize = IN_FLIGHT * BATCH_BYTES;
+/// The most the writer hands the driver at once (COPY data need not end on a row).
+pub const WRITE_PIECE: usize = 256 << 10;
 /// Attempts per job when a connection drops.
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -275,10 +290,24 @@ async fn worker(
     Ok(results)
 }
 
-/// A batch on its way to the target: ready bytes, or a transform running on rayon.
+/// A batch on its way to the target: ready bytes, or a transform running on rayon; with its
+/// share of the job's [`IN_FLIGHT_BYTES`], given back once it is written.
 enum Pending {
-    Ready { data: Bytes, rows: u64 },
-    Transforming(oneshot::Receiver<Result<BatchOut, RowError>>),
+    Ready {
+        data: Bytes,
+        rows: u64,
+        _budget: OwnedSemaphorePermit,
+    },
+    Transforming(
+        oneshot::Receiver<Result<BatchPieces, RowError>>,
+        OwnedSemaphorePermit,
+    ),
+}
+
+/// The permits of the in-flight budget (one per KiB) a batch of `len` bytes takes: its size,
+/// or the whole budget for a bigger one.
+fn budget_share(len: usize) -> u32 {
+    (len.div_ceil(1024)).clamp(1, IN_FLIGHT_BYTES / 1024) as u32
 }
 
 /// Server names for errors.
@@ -352,6 +381,7 @@ async fn copy_with(
     let (tx, mut rx) = mpsc::channel::<Pending>(IN_FLIGHT);
     let passthrough = job.plan.is_passthrough();
     let plan = job.plan.clone();
+    let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES / 1024));
 
     let reader = async {
         let mut stream = std::pin::pin!(stream);
@@ -361,32 +391,56 @@ async fn copy_with(
         let mut rows_read = 0u64;
         let mut bytes_read = 0u64;
         let limit = if passthrough { PASS_BYTES } else { BATCH_BYTES };
-        let send = |data: BytesMut, rows: u64| {
-            if passthrough {
-                Pending::Ready {
-                    data: data.freeze(),
-                    rows,
-                }
-            } else {
-                let (done, receiver) = oneshot::channel();
-                let plan = plan.clone();
-                let input = data.freeze();
-                rayon::spawn(move || {
-                    let _ = done.send(process_batch(&plan, &input));
-                });
-                Pending::Transforming(receiver)
+        // Takes the batch's share of the budget (waiting for earlier batches to be
+        // written), then starts it: ready bytes, or a transform on rayon.
+        let send = |data: Bytes, rows: u64| {
+            let budget = budget.clone();
+            let plan = plan.clone();
+            async move {
+                let permit = budget
+                    .acquire_many_owned(budget_share(data.len()))
+                    .await
+                    .map_err(|_| CopyError::Other("the copy's memory budget closed".into()))?;
+                Ok::<_, CopyError>(if passthrough {
+                    Pending::Ready {
+                        data,
+                        rows,
+                        _budget: permit,
+                    }
+                } else {
+                    let (done, receiver) = oneshot::channel();
+                    rayon::spawn(move || {
+                        let _ = done.send(process_shared(&plan, &data));
+                    });
+                    Pending::Transforming(receiver, permit)
+                })
             }
         };
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| src_err("reading rows", e))?;
             // Each CopyData message of COPY TO is exactly one row.
             rows_read += 1;
-            rows_in_buffer += 1;
             bytes_read += chunk.len() as u64;
+            if chunk.len() >= limit {
+                // A big row is a batch of its own, the driver's buffer as it is: copying it
+                // into ours would hold it twice. The rows gathered before it go first.
+                if !buffer.is_empty() {
+                    let before = send(buffer.split().freeze(), rows_in_buffer).await?;
+                    if tx.send(before).await.is_err() {
+                        return Ok((rows_read, bytes_read));
+                    }
+                    rows_in_buffer = 0;
+                }
+                if tx.send(send(chunk, 1).await?).await.is_err() {
+                    return Ok((rows_read, bytes_read));
+                }
+                continue;
+            }
+            rows_in_buffer += 1;
             buffer.extend_from_slice(&chunk);
             if buffer.len() >= limit {
-                let full = buffer.split();
-                if tx.send(send(full, rows_in_buffer)).await.is_err() {
+                let full = send(buffer.split().freeze(), rows_in_buffer).await?;
+                if tx.send(full).await.is_err() {
                     // The writer stopped (and will report why).
                     return Ok((rows_read, bytes_read));
                 }
@@ -394,7 +448,8 @@ async fn copy_with(
             }
         }
         if !buffer.is_empty() {
-            let _ = tx.send(send(buffer.split(), rows_in_buffer)).await;
+            let last = send(buffer.split().freeze(), rows_in_buffer).await?;
+            let _ = tx.send(last).await;
         }
         drop(tx);
         Ok::<_, CopyError>((rows_read, bytes_read))
@@ -405,20 +460,36 @@ async fn copy_with(
         let mut rows_written = 0u64;
         let mut bytes_written = 0u64;
         while let Some(pending) = rx.recv().await {
-            let (data, rows_in, rows_out) = match pending {
-                Pending::Ready { data, rows } => (data, rows, rows),
-                Pending::Transforming(receiver) => {
+            // The budget's share is held until the batch is written (dropped at the end of
+            // the iteration).
+            let (pieces, rows_in, rows_out, _budget) = match pending {
+                Pending::Ready {
+                    data,
+                    rows,
+                    _budget,
+                } => (vec![data], rows, rows, _budget),
+                Pending::Transforming(receiver, budget) => {
                     let out = receiver.await.map_err(|_| {
                         CopyError::Other(format!("{label}: a transform worker stopped"))
                     })??;
-                    (Bytes::from(out.data), out.rows_in, out.rows_out)
+                    (out.pieces, out.rows_in, out.rows_out, budget)
                 }
             };
-            let len = data.len() as u64;
+            let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+            for piece in pieces {
+                // At most WRITE_PIECE at a time: the driver copies what it is given into its
+                // write buffer.
+                let mut at = 0;
+                while at < piece.len() {
+                    let end = (at + WRITE_PIECE).min(piece.len());
+                    sink.feed(piece.slice(at..end))
+                        .await
+                        .map_err(|e| tgt_err("writing rows", e))?;
+                    at = end;
+                }
+            }
             if len > 0 {
-                sink.send(data)
-                    .await
-                    .map_err(|e| tgt_err("writing rows", e))?;
+                sink.flush().await.map_err(|e| tgt_err("writing rows", e))?;
             }
             rows_written += rows_out;
             bytes_written += len;

@@ -29,6 +29,7 @@
 pub mod access;
 pub mod build;
 pub mod checks;
+pub mod constraints;
 pub mod copy;
 pub mod generations;
 pub mod live;

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::catalog::QualifiedName;
 use crate::copy_text::{self, CopyTextError};
 use crate::plan::filter::RowFilter;
@@ -50,7 +52,7 @@ pub struct RowError {
     pub message: String,
 }
 
-/// The result of one batch.
+/// The result of one batch, as one buffer.
 #[derive(Debug, Default)]
 pub struct BatchOut {
     pub data: Vec<u8>,
@@ -58,12 +60,143 @@ pub struct BatchOut {
     pub rows_out: u64,
 }
 
-/// Runs the plan over `input` (whole rows, each ending in a newline).
+/// The result of one batch, in pieces to write in order: the output of [`process_shared`],
+/// whose big fields are not copied (see there).
+#[derive(Debug, Default)]
+pub struct BatchPieces {
+    pub pieces: Vec<Bytes>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+}
+
+impl BatchPieces {
+    /// The bytes of every piece.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.iter().all(Bytes::is_empty)
+    }
+}
+
+/// A field or value at least this big is not copied into the output buffer: a kept field
+/// becomes a slice of the input, a transformed value that needs no escaping is moved. Below
+/// it, copying is cheaper than a piece.
+pub const BIG_FIELD: usize = 64 << 10;
+
+/// Runs the plan over `input` (whole rows, each ending in a newline), into one buffer.
 pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError> {
-    let mut out = BatchOut {
-        data: Vec::with_capacity(input.len() + input.len() / 8),
-        ..BatchOut::default()
+    let mut out = Pieces::new(None, input.len());
+    let (rows_in, rows_out) = process_rows(plan, input, &mut out)?;
+    let mut pieces = out.finish();
+    // Usually one piece, made from a Vec: turned back into it without a copy.
+    let data = if pieces.len() == 1 {
+        Vec::from(pieces.remove(0))
+    } else {
+        let mut data = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+        for piece in &pieces {
+            data.extend_from_slice(piece);
+        }
+        data
     };
+    Ok(BatchOut {
+        data,
+        rows_in,
+        rows_out,
+    })
+}
+
+/// Runs the plan over `input`, without copying its big fields (issue 11: one row holding a
+/// 300 MB text and a 300 MB bytea took 3.0 GiB). A kept field of [`BIG_FIELD`] bytes or more
+/// is a zero-copy slice of `input`; a transformed value that big and free of characters COPY
+/// escapes is moved into its piece; a field without escapes reaches its transform borrowed
+/// from `input`. So a batch costs its input, the transformed values of its ruled columns,
+/// and small buffers.
+pub fn process_shared(plan: &RowPlan, input: &Bytes) -> Result<BatchPieces, RowError> {
+    let mut out = Pieces::new(Some(input), input.len());
+    let (rows_in, rows_out) = process_rows(plan, input, &mut out)?;
+    Ok(BatchPieces {
+        pieces: out.finish(),
+        rows_in,
+        rows_out,
+    })
+}
+
+/// The output of a batch as it is built: small bytes gathered in `current`, big ones as
+/// pieces of their own.
+struct Pieces<'a> {
+    input: Option<&'a Bytes>,
+    pieces: Vec<Bytes>,
+    current: Vec<u8>,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(input: Option<&'a Bytes>, input_len: usize) -> Pieces<'a> {
+        Pieces {
+            input,
+            pieces: Vec::new(),
+            // Room for the usual growth of small rows; big fields do not come here.
+            current: Vec::with_capacity((input_len + input_len / 8).min(2 << 20)),
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.current.is_empty() {
+            let capacity = self.current.capacity();
+            let full = std::mem::replace(
+                &mut self.current,
+                Vec::with_capacity(capacity.min(64 << 10)),
+            );
+            self.pieces.push(Bytes::from(full));
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.current.extend_from_slice(bytes);
+    }
+
+    fn byte(&mut self, byte: u8) {
+        self.current.push(byte);
+    }
+
+    /// A field as it came: a slice of the input when it is big (and the input is shared).
+    fn field(&mut self, field: &[u8]) {
+        match self.input {
+            Some(input) if field.len() >= BIG_FIELD => {
+                self.flush();
+                self.pieces.push(input.slice_ref(field));
+            }
+            _ => self.push(field),
+        }
+    }
+
+    /// A transformed value, escaped for COPY; a big one without characters to escape is
+    /// moved (and `value` left empty).
+    fn value(&mut self, value: &mut String) {
+        if value.len() >= BIG_FIELD && !copy_text::needs_escape(value) {
+            self.flush();
+            self.pieces
+                .push(Bytes::from(std::mem::take(value).into_bytes()));
+        } else {
+            copy_text::encode(value, &mut self.current);
+        }
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        self.flush();
+        self.pieces
+    }
+}
+
+/// The row stage itself, once, for both outputs: (rows in, rows out).
+fn process_rows(
+    plan: &RowPlan,
+    input: &[u8],
+    out: &mut Pieces<'_>,
+) -> Result<(u64, u64), RowError> {
+    let mut rows_in = 0u64;
+    let mut rows_out = 0u64;
     let mut fields: Vec<&[u8]> = Vec::with_capacity(plan.columns.len());
     let mut decoded = String::new();
     let mut produced = String::new();
@@ -76,7 +209,7 @@ pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError>
     };
 
     for row in copy_text::rows(input) {
-        out.rows_in += 1;
+        rows_in += 1;
         copy_text::split_row(row, expected, &mut fields).map_err(|e| err(None, e.to_string()))?;
         set_null.clear();
         if let Some(filter) = &plan.filter
@@ -84,37 +217,44 @@ pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError>
         {
             continue;
         }
-        out.rows_out += 1;
+        rows_out += 1;
         for (i, (field, action)) in fields.iter().zip(&plan.columns).enumerate() {
             if i > 0 {
-                out.data.push(b'\t');
+                out.byte(b'\t');
             }
             if set_null.contains(&i) {
-                out.data.extend_from_slice(copy_text::NULL);
+                out.push(copy_text::NULL);
                 continue;
             }
             match action {
-                ColumnAction::Pass => out.data.extend_from_slice(field),
+                ColumnAction::Pass => out.field(field),
                 ColumnAction::Transform { column, transform } => {
                     produced.clear();
                     let result = if copy_text::is_null(field) {
                         transform.apply_null(&mut produced)
                     } else {
                         decoded.clear();
-                        copy_text::decode(field, &mut decoded)
+                        let value = copy_text::decode_borrowed(field, &mut decoded)
                             .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?;
-                        transform.apply(&decoded, &mut produced)
+                        transform.apply(value, &mut produced)
                     };
                     match result.map_err(|e| err(Some(column), e.to_string()))? {
-                        Output::Value => copy_text::encode(&produced, &mut out.data),
-                        Output::Null => out.data.extend_from_slice(copy_text::NULL),
+                        Output::Value => out.value(&mut produced),
+                        Output::Null => out.push(copy_text::NULL),
+                    }
+                    // A big value's buffers are not kept for the next row.
+                    if decoded.capacity() >= BIG_FIELD {
+                        decoded = String::new();
+                    }
+                    if produced.capacity() >= BIG_FIELD {
+                        produced = String::new();
                     }
                 }
             }
         }
-        out.data.push(b'\n');
+        out.byte(b'\n');
     }
-    Ok(out)
+    Ok((rows_in, rows_out))
 }
 
 #[cfg(test)]
@@ -183,6 +323,50 @@ mod tests {
             String::from_utf8(out.data).unwrap(),
             "2\tB\t\\N\n4\t\\N\t\\N\n"
         );
+    }
+
+    /// The shared path writes the same bytes, with its big kept fields as slices of the
+    /// input (no copy) and its big transformed values moved.
+    #[test]
+    fn shared_output_equals_the_buffered_one_and_does_not_copy_big_fields() {
+        let big = "y".repeat(BIG_FIELD + 10);
+        let input = Bytes::from(format!("1\t{big}\tx\n2\tj\\to\t\\N\n3\t{big}\t{big}\n"));
+        let plan = plan(None);
+        let shared = process_shared(&plan, &input).unwrap();
+        let joined: Vec<u8> = shared.pieces.iter().flat_map(|p| p.to_vec()).collect();
+        assert_eq!(joined, process_batch(&plan, &input).unwrap().data);
+        assert_eq!((shared.rows_in, shared.rows_out), (3, 3));
+        assert_eq!(shared.len(), joined.len());
+        // The big field of row 1 is a slice of the input: same memory.
+        let range = input.as_ptr_range();
+        let sliced = shared
+            .pieces
+            .iter()
+            .filter(|p| p.len() >= BIG_FIELD && range.contains(&p.as_ptr()))
+            .count();
+        assert_eq!(sliced, 0, "ruled columns are transformed, not sliced");
+        let pass_plan = RowPlan {
+            table: QualifiedName::new("public", "t"),
+            columns: vec![ColumnAction::Pass, ColumnAction::Pass, ColumnAction::Pass],
+            filter: Some(Arc::new(DropOdd)),
+        };
+        let input = Bytes::from(format!("2\t{big}\tx\n3\ta\tb\n4\tc\t{big}\n"));
+        let shared = process_shared(&pass_plan, &input).unwrap();
+        let sliced = shared
+            .pieces
+            .iter()
+            .filter(|p| p.len() >= BIG_FIELD && range_of(&input).contains(&p.as_ptr()))
+            .count();
+        assert_eq!(
+            sliced, 2,
+            "the big fields of rows 2 and 4 are slices (row 3 is dropped)"
+        );
+        let joined: Vec<u8> = shared.pieces.iter().flat_map(|p| p.to_vec()).collect();
+        assert_eq!(joined, process_batch(&pass_plan, &input).unwrap().data);
+    }
+
+    fn range_of(b: &Bytes) -> std::ops::Range<*const u8> {
+        b.as_ptr_range()
     }
 
     #[test]

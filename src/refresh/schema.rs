@@ -18,7 +18,7 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use crate::db::PgEndpoint;
+use crate::db::{self, PgEndpoint};
 use crate::error::Error;
 use crate::secret::scrub;
 
@@ -221,7 +221,12 @@ async fn run_tool(
         .find(|(k, _)| *k == "PGPASSWORD")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    let stderr = scrub(&String::from_utf8_lossy(&output.stderr), &[password]);
+    // Without the server errors' row-holding fields, connection strings redacted, and the
+    // password itself removed wherever the tool echoed it.
+    let stderr = scrub(
+        &db::tool_stderr(&String::from_utf8_lossy(&output.stderr)),
+        &[password],
+    );
     if !output.status.success() {
         let detail: Vec<&str> = stderr
             .lines()

@@ -44,17 +44,13 @@ pub(crate) fn bind_keep(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError>
     Ok(Arc::new(Keep))
 }
 
-/// `set_null` fits any column that accepts NULL; `unique` holds (NULLs never clash in a
-/// unique index).
+/// `set_null` fits any column that accepts NULL (binding refuses it on a NOT NULL one, by its
+/// declared [`Nulls::Always`](super::registry::Nulls)); `unique` holds (NULLs never clash in
+/// a unique index, unless it says NULLS NOT DISTINCT, which refresh/constraints.rs checks).
 pub(crate) fn bind_set_null(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
     b.accept()?;
     b.check_locale()?;
     b.unique()?;
-    if b.column.not_null {
-        return Err(BindError::Invalid(
-            "`set_null` on a NOT NULL column: the load would fail; use `constant` or another transform".into(),
-        ));
-    }
     Ok(Arc::new(SetNull))
 }
 
@@ -202,7 +198,7 @@ mod tests {
         let err = bind_on(&RuleSpec::named("set_null"), &ty, true).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`set_null` on a NOT NULL column: the load would fail; use `constant` or another transform"
+            "`set_null` makes every value NULL, and the column is NOT NULL (by its own constraint or its type text): the load would fail; use `constant` or another transform"
         );
     }
 

@@ -288,6 +288,14 @@ impl Catalogue {
             registry::get(&spec.transform).ok_or_else(|| registry::unknown(&spec.transform))?;
         let b = Binder::new(self, def, spec, column);
         let scalar = (def.constructor())(&b)?;
+        // After the constructor, so a wrong parameter is reported first, as before.
+        if def.nulls() == registry::Nulls::Always && column.not_null {
+            return Err(BindError::Invalid(format!(
+                "`{}` makes every value NULL, and the column is NOT NULL (by its own constraint or its type {}): the load would fail; use `constant` or another transform",
+                def.name(),
+                column.ty.name
+            )));
+        }
         // Whole-value transforms never look inside an array, nor at `char(n)` padding.
         if !def.elementwise() {
             return Ok(BoundRule {

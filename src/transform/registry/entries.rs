@@ -75,6 +75,8 @@ pub static KEEP: TransformDef = TransformDef {
     elementwise: false,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Identity,
+    nulls: Nulls::FromNull,
     examples: &[example("keep", "text", Some("kept as is"))],
     bind: basic::bind_keep,
 };
@@ -91,6 +93,8 @@ pub static SET_NULL: TransformDef = TransformDef {
     elementwise: false,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::Always,
     examples: &[example("set_null", "text", Some("anything"))],
     bind: basic::bind_set_null,
 };
@@ -112,6 +116,8 @@ pub static CONSTANT: TransformDef = TransformDef {
     elementwise: false,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::Never,
     examples: &[
         example(
             "{ transform: constant, value: disabled }",
@@ -144,6 +150,8 @@ pub static HASH: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("hash", "text", Some("123-45-6789")),
         example(
@@ -169,6 +177,8 @@ pub static FIRST_NAME: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("first_name", "text", Some("Jane")),
         example(
@@ -193,6 +203,8 @@ pub static LAST_NAME: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[example("last_name", "text", Some("Doe"))],
     bind: |b| fake_text::bind(b, fake_text::Kind::LastName),
 };
@@ -210,6 +222,8 @@ pub static NAME: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("name", "text", Some("Jane Doe")),
         example("{ transform: name, locale: fr }", "text", Some("Jane Doe")),
@@ -243,6 +257,8 @@ pub static EMAIL: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("email", "text", Some("jane.doe@corp.com")),
         example(
@@ -278,6 +294,8 @@ pub static USERNAME: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[example("username", "text", Some("jdoe"))],
     bind: internet::bind_username,
 };
@@ -295,6 +313,8 @@ pub static PHONE: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("phone", "text", Some("+1 555 0100")),
         example(
@@ -324,6 +344,8 @@ pub static STREET_ADDRESS: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("street_address", "text", Some("1 Main Street")),
         example(
@@ -354,6 +376,8 @@ pub static CITY: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("city", "text", Some("Springfield")),
         example(
@@ -378,6 +402,8 @@ pub static POSTCODE: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("postcode", "text", Some("12345")),
         example(
@@ -401,6 +427,8 @@ pub static COUNTRY: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("country", "text", Some("France")),
         example("{ transform: country, locale: de }", "text", Some("France")),
@@ -421,6 +449,8 @@ pub static COMPANY: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("company", "text", Some("Acme Inc")),
         example(
@@ -445,6 +475,8 @@ pub static IBAN: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("iban", "text", Some("GB82WEST12345698765432")),
         example(
@@ -469,6 +501,8 @@ pub static CREDIT_CARD: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[example("credit_card", "text", Some("4111111111111111"))],
     bind: finance::bind_credit_card,
 };
@@ -492,6 +526,8 @@ pub static IPV4: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: true,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[
         example("ipv4", "inet", Some("192.168.1.20")),
         example("ipv4", "inet", Some("10.1.2.3/8")),
@@ -513,6 +549,8 @@ pub static IPV6: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[example("ipv6", "inet", Some("fe80::1"))],
     bind: |b| network::bind(b, true),
 };
@@ -532,6 +570,8 @@ pub static UUID: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::OnRequest,
+    nulls: Nulls::FromNull,
     examples: &[example(
         "uuid",
         "uuid",
@@ -558,6 +598,8 @@ pub static LOREM: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example("lorem", "text", Some("a private note")),
         example(
@@ -586,6 +628,8 @@ pub static CHOICE: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[example(
         "{ transform: choice, values: [bronze, silver, gold] }",
         "text",
@@ -631,6 +675,8 @@ pub static MASK: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example(
             "{ transform: mask, keep_last: 4 }",
@@ -678,6 +724,8 @@ pub static DATE_SHIFT: TransformDef = TransformDef {
         kind: TypeKind::TimestampTz,
     },
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example(
             "{ transform: date_shift, days: 30 }",
@@ -722,6 +770,8 @@ pub static NOISE: TransformDef = TransformDef {
         kind: TypeKind::Numeric,
     },
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[
         example(
             "{ transform: noise, percent: 10 }",
@@ -767,6 +817,8 @@ pub static REGEX_REPLACE: TransformDef = TransformDef {
     elementwise: true,
     in_json: AS_TEXT,
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[example(
         r"{ transform: regex_replace, pattern: '\d{3}-\d{2}-(\d{4})', with: 'XXX-XX-$1' }",
         "text",
@@ -798,6 +850,8 @@ pub static JSON: TransformDef = TransformDef {
         kind: TypeKind::Jsonb,
     },
     leak_check_allows_chance: false,
+    distinct: Distinct::Never,
+    nulls: Nulls::FromNull,
     examples: &[example(
         r#"{ transform: json, paths: { "$.email": email, "$.phones[*]": phone } }"#,
         "jsonb",

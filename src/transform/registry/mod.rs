@@ -69,6 +69,8 @@ pub struct TransformDef {
     elementwise: bool,
     in_json: NestedType,
     leak_check_allows_chance: bool,
+    distinct: Distinct,
+    nulls: Nulls,
     examples: &'static [Example],
     bind: BindFn,
 }
@@ -202,6 +204,31 @@ pub enum SecretUse {
     Unkeyed,
     /// Writes nothing derived from a value (`set_null`) or copies it (`keep`).
     Unused,
+}
+
+/// Whether distinct inputs give distinct outputs: what a unique index or primary key on a
+/// ruled column needs (refresh/constraints.rs refuses a rule that cannot promise it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distinct {
+    /// Always: the output is the input (`keep`).
+    Identity,
+    /// When the rule says `unique: true` (see [`super::unique`]); the transform's binding
+    /// accepts it (for `hash`, from 8 hex digits up).
+    OnRequest,
+    /// Never promised: too few outputs, or parts of the input kept, or values moved.
+    Never,
+}
+
+/// What becomes of NULL and of other values, as far as NULL goes: what a NOT NULL column
+/// needs ([`super::Catalogue::bind_rule`] refuses a transform that makes values NULL on one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    /// Every value becomes NULL (`set_null`).
+    Always,
+    /// NULL stays NULL, and only NULL is NULL.
+    FromNull,
+    /// Nothing is NULL, NULL included (`constant`).
+    Never,
 }
 
 /// The column type a rule is bound as inside a JSON document.
@@ -356,6 +383,16 @@ impl TransformDef {
     /// (Issue 13 replaces this with the output space of every transform.)
     pub fn leak_check_allows_chance(&self) -> bool {
         self.leak_check_allows_chance
+    }
+
+    /// Whether distinct inputs give distinct outputs ([`Distinct`]).
+    pub fn distinct(&self) -> Distinct {
+        self.distinct
+    }
+
+    /// Where its outputs are NULL ([`Nulls`]).
+    pub fn nulls(&self) -> Nulls {
+        self.nulls
     }
 
     /// Its examples in `docs/rules.md`.
@@ -536,6 +573,48 @@ mod tests {
             cat.bind(&RuleSpec::named("keep"), &col(&boolean)).is_ok(),
             "keep fits any type"
         );
+    }
+
+    /// The declared [`Distinct`] and [`Nulls`] are what binding and the instances do: a
+    /// transform that promises distinct outputs (on request or always) binds with
+    /// `unique: true`, one that does not is refused it (except `set_null`, whose NULLs never
+    /// clash); one that makes every value NULL is refused on a NOT NULL column; `Never` NULL
+    /// turns NULL into a value.
+    #[test]
+    fn distinct_and_nulls_are_what_binding_and_instances_do() {
+        let cat = catalogue(SECRET);
+        for def in all() {
+            let example = &def.examples()[0];
+            let ty = doc_type(example.column_type);
+            let unique = spec(example.rule).with("unique", true);
+            let promised = matches!(def.distinct(), Distinct::Identity | Distinct::OnRequest);
+            assert_eq!(
+                cat.bind(&unique, &col(&ty)).is_ok(),
+                promised || def.nulls() == Nulls::Always,
+                "`{}` with unique: true",
+                def.name()
+            );
+            assert_eq!(def.distinct() == Distinct::Identity, def.passes_through());
+            let not_null = crate::transform::ColumnInfo {
+                ty: &ty,
+                not_null: true,
+            };
+            assert_eq!(
+                cat.bind(&spec(example.rule), &not_null).is_err(),
+                def.nulls() == Nulls::Always,
+                "`{}` on a NOT NULL column",
+                def.name()
+            );
+            let bound = cat.bind(&spec(example.rule), &col(&ty)).unwrap();
+            let mut out = String::new();
+            let from_null = bound.apply_null(&mut out).unwrap();
+            assert_eq!(
+                from_null == crate::transform::Output::Null,
+                def.nulls() != Nulls::Never,
+                "`{}` on NULL",
+                def.name()
+            );
+        }
     }
 
     #[test]
