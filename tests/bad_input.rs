@@ -561,7 +561,7 @@ bad_inputs! {
         ),
         target_database_with_the_generation_infix_is_refused => Case::yaml(
             |_| "target:\n  url: postgres://h/postgres\n  database: app__restage_x\n".into(),
-            |_| "{file}:3:3: target.database: must not contain `__restage_`, which restage uses for generations".into(),
+            |_| "{file}:3:3: target.database: must not contain `__restage`, which restage uses for generations and its control database".into(),
         ),
 
         // ----- Rules -----

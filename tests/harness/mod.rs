@@ -183,15 +183,32 @@ impl Drop for TestDb {
     }
 }
 
+/// What the names of restage's generations of `staging` start with (`<staging>__restage_`,
+/// or its shortened form for a long name: the tests' names often are).
+pub fn generations_prefix(staging: &str) -> String {
+    restage::refresh::names::Names::of(staging).prefix()
+}
+
+/// `LIKE` pattern of every database of `staging`'s family that restage makes: generations and
+/// the control database.
+fn restage_family_pattern(staging: &str) -> String {
+    let base = restage::refresh::names::Names::of(staging)
+        .base()
+        .to_string();
+    format!("{}\\_\\_restage%", base.replace('_', "\\_"))
+}
+
 /// Drops `name` and every database whose name starts with `name` followed by `_` (siblings
-/// and restage generations).
+/// and restage generations), and the generations and control database of the staging
+/// sibling (`<name>_stg`) when its names are shortened.
 pub async fn drop_database_family(name: &str) {
     let admin = connect(&admin_url()).await;
     let pattern = format!("{}%", name.replace('_', "\\_"));
+    let staging = restage_family_pattern(&format!("{name}_stg"));
     let rows = admin
         .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
-            &[&pattern],
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2",
+            &[&pattern, &staging],
         )
         .await
         .unwrap_or_default();
