@@ -160,13 +160,42 @@ impl Inventory {
     }
 }
 
-/// Reads the server's databases of this staging database and matches them with the records.
+/// Reads the server's databases of this staging database and (`with_registry`: `client` is
+/// in the control database) restage's records, in one snapshot, and matches them: a swap
+/// committing meanwhile is seen whole or not at all.
 pub async fn survey(
     client: &Client,
     server: &str,
     names: &Names,
-    known: Vec<Known>,
+    with_registry: bool,
 ) -> Result<Inventory, DbError> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| DbError::new(server, "listing staging generations", e))?;
+    let read = async {
+        let known = if with_registry {
+            registry::known(client, server).await?
+        } else {
+            Vec::new()
+        };
+        let dbs = server_databases(client, server, names, &known).await?;
+        Ok::<_, DbError>(classify(names, dbs, known))
+    }
+    .await;
+    let end = if read.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = client.batch_execute(end).await;
+    let inventory = read?;
+    ended.map_err(|e| DbError::new(server, "listing staging generations", e))?;
+    Ok(inventory)
+}
+
+async fn server_databases(
+    client: &Client,
+    server: &str,
+    names: &Names,
+    known: &[Known],
+) -> Result<Vec<ServerDb>, DbError> {
     let oids: Vec<u32> = known.iter().filter_map(|k| k.record.db_oid).collect();
     let recorded: Vec<String> = known.iter().map(|k| k.record.name.clone()).collect();
     let rows = client
@@ -187,7 +216,7 @@ pub async fn survey(
         )
         .await
         .map_err(|e| DbError::new(server, "listing staging generations", e))?;
-    let dbs: Vec<ServerDb> = rows
+    Ok(rows
         .into_iter()
         .map(|row| ServerDb {
             oid: row.get(0),
@@ -196,8 +225,7 @@ pub async fn survey(
             bytes: row.get(3),
             comment: row.get(4),
         })
-        .collect();
-    Ok(classify(names, dbs, known))
+        .collect())
 }
 
 /// The pure half of [`survey`]: which database is which.
@@ -297,8 +325,7 @@ fn like_escape(s: &str) -> String {
 
 /// The inventory as the run that holds `lock` sees it.
 pub async fn inventory(lock: &RunLock) -> Result<Inventory, DbError> {
-    let known = registry::known(&lock.client, &lock.server).await?;
-    survey(&lock.client, &lock.server, &lock.names, known).await
+    survey(&lock.client, &lock.server, &lock.names, true).await
 }
 
 /// What [`clean`] did.
@@ -533,11 +560,10 @@ pub async fn check_target(admin: &Client, target: &TargetSettings) -> Result<(),
     let names = Names::of(&target.database);
     let server = &target.admin.display;
     let control = lock::read_only(target).await?;
-    let known = match &control {
-        Some((client, control_server)) => registry::known(client, control_server).await?,
-        None => Vec::new(),
+    let inventory = match &control {
+        Some((client, control_server)) => survey(client, control_server, &names, true).await?,
+        None => survey(admin, server, &names, false).await?,
     };
-    let inventory = survey(admin, server, &names, known).await?;
     let Some(live) = inventory.live() else {
         return Ok(());
     };

@@ -198,11 +198,12 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
     // something to repair (a live database refusing connections, a record of a database
     // dropped or renamed by hand) takes it, and when it is held the listing is as read.
     let control = lock::read_only(&target).await?;
-    let known = match &control {
-        Some((client, control_server)) => registry::known(client, control_server).await?,
-        None => Vec::new(),
+    let mut inventory = match &control {
+        Some((client, control_server)) => {
+            gens::survey(client, control_server, &names, true).await?
+        }
+        None => gens::survey(&admin, server, &names, false).await?,
     };
-    let mut inventory = gens::survey(&admin, server, &names, known).await?;
     let repair = !inventory.lost.is_empty()
         || inventory
             .live()

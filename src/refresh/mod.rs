@@ -662,6 +662,7 @@ mod tests {
                 adopted: false,
                 sessions_ended: 0,
                 waited_seconds: 0.0,
+                swapped_at: "2025-01-01T00:00:01+00:00".into(),
             },
             seconds: 0.1,
             generations_dropped: vec![],

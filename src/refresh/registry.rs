@@ -200,8 +200,20 @@ pub async fn ensure(client: &Client, server: &str, names: &Names) -> Result<bool
     Ok(false)
 }
 
-/// Every record, with whether its run is alive. Empty when the tables do not exist yet.
+/// Every record, with whether its run is alive. Empty when the tables do not exist yet (a
+/// control database made by a command still starting). Safe inside a transaction.
 pub async fn known(client: &Client, server: &str) -> Result<Vec<Known>, DbError> {
+    let present: bool = client
+        .query_one(
+            "SELECT to_regclass('restage.generations') IS NOT NULL AND to_regclass('restage.runs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(failed(server, "looking for it"))?
+        .get(0);
+    if !present {
+        return Ok(Vec::new());
+    }
     let rows = match client
         .query(
             "SELECT g.name, g.db_oid, g.origin, g.run_id, g.state, g.built_at, g.snapshot_at,

@@ -45,6 +45,9 @@ pub struct SwapOutcome {
     pub sessions_ended: u64,
     /// How long the swap waited for locks and sessions.
     pub waited_seconds: f64,
+    /// When it committed, by the server's clock (its transaction's time: the new live
+    /// database's `live_from`, the old one's `live_to`).
+    pub swapped_at: String,
 }
 
 /// How the previous live database leaves.
@@ -142,8 +145,10 @@ where
             }
         };
         if let Err(stop) = refused {
-            let _ = registry::set_swapping(client, server, &lock.run_id, false).await;
-            return Err(wait.error(stop, incoming));
+            // A statement cancelled as it completed may have turned connections off after
+            // all: restore_live looks.
+            let error = wait.error(stop, incoming);
+            return Err(restore_live(lock, database, lock_timeout, error).await);
         }
     }
 
@@ -159,7 +164,7 @@ where
         }
         loop {
             match rename(&mut wait, lock, &coming_name, retiring.as_ref()).await {
-                Ok(()) => return Ok(()),
+                Ok(at) => return Ok(at),
                 Err(Stop::Db(e)) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
                     // A session slipped in (a superuser, or a half-open connection).
                     let _ = client.batch_execute("ROLLBACK").await;
@@ -176,10 +181,13 @@ where
         }
     }
     .await;
-    if let Err(stop) = renamed {
-        let error = wait.error(stop, incoming);
-        return Err(restore_live(lock, database, retiring.is_some(), lock_timeout, error).await);
-    }
+    let swapped_at = match renamed {
+        Ok(at) => at,
+        Err(stop) => {
+            let error = wait.error(stop, incoming);
+            return Err(restore_live(lock, database, lock_timeout, error).await);
+        }
+    };
 
     // 4. The point of no return: not interruptible.
     pause::point("commit").await;
@@ -189,14 +197,7 @@ where
             format!("swapping {incoming} in as {database}: COMMIT"),
             e,
         );
-        return Err(restore_live(
-            lock,
-            database,
-            retiring.is_some(),
-            lock_timeout,
-            error.into(),
-        )
-        .await);
+        return Err(restore_live(lock, database, lock_timeout, error.into()).await);
     }
     let _ = client.batch_execute("RESET lock_timeout").await;
     Ok(SwapOutcome {
@@ -206,22 +207,31 @@ where
         adopted: matches!(retiring, Some(Retiring::Adopted { .. })),
         sessions_ended,
         waited_seconds: wait.started.elapsed().as_secs_f64(),
+        swapped_at: swapped_at.to_rfc3339(),
     })
 }
 
-/// Step 3 up to (not including) the COMMIT, in a transaction this leaves open.
+/// Step 3 up to (not including) the COMMIT, in a transaction this leaves open. Returns the
+/// transaction's time.
 async fn rename<S>(
     wait: &mut Wait<'_, S>,
     lock: &RunLock,
     coming: &str,
     retiring: Option<&Retiring>,
-) -> Result<(), Stop>
+) -> Result<chrono::DateTime<chrono::Utc>, Stop>
 where
     S: Future<Output = &'static str> + Unpin,
 {
     let client = &lock.client;
     let database = lock.names.database();
     wait.run("BEGIN", client.batch_execute("BEGIN")).await?;
+    let at: chrono::DateTime<chrono::Utc> = wait
+        .run(
+            "BEGIN",
+            client.query_one("SELECT transaction_timestamp()", &[]),
+        )
+        .await?
+        .get(0);
     if let Some(retiring) = retiring {
         let what = format!("a lock on database {database} (to rename it)");
         wait.arm(&what).await?;
@@ -254,33 +264,46 @@ where
         "the registry",
         registry::go_live(client, coming, &lock.run_id),
     )
-    .await
+    .await?;
+    Ok(at)
 }
 
 /// After a swap that stopped before its COMMIT: connections back on for the live database
-/// (they were turned off in step 1), and the run no longer recorded as swapping. When that
-/// cannot be done, the error says so: the next restage command repairs it.
+/// when step 1 turned them off, and the run no longer recorded as swapping. When that cannot
+/// be done, the error says so: the next restage command repairs it.
 async fn restore_live(
     lock: &RunLock,
     database: &str,
-    refused: bool,
     lock_timeout: Duration,
     mut error: Error,
 ) -> Error {
-    if !refused {
-        return error;
-    }
     let client = &lock.client;
-    let _ = client
-        .batch_execute(&format!(
-            "SET lock_timeout = '{}ms'",
-            lock_timeout.as_millis().max(1)
-        ))
-        .await;
-    match enable_connections(client, &lock.server, database).await {
-        Ok(()) => {
-            let _ = registry::set_swapping(client, &lock.server, &lock.run_id, false).await;
+    let server = &lock.server;
+    let refused = client
+        .query_opt(
+            "SELECT NOT datallowconn FROM pg_database WHERE datname::text = $1",
+            &[&database],
+        )
+        .await
+        .map(|row| row.is_some_and(|r| r.get::<_, bool>(0)));
+    let restored = match refused {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            let _ = client
+                .batch_execute(&format!(
+                    "SET lock_timeout = '{}ms'",
+                    lock_timeout.as_millis().max(1)
+                ))
+                .await;
+            let enabled = enable_connections(client, server, database).await;
             let _ = client.batch_execute("RESET lock_timeout").await;
+            enabled
+        }
+        Err(e) => Err(DbError::new(server, "checking the live database", e)),
+    };
+    match restored {
+        Ok(()) => {
+            let _ = registry::set_swapping(client, server, &lock.run_id, false).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not turn connections back on for the live database");
@@ -428,11 +451,16 @@ where
         let blockers: Vec<String> = rows
             .iter()
             .map(|r| {
+                let application: String = r.get(1);
+                let application = if application.is_empty() {
+                    String::new()
+                } else {
+                    format!(", application {application}")
+                };
                 let query: String = r.get(6);
                 format!(
-                    "server pid {} ({}, user {}, from {}, {}, its transaction open since {}, query {})",
+                    "server pid {} (user {}, from {}{application}, {}, transaction open since {}, query {})",
                     r.get::<_, i32>(0),
-                    r.get::<_, String>(1),
                     r.get::<_, String>(2),
                     r.get::<_, String>(3),
                     r.get::<_, String>(4),

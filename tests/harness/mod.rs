@@ -189,6 +189,26 @@ pub fn generations_prefix(staging: &str) -> String {
     restage::refresh::names::Names::of(staging).prefix()
 }
 
+/// Drops the databases restage made for `staging` (its generations and control database),
+/// for a test whose staging database is not `<source>_stg`; the live one goes with the
+/// source's family when its name starts with the source's.
+pub async fn drop_restage_family(staging: &str) {
+    let admin = connect(&admin_url()).await;
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+            &[&restage_family_pattern(staging)],
+        )
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let db: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .await;
+    }
+}
+
 /// `LIKE` pattern of every database of `staging`'s family that restage makes: generations and
 /// the control database.
 fn restage_family_pattern(staging: &str) -> String {
