@@ -130,6 +130,7 @@ where
     if retiring.is_some() {
         registry::set_swapping(client, server, &lock.run_id, true).await?;
         let what = format!("a lock on database {database} (to refuse new connections)");
+        let mut concurrent = 0;
         let refused = loop {
             if let Err(stop) = wait.arm(&what).await {
                 break Err(stop);
@@ -139,8 +140,9 @@ where
                 quote_ident(database)
             );
             match wait.run(&what, client.batch_execute(&sql)).await {
-                // The session that held the row committed its own change: try again.
-                Err(Stop::Db(e)) if e.code() == Some(&SqlState::INTERNAL_ERROR) => continue,
+                // "tuple concurrently updated": the session that held the row committed its
+                // own change. Try again (a few times: another internal error is reported).
+                Err(Stop::Db(e)) if concurrently_updated(&e, &mut concurrent) => continue,
                 other => break other,
             }
         };
@@ -153,6 +155,7 @@ where
     }
 
     // 2 and 3, interruptible: any stop from here turns connections back on.
+    let mut concurrent = 0;
     let renamed = async {
         wait.run("the testing hook", async {
             pause::point("swap").await;
@@ -170,7 +173,7 @@ where
                     let _ = client.batch_execute("ROLLBACK").await;
                     sessions_ended += wait.end_sessions(client, database).await?;
                 }
-                Err(Stop::Db(e)) if e.code() == Some(&SqlState::INTERNAL_ERROR) => {
+                Err(Stop::Db(e)) if concurrently_updated(&e, &mut concurrent) => {
                     let _ = client.batch_execute("ROLLBACK").await;
                 }
                 Err(stop) => {
@@ -209,6 +212,14 @@ where
         waited_seconds: wait.started.elapsed().as_secs_f64(),
         swapped_at: swapped_at.to_rfc3339(),
     })
+}
+
+/// An ALTER DATABASE that waited for another session's change of the same `pg_database` row
+/// fails with an internal error ("tuple concurrently updated") once that session commits:
+/// worth another try, up to 10 times (counted in `tries`).
+fn concurrently_updated(e: &tokio_postgres::Error, tries: &mut u32) -> bool {
+    *tries += 1;
+    e.code() == Some(&SqlState::INTERNAL_ERROR) && *tries <= 10
 }
 
 /// Step 3 up to (not including) the COMMIT, in a transaction this leaves open. Returns the
