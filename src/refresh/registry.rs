@@ -155,10 +155,23 @@ fn is_missing(e: &tokio_postgres::Error) -> bool {
 /// database is `names`'s. Returns true when the registry was new, in which case the
 /// databases earlier restage versions marked are imported ([`import_legacy`]).
 pub async fn ensure(client: &Client, server: &str, names: &Names) -> Result<bool, Error> {
-    client
-        .batch_execute(DDL)
+    // DDL only when something is missing: a run needs no more than the rights on its tables.
+    let complete: bool = client
+        .query_one(
+            "SELECT to_regclass('restage.meta') IS NOT NULL
+                AND to_regclass('restage.runs') IS NOT NULL
+                AND to_regclass('restage.generations') IS NOT NULL",
+            &[],
+        )
         .await
-        .map_err(failed(server, "creating its tables"))?;
+        .map_err(failed(server, "looking for its tables"))?
+        .get(0);
+    if !complete {
+        client
+            .batch_execute(DDL)
+            .await
+            .map_err(failed(server, "creating its tables"))?;
+    }
     let rows = client
         .query("SELECT key, value FROM restage.meta", &[])
         .await
