@@ -12,7 +12,7 @@ use crate::deploy::DeployCommand;
 use crate::error::{Error, Result};
 use crate::health::HealthArgs;
 use crate::progress::{ProgressMode, Ui};
-use crate::refresh::{RefreshArgs, RollbackArgs};
+use crate::refresh::{GenerationsArgs, RefreshArgs, RollbackArgs};
 use crate::scan::ScanArgs;
 use crate::validate::ValidateArgs;
 
@@ -21,7 +21,7 @@ use crate::validate::ValidateArgs;
     name = "restage",
     version,
     about = "Refresh a staging PostgreSQL database from production: read-only snapshot, anonymized, subset, swapped in atomically",
-    after_help = "Exit codes: 0 success, 1 runtime failure, 2 bad config/rules/usage, 3 verification failed, 4 another refresh holds the lock."
+    after_help = "Exit codes: 0 success, 1 runtime failure (staging unchanged), 2 bad config/rules/usage, 3 verification failed, 4 another restage command holds the lock, 5 staging is live but a step after the swap failed."
 )]
 pub struct Cli {
     /// Configuration file.
@@ -75,8 +75,8 @@ pub enum Command {
     Warm,
     /// Only rebuild derived search columns and materialized views in the current staging database.
     Reindex,
-    /// List the staging generations kept for rollback.
-    Generations,
+    /// List the staging generations kept for rollback; pin or unpin one.
+    Generations(GenerationsArgs),
     /// Swap staging back to a kept generation (the newest by default).
     Rollback(RollbackArgs),
     /// Run the configured health checks.
@@ -137,7 +137,7 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Verify => crate::refresh::verify_live(&config, &ui).await,
         Command::Warm => crate::refresh::warm_live(&config, &ui).await,
         Command::Reindex => crate::refresh::reindex_live(&config, &ui).await,
-        Command::Generations => crate::refresh::generations(&config, &ui).await,
+        Command::Generations(args) => crate::refresh::generations(&config, &args, &ui).await,
         Command::Rollback(args) => crate::refresh::rollback(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,

@@ -1,4 +1,5 @@
-//! The top-level error and its exit code. Every variant names the thing at fault (file, table,
+//! The top-level error and its exit code (5, staging live but a later step failed, is a
+//! refresh's report rather than an error: see [`exit::LIVE_BUT`]). Every variant names the thing at fault (file, table,
 //! column, server); `main` prints it once and exits with [`Error::exit_code`].
 //!
 //! The cut: this sits above the modules whose errors it wraps (config, db) and below the
@@ -17,8 +18,13 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Verification failed: a leak, a broken foreign key, counts off plan.
     pub const VERIFY: i32 = 3;
-    /// Another refresh holds the lock.
+    /// Another restage command holds the lock for that staging database.
     pub const LOCKED: i32 = 4;
+    /// Staging went live with the new data, but a step after the swap failed (the cache was
+    /// not warmed, old generations were not dropped, the report file could not be written,
+    /// a signal came during the swap's commit). Not in the spec's first list (0–4): added
+    /// because exit 1 reads as "staging unchanged".
+    pub const LIVE_BUT: i32 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]

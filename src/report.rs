@@ -46,8 +46,11 @@ pub struct Report {
     pub unclassified_allowed: Vec<String>,
     pub warnings: Vec<String>,
     pub outcome: String,
-    /// The exit code of the run: 0, or 1 when staging went live but the cache was not warmed.
+    /// The exit code of the run: 0, or 5 when staging went live but a step after the swap
+    /// failed (the outcome says which).
     pub exit_code: i32,
+    /// The run's id in restage's registry (and in its `application_name`).
+    pub run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -419,7 +419,7 @@ bad_inputs! {
         ),
         unknown_key_far_from_any_lists_them => Case::yaml(
             |_| "target:\n  zzzzzz: 1\n".into(),
-            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants".into(),
+            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants, adopt".into(),
         ),
         unset_variable_is_named => Case::yaml(
             |_| config("${RESTAGE_TEST_SURELY_UNSET_VAR}", "postgres://h/postgres", ""),
@@ -570,7 +570,7 @@ bad_inputs! {
         ),
         target_database_with_the_generation_infix_is_refused => Case::yaml(
             |_| "target:\n  url: postgres://h/postgres\n  database: app__restage_x\n".into(),
-            |_| "{file}:3:3: target.database: must not contain `__restage_`, which restage uses for generations".into(),
+            |_| "{file}:3:3: target.database: must not contain `__restage`, which restage uses for generations and its control database".into(),
         ),
 
         // ----- Rules -----

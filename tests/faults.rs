@@ -58,8 +58,6 @@ async fn live_with_old_data(prefix: &str, schema: &str) -> (Setup, Checksums) {
     let old = harness::table_checksums(&setup.staging_url()).await;
     assert_eq!(old["public.t"].0, 100);
     setup.source.execute("UPDATE t SET v = 'new'").await;
-    // Generation names have a one-second resolution.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     (setup, old)
 }
 
@@ -67,7 +65,24 @@ type Checksums = BTreeMap<String, (u64, String)>;
 
 /// The `<staging>__restage_*` databases now.
 async fn restage_databases(setup: &Setup) -> Vec<String> {
-    harness::databases_like(&format!("{}__restage_", setup.staging)).await
+    harness::databases_like(&harness::generations_prefix(&setup.staging)).await
+}
+
+/// The states `restage generations --json` shows, by database.
+fn listed_states(setup: &Setup) -> BTreeMap<String, String> {
+    let (code, out, err) = setup.run(&["--json", "generations"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("generations --json");
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_string(),
+                d["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// The live database serves exactly `old`.
@@ -102,11 +117,12 @@ async fn next_refresh_cleans_up(setup: &Setup, leftovers: &[String]) -> serde_js
         source, staging,
         "staging equals the source after the next refresh"
     );
-    // Nothing marked building is left behind.
-    let admin = harness::connect(&harness::admin_url()).await;
-    let building: i64 = harness::scalar_with(&admin, "SELECT count(*) FROM pg_database
-              WHERE datname LIKE $1 AND shobj_description(oid, 'pg_database') LIKE 'restage:building:%'", &[&format!("{}\\_\\_restage\\_%", setup.staging.replace('_', "\\_"))]).await;
-    assert_eq!(building, 0);
+    // Nothing building or left over is listed.
+    let states = listed_states(setup);
+    assert!(
+        states.values().all(|s| s == "live" || s == "generation"),
+        "{states:?}"
+    );
     report
 }
 
@@ -144,7 +160,7 @@ async fn sigkill_after_the_plan_changes_nothing() {
 }
 
 #[tokio::test]
-async fn sigkill_between_create_and_marker_leaves_an_unmarked_leftover() {
+async fn sigkill_between_create_and_recording_leaves_a_provable_leftover() {
     kill_at("kcreated", "created", SCHEMA, &[]).await;
 }
 
@@ -192,7 +208,10 @@ async fn sigkill_during_post_data() {
     child.wait_paused("post-data");
     // pg_restore is inside CREATE INDEX on the new database.
     let admin = harness::connect(&harness::admin_url()).await;
-    let pattern = format!("{}\\_\\_restage\\_%", setup.staging.replace('_', "\\_"));
+    let pattern = format!(
+        "{}%",
+        harness::generations_prefix(&setup.staging).replace('_', "\\_")
+    );
     let mut building_index = false;
     for _ in 0..600 {
         let n: i64 = harness::scalar_with(&admin, "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1 AND query ILIKE 'CREATE INDEX slow_idx%'", &[&pattern]).await;
@@ -227,23 +246,29 @@ async fn sigkill_inside_the_swap() {
     child.wait_paused("swap");
     child.kill();
     let admin = harness::connect(&harness::admin_url()).await;
-    let row = admin
-        .query_one(
-            "SELECT datallowconn, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-            &[&setup.staging],
-        )
-        .await
-        .unwrap();
-    let allow: bool = row.get(0);
-    let marker: String = row.get(1);
+    let allow: bool = harness::scalar_with(
+        &admin,
+        "SELECT datallowconn FROM pg_database WHERE datname = $1",
+        &[&setup.staging],
+    )
+    .await;
     assert!(
         !allow,
         "the live database refuses connections after a kill inside the swap"
     );
-    assert!(
-        marker.starts_with("restage:live:"),
-        "still the live one: {marker}"
-    );
+    // The registry still records it as the live one (the renames were not committed).
+    let control = harness::connect(&harness::url_for(
+        &restage::refresh::lock::control_database(&setup.staging),
+    ))
+    .await;
+    let state: String = harness::scalar_with(
+        &control,
+        "SELECT state FROM restage.generations
+          WHERE db_oid = (SELECT oid FROM pg_database WHERE datname = $1)",
+        &[&setup.staging],
+    )
+    .await;
+    assert_eq!(state, "live", "still the live one");
     let err = tokio_postgres::connect(&setup.staging_url(), tokio_postgres::NoTls)
         .await
         .err()
@@ -392,20 +417,59 @@ async fn sigterm_while_planning_changes_nothing() {
     assert_serves(&setup, &old, "SIGTERM while planning").await;
 }
 
-/// A signal during the swap does not cut it in half: the swap finishes, then the run ends.
+/// Issue 12: a signal inside the swap, before its COMMIT (the live database already refusing
+/// connections), ends the run: rolled back, connections back on, the built database
+/// removed, staging unchanged.
 #[tokio::test]
-async fn sigterm_during_the_swap_waits_for_it() {
-    let (setup, _old) = live_with_old_data("termswap", SCHEMA).await;
+async fn sigterm_inside_the_swap_before_the_commit_leaves_staging_unchanged() {
+    let (setup, old) = live_with_old_data("termswap", SCHEMA).await;
+    let before = restage_databases(&setup).await;
     let (k, v) = pause("swap");
     let mut child = setup.spawn(&["refresh"], &[(k, v.as_str())]);
     child.wait_paused("swap");
     child.signal(libc::SIGTERM);
-    // Still there, still paused inside the swap.
+    let (code, out, err) = child.finish(LONG);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        last_line(&err),
+        "restage: error: interrupted by SIGTERM: the database this run built was removed, staging is unchanged"
+    );
+    assert_eq!(restage_databases(&setup).await, before);
+    assert_serves(&setup, &old, "SIGTERM inside the swap").await;
+    let admin = harness::connect(&harness::admin_url()).await;
+    let allow: bool = harness::scalar_with(
+        &admin,
+        "SELECT datallowconn FROM pg_database WHERE datname = $1",
+        &[&setup.staging],
+    )
+    .await;
+    assert!(allow, "connections are allowed again on the live database");
+    next_refresh_cleans_up(&setup, &[]).await;
+}
+
+/// Issue 12: only the COMMIT of the swap is not interruptible: a signal that arrives during
+/// it is acted on after it — staging is live with the new data, the run stops there and
+/// says so (exit 5), and the next refresh drops what retention did not.
+#[tokio::test]
+async fn sigterm_during_the_commit_waits_for_it_then_stops() {
+    let (setup, _old) = live_with_old_data("termcommit", SCHEMA).await;
+    let (k, v) = pause("commit");
+    let mut child = setup.spawn(&["refresh"], &[(k, v.as_str())]);
+    child.wait_paused("commit");
+    child.signal(libc::SIGTERM);
+    // Still there, still paused before the COMMIT.
     std::thread::sleep(Duration::from_millis(500));
     assert!(!child.stderr_so_far().contains("interrupted"));
     child.resume();
     let (code, out, err) = child.finish(LONG);
-    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 5, "{out}\n{err}");
+    assert!(
+        last_line(&err).starts_with(&format!(
+            "restage: staging database {} is live, but the run was interrupted by SIGTERM after the swap",
+            setup.staging
+        )),
+        "{err}"
+    );
     let source = harness::table_checksums(&setup.source.url()).await;
     assert_eq!(source, harness::table_checksums(&setup.staging_url()).await);
 }
@@ -424,7 +488,7 @@ async fn concurrent_refresh_exits_4_and_touches_nothing() {
     let (code, out, err) = second.finish(Duration::from_secs(120));
     assert_eq!(code, 4, "{out}\n{err}");
     assert!(
-        last_line(&err).contains("another restage run holds the lock"),
+        last_line(&err).contains("another restage command holds the lock"),
         "{err}"
     );
     assert!(last_line(&err).contains("nothing was changed"), "{err}");
@@ -540,8 +604,9 @@ async fn target_connections_cut_mid_stream_are_retried_for_whole_tables() {
     let (k, v) = pause("data");
     let mut child = setup.spawn(&["--json", "refresh"], &[(k, v.as_str())]);
     child.wait_paused("data");
-    // Connection 0 is the maintenance connection that holds the lock: keep it.
-    let cut = target.cut_from(1);
+    // Connection 0 is the maintenance connection, 1 the control database's that holds the
+    // lock: keep them.
+    let cut = target.cut_from(2);
     assert!(cut >= 1, "COPY connections were open");
     child.resume();
     let (code, out, err) = child.finish(LONG);
@@ -564,7 +629,7 @@ async fn target_cut_during_a_range_job_fails_cleanly() {
     );
     child.wait_paused("data");
     let before = restage_databases(&setup).await;
-    assert!(target.cut_from(1) >= 1);
+    assert!(target.cut_from(2) >= 1);
     child.resume();
     let (code, out, err) = child.finish(LONG);
     assert_eq!(code, 1, "{out}\n{err}");
@@ -677,22 +742,27 @@ async fn source_leader_cut_before_workers_import_fails_cleanly() {
     assert_serves(&setup, &old, "leader cut").await;
 }
 
-/// The maintenance connection (the lock's) drops mid-run: nothing can be swapped; exit 1;
-/// staging untouched; the next run removes the leftover.
+/// The control database's connection (the lock's) drops mid-run: nothing can be swapped;
+/// exit 1; staging untouched; the next run removes the leftover (its run is provably dead:
+/// the lock is free).
 #[tokio::test]
-async fn target_maintenance_connection_cut_fails_cleanly() {
+async fn target_lock_connection_cut_fails_cleanly() {
     let (setup, old, _source, target) = behind_proxies("cutadmin", "").await;
     let before = restage_databases(&setup).await;
     let (k, v) = pause("data");
     let mut child = setup.spawn(&["refresh"], &[(k, v.as_str())]);
     child.wait_paused("data");
-    assert_eq!(target.cut(0), 1);
+    assert_eq!(target.cut(1), 1);
     child.resume();
     let (code, out, err) = child.finish(LONG);
     assert_eq!(code, 1, "{out}\n{err}");
     let line = last_line(&err);
     assert!(
-        line.contains(&format!("postgres@127.0.0.1:{}/postgres", target.port())),
+        line.contains(&format!(
+            "postgres@127.0.0.1:{}/{}",
+            target.port(),
+            restage::refresh::lock::control_database(&setup.staging)
+        )),
         "names the server: {line}"
     );
     assert_serves(&setup, &old, "maintenance connection cut").await;
@@ -755,10 +825,10 @@ async fn cache_is_warmed_through_the_proxy() {
     redis_cleanup(&prefix).await;
 }
 
-/// Redis down (not required): staging is still swapped, exit 1, and it says the cache was
-/// not warmed.
+/// Redis down (not required): staging is still swapped, exit 5 (live, but), and it says the
+/// cache was not warmed.
 #[tokio::test]
-async fn redis_down_still_swaps_and_exits_1() {
+async fn redis_down_still_swaps_and_exits_5() {
     let (setup, _old) = live_with_old_data("warmdown", SCHEMA).await;
     let redis = Proxy::redis();
     redis.refuse(true);
@@ -768,7 +838,7 @@ async fn redis_down_still_swaps_and_exits_1() {
         cache_section(redis.port(), &prefix, false)
     ));
     let (code, out, err) = setup.run(&["refresh"]);
-    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(code, 5, "{out}\n{err}");
     let line = last_line(&err);
     assert!(
         line.starts_with(&format!(
@@ -787,9 +857,9 @@ async fn redis_down_still_swaps_and_exits_1() {
     assert!(redis_keys(&prefix).await.is_empty());
 }
 
-/// Redis dies between the swap and the warming: the same, exit 1, cache not warmed.
+/// Redis dies between the swap and the warming: the same, exit 5, cache not warmed.
 #[tokio::test]
-async fn redis_cut_before_warming_exits_1() {
+async fn redis_cut_before_warming_exits_5() {
     let (setup, _old) = live_with_old_data("warmcut", SCHEMA).await;
     let redis = Proxy::redis();
     let prefix = harness::redis_prefix("warmcut");
@@ -804,7 +874,7 @@ async fn redis_cut_before_warming_exits_1() {
     redis.cut_all();
     child.resume();
     let (code, out, err) = child.finish(LONG);
-    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(code, 5, "{out}\n{err}");
     assert!(
         last_line(&err).contains("is live, but the cache was NOT warmed"),
         "{err}"

@@ -16,6 +16,7 @@ mod constraints;
 mod demo;
 mod deploy;
 mod faults;
+mod generations;
 mod harness_selftest;
 mod health;
 mod huge_values;

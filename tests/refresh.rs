@@ -107,14 +107,11 @@ async fn generations_swap_keep_and_rollback() {
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
     setup.source.execute("UPDATE t SET v = 'second'").await;
-    // Generation names have a one-second resolution.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
     let v: String = harness::scalar(&setup.staging().await, "SELECT v FROM t").await;
     assert_eq!(v, "second");
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     setup.source.execute("UPDATE t SET v = 'third'").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
@@ -160,7 +157,7 @@ async fn rows_written_during_the_refresh_stay_out() {
     .await;
     let child = setup.restage().arg("refresh").spawn();
     // The building database is created after the snapshot: once it exists, write.
-    let building = format!("{}__restage_", setup.staging);
+    let building = harness::generations_prefix(&setup.staging);
     let mut seen = false;
     for _ in 0..600 {
         if !harness::databases_like(&building).await.is_empty() {
@@ -221,10 +218,13 @@ async fn second_refresh_exits_4() {
     let setup = Setup::new("lock", "CREATE TABLE t (id int);", "strict: off").await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
-    // Hold the lock the way a running refresh does.
-    let admin = harness::connect(&harness::admin_url()).await;
+    // Hold the lock the way a running refresh does: in the control database.
+    let control = harness::connect(&harness::url_for(
+        &restage::refresh::lock::control_database(&setup.staging),
+    ))
+    .await;
     let (class, key) = restage::refresh::lock::keys(&setup.staging);
-    admin
+    control
         .query_one("SELECT pg_advisory_lock($1, $2)", &[&class, &key])
         .await
         .unwrap();
@@ -232,7 +232,7 @@ async fn second_refresh_exits_4() {
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(
-        stderr.contains("another restage run holds the lock"),
+        stderr.contains("another restage command holds the lock"),
         "{stderr}"
     );
     assert_eq!(

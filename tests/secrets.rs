@@ -270,14 +270,14 @@ fn failing_runs_never_show_a_secret() {
     world.restore(Broken::FailingCmd);
 
     // Redis with a password it does not expect: the refresh swaps, the warming fails,
-    // exit 1; the message names Redis without the password.
+    // exit 5 (live, but); the message names Redis without the password.
     let prefix = harness::redis_prefix("secrets");
     world.write_config(&format!(
         "cache:\n  url: redis://:{REDIS_PASSWORD}@{}/0\n  warm:\n    - {{ query: \"SELECT id, name FROM users\", key: \"{prefix}u:{{id}}\", value: name }}\n",
         harness::redis_host_port()
     ));
     let (code, out, err) = world.run(&["-vv", "refresh"], &[]);
-    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(code, 5, "{out}\n{err}");
     assert!(err.contains("cache was NOT warmed"), "{err}");
     assert!(err.contains("redis://:***@"), "{err}");
     let (code, _, err) = world.run(&["-v", "warm"], &[]);

@@ -158,7 +158,6 @@ async fn sampled_refresh_keeps_foreign_keys_and_limits_and_is_stable() {
     let first_users = kept_user_ids;
     let first_orders = ids(&stg, "SELECT id FROM orders").await;
     drop(stg);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (code, _, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stderr}");
     let stg = setup.staging().await;

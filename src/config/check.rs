@@ -26,16 +26,16 @@ impl Config {
         }
         if let Some(target) = &self.file.target {
             let name = &target.database;
-            if name.is_empty() || name.len() > 40 {
+            if name.is_empty() || name.len() > 63 {
                 problems.push(self.value_error(
                     &["target", "database"],
-                    "must be 1 to 40 characters (restage appends __restage_<timestamp>, and PostgreSQL names end at 63)",
+                    "must be 1 to 63 bytes (PostgreSQL's longest name; restage shortens the names of generations itself)",
                 ));
             }
-            if name.contains("__restage_") {
+            if name.contains("__restage") {
                 problems.push(self.value_error(
                     &["target", "database"],
-                    "must not contain `__restage_`, which restage uses for generations",
+                    "must not contain `__restage`, which restage uses for generations and its control database",
                 ));
             }
         }
@@ -75,6 +75,15 @@ impl Config {
             }
         }
         if let Some(cache) = &self.file.cache {
+            for (i, prefix) in cache.flush.iter().enumerate() {
+                if prefix.is_empty() {
+                    let idx = i.to_string();
+                    problems.push(self.value_error(
+                        &["cache", "flush", idx.as_str()],
+                        "an empty prefix would remove every key of the Redis database; name the prefixes to remove",
+                    ));
+                }
+            }
             for (i, w) in cache.warm.iter().enumerate() {
                 if !w.key.contains('{') {
                     let idx = i.to_string();
@@ -139,7 +148,7 @@ mod tests {
     #[test]
     fn reports_every_problem_each_at_its_key() {
         let err = load(
-            "jobs: 0\ntarget:\n  url: x\n  database: a__restage_b\nsample:\n  tables:\n    public.users: { percent: 150, since_days: 3 }\ncache:\n  warm:\n    - { query: SELECT 1, key: fixed }\n",
+            "jobs: 0\ntarget:\n  url: x\n  database: a__restage_b\nsample:\n  tables:\n    public.users: { percent: 150, since_days: 3 }\ncache:\n  flush: [\"user:\", \"\"]\n  warm:\n    - { query: SELECT 1, key: fixed }\n",
         )
         .unwrap_err()
         .to_string();
@@ -148,10 +157,11 @@ mod tests {
             lines,
             [
                 "restage.yaml:1:1: jobs: must be at least 1",
-                "restage.yaml:4:3: target.database: must not contain `__restage_`, which restage uses for generations",
+                "restage.yaml:4:3: target.database: must not contain `__restage`, which restage uses for generations and its control database",
                 "restage.yaml:7:5: sample.tables.public.users: percent must be between 0 and 100",
                 "restage.yaml:7:5: sample.tables.public.users: since_days and column go together (the timestamp column the window applies to)",
-                "restage.yaml:10:26: cache.warm.0.key: key template needs at least one {column} placeholder",
+                "restage.yaml:9:3: cache.flush.1: an empty prefix would remove every key of the Redis database; name the prefixes to remove",
+                "restage.yaml:11:26: cache.warm.0.key: key template needs at least one {column} placeholder",
             ],
             "{err}"
         );

@@ -57,6 +57,10 @@ pub struct TargetConfig {
     pub keep: u32,
     #[serde(default)]
     pub grants: Vec<String>,
+    /// Let the first refresh retire a `database` restage did not build (kept as a generation,
+    /// pinned until unpinned), as `restage refresh --adopt` does for one run.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 fn default_keep() -> u32 {

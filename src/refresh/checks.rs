@@ -22,7 +22,8 @@
 //! 9. the `sample:` section against the catalog, and the key sets' memory by estimate;
 //! 10. the plan: the key pass, and whether `max_storage` can be met;
 //! 11. the staging server: not the source under another address, the source's extensions
-//!     available, the grant roles present ([`check_staging`]); the PostgreSQL tools.
+//!     available, the grant roles present, `target.database` one restage built or adopts
+//!     ([`check_staging`]); the PostgreSQL tools.
 //!
 //! Steps 2–9 collect every problem they find, and a user sees them all at once: a step that
 //! needs an earlier one's result (the bound rules) is skipped when it is missing, the others
@@ -272,7 +273,8 @@ pub async fn inspect_rules(
 }
 
 /// Step 11: the staging server can take the copy — it is not the source under another
-/// address, it has the source's extensions, the grant roles exist. Every failure, in that
+/// address, it has the source's extensions, the grant roles exist, the live database is
+/// restage's (or adopted). Every failure, in that
 /// order (empty: ready); a failure's exit code says whether it is the configuration's (2)
 /// or the environment's (1).
 pub async fn check_staging(
@@ -286,6 +288,9 @@ pub async fn check_staging(
         failures.push(e);
     }
     if let Err(e) = preflight(admin, settings, catalog).await {
+        failures.push(e);
+    }
+    if let Err(e) = super::generations::check_target(admin, &settings.target).await {
         failures.push(e);
     }
     failures

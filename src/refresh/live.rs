@@ -1,5 +1,5 @@
-//! Commands on the live staging database: `verify`, `warm`, `reindex`, `generations`,
-//! `rollback`. Each resolves only the sections of restage.yaml it uses
+//! Commands on the live staging database: `verify`, `warm`, `reindex`, `generations`
+//! (`--pin`, `--unpin`), `rollback`. Each resolves only the sections of restage.yaml it uses
 //! ([`super::settings`]) and runs the steps of the check sequence ([`super::checks`]) that
 //! apply to it.
 
@@ -13,8 +13,11 @@ use crate::db::{self, Role};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
 
+use super::generations as gens;
+use super::generations::{Listed, State};
+use super::names::Names;
 use super::settings::{ReindexSettings, TargetSettings, VerifySettings, WarmSettings};
-use super::{checks, lock, reindex, verify, warm};
+use super::{checks, lock, registry, reindex, swap, verify, warm};
 
 /// `restage rollback` options.
 #[derive(Debug, clap::Args, Clone)]
@@ -165,100 +168,205 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
     Ok(0)
 }
 
-/// `restage generations`: the live database and the kept generations.
-pub async fn generations(config: &Config, ui: &Ui) -> Result<i32> {
+/// `restage generations` options.
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct GenerationsArgs {
+    /// Pin a generation (or the live database): retention never drops it, and it does not
+    /// count toward `target.keep`.
+    #[arg(long, value_name = "NAME", conflicts_with = "unpin")]
+    pub pin: Option<String>,
+    /// Unpin a generation: retention treats it as any other again.
+    #[arg(long, value_name = "NAME")]
+    pub unpin: Option<String>,
+}
+
+/// `restage generations`: the live database, the kept generations (in rollback order),
+/// databases being built or left by dead runs, and databases restage does not manage.
+/// `--pin` / `--unpin` change a generation, with the lock.
+pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Result<i32> {
     let target = TargetSettings::from_config(config, "generations")?;
-    let admin_endpoint = &target.admin;
-    let admin = db::connect(admin_endpoint, Role::Target).await?;
-    // Repair only with the lock: without it, another run may be inside its swap, where the
-    // live database refuses connections on purpose.
-    match lock::acquire(&admin, &admin_endpoint.display, &target.database).await {
-        Ok(()) => {
-            super::generations::repair_live(&admin, &admin_endpoint.display, &target.database)
-                .await?;
-        }
-        Err(Error::Locked(_)) => {
-            tracing::info!("another restage run holds the lock; listing only");
-        }
-        Err(e) => return Err(e),
+    if let Some(name) = &args.pin {
+        return pin(&target, name, true, ui).await;
     }
-    let list = super::generations::list(&admin, &admin_endpoint.display, &target.database).await?;
+    if let Some(name) = &args.unpin {
+        return pin(&target, name, false, ui).await;
+    }
+    let names = Names::of(&target.database);
+    let admin = db::connect(&target.admin, Role::Target).await?;
+    let server = &target.admin.display;
+    // Listing reads without the lock (a listing never makes a refresh exit 4); only
+    // something to repair (a live database refusing connections, a record of a database
+    // dropped or renamed by hand) takes it, and when it is held the listing is as read.
+    let control = lock::read_only(&target).await?;
+    let mut inventory = match &control {
+        Some((client, control_server)) => {
+            gens::survey(client, control_server, &names, true).await?
+        }
+        None => gens::survey(&admin, server, &names, false).await?,
+    };
+    let repair = !inventory.lost.is_empty()
+        || inventory
+            .live()
+            .is_some_and(|live| live.state == State::Live && !live.db.allow_connections);
+    if control.is_some() && repair {
+        match lock::acquire_existing(&target, "generations").await {
+            Ok(Some(lock)) => {
+                let cleaned = gens::clean(&lock, false).await;
+                let listed = gens::inventory(&lock).await;
+                lock.finish(None, "listed the generations").await;
+                cleaned?;
+                inventory = listed?;
+            }
+            Ok(None) => {}
+            Err(Error::Locked(_)) => {
+                tracing::info!("another restage command holds the lock; listing only");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if ui.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".to_string())
+            serde_json::to_string_pretty(&Listed::of(&inventory))
+                .unwrap_or_else(|_| "[]".to_string())
         );
         return Ok(0);
     }
-    if list.is_empty() {
-        println!(
-            "no staging database {} on {}",
-            target.database, admin_endpoint.display
-        );
+    if inventory.entries.is_empty() {
+        println!("no staging database {} on {server}", target.database);
         return Ok(0);
     }
-    println!(
-        "{:<48}  {:<10}  {:<17}  {:>10}",
-        "database", "state", "built", "size"
-    );
-    for db in &list {
-        println!(
-            "{:<48}  {:<10}  {:<17}  {:>10}",
-            db.name,
-            format!("{:?}", db.state).to_lowercase(),
-            db.birth.clone().unwrap_or_else(|| "-".into()),
-            if db.bytes >= 0 {
-                crate::units::human_bytes(db.bytes as u64)
+    print!("{}", listing_text(&Listed::of(&inventory)));
+    Ok(0)
+}
+
+/// The text form of `restage generations`.
+fn listing_text(listed: &[Listed]) -> String {
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%SZ")
+                    .to_string()
+            })
+    };
+    let rows: Vec<[String; 7]> = listed
+        .iter()
+        .map(|l| {
+            let live = match (time(&l.live_from), time(&l.live_to)) {
+                (Some(from), None) if l.state == State::Live => format!("{from} – now"),
+                (from, Some(to)) => format!("{} – {to}", from.unwrap_or_else(|| "?".into())),
+                _ => "-".to_string(),
+            };
+            [
+                l.name.clone(),
+                l.state.word().to_string(),
+                time(&l.built_at).unwrap_or_else(|| "-".into()),
+                live,
+                if l.pinned { "pinned" } else { "-" }.to_string(),
+                time(&l.snapshot_at).unwrap_or_else(|| "-".into()),
+                if l.bytes >= 0 {
+                    crate::units::human_bytes(l.bytes as u64)
+                } else {
+                    "-".to_string()
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "database", "state", "built", "live", "pinned", "snapshot", "size",
+    ];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[&str], out: &mut String| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                text.push_str(&format!("{cell:>w$}"));
             } else {
-                "-".to_string()
+                text.push_str(&format!("{cell:<w$}  "));
             }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header, &mut out);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells, &mut out);
+    }
+    out
+}
+
+/// `restage generations --pin NAME` / `--unpin NAME`.
+async fn pin(target: &TargetSettings, name: &str, pinned: bool, ui: &Ui) -> Result<i32> {
+    let command = if pinned { "pin" } else { "unpin" };
+    let server = target.admin.display.clone();
+    let no_such = || {
+        Error::Usage(format!(
+            "{server}: no generation of {} named {name} (see `restage generations`)",
+            target.database
+        ))
+    };
+    let Some(lock) = lock::acquire_existing(target, command).await? else {
+        return Err(no_such());
+    };
+    let result = async {
+        let inventory = gens::inventory(&lock).await?;
+        let entry = inventory.find(name).ok_or_else(no_such)?;
+        let Some(record) = &entry.record else {
+            return Err(Error::Usage(format!(
+                "{server}: {name} is not a database restage built or adopted; restage never drops it"
+            )));
+        };
+        if !registry::set_pinned(&lock.client, &lock.server, &record.name, pinned).await? {
+            return Err(no_such());
+        }
+        Ok(entry.db.name.clone())
+    }
+    .await;
+    let outcome = match &result {
+        Ok(shown) => format!("{command}ned {shown}"),
+        Err(e) => format!("failed: {e}"),
+    };
+    lock.finish(None, &outcome).await;
+    let shown = result?;
+    if ui.json {
+        println!("{}", serde_json::json!({ "name": shown, "pinned": pinned }));
+    } else if pinned {
+        println!(
+            "pinned {shown}: retention never drops it (`restage generations --unpin {shown}` undoes it)"
         );
+    } else {
+        println!("unpinned {shown}: it counts toward target.keep again");
     }
     Ok(0)
 }
 
-/// `restage rollback [--to NAME]`: swaps a kept generation back in (the newest by default).
+/// `restage rollback [--to NAME]`: swaps a kept generation back in — by default the one that
+/// was live most recently.
 pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i32> {
     let target = TargetSettings::from_config(config, "rollback")?;
-    let server = target.admin.display.clone();
     let admin = db::connect(&target.admin, Role::Target).await?;
-    lock::acquire(&admin, &server, &target.database).await?;
-    super::generations::repair_live(&admin, &server, &target.database).await?;
-    let list = super::generations::list(&admin, &server, &target.database).await?;
-    let mut kept: Vec<&super::generations::DatabaseInfo> = list
-        .iter()
-        .filter(|d| d.state == super::generations::State::Generation && !d.is_live)
-        .collect();
-    kept.sort_by(|a, b| b.birth.cmp(&a.birth));
-    let chosen = match &args.to {
-        Some(name) => kept
-            .iter()
-            .find(|d| &d.name == name)
-            .copied()
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "{server}: no kept generation named {name} (see `restage generations`)"
-                ))
-            })?,
-        None => kept.first().copied().ok_or_else(|| {
-            Error::Usage(format!(
-                "{server}: no generation of {} is kept to roll back to",
-                target.database
-            ))
-        })?,
+    let Some(lock) = lock::acquire_existing(&target, "rollback").await? else {
+        return Err(Error::Usage(format!(
+            "{}: no generation of {} is kept to roll back to",
+            target.admin.display, target.database
+        )));
     };
-    let birth = chosen.birth.clone().unwrap_or_default();
-    // A retired generation refuses connections; the swap re-enables them on the new live one.
-    let now = super::generations::timestamp(chrono::Utc::now());
-    let outcome = super::generations::swap(
-        &admin,
-        &server,
-        &target.database,
-        &chosen.name,
-        &birth,
-        &now,
-    )
-    .await?;
+    let result = rolled_back(&admin, &lock, &target, args).await;
+    let outcome = match &result {
+        Ok(o) => format!("rolled back to {}", o.went_live),
+        Err(e) => format!("failed: {e}"),
+    };
+    lock.finish(None, &outcome).await;
+    let outcome = result?;
     if ui.json {
         println!(
             "{}",
@@ -267,7 +375,7 @@ pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i
     } else {
         println!(
             "rolled back: {} is now {}{}",
-            chosen.name,
+            outcome.went_live,
             target.database,
             outcome
                 .retired_as
@@ -277,4 +385,44 @@ pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i
         );
     }
     Ok(0)
+}
+
+async fn rolled_back(
+    admin: &tokio_postgres::Client,
+    lock: &lock::RunLock,
+    target: &TargetSettings,
+    args: &RollbackArgs,
+) -> Result<swap::SwapOutcome> {
+    let server = &target.admin.display;
+    let mut shutdown = crate::signal::Shutdown::new()
+        .map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
+    let mut signal = std::pin::pin!(shutdown.wait());
+    gens::clean(lock, false).await?;
+    let inventory = gens::inventory(lock).await?;
+    let chosen = match &args.to {
+        Some(name) => inventory
+            .generations()
+            .find(|e| &e.db.name == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{server}: no kept generation named {name} (see `restage generations`)"
+                ))
+            })?,
+        None => inventory.generations().next().ok_or_else(|| {
+            Error::Usage(format!(
+                "{server}: no generation of {} is kept to roll back to",
+                target.database
+            ))
+        })?,
+    };
+    let incoming = chosen.generation_name().to_string();
+    swap::swap(
+        lock,
+        admin,
+        &incoming,
+        target.adopt,
+        target.lock_timeout,
+        &mut signal,
+    )
+    .await
 }

@@ -7,24 +7,31 @@
 //!    rules bound and checked, strict mode, the sampling [`crate::plan`], the staging server's
 //!    checks — then the copy jobs ([`prepare`](mod@prepare)); any problem stops the run here,
 //!    before anything is created;
-//! 3. clean: leftovers of earlier failed runs removed;
-//! 4. [`build`](mod@build): a new database created (`building`); [`schema`] pre-data
-//!    restored; [`copy`] streams every table through [`rows`], held to `max_storage`
-//!    ([`storage`]: measured, rescaled and reloaded, or stopped); [`sequences`] set; the
+//! 3. clean: leftovers of runs that died removed ([`generations::clean`]);
+//! 4. [`build`](mod@build): a new database created (`building`, its name reserved in the
+//!    [`registry`] first); [`schema`] pre-data restored; [`copy`] streams every table
+//!    through [`rows`], held to `max_storage` ([`storage`]: measured, rescaled and
+//!    reloaded, or stopped); [`sequences`] set; the
 //!    post-load order ([`reindex::post_load`]: derived columns, post-data with the foreign
 //!    keys validated, materialized views, indexes, ANALYZE); [`access`] grants; [`verify`]
 //!    (no leak, foreign keys);
-//! 5. [`generations::swap`]: the new database goes live in one transaction; old generations
-//!    beyond `keep` dropped;
+//! 5. [`swap`](mod@swap): the new database goes live in one transaction (a bounded,
+//!    interruptible wait for locks first); old generations beyond `keep` dropped
+//!    ([`generations::retain`]);
 //! 6. the cache flushed and [`warm`]ed;
 //! 7. the report, assembled from what the stages returned.
+//!
+//! The [`lock`] (in the staging database's control database, with the [`registry`]) is
+//! taken before step 2 and held to the end.
 //!
 //! [`live`] holds the commands that work on the live staging database alone (`verify`,
 //! `warm`, `reindex`, `generations`, `rollback`).
 //!
-//! Until step 5 the live staging database is untouched. Any failure, Ctrl-C or SIGTERM before
-//! it drops the half-built database; a SIGKILL leaves it marked `building`, and the next run
-//! removes it. The swap itself is never interrupted half-way.
+//! Until step 5 commits the live staging database is untouched. Any failure, Ctrl-C or
+//! SIGTERM before that drops the database this run built; a SIGKILL leaves it recorded as
+//! `building` by a dead run, and the next refresh removes it. Only the swap's COMMIT is not
+//! interruptible. A failure after it (the cache, retention, the report file) is exit 5:
+//! staging is live, but.
 
 pub mod access;
 pub mod build;
@@ -34,14 +41,17 @@ pub mod copy;
 pub mod generations;
 pub mod live;
 pub mod lock;
+pub mod names;
 pub mod pause;
 pub mod prepare;
+pub mod registry;
 pub mod reindex;
 pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod settings;
 pub mod storage;
+pub mod swap;
 pub mod verify;
 pub mod warm;
 
@@ -51,17 +61,23 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
+use futures_util::FutureExt;
+
 use crate::config::Config;
 use crate::db::{self, Role};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, exit};
 use crate::progress::{Stage, Ui};
 use crate::report::{Report, StageTiming, TableReport, Totals};
 
 use self::build::Built;
-use self::generations::SwapOutcome;
+use self::generations::Cleaned;
+use self::lock::RunLock;
 use self::schema::PgTools;
+use self::swap::SwapOutcome;
 
-pub use self::live::{RollbackArgs, generations, reindex_live, rollback, verify_live, warm_live};
+pub use self::live::{
+    GenerationsArgs, RollbackArgs, generations, reindex_live, rollback, verify_live, warm_live,
+};
 pub use self::prepare::{Prepared, row_plan};
 pub use self::settings::{CacheSettings, Settings};
 
@@ -77,12 +93,21 @@ pub struct RefreshArgs {
     /// Copy columns that look personal but have no rule, for this run only (said in the report).
     #[arg(long)]
     pub allow_unclassified: bool,
+    /// Let this run retire a `target.database` restage did not build: it is kept as a
+    /// generation, pinned until `restage generations --unpin` (see `target.adopt`).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
     let started_at = chrono::Utc::now().to_rfc3339();
-    let report = match run(config, args, ui).await {
+    // A report path that cannot be written is the command line's mistake: found before
+    // anything is done, not after staging went live.
+    if let Some(path) = &args.report {
+        check_report_path(path)?;
+    }
+    let mut report = match run(config, args, ui).await {
         Ok(report) => report,
         Err(e) => {
             // A failed run replaces the report file too: left in place, last night's success
@@ -104,9 +129,19 @@ pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32
             return Err(e);
         }
     };
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.to_json())
-            .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        if report.built.is_none() {
+            return Err(Error::io(
+                format!("writing the report to {}", path.display()),
+                e,
+            ));
+        }
+        live_but(
+            &mut report,
+            format!("the report could not be written to {}: {e}", path.display()),
+        );
     }
     if ui.json {
         println!("{}", report.to_json());
@@ -119,10 +154,41 @@ pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32
     Ok(report.exit_code)
 }
 
+/// Opens (creating it when missing, never truncating it) the report file: exit 2 when it
+/// cannot be, with nothing done.
+fn check_report_path(path: &std::path::Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            Error::Usage(format!(
+                "--report {}: cannot write it: {e} (nothing was changed)",
+                path.display()
+            ))
+        })
+}
+
+/// Staging is live, but `problem`: exit 5, with every such problem in the outcome.
+fn live_but(report: &mut Report, problem: String) {
+    if report.exit_code == exit::LIVE_BUT {
+        report.outcome.push_str(&format!("; and {problem}"));
+    } else {
+        report.outcome = format!(
+            "staging database {} is live, but {problem}",
+            report.database
+        );
+        report.exit_code = exit::LIVE_BUT;
+    }
+}
+
 /// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
 pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report> {
     let started = Started::now();
-    let settings = Settings::from_config(config, "refresh")?;
+    let mut settings = Settings::from_config(config, "refresh")?;
+    settings.target.adopt |= args.adopt;
 
     if args.dry_run {
         let stage = Stage::start(ui, "plan");
@@ -133,38 +199,51 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
 
     // The lock first: a second run must stop before it reads or changes anything.
     let admin = db::connect(&settings.target.admin, Role::Target).await?;
-    let server = settings.target.admin.display.clone();
-    lock::acquire(&admin, &server, &settings.target.database).await?;
+    let lock = lock::acquire(&admin, &settings.target, "refresh").await?;
+    let result = locked(&admin, &lock, &settings, args, ui, started).await;
+    let outcome = match &result {
+        Ok(report) => report.outcome.clone(),
+        Err(e) => format!("failed: {e}"),
+    };
+    lock.finish(Some(&admin), &outcome).await;
+    result
+}
 
-    // SIGINT and SIGTERM are handled from here on: before the swap they stop the run and
-    // remove what it created; during the swap they wait until it is done.
+/// The refresh, with the lock held.
+async fn locked(
+    admin: &Client,
+    lock: &RunLock,
+    settings: &Settings,
+    args: &RefreshArgs,
+    ui: &Ui,
+    started: Started,
+) -> Result<Report> {
+    // SIGINT and SIGTERM are handled from here on: until the swap's COMMIT they stop the run
+    // and remove what it created; after it, the run ends as soon as it can (exit 5).
     let mut shutdown = crate::signal::Shutdown::new()
         .map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
     let mut signal = std::pin::pin!(shutdown.wait());
 
     let stage = Stage::start(ui, "plan");
     let (prepared, tools) = tokio::select! {
-        result = plan_on_staging(&admin, &settings, args.allow_unclassified) => result?,
+        result = plan_on_staging(admin, settings, args.allow_unclassified) => result?,
         signal = &mut signal => return Err(Error::Interrupted {
             signal,
             outcome: "nothing was changed".into(),
         }),
     };
+    let snapshot_at = snapshot_time(&prepared).await;
     let planned = Planned::of(&prepared, stage.done().as_secs_f64());
 
     // From here on the target changes.
-    let cleaned = clean(&admin, &server, &settings.target.database).await?;
-    let birth = generations::timestamp(chrono::Utc::now());
-    let building = generations::generation_name(&settings.target.database, &birth);
+    let cleaned = generations::clean(lock, true).await?;
+    let building = generations::reserve_building(lock, snapshot_at).await?;
     let encoding = prepared.catalog.encoding.clone();
     let collate = prepared.catalog.collate.clone();
     let ctype = prepared.catalog.ctype.clone();
     let created_and_built = async {
-        generations::create_building(
-            &admin, &server, &building, &birth, &encoding, &collate, &ctype,
-        )
-        .await?;
-        build::build(&settings, prepared, &tools, &building, ui).await
+        generations::create_building(lock, &building, &encoding, &collate, &ctype).await?;
+        build::build(settings, prepared, &tools, &building, ui).await
     };
     let built = tokio::select! {
         result = created_and_built => result,
@@ -175,20 +254,69 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     };
     let built = match built {
         Ok(built) => built,
-        Err(e) => return Err(abandon(&admin, &server, &building, e).await),
+        Err(e) => return Err(abandon(lock, &building, e).await),
     };
 
     // A required cache must be reachable before staging changes.
-    if let Err(e) = require_cache(&settings).await {
-        let _ = generations::drop_database(&admin, &server, &building).await;
-        return Err(e);
+    if let Err(e) = require_cache(settings).await {
+        return Err(abandon(lock, &building, e).await);
     }
     pause::point("before-swap").await;
 
-    // The swap is not interrupted: a signal that arrives now is acted on after it.
-    let swapped = swap(&admin, &settings, &building, &birth, ui).await?;
+    let stage = Stage::start(ui, "swap");
+    let outcome = match swap::swap(
+        lock,
+        admin,
+        &building,
+        settings.target.adopt,
+        settings.target.lock_timeout,
+        &mut signal,
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(mut e) => {
+            if let Error::Interrupted { outcome, .. } = &mut e {
+                *outcome = "the database this run built was removed, staging is unchanged".into();
+            } else if let Error::Runtime(message) = &mut e {
+                message.push_str("; the database this run built was removed");
+            }
+            return Err(abandon(lock, &building, e).await);
+        }
+    };
+    let swap_seconds = stage.done().as_secs_f64();
+
+    // Staging is live. A signal that came during the COMMIT is acted on now.
+    let mut after = AfterSwap::default();
+    if let Some(signal) = (&mut signal).now_or_never() {
+        after.interrupted = Some(signal);
+    }
+    let mut generations_dropped = Vec::new();
+    match after.interrupted {
+        None => match generations::retain(lock, settings.target.keep).await {
+            Ok(dropped) => generations_dropped = dropped,
+            Err(e) => after
+                .problems
+                .push(format!("the generations beyond keep were not dropped: {e}")),
+        },
+        Some(signal) => after.problems.push(format!(
+            "the run was interrupted by {signal} after the swap: the generations beyond keep were not dropped (the next refresh drops them)"
+        )),
+    }
+    let swapped = Swapped {
+        outcome,
+        seconds: swap_seconds,
+        generations_dropped,
+    };
 
     let warmed = match &settings.cache {
+        Some(_) if after.interrupted.is_some() => Some(Warmed {
+            result: Err(Error::Runtime(format!(
+                "interrupted by {}",
+                after.interrupted.unwrap_or("a signal")
+            ))),
+            seconds: 0.0,
+        }),
         Some(cache) => {
             let stage = Stage::start(ui, "cache");
             let result = tokio::select! {
@@ -206,9 +334,33 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
         None => None,
     };
 
-    Ok(refresh_report(
-        &settings, started, planned, cleaned, building, built, swapped, warmed,
-    ))
+    let mut report = refresh_report(
+        settings, started, planned, cleaned, building, built, swapped, warmed,
+    );
+    report.run_id = Some(lock.run_id.clone());
+    for problem in after.problems {
+        live_but(&mut report, problem);
+    }
+    Ok(report)
+}
+
+/// What went wrong after the swap (staging is live: exit 5).
+#[derive(Default)]
+struct AfterSwap {
+    /// A signal that arrived during the COMMIT.
+    interrupted: Option<&'static str>,
+    problems: Vec<String>,
+}
+
+/// When the source snapshot was taken (the start of its transaction).
+async fn snapshot_time(prepared: &Prepared) -> Option<chrono::DateTime<chrono::Utc>> {
+    prepared
+        .snapshot
+        .leader()
+        .query_one("SELECT transaction_timestamp()", &[])
+        .await
+        .ok()
+        .map(|row| row.get(0))
 }
 
 /// When the run started, for the report.
@@ -258,13 +410,6 @@ impl Planned {
     }
 }
 
-/// What the clean-up of earlier runs did.
-struct Cleaned {
-    /// The live database refused connections after an interrupted swap, and was repaired.
-    repaired_live: bool,
-    leftovers_removed: Vec<String>,
-}
-
 /// What the swap did.
 struct Swapped {
     outcome: SwapOutcome,
@@ -309,21 +454,10 @@ async fn plan_on_staging(
     Ok((prepared, tools))
 }
 
-/// Repairs a live database an interrupted swap left refusing connections, and removes what
-/// earlier failed runs left.
-async fn clean(admin: &Client, server: &str, database: &str) -> Result<Cleaned> {
-    let repaired_live = generations::repair_live(admin, server, database).await?;
-    let leftovers_removed = generations::drop_leftovers(admin, server, database).await?;
-    Ok(Cleaned {
-        repaired_live,
-        leftovers_removed,
-    })
-}
-
-/// Removes the half-built database after a failed build; returns the build's error, saying
-/// so when the database could not be removed.
-async fn abandon(admin: &Client, server: &str, building: &str, mut e: Error) -> Error {
-    if let Err(cleanup) = generations::drop_database(admin, server, building).await {
+/// Removes the database this run reserved or built, after a failure; returns the failure,
+/// saying so when the database could not be removed.
+async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Error {
+    if let Err(cleanup) = generations::drop_own(lock, building).await {
         tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
         if let Error::Interrupted { outcome, .. } = &mut e {
             *outcome = format!(
@@ -345,35 +479,6 @@ async fn require_cache(settings: &Settings) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Swaps the new database in, then drops the generations beyond `keep`.
-async fn swap(
-    admin: &Client,
-    settings: &Settings,
-    building: &str,
-    birth: &str,
-    ui: &Ui,
-) -> Result<Swapped> {
-    let server = &settings.target.admin.display;
-    let database = &settings.target.database;
-    let stage = Stage::start(ui, "swap");
-    let now = generations::timestamp(chrono::Utc::now());
-    let outcome = match generations::swap(admin, server, database, building, birth, &now).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let _ = generations::drop_database(admin, server, building).await;
-            return Err(e.into());
-        }
-    };
-    let seconds = stage.done().as_secs_f64();
-    let generations_dropped =
-        generations::retain(admin, server, database, settings.target.keep).await?;
-    Ok(Swapped {
-        outcome,
-        seconds,
-        generations_dropped,
-    })
 }
 
 /// The report of `--dry-run`.
@@ -432,8 +537,9 @@ fn refresh_report(
             "the live database refused connections after an interrupted swap; re-enabled".into(),
         );
     }
+    warnings.extend(cleaned.warnings);
     let mut outcome = format!("staging database {database} is live ({building} built)");
-    let mut exit_code = crate::error::exit::OK;
+    let mut exit_code = exit::OK;
     let mut cache = None;
     if let Some(warmed) = warmed {
         match warmed.result {
@@ -443,7 +549,7 @@ fn refresh_report(
                 outcome = format!(
                     "staging database {database} is live, but the cache was NOT warmed: {e}"
                 );
-                exit_code = crate::error::exit::RUNTIME;
+                exit_code = exit::LIVE_BUT;
             }
         }
         stages.push(stage_timing("cache", warmed.seconds));
@@ -480,6 +586,7 @@ fn refresh_report(
         warnings,
         outcome,
         exit_code,
+        ..Report::default()
     }
 }
 
@@ -546,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_that_was_not_warmed_is_the_outcome_and_exit_code_1() {
+    fn a_cache_that_was_not_warmed_is_the_outcome_and_exit_code_5() {
         let config = Config::from_text(
             "source:\n  url: postgres://u@prod.example/app\ntarget:\n  url: postgres://u@staging.example/postgres\n  database: app\n",
             std::path::Path::new("restage.yaml"),
@@ -578,9 +685,13 @@ mod tests {
         };
         let swapped = || Swapped {
             outcome: SwapOutcome {
-                live_birth: "20250101T000000Z".into(),
+                database: "app".into(),
+                went_live: "app__restage_20250101T000000_000001Z".into(),
                 retired_as: None,
+                adopted: false,
                 sessions_ended: 0,
+                waited_seconds: 0.0,
+                swapped_at: "2025-01-01T00:00:01+00:00".into(),
             },
             seconds: 0.1,
             generations_dropped: vec![],
@@ -588,13 +699,14 @@ mod tests {
         let cleaned = || Cleaned {
             repaired_live: true,
             leftovers_removed: vec![],
+            warnings: vec![],
         };
         let report = refresh_report(
             &settings,
             Started::now(),
             planned(),
             cleaned(),
-            "app__restage_20250101T000000Z".into(),
+            "app__restage_20250101T000000_000001Z".into(),
             built(),
             swapped(),
             Some(Warmed {
@@ -602,10 +714,24 @@ mod tests {
                 seconds: 0.2,
             }),
         );
-        assert_eq!(report.exit_code, 1);
+        assert_eq!(report.exit_code, 5);
         assert_eq!(
             report.outcome,
             "staging database app is live, but the cache was NOT warmed: redis: connection refused"
+        );
+        // A second problem after the swap joins the first; the code stays 5.
+        let mut twice = report.clone();
+        live_but(
+            &mut twice,
+            "the report could not be written to /x: denied".into(),
+        );
+        assert_eq!(twice.exit_code, 5);
+        assert!(
+            twice
+                .outcome
+                .ends_with("connection refused; and the report could not be written to /x: denied"),
+            "{}",
+            twice.outcome
         );
         let stages: Vec<&str> = report.stages.iter().map(|s| s.stage.as_str()).collect();
         assert_eq!(stages, ["plan", "data", "swap", "cache"]);
@@ -617,7 +743,7 @@ mod tests {
             Started::now(),
             planned(),
             cleaned(),
-            "app__restage_20250101T000000Z".into(),
+            "app__restage_20250101T000000_000001Z".into(),
             built(),
             swapped(),
             None,
@@ -625,7 +751,7 @@ mod tests {
         assert_eq!(report.exit_code, 0);
         assert_eq!(
             report.outcome,
-            "staging database app is live (app__restage_20250101T000000Z built)"
+            "staging database app is live (app__restage_20250101T000000_000001Z built)"
         );
         assert!(report.cache.is_none());
     }

@@ -9,14 +9,15 @@
 //! | point | where |
 //! |---|---|
 //! | `plan` | lock held, snapshot open, plan made; nothing created yet |
-//! | `created` | the new database exists, its `building` marker not yet written |
+//! | `created` | the new database exists (its name reserved in the registry), its oid not yet recorded |
 //! | `pre-data` | pre-data schema restored |
 //! | `data` | inside a table's COPY: its first batch written, `COPY FROM` not finished |
 //! | `data-done` | every table copied, post-data not started |
 //! | `post-data` | pg_restore for indexes and constraints started, not finished |
 //! | `before-verify` | the new database complete, verification not started |
 //! | `before-swap` | verified; the swap not started |
-//! | `swap` | inside the swap: the live database refuses connections, the renames not done |
+//! | `swap` | inside the swap: the live database refuses connections, the renames not done (a signal here ends the run, staging unchanged) |
+//! | `commit` | inside the swap: renamed in the open transaction, COMMIT not sent (a signal here waits for the commit) |
 //! | `warm` | swapped; cache warming not started |
 //!
 //! Production runs never set the variable; without it, [`point`] returns at once.

@@ -49,6 +49,10 @@ pub struct TargetSettings {
     pub database: String,
     pub keep: u32,
     pub grants: Vec<String>,
+    /// Retire a live database restage did not build (`target.adopt`, `refresh --adopt`).
+    pub adopt: bool,
+    /// The longest wait of the swap (`lock_timeout`).
+    pub lock_timeout: std::time::Duration,
 }
 
 /// What binding and checking the rules needs: where they are, the key of every pseudonym
@@ -185,6 +189,8 @@ impl TargetSettings {
             database: target.database.clone(),
             keep: target.keep,
             grants: target.grants.clone(),
+            adopt: target.adopt,
+            lock_timeout: config.lock_timeout(),
         })
     }
 
@@ -205,12 +211,8 @@ impl TargetSettings {
 
     /// Refuses a maintenance connection to a database that restage renames.
     fn check_not_renamed(&self, config: &Config) -> Result<(), ConfigError> {
-        if self.admin.dbname() == self.database
-            || self.admin.dbname().starts_with(&format!(
-                "{}{}",
-                self.database,
-                super::generations::INFIX
-            ))
+        let names = super::names::Names::of(&self.database);
+        if self.admin.dbname() == self.database || self.admin.dbname().starts_with(&names.prefix())
         {
             return Err(config.value_error(
                 &["target", "url"],

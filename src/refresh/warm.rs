@@ -117,7 +117,8 @@ fn glob_escape(prefix: &str) -> String {
     out
 }
 
-/// Removes every key under each prefix (SCAN + UNLINK); returns how many.
+/// Removes every key under each prefix (SCAN + UNLINK); returns how many. Keys are bytes to
+/// Redis, and are handled as bytes here: a key that is not UTF-8 is removed like any other.
 pub async fn flush(
     conn: &mut MultiplexedConnection,
     display: &str,
@@ -125,6 +126,7 @@ pub async fn flush(
 ) -> Result<u64> {
     let mut removed = 0u64;
     for prefix in prefixes {
+        // The configuration check refuses it first (exit 2); never FLUSHALL by accident.
         if prefix.is_empty() {
             return Err(Error::Usage(
                 "cache.flush: an empty prefix would remove every key; name the prefixes to remove"
@@ -134,7 +136,7 @@ pub async fn flush(
         let pattern = glob_escape(prefix);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)

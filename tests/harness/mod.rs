@@ -183,15 +183,52 @@ impl Drop for TestDb {
     }
 }
 
-/// Drops `name` and every database whose name starts with `name` followed by `_` (siblings
-/// and restage generations).
-pub async fn drop_database_family(name: &str) {
+/// What the names of restage's generations of `staging` start with (`<staging>__restage_`,
+/// or its shortened form for a long name: the tests' names often are).
+pub fn generations_prefix(staging: &str) -> String {
+    restage::refresh::names::Names::of(staging).prefix()
+}
+
+/// Drops the databases restage made for `staging` (its generations and control database),
+/// for a test whose staging database is not `<source>_stg`; the live one goes with the
+/// source's family when its name starts with the source's.
+pub async fn drop_restage_family(staging: &str) {
     let admin = connect(&admin_url()).await;
-    let pattern = format!("{}%", name.replace('_', "\\_"));
     let rows = admin
         .query(
             "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
-            &[&pattern],
+            &[&restage_family_pattern(staging)],
+        )
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let db: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .await;
+    }
+}
+
+/// `LIKE` pattern of every database of `staging`'s family that restage makes: generations and
+/// the control database.
+fn restage_family_pattern(staging: &str) -> String {
+    let base = restage::refresh::names::Names::of(staging)
+        .base()
+        .to_string();
+    format!("{}\\_\\_restage%", base.replace('_', "\\_"))
+}
+
+/// Drops `name` and every database whose name starts with `name` followed by `_` (siblings
+/// and restage generations), and the generations and control database of the staging
+/// sibling (`<name>_stg`) when its names are shortened.
+pub async fn drop_database_family(name: &str) {
+    let admin = connect(&admin_url()).await;
+    let pattern = format!("{}%", name.replace('_', "\\_"));
+    let staging = restage_family_pattern(&format!("{name}_stg"));
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2",
+            &[&pattern, &staging],
         )
         .await
         .unwrap_or_default();
