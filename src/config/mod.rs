@@ -7,7 +7,8 @@
 //! variable is reported only by a command that uses it.
 //!
 //! ```text
-//! file.rs · health.rs · deploy.rs   the schema as written (serde, with positions)
+//! file.rs · health.rs · deploy.rs   the schema as written (serde, with positions);
+//! monitoring.rs                     `metrics:` and `notify:`, with their pure checks
 //! load.rs ──► check.rs              read + type-check, then every pure problem at once
 //! values.rs                         ${VAR}, file:, cmd: (and the command splitter)
 //! accessors.rs                      one section resolved on demand (endpoints from `db`)
@@ -24,6 +25,7 @@ pub mod deploy;
 mod file;
 pub mod health;
 mod load;
+pub mod monitoring;
 mod values;
 
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ pub use file::{
     WarmConfig,
 };
 pub use health::HealthConfig;
+pub use monitoring::{MetricsConfig, NotifyConfig, NotifyEvent, NotifyFormat};
 pub use values::{RawValue, interpolate, split_command};
 
 use crate::yaml::{KeyIndex, Location, YamlError};
