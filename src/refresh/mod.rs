@@ -58,7 +58,10 @@ use self::build::Built;
 use self::generations::SwapOutcome;
 use self::schema::PgTools;
 
-pub use self::live::{RollbackArgs, generations, reindex_live, rollback, verify_live, warm_live};
+pub use self::live::{
+    RollbackArgs, generations, reindex_live, rollback, verify_live, verify_live_reported,
+    warm_live, warm_live_reported,
+};
 pub use self::prepare::{Prepared, row_plan};
 pub use self::settings::{CacheSettings, Settings};
 
@@ -78,42 +81,76 @@ pub struct RefreshArgs {
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
+    let finished = refresh_reported(config, args, ui).await;
+    finished.print_outcome();
+    finished.result
+}
+
+/// What `restage refresh` ended with: its report (a failed run's short one too) and its exit
+/// code or error, for what is told of the run afterwards (metrics, notifications).
+pub struct Finished {
+    pub report: Report,
+    pub result: Result<i32>,
+}
+
+impl Finished {
+    /// The last line of a run that finished with a non-zero exit code of its own (staging
+    /// live, the cache not warmed); an error is printed by `main`. Last, after whatever is
+    /// logged of the run afterwards, so it stays the last line of stderr.
+    pub fn print_outcome(&self) {
+        if matches!(self.result, Ok(code) if code != 0) {
+            eprintln!("restage: {}", self.report.outcome);
+        }
+    }
+}
+
+/// `restage refresh`, returning the report with the result; the caller prints the outcome
+/// ([`Finished::print_outcome`]).
+pub async fn refresh_reported(config: &Config, args: &RefreshArgs, ui: &Ui) -> Finished {
     let started_at = chrono::Utc::now().to_rfc3339();
     let report = match run(config, args, ui).await {
         Ok(report) => report,
         Err(e) => {
             // A failed run replaces the report file too: left in place, last night's success
             // would be what monitoring reads. Best effort: the error is what matters.
-            if let Some(path) = &args.report {
-                let failed = Report {
-                    restage_version: env!("CARGO_PKG_VERSION"),
-                    started_at,
-                    finished_at: chrono::Utc::now().to_rfc3339(),
-                    dry_run: args.dry_run,
-                    outcome: format!("failed: {e}"),
-                    exit_code: e.exit_code(),
-                    ..Report::default()
-                };
-                if let Err(io) = std::fs::write(path, failed.to_json()) {
-                    tracing::warn!(path = %path.display(), error = %io, "could not write the report");
-                }
+            let failed = Report {
+                restage_version: env!("CARGO_PKG_VERSION"),
+                started_at,
+                finished_at: chrono::Utc::now().to_rfc3339(),
+                dry_run: args.dry_run,
+                outcome: format!("failed: {e}"),
+                exit_code: e.exit_code(),
+                ..Report::default()
+            };
+            if let Some(path) = &args.report
+                && let Err(io) = std::fs::write(path, failed.to_json())
+            {
+                tracing::warn!(path = %path.display(), error = %io, "could not write the report");
             }
-            return Err(e);
+            return Finished {
+                report: failed,
+                result: Err(e),
+            };
         }
     };
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.to_json())
-            .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        return Finished {
+            report,
+            result: Err(Error::io(
+                format!("writing the report to {}", path.display()),
+                e,
+            )),
+        };
     }
     if ui.json {
         println!("{}", report.to_json());
     } else if ui.verbosity >= 0 || args.dry_run {
         print!("{}", report.to_text());
     }
-    if report.exit_code != 0 {
-        eprintln!("restage: {}", report.outcome);
-    }
-    Ok(report.exit_code)
+    let result = Ok(report.exit_code);
+    Finished { report, result }
 }
 
 /// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
@@ -147,7 +184,13 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
             outcome: "nothing was changed".into(),
         }),
     };
-    let planned = Planned::of(&prepared, stage.done().as_secs_f64());
+    let mut planned = Planned::of(&prepared, stage.done().as_secs_f64());
+    planned.snapshot_at = prepared
+        .snapshot
+        .taken_at()
+        .await
+        .ok()
+        .map(|t| t.to_rfc3339());
 
     // From here on the target changes.
     let cleaned = clean(&admin, &server, &settings.target.database).await?;
@@ -226,6 +269,8 @@ impl Started {
 /// What the report takes from the plan stage.
 struct Planned {
     snapshot: String,
+    /// When the snapshot was taken (RFC 3339), when the source could say.
+    snapshot_at: Option<String>,
     tables: Vec<TableReport>,
     sample: Option<serde_json::Value>,
     unclassified: Vec<String>,
@@ -237,6 +282,7 @@ impl Planned {
     fn of(prepared: &Prepared, seconds: f64) -> Planned {
         Planned {
             snapshot: prepared.snapshot.id.clone(),
+            snapshot_at: None,
             tables: prepare::planned_tables(prepared),
             sample: prepared
                 .plan
@@ -439,6 +485,7 @@ fn refresh_report(
         database: database.clone(),
         built: Some(building),
         snapshot: Some(planned.snapshot),
+        snapshot_at: planned.snapshot_at,
         totals: Totals::of(&tables),
         tables,
         stages,
@@ -530,6 +577,7 @@ mod tests {
         let settings = Settings::from_config(&config, "refresh").expect("and resolves");
         let planned = || Planned {
             snapshot: "00000003-1".into(),
+            snapshot_at: None,
             tables: vec![line("public.users", 0)],
             sample: None,
             unclassified: vec![],
