@@ -17,6 +17,7 @@ mod deploy;
 mod faults;
 mod harness_selftest;
 mod health;
+mod monitoring;
 mod post_load;
 mod refresh;
 mod scan;
