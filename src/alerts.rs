@@ -15,6 +15,7 @@
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::metrics::names;
 use crate::units::Duration;
 
@@ -189,9 +190,23 @@ pub fn rules(args: &AlertsArgs) -> String {
 }
 
 /// `restage alerts`: prints the rules file.
-pub fn run(args: &AlertsArgs) -> i32 {
+pub fn run(args: &AlertsArgs) -> Result<i32> {
+    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
+        return Err(Error::Usage(format!(
+            "--slow-factor {}: must be a number above 0",
+            args.slow_factor
+        )));
+    }
+    for (flag, d) in [
+        ("--stale-after", args.stale_after),
+        ("--usual-window", args.usual_window),
+    ] {
+        if d.0.as_secs() == 0 {
+            return Err(Error::Usage(format!("{flag}: must be at least 1s")));
+        }
+    }
     print!("{}", rules(args));
-    0
+    Ok(0)
 }
 
 #[cfg(test)]

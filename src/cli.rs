@@ -129,7 +129,7 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         return crate::demo::run(args, &ui).await.map(|_| 0);
     }
     if let Command::Alerts(args) = &cli.command {
-        return Ok(crate::alerts::run(args));
+        return crate::alerts::run(args);
     }
     let config = Config::load(&cli.config)?;
     if !config.exists {

@@ -89,6 +89,21 @@ impl Url {
         })
     }
 
+    /// [`Url::parse`] for a URL that is a secret (a webhook whose path is a token): an error
+    /// never repeats it.
+    pub fn parse_secret(raw: &str) -> Result<Url, String> {
+        Url::parse(raw).map_err(|message| {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                message
+            } else {
+                message
+                    .replace(&format!("`{raw}`"), "the URL")
+                    .replace(raw, "the URL")
+            }
+        })
+    }
+
     /// `http://host:port/path` for an instance given as `host:port`.
     pub fn for_instance(host: &str, port: u16, path: &str) -> Url {
         Url {
@@ -514,6 +529,13 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_url_is_not_repeated_in_its_error() {
+        let err = Url::parse_secret(" hooks.example/T0/token ").unwrap_err();
+        assert_eq!(err, "the URL is not an http:// or https:// URL");
+        assert!(Url::parse_secret("http://h/a b").is_err());
+    }
 
     #[test]
     fn parses_urls() {

@@ -580,6 +580,21 @@ async fn monitoring_a_dead_webhook_changes_nothing() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("notify.0.webhook"), "{run:?}");
     assert!(!run.stderr.contains("secret-token"), "{run:?}");
+    configure(
+        &setup,
+        "notify:
+  - { webhook: 'T0-secret-token' }
+",
+        false,
+    );
+    let run = restage(&setup, &["refresh"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("notify.0.webhook: the URL is not an http:// or https:// URL"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("secret-token"), "{run:?}");
 }
 
 /// `restage alerts` passes `promtool check rules`; `promtool test rules` proves the stale
@@ -596,6 +611,11 @@ async fn monitoring_alert_rules_pass_promtool() {
         .run_async()
         .await;
     assert_eq!(run.code, 0, "{run:?}");
+    for bad in [["--slow-factor", "0"], ["--stale-after", "0s"]] {
+        let refused = harness::restage().arg("alerts").args(bad).run_async().await;
+        assert_eq!(refused.code, 2, "{refused:?}");
+        assert!(refused.stdout.is_empty(), "{refused:?}");
+    }
     let rules = dir.path().join("restage-rules.yml");
     std::fs::write(&rules, &run.stdout).unwrap();
     let Some(promtool) = promtool() else {

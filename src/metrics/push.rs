@@ -36,7 +36,7 @@ impl Pushgateway {
     ) -> Result<Pushgateway> {
         let at = config.locate(&["metrics", "pushgateway"]);
         let base = raw.resolve("metrics.pushgateway", &at)?;
-        let base = Url::parse(base.expose()).map_err(|message| {
+        let base = Url::parse_secret(base.expose()).map_err(|message| {
             Error::Config(config.value_error(&["metrics", "pushgateway"], message))
         })?;
         let job = metrics.job.as_deref().unwrap_or("restage");
@@ -47,9 +47,11 @@ impl Pushgateway {
         })
     }
 
-    /// The group's URL for messages.
+    /// The group's URL for messages, without its query (which may hold a token).
     pub fn shown(&self) -> String {
-        self.url.to_string()
+        let mut url = self.url.clone();
+        url.target = url.target.split('?').next().unwrap_or("").to_string();
+        url.to_string()
     }
 
     /// PUTs `text` to the group, within the timeout.
@@ -84,25 +86,29 @@ impl Pushgateway {
     }
 }
 
-/// `<base>/metrics/job/<job>/instance/<instance>`, each value as a path segment.
+/// `<base>/metrics/job/<job>/instance/<instance>`, each value as a path segment; the base's
+/// query (an authenticating proxy's token) is kept.
 fn group_url(base: &Url, job: &str, instance: &str) -> Url {
     let mut url = base.clone();
-    let path = url
-        .target
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let (path, query) = match url.target.split_once('?') {
+        Some((path, query)) => (path.to_string(), format!("?{query}")),
+        None => (url.target.clone(), String::new()),
+    };
     url.target = format!(
-        "{path}/metrics/{}/{}",
+        "{}/metrics/{}/{}{query}",
+        path.trim_end_matches('/'),
         segment("job", job),
         segment("instance", instance)
     );
     url
 }
 
-/// `label/value`, or `label@base64/<base64url>` for a value that is not a plain URL word.
+/// `label/value`, or `label@base64/<base64url>` for a value that is not a plain URL word
+/// (`label@base64/=` for an empty one, as the Pushgateway wants it).
 fn segment(label: &str, value: &str) -> String {
+    if value.is_empty() {
+        return format!("{label}@base64/=");
+    }
     let plain = !value.is_empty()
         && value
             .chars()
@@ -130,6 +136,20 @@ mod tests {
         assert_eq!(
             group_url(&base, "restage", "a/b c").to_string(),
             "https://gw.example:443/prefix/metrics/job/restage/instance@base64/YS9iIGM="
+        );
+        assert_eq!(segment("instance", ""), "instance@base64/=");
+        let base = Url::parse("http://gw:9091/?token=abc").unwrap();
+        let gateway = Pushgateway {
+            url: group_url(&base, "restage", "app"),
+            timeout: DEFAULT_TIMEOUT,
+        };
+        assert_eq!(
+            gateway.url.to_string(),
+            "http://gw:9091/metrics/job/restage/instance/app?token=abc"
+        );
+        assert_eq!(
+            gateway.shown(),
+            "http://gw:9091/metrics/job/restage/instance/app"
         );
     }
 }

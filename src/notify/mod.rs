@@ -69,10 +69,8 @@ impl Notifier {
                 (format, Some(raw), _) => {
                     let key = ["notify", idx.as_str(), "webhook"];
                     let resolved = raw.resolve(&key.join("."), &config.locate(&key))?;
-                    let url = Url::parse(resolved.expose()).map_err(|message| {
-                        // The message never repeats the URL: it may be a token.
-                        Error::Config(config.value_error(&key, message))
-                    })?;
+                    let url = Url::parse_secret(resolved.expose())
+                        .map_err(|message| Error::Config(config.value_error(&key, message)))?;
                     Target::Webhook {
                         url,
                         slack: format == NotifyFormat::Slack,
