@@ -96,8 +96,23 @@ impl Telling {
         )
     }
 
-    /// Steps 2–4 for `run`.
+    /// Steps 2–4 for `run`. A SIGINT or SIGTERM that arrives meanwhile (a second one, after
+    /// a run it interrupted) stops them: an operator who wants the process gone gets it.
     async fn tell(&self, run: &RunSummary, carried: &BTreeMap<Command, RunRecord>) {
+        let work = self.tell_all(run, carried);
+        match crate::signal::Shutdown::new() {
+            Ok(mut shutdown) => tokio::select! {
+                () = work => {}
+                signal = shutdown.wait() => tracing::warn!(
+                    signal,
+                    "stopped recording and telling the run: interrupted; the run's outcome is unchanged"
+                ),
+            },
+            Err(_) => work.await,
+        }
+    }
+
+    async fn tell_all(&self, run: &RunSummary, carried: &BTreeMap<Command, RunRecord>) {
         let state = match &self.target {
             Some(target) => {
                 if let Err(e) = status::record(target, run, carried).await {

@@ -792,3 +792,58 @@ async fn monitoring_health_serves_metrics() {
     let at = m.value("restage_health_timestamp_seconds", &[]);
     assert!((now() - at).abs() < 60.0, "{at}");
 }
+
+/// A signal while the run is being told (a notification that hangs) ends the process at
+/// once, with the run's own exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_a_signal_stops_the_telling() {
+    let setup = setup("mon_signal").await;
+    let started = setup.dir.path().join("notifier-started");
+    configure(
+        &setup,
+        &format!(
+            "notify:\n  - {{ on: [success], command: \"sh -c 'echo $$ > {}; sleep 60'\", timeout: 120s }}\n",
+            started.display()
+        ),
+        false,
+    );
+    let child = setup.restage().arg("refresh").spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while std::fs::read_to_string(&started).map_or(true, |p| !p.ends_with('\n')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the notifier never started: {}",
+            child.stderr_so_far()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signalled = std::time::Instant::now();
+    child.signal(libc::SIGTERM);
+    let (code, out, err) = child.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "the refresh succeeded: {out}\n{err}");
+    assert!(out.contains("is live"), "{out}");
+    assert!(
+        err.contains("stopped recording and telling the run: interrupted"),
+        "{err}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "it did not wait for the notifier"
+    );
+    // The notifier's process group (the shell and its sleep) went with it.
+    let pid: i32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        // SAFETY: signal 0 only asks whether the group still exists.
+        if unsafe { libc::kill(-pid, 0) } != 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the notifier's process group {pid} is still running");
+}

@@ -6,7 +6,8 @@
 //! Placeholders: `{command}`, `{event}` (`success`, `failure`), `{exit_code}`, `{outcome}`,
 //! `{database}`, `{server}`, `{generation}`, `{seconds}`; `{{` and `}}` are literal braces.
 //!
-//! The command runs in its own process group; on timeout the group is killed. Its output is
+//! The command runs in its own process group; on timeout (or when restage stops waiting for
+//! it) the group is killed. Its output is
 //! not shown (at debug level, its last line of stderr is).
 
 use std::process::Stdio;
@@ -114,7 +115,10 @@ impl CommandTemplate {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-        let pid = child.id();
+        let pid = child.id().and_then(|p| i32::try_from(p).ok());
+        // Whatever ends this function — timeout, a signal that drops it — the command's
+        // whole process group goes with it (a `sh -c` has children of its own).
+        let _group = GroupGuard(pid);
         let input = serde_json::to_vec(document).unwrap_or_default();
         let mut stdin = child.stdin.take();
         let mut stderr = child.stderr.take();
@@ -143,17 +147,24 @@ impl CommandTemplate {
                 Err(format!("`{program}` exited with {status}"))
             }
             Ok((Err(e), _)) => Err(format!("waiting for `{program}`: {e}")),
-            Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: signalling the process group this function created.
-                    unsafe {
-                        libc::kill(-pid, libc::SIGKILL);
-                    }
-                }
-                Err(format!(
-                    "`{program}` did not finish within {}; killed",
-                    crate::units::format_duration(timeout)
-                ))
+            Err(_) => Err(format!(
+                "`{program}` did not finish within {}; killed",
+                crate::units::format_duration(timeout)
+            )),
+        }
+    }
+}
+
+/// Kills a process group when dropped (a finished command's group is usually gone then).
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling the process group `run` created for its command; a group
+            // that no longer exists makes kill fail harmlessly.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
             }
         }
     }
