@@ -139,6 +139,13 @@ impl Telling {
     }
 }
 
+/// What a run refuses of `metrics:` and `notify:` before it starts (values that do not
+/// resolve, URLs that do not parse, templates with unknown placeholders): for `restage
+/// validate`, which refuses what `refresh` refuses.
+pub fn check(config: &Config) -> Result<()> {
+    Telling::from_config(config, "validate").map(|_| ())
+}
+
 /// The digest of the rules the refresh will load (read just before it, from the same
 /// files); None when they do not load, which the refresh itself reports.
 fn rules_digest(config: &Config) -> Option<String> {

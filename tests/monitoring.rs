@@ -580,11 +580,10 @@ async fn monitoring_a_dead_webhook_changes_nothing() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("notify.0.webhook"), "{run:?}");
     assert!(!run.stderr.contains("secret-token"), "{run:?}");
+    setup.validate_refuses().unwrap();
     configure(
         &setup,
-        "notify:
-  - { webhook: 'T0-secret-token' }
-",
+        "notify:\n  - { webhook: 'T0-secret-token' }\n",
         false,
     );
     let run = restage(&setup, &["refresh"]).await;
@@ -595,6 +594,22 @@ async fn monitoring_a_dead_webhook_changes_nothing() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("secret-token"), "{run:?}");
+    setup.validate_refuses().unwrap();
+    // So does a Pushgateway URL that does not resolve, and validate refuses it too.
+    configure(
+        &setup,
+        "metrics:\n  pushgateway: ${RESTAGE_TEST_UNSET_GATEWAY}\n",
+        false,
+    );
+    let run = restage(&setup, &["refresh"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "metrics.pushgateway: environment variable RESTAGE_TEST_UNSET_GATEWAY is not set"
+        ),
+        "{run:?}"
+    );
+    setup.validate_refuses().unwrap();
 }
 
 /// `restage alerts` passes `promtool check rules`; `promtool test rules` proves the stale
