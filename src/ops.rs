@@ -157,6 +157,8 @@ fn rules_digest(config: &Config) -> Option<String> {
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
     if args.dry_run {
+        // It tells nothing, but refuses what the run would.
+        check(config)?;
         return refresh::refresh(config, args, ui).await;
     }
     let telling = Telling::from_config(config, "refresh")?;
