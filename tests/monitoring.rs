@@ -862,3 +862,62 @@ async fn monitoring_a_signal_stops_the_telling() {
     }
     assert!(gone, "the notifier's process group {pid} is still running");
 }
+
+/// A refresh and `restage warm` set the cache series: warmed with its keys, or not warmed
+/// when Redis is down (what `RestageCacheNotWarmed` fires on), whichever ran last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_cache_warming_sets_the_cache_series() {
+    let setup = setup("mon_cache").await;
+    let textfile = setup.dir.path().join("restage.prom");
+    let prefix = harness::redis_prefix("mon_cache");
+    let cache = |url: &str| {
+        format!(
+            "metrics:\n  textfile: {}\ncache:\n  url: {url}\n  flush: [\"{prefix}\"]\n  warm:\n    - {{ query: 'SELECT id, plan FROM users ORDER BY id', key: \"{prefix}user:{{id}}\", value: plan, ttl: 5m }}\n",
+            textfile.display()
+        )
+    };
+    configure(&setup, &cache(&harness::redis_url()), false);
+    let run = restage(&setup, &["refresh"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let db = [("database", setup.staging.as_str())];
+    let m = Scrape::read(&textfile);
+    assert_eq!(m.value("restage_cache_warmed", &db), 1.0);
+    assert_eq!(m.value("restage_cache_keys_warmed", &db), 40.0);
+    let mut stage = vec![("database", setup.staging.as_str()), ("command", "refresh")];
+    stage.push(("stage", "cache"));
+    assert!(m.value("restage_stage_duration_seconds", &stage) >= 0.0);
+
+    // `restage warm` against a Redis that is not there: exit 1, the cache is not warm.
+    let dead = format!("redis://127.0.0.1:{}/0", closed_port());
+    configure(&setup, &cache(&dead), false);
+    let run = restage(&setup, &["warm"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let m = Scrape::read(&textfile);
+    assert_eq!(m.value("restage_cache_warmed", &db), 0.0);
+    let warm = [("database", setup.staging.as_str()), ("command", "warm")];
+    assert_eq!(m.value("restage_last_run_exit_code", &warm), 1.0);
+
+    // It warms again: the latest warming is what counts.
+    configure(&setup, &cache(&harness::redis_url()), false);
+    let run = restage(&setup, &["warm"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let m = Scrape::read(&textfile);
+    assert_eq!(m.value("restage_cache_warmed", &db), 1.0);
+    assert_eq!(m.value("restage_cache_keys_warmed", &db), 40.0);
+    assert_eq!(m.value("restage_last_run_success", &warm), 1.0);
+
+    // The test's keys go with it.
+    let client = redis::Client::open(harness::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 40);
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
