@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::alerts::AlertsArgs;
 use crate::config::Config;
 use crate::demo::DemoArgs;
 use crate::deploy::DeployCommand;
@@ -79,6 +80,10 @@ pub enum Command {
     Generations(GenerationsArgs),
     /// Swap staging back to a kept generation (the newest by default).
     Rollback(RollbackArgs),
+    /// What is live in staging, since when, from which snapshot and rules; the last runs.
+    Status,
+    /// Print a Prometheus alerting-rules file for restage's metrics.
+    Alerts(AlertsArgs),
     /// Run the configured health checks.
     Health(HealthArgs),
     /// Deploy a version with a strategy, list history, or roll back.
@@ -123,6 +128,9 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args, &ui).await.map(|_| 0);
     }
+    if let Command::Alerts(args) = &cli.command {
+        return crate::alerts::run(args);
+    }
     let config = Config::load(&cli.config)?;
     if !config.exists {
         return Err(Error::Usage(format!(
@@ -131,16 +139,17 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         )));
     }
     match cli.command {
-        Command::Refresh(args) => crate::refresh::refresh(&config, &args, &ui).await,
+        Command::Refresh(args) => crate::ops::refresh(&config, &args, &ui).await,
         Command::Validate(args) => crate::validate::run(&config, &args, &ui).await,
         Command::Scan(args) => crate::scan::run(&config, &args, &ui).await,
-        Command::Verify => crate::refresh::verify_live(&config, &ui).await,
-        Command::Warm => crate::refresh::warm_live(&config, &ui).await,
+        Command::Verify => crate::ops::verify(&config, &ui).await,
+        Command::Warm => crate::ops::warm(&config, &ui).await,
         Command::Reindex => crate::refresh::reindex_live(&config, &ui).await,
         Command::Generations(args) => crate::refresh::generations(&config, &args, &ui).await,
-        Command::Rollback(args) => crate::refresh::rollback(&config, &args, &ui).await,
+        Command::Rollback(args) => crate::ops::rollback(&config, &args, &ui).await,
+        Command::Status => crate::status::run(&config, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Alerts(_) => unreachable!("handled above"),
     }
 }

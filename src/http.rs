@@ -1,10 +1,11 @@
-//! A small HTTP/1.1 GET client for health probes, deploy gates and metrics scrapes, and the
-//! one judgement of a response they share ([`judge_response`]).
+//! A small HTTP/1.1 client for health probes, deploy gates and metrics scrapes (GET), and for
+//! Pushgateway pushes and notification webhooks (PUT, POST), and the one judgement of a
+//! response they share ([`judge_response`]).
 //!
 //! A foundation: it depends on no other restage module, so `deploy` gets its HTTP from here
 //! and not from `health`.
 //!
-//! Why our own: restage only ever sends one GET per connection and reads one response, so a
+//! Why our own: restage only ever sends one request per connection and reads one response, so a
 //! few hundred lines over tokio's `TcpStream` do it, where hyper or reqwest would add dozens of
 //! crates to a tool that should build fast. `https` is supported through tokio-rustls (already
 //! in the dependency tree via tokio-postgres-rustls, ring provider, webpki roots): certificates
@@ -88,6 +89,21 @@ impl Url {
         })
     }
 
+    /// [`Url::parse`] for a URL that is a secret (a webhook whose path is a token): an error
+    /// never repeats it.
+    pub fn parse_secret(raw: &str) -> Result<Url, String> {
+        Url::parse(raw).map_err(|message| {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                message
+            } else {
+                message
+                    .replace(&format!("`{raw}`"), "the URL")
+                    .replace(raw, "the URL")
+            }
+        })
+    }
+
     /// `http://host:port/path` for an instance given as `host:port`.
     pub fn for_instance(host: &str, port: u16, path: &str) -> Url {
         Url {
@@ -100,6 +116,16 @@ impl Url {
                 format!("/{path}")
             },
         }
+    }
+
+    /// `scheme://host:port/…`: the URL without its path, for messages about a URL whose path
+    /// may carry a token (a Slack webhook's does).
+    pub fn shown_origin(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        format!("{scheme}://{}/…", self.authority())
     }
 
     /// `host:port`, with brackets around an IPv6 address.
@@ -206,12 +232,46 @@ pub fn judge_response(
 /// Sends `GET url` and reads the response, with at most `max_body` bytes of body. The caller
 /// bounds the time (`tokio::time::timeout`). Errors are one line naming the server.
 pub async fn get(url: &Url, max_body: usize) -> Result<Response, String> {
+    send(url, &Request::get(), max_body).await
+}
+
+/// What [`send`] sends: a method, and a body with its type for `POST` and `PUT` (the
+/// Pushgateway, webhooks).
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: &'static str,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    pub fn get() -> Request<'static> {
+        Request {
+            method: "GET",
+            content_type: None,
+            body: b"",
+        }
+    }
+
+    /// `method` (POST, PUT) with `body` of `content_type`.
+    pub fn with_body(method: &'static str, content_type: &'a str, body: &'a [u8]) -> Request<'a> {
+        Request {
+            method,
+            content_type: Some(content_type),
+            body,
+        }
+    }
+}
+
+/// Sends `request` to `url` and reads the response, with at most `max_body` bytes of body.
+/// The caller bounds the time. Errors are one line naming the server.
+pub async fn send(url: &Url, request: &Request<'_>, max_body: usize) -> Result<Response, String> {
     let stream = TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|e| describe_connect_error(&e, &url.authority()))?;
     let _ = stream.set_nodelay(true);
     match url.scheme {
-        Scheme::Http => exchange(stream, url, max_body).await,
+        Scheme::Http => exchange(stream, url, request, max_body).await,
         Scheme::Https => {
             let name = rustls::pki_types::ServerName::try_from(url.host.clone())
                 .map_err(|_| format!("`{}` is not a valid TLS server name", url.host))?;
@@ -219,7 +279,7 @@ pub async fn get(url: &Url, max_body: usize) -> Result<Response, String> {
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("TLS handshake with {} failed: {e}", url.authority()))?;
-            exchange(tls, url, max_body).await
+            exchange(tls, url, request, max_body).await
         }
     }
 }
@@ -249,7 +309,12 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     config.clone().map(tokio_rustls::TlsConnector::from)
 }
 
-async fn exchange<S>(stream: S, url: &Url, max_body: usize) -> Result<Response, String>
+async fn exchange<S>(
+    stream: S,
+    url: &Url,
+    request: &Request<'_>,
+    max_body: usize,
+) -> Result<Response, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -259,14 +324,24 @@ where
         (Scheme::Http, 80) | (Scheme::Https, 443) => url.host.clone(),
         _ => authority.clone(),
     };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: restage/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: restage/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        request.method,
         url.target,
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(content_type) = request.content_type {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            request.body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(request.body);
     stream
         .get_mut()
-        .write_all(request.as_bytes())
+        .write_all(&bytes)
         .await
         .map_err(|e| format!("sending the request to {authority}: {e}"))?;
     stream
@@ -454,6 +529,13 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_url_is_not_repeated_in_its_error() {
+        let err = Url::parse_secret(" hooks.example/T0/token ").unwrap_err();
+        assert_eq!(err, "the URL is not an http:// or https:// URL");
+        assert!(Url::parse_secret("http://h/a b").is_err());
+    }
 
     #[test]
     fn parses_urls() {

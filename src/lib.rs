@@ -40,8 +40,17 @@ pub mod pii;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod runs;
 
 pub mod refresh;
+
+// What runs tell the outside: the state on the staging server, metrics, notifications,
+// alert rules; then the commands run with them.
+pub mod alerts;
+pub mod metrics;
+pub mod notify;
+pub mod ops;
+pub mod status;
 
 // Commands, then the command line that assembles them.
 pub mod demo;

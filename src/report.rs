@@ -25,6 +25,9 @@ pub struct Report {
     /// The database built by this run (its name while it was being built).
     pub built: Option<String>,
     pub snapshot: Option<String>,
+    /// When the source snapshot was taken (the source server's clock, RFC 3339): the instant
+    /// of production that staging shows.
+    pub snapshot_at: Option<String>,
     pub tables: Vec<TableReport>,
     pub totals: Totals,
     pub stages: Vec<StageTiming>,

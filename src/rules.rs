@@ -452,6 +452,56 @@ fn describe_bind_error(e: &BindError, _kind: &TypeKind) -> String {
     e.to_string()
 }
 
+/// The rules digest: `sha256:` and the hex SHA-256 of the rule set's canonical form (every
+/// table, column, transform and parameter, sorted; JSON), so two runs with the same rules
+/// give the same digest whatever the files' layout, comments or order, and any change of a
+/// rule changes it. It says which rules built a staging database (`restage status`, the
+/// metrics); it holds no secret (the `secret:` is not part of the rules).
+impl RuleSet {
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        fn sorted(value: serde_json::Value) -> serde_json::Value {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    serde_json::Value::Object(
+                        entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                    )
+                }
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.into_iter().map(sorted).collect())
+                }
+                other => other,
+            }
+        }
+        let tables: BTreeMap<String, BTreeMap<&str, serde_json::Value>> = self
+            .tables
+            .iter()
+            .map(|(name, table)| {
+                let columns = table
+                    .columns
+                    .iter()
+                    .map(|(column, rule)| {
+                        let params = serde_json::to_value(&rule.spec.params)
+                            .map(sorted)
+                            .unwrap_or(serde_json::Value::Null);
+                        (
+                            column.as_str(),
+                            serde_json::json!({ "transform": rule.spec.transform, "params": params }),
+                        )
+                    })
+                    .collect();
+                (name.to_string(), columns)
+            })
+            .collect();
+        let canonical = serde_json::to_vec(&tables).unwrap_or_default();
+        let hash = sha2::Sha256::digest(&canonical);
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,5 +567,31 @@ mod tests {
             errors,
             vec!["rules/a.yaml:1:1: unknown key `tabels`, did you mean `tables`?"]
         );
+    }
+
+    #[test]
+    fn the_digest_follows_the_rules_not_the_files() {
+        let digest = |text: &str| parse(text).0.digest();
+        let a = digest(
+            "tables:\n  public.users:\n    email: { transform: email, unique: true }\n    name: name\n",
+        );
+        // Same rules, other order, other spelling, a comment: same digest.
+        let b = digest(
+            "# people\ntables:\n  users:\n    name: { transform: name }\n    email: { unique: true, transform: email }\n",
+        );
+        assert_eq!(a, b);
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        // Any change of a rule changes it.
+        assert_ne!(
+            a,
+            digest("tables:\n  public.users:\n    email: { transform: email }\n    name: name\n")
+        );
+        assert_ne!(
+            a,
+            digest(
+                "tables:\n  public.users:\n    email: { transform: email, unique: true }\n    name: first_name\n"
+            )
+        );
+        assert_ne!(a, RuleSet::default().digest());
     }
 }

@@ -36,6 +36,10 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     // them (refresh without --allow-unclassified).
     let mut inspection = checks::inspect(&settings, false).await?;
     let mut problems = std::mem::take(&mut inspection.problems);
+    // What refresh refuses of `metrics:` and `notify:` before it starts.
+    if let Err(e) = crate::ops::check(config) {
+        problems.push(e.to_string());
+    }
     let catalog = &inspection.catalog;
     let source = inspection.snapshot.leader();
 

@@ -20,6 +20,7 @@ mod generations;
 mod harness_selftest;
 mod health;
 mod huge_values;
+mod monitoring;
 mod post_load;
 mod redaction;
 mod refresh;

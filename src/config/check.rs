@@ -94,6 +94,7 @@ impl Config {
                 }
             }
         }
+        self.check_monitoring(&mut problems);
         ConfigError::from_problems(problems)
     }
 

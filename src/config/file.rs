@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::deploy::DeployConfig;
 use super::health::HealthConfig;
+use super::monitoring::{MetricsConfig, NotifyConfig};
 use super::sample::{MaxStorageConfig, MaxStoragePolicy, Orphans};
 use super::values::RawValue;
 use crate::units::{Duration, Size};
@@ -40,6 +41,11 @@ pub struct ConfigFile {
     pub cache: Option<CacheConfig>,
     pub health: Option<HealthConfig>,
     pub deploy: Option<DeployConfig>,
+    /// Each run's metrics: a textfile for node_exporter and/or a Pushgateway.
+    pub metrics: Option<MetricsConfig>,
+    /// Who is told when a run fails or succeeds.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
 }
 
 #[derive(Debug, Deserialize)]

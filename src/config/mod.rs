@@ -9,6 +9,7 @@
 //! ```text
 //! file.rs · health.rs · deploy.rs   the schema as written (serde, with positions);
 //! sample.rs                         max_storage's two forms, its policy, orphans
+//! monitoring.rs                     `metrics:` and `notify:`, with their pure checks
 //! load.rs ──► check.rs              read + type-check, then every pure problem at once
 //! values.rs                         ${VAR}, file:, cmd: (and the command splitter)
 //! accessors.rs                      one section resolved on demand (endpoints from `db`)
@@ -25,6 +26,7 @@ pub mod deploy;
 mod file;
 pub mod health;
 mod load;
+pub mod monitoring;
 mod sample;
 mod values;
 
@@ -37,6 +39,7 @@ pub use file::{
     WarmConfig,
 };
 pub use health::HealthConfig;
+pub use monitoring::{MetricsConfig, NotifyConfig, NotifyEvent, NotifyFormat};
 pub use sample::{MaxStorageConfig, MaxStoragePolicy, Orphans};
 pub use values::{RawValue, interpolate, split_command};
 

@@ -58,6 +58,16 @@ impl Snapshot {
         Ok(client)
     }
 
+    /// When the snapshot was taken, by the source server's clock: the start of the leader's
+    /// transaction, which exported the snapshot as its first statement.
+    pub async fn taken_at(&self) -> Result<chrono::DateTime<chrono::Utc>, DbError> {
+        self.leader
+            .query_one("SELECT transaction_timestamp()", &[])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| DbError::new(&self.endpoint.display, "reading the snapshot's time", e))
+    }
+
     /// True while the leader's transaction (and so the snapshot) is alive.
     pub fn is_alive(&self) -> bool {
         !self.leader.is_closed()

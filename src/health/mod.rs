@@ -5,6 +5,7 @@
 //! health: (config::health) ──validate──► build (build.rs) ──► checks.rs (probe all,
 //!                                                              each with a timeout)
 //!                      serve.rs ◄── status.rs (thresholds → document) ──► stdout / exit code
+//!     (/health; /metrics from metrics.rs)
 //! ```
 //!
 //! The HTTP client of the http check is [`crate::http`] and the stop signal
@@ -12,6 +13,7 @@
 
 pub mod build;
 pub mod checks;
+pub mod metrics;
 pub mod serve;
 pub mod status;
 
@@ -31,7 +33,8 @@ pub struct HealthArgs {
     /// Repeat the checks every `health.interval`.
     #[arg(long)]
     pub watch: bool,
-    /// Serve the status document as `GET /health` on ADDR (e.g. 127.0.0.1:8080).
+    /// Serve the status document as `GET /health` (and as Prometheus metrics at `GET /metrics`)
+    /// on ADDR (e.g. 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
     /// With --watch or --serve: stop after N runs (the exit code is the last run's).
@@ -123,7 +126,7 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::io(format!("--serve {addr}"), e))?;
-    tracing::info!(addr = %local, "serving the status document at http://{local}/health");
+    tracing::info!(addr = %local, "serving the status document at http://{local}/health and its metrics at /metrics");
     Ok(listener)
 }
 

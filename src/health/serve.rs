@@ -1,5 +1,6 @@
 //! `restage health --serve ADDR`: the latest status document as `GET /health`, for a load
-//! balancer or an orchestrator's probe.
+//! balancer or an orchestrator's probe, and as Prometheus metrics at `GET /metrics`
+//! (always 200: a scrape reports the status, it is not judged by it).
 //!
 //! The checks run on their own schedule (`health.interval`); a request only reads the last
 //! document, so a burst of probes never multiplies the load on the databases. HTTP status:
@@ -73,7 +74,16 @@ async fn answer(
                 "Cache-Control: no-store\r\n",
             )
         }
-        (_, "/health") => (
+        ("GET" | "HEAD", "/metrics") => {
+            let doc = latest.borrow().clone();
+            (
+                "200 OK",
+                crate::health::metrics::CONTENT_TYPE,
+                crate::health::metrics::render(&doc).into_bytes(),
+                "Cache-Control: no-store\r\n",
+            )
+        }
+        (_, "/health" | "/metrics") => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
             b"only GET and HEAD\n".to_vec(),
@@ -82,7 +92,7 @@ async fn answer(
         _ => (
             "404 Not Found",
             "text/plain; charset=utf-8",
-            b"not found: the status document is at /health\n".to_vec(),
+            b"not found: the status document is at /health, its metrics at /metrics\n".to_vec(),
             "",
         ),
     };
@@ -156,6 +166,18 @@ mod tests {
         tx.send_replace(doc(false));
         let r = http::get(&url("/health?verbose=1"), 1 << 20).await.unwrap();
         assert_eq!(r.status, 503);
+        let r = http::get(&url("/metrics"), 1 << 20).await.unwrap();
+        assert_eq!(r.status, 200, "a scrape is not judged by the status");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert!(
+            r.body_text()
+                .contains("restage_health_status{status=\"unhealthy\"} 1.0\n"),
+            "{}",
+            r.body_text()
+        );
         assert_eq!(http::get(&url("/"), 1 << 20).await.unwrap().status, 404);
         server.abort();
     }

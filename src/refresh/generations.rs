@@ -323,6 +323,22 @@ fn like_escape(s: &str) -> String {
         .replace('%', "\\%")
 }
 
+/// The inventory read without the lock, for the commands that only look (`generations`,
+/// `status`): from the control database when there is one, else from `pg_database` alone
+/// (nothing restage built is on that server yet, or its control database was dropped).
+pub async fn survey_unlocked(
+    admin: &Client,
+    target: &TargetSettings,
+) -> Result<(Inventory, Option<(Client, String)>), Error> {
+    let names = Names::of(&target.database);
+    let control = lock::read_only(target).await?;
+    let inventory = match &control {
+        Some((client, control_server)) => survey(client, control_server, &names, true).await?,
+        None => survey(admin, &target.admin.display, &names, false).await?,
+    };
+    Ok((inventory, control))
+}
+
 /// The inventory as the run that holds `lock` sees it.
 pub async fn inventory(lock: &RunLock) -> Result<Inventory, DbError> {
     survey(&lock.client, &lock.server, &lock.names, true).await

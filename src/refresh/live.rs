@@ -15,7 +15,6 @@ use crate::progress::{Stage, Ui};
 
 use super::generations as gens;
 use super::generations::{Listed, State};
-use super::names::Names;
 use super::settings::{ReindexSettings, TargetSettings, VerifySettings, WarmSettings};
 use super::{checks, lock, registry, reindex, swap, verify, warm};
 
@@ -48,6 +47,24 @@ async fn recorded_plan(client: &Client) -> Option<BTreeMap<QualifiedName, u64>> 
 
 /// `restage verify`: the live staging database against the source, now.
 pub async fn verify_live(config: &Config, ui: &Ui) -> Result<i32> {
+    verify_live_reported(config, ui).await.0
+}
+
+/// `restage verify`, returning with its result the verification report when one was made (a
+/// failed verification's too): what the run's metrics count.
+pub async fn verify_live_reported(
+    config: &Config,
+    ui: &Ui,
+) -> (Result<i32>, Option<verify::VerifyReport>) {
+    match verify_report(config, ui).await {
+        Ok(report) if report.passed => (Ok(0), Some(report)),
+        Ok(report) => (Err(Error::Verify(report.summary())), Some(report)),
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// Verifies the live staging database and prints what passed; the report either way.
+async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport> {
     let settings = VerifySettings::from_config(config, "verify")?;
     let source = db::connect(&settings.source, Role::Source).await?;
     let (catalog, rules) =
@@ -95,15 +112,16 @@ pub async fn verify_live(config: &Config, ui: &Ui) -> Result<i32> {
             println!("note: {n}");
         }
     }
-    if report.passed {
-        Ok(0)
-    } else {
-        Err(Error::Verify(report.summary()))
-    }
+    Ok(report)
 }
 
 /// `restage warm`: flush and warm the cache from the live staging database.
 pub async fn warm_live(config: &Config, ui: &Ui) -> Result<i32> {
+    warm_live_reported(config, ui).await.map(|_| 0)
+}
+
+/// `restage warm`, returning what it flushed and wrote (for the run's metrics).
+pub async fn warm_live_reported(config: &Config, ui: &Ui) -> Result<warm::WarmReport> {
     let settings = WarmSettings::from_config(config, "warm")?;
     let stage = Stage::start(ui, "cache");
     let report = warm::flush_and_warm(&settings.target, &settings.cache).await?;
@@ -119,7 +137,7 @@ pub async fn warm_live(config: &Config, ui: &Ui) -> Result<i32> {
             report.flushed_keys, report.written_keys, report.seconds, report.keys_per_second
         );
     }
-    Ok(0)
+    Ok(report)
 }
 
 /// `restage reindex`: derived columns, materialized views, named indexes, statistics, on the
@@ -191,19 +209,12 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
     if let Some(name) = &args.unpin {
         return pin(&target, name, false, ui).await;
     }
-    let names = Names::of(&target.database);
     let admin = db::connect(&target.admin, Role::Target).await?;
     let server = &target.admin.display;
     // Listing reads without the lock (a listing never makes a refresh exit 4); only
     // something to repair (a live database refusing connections, a record of a database
     // dropped or renamed by hand) takes it, and when it is held the listing is as read.
-    let control = lock::read_only(&target).await?;
-    let mut inventory = match &control {
-        Some((client, control_server)) => {
-            gens::survey(client, control_server, &names, true).await?
-        }
-        None => gens::survey(&admin, server, &names, false).await?,
-    };
+    let (mut inventory, control) = gens::survey_unlocked(&admin, &target).await?;
     let repair = !inventory.lost.is_empty()
         || inventory
             .live()

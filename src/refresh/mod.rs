@@ -76,7 +76,8 @@ use self::schema::PgTools;
 use self::swap::SwapOutcome;
 
 pub use self::live::{
-    GenerationsArgs, RollbackArgs, generations, reindex_live, rollback, verify_live, warm_live,
+    GenerationsArgs, RollbackArgs, generations, reindex_live, rollback, verify_live,
+    verify_live_reported, warm_live, warm_live_reported,
 };
 pub use self::prepare::{Prepared, row_plan};
 pub use self::settings::{CacheSettings, Settings};
@@ -101,42 +102,80 @@ pub struct RefreshArgs {
 
 /// `restage refresh`.
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
+    let finished = refresh_reported(config, args, ui).await;
+    finished.print_outcome();
+    finished.result
+}
+
+/// What `restage refresh` ended with: its report (a failed run's short one too) and its exit
+/// code or error, for what is told of the run afterwards (metrics, notifications).
+pub struct Finished {
+    pub report: Report,
+    pub result: Result<i32>,
+}
+
+impl Finished {
+    /// The last line of a run that finished with a non-zero exit code of its own (staging
+    /// live, but …); an error is printed by `main`. Last, after whatever is logged of the run
+    /// afterwards, so it stays the last line of stderr.
+    pub fn print_outcome(&self) {
+        if matches!(self.result, Ok(code) if code != 0) {
+            eprintln!("restage: {}", self.report.outcome);
+        }
+    }
+}
+
+/// `restage refresh`, returning the report with the result; the caller prints the outcome
+/// ([`Finished::print_outcome`]).
+pub async fn refresh_reported(config: &Config, args: &RefreshArgs, ui: &Ui) -> Finished {
     let started_at = chrono::Utc::now().to_rfc3339();
+    let failed_report = |e: &Error| Report {
+        restage_version: env!("CARGO_PKG_VERSION"),
+        started_at: started_at.clone(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        dry_run: args.dry_run,
+        outcome: format!("failed: {e}"),
+        exit_code: e.exit_code(),
+        ..Report::default()
+    };
     // A report path that cannot be written is the command line's mistake: found before
     // anything is done, not after staging went live.
-    if let Some(path) = &args.report {
-        check_report_path(path)?;
+    if let Some(path) = &args.report
+        && let Err(e) = check_report_path(path)
+    {
+        return Finished {
+            report: failed_report(&e),
+            result: Err(e),
+        };
     }
     let mut report = match run(config, args, ui).await {
         Ok(report) => report,
         Err(e) => {
             // A failed run replaces the report file too: left in place, last night's success
             // would be what monitoring reads. Best effort: the error is what matters.
-            if let Some(path) = &args.report {
-                let failed = Report {
-                    restage_version: env!("CARGO_PKG_VERSION"),
-                    started_at,
-                    finished_at: chrono::Utc::now().to_rfc3339(),
-                    dry_run: args.dry_run,
-                    outcome: format!("failed: {e}"),
-                    exit_code: e.exit_code(),
-                    ..Report::default()
-                };
-                if let Err(io) = std::fs::write(path, failed.to_json()) {
-                    tracing::warn!(path = %path.display(), error = %io, "could not write the report");
-                }
+            let failed = failed_report(&e);
+            if let Some(path) = &args.report
+                && let Err(io) = std::fs::write(path, failed.to_json())
+            {
+                tracing::warn!(path = %path.display(), error = %io, "could not write the report");
             }
-            return Err(e);
+            return Finished {
+                report: failed,
+                result: Err(e),
+            };
         }
     };
     if let Some(path) = &args.report
         && let Err(e) = std::fs::write(path, report.to_json())
     {
         if report.built.is_none() {
-            return Err(Error::io(
-                format!("writing the report to {}", path.display()),
-                e,
-            ));
+            return Finished {
+                report,
+                result: Err(Error::io(
+                    format!("writing the report to {}", path.display()),
+                    e,
+                )),
+            };
         }
         live_but(
             &mut report,
@@ -148,10 +187,8 @@ pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32
     } else if ui.verbosity >= 0 || args.dry_run {
         print!("{}", report.to_text());
     }
-    if report.exit_code != 0 {
-        eprintln!("restage: {}", report.outcome);
-    }
-    Ok(report.exit_code)
+    let result = Ok(report.exit_code);
+    Finished { report, result }
 }
 
 /// Opens (creating it when missing, never truncating it) the report file: exit 2 when it
@@ -232,8 +269,11 @@ async fn locked(
             outcome: "nothing was changed".into(),
         }),
     };
+    // The snapshot's time, read once: the registry records it with the generation, the
+    // report and the run records carry it.
     let snapshot_at = snapshot_time(&prepared).await;
-    let planned = Planned::of(&prepared, stage.done().as_secs_f64());
+    let mut planned = Planned::of(&prepared, stage.done().as_secs_f64());
+    planned.snapshot_at = snapshot_at.map(|t| t.to_rfc3339());
 
     // From here on the target changes.
     let cleaned = generations::clean(lock, true).await?;
@@ -354,13 +394,7 @@ struct AfterSwap {
 
 /// When the source snapshot was taken (the start of its transaction).
 async fn snapshot_time(prepared: &Prepared) -> Option<chrono::DateTime<chrono::Utc>> {
-    prepared
-        .snapshot
-        .leader()
-        .query_one("SELECT transaction_timestamp()", &[])
-        .await
-        .ok()
-        .map(|row| row.get(0))
+    prepared.snapshot.taken_at().await.ok()
 }
 
 /// When the run started, for the report.
@@ -381,6 +415,8 @@ impl Started {
 /// What the report takes from the plan stage.
 struct Planned {
     snapshot: String,
+    /// When the snapshot was taken (RFC 3339), when the source could say.
+    snapshot_at: Option<String>,
     tables: Vec<TableReport>,
     sample: Option<serde_json::Value>,
     /// `max_storage` as planned.
@@ -394,6 +430,7 @@ impl Planned {
     fn of(prepared: &Prepared, seconds: f64) -> Planned {
         Planned {
             snapshot: prepared.snapshot.id.clone(),
+            snapshot_at: None,
             tables: prepare::planned_tables(prepared),
             sample: prepared
                 .plan
@@ -565,6 +602,7 @@ fn refresh_report(
         database: database.clone(),
         built: Some(building),
         snapshot: Some(planned.snapshot),
+        snapshot_at: planned.snapshot_at,
         totals: Totals::of(&tables),
         tables,
         stages,
@@ -662,6 +700,7 @@ mod tests {
         let settings = Settings::from_config(&config, "refresh").expect("and resolves");
         let planned = || Planned {
             snapshot: "00000003-1".into(),
+            snapshot_at: None,
             tables: vec![line("public.users", 0)],
             sample: None,
             storage: None,

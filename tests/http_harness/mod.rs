@@ -172,6 +172,112 @@ pub fn closed_port() -> u16 {
     l.local_addr().expect("probe port").port()
 }
 
+// --- a recorder, for pushes and webhooks ----------------------------------------------------
+
+/// A request as the recorder saw it, body included.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Recorded {
+    /// The body parsed as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// The requests a recorder received, in order.
+pub type Log = Arc<Mutex<Vec<Recorded>>>;
+
+/// A server that records every request with its body (read to its Content-Length), then
+/// answers `status` after `delay`: a Pushgateway or a webhook receiver.
+pub async fn recorder(status: u16, delay: Duration) -> (Server, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a recorder");
+    let addr = listener.local_addr().expect("recorder address");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let (counter, seen) = (requests.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (counter, seen) = (counter.clone(), seen.clone());
+            tokio::spawn(async move {
+                let _ = record(stream, status, delay, &counter, &seen).await;
+            });
+        }
+    });
+    (
+        Server {
+            addr,
+            requests,
+            task,
+        },
+        log,
+    )
+}
+
+async fn record(
+    stream: TcpStream,
+    status: u16,
+    delay: Duration,
+    counter: &AtomicUsize,
+    log: &Log,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first).await?;
+    let mut length = 0usize;
+    let mut content_type = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
+            if name == "content-length" {
+                length = value.parse().unwrap_or(0);
+            } else if name == "content-type" {
+                content_type = Some(value);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    let mut words = first.split_whitespace();
+    let request = Recorded {
+        method: words.next().unwrap_or("").to_string(),
+        path: words.next().unwrap_or("").to_string(),
+        content_type,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut log) = log.lock() {
+        log.push(request);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let text = format!("HTTP/1.1 {status} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let stream = reader.get_mut();
+    stream.write_all(text.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// What a recorder has received so far.
+pub fn received(log: &Log) -> Vec<Recorded> {
+    log.lock().map(|l| l.clone()).unwrap_or_default()
+}
+
 // --- state files ---------------------------------------------------------------------------
 
 /// Reads a value written as a symlink (`ln -sfn VALUE DIR/NAME`).
