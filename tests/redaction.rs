@@ -281,7 +281,7 @@ async fn fails_late_without_values(
         .find(|l| l.starts_with("restage: error: "))
         .unwrap_or_else(|| panic!("no error line:\n{err}"));
     assert!(
-        error.contains(&format!("{}__restage_", setup.staging)),
+        error.contains(&crate::harness::generations_prefix(&setup.staging)),
         "the error names the database being built: {error}"
     );
     for part in expected {
