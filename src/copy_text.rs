@@ -84,6 +84,21 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
         return Ok(());
     }
     let mut bytes = Vec::with_capacity(field.len());
+    unescape(field, &mut bytes)?;
+    let text = String::from_utf8(bytes).map_err(|_| CopyTextError::NotUtf8)?;
+    out.push_str(&text);
+    Ok(())
+}
+
+/// Undoes COPY's escaping: appends the bytes of the value of `field` to `out`, in the
+/// session's client encoding (every server encoding is ASCII-safe: a backslash byte is a
+/// backslash).
+pub fn unescape(field: &[u8], out: &mut Vec<u8>) -> Result<(), CopyTextError> {
+    if memchr::memchr(b'\\', field).is_none() {
+        out.extend_from_slice(field);
+        return Ok(());
+    }
+    let bytes = out;
     let mut i = 0;
     while i < field.len() {
         let b = field[i];
@@ -139,14 +154,17 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
             other => bytes.push(other),
         }
     }
-    let text = String::from_utf8(bytes).map_err(|_| CopyTextError::NotUtf8)?;
-    out.push_str(&text);
     Ok(())
 }
 
 /// Escapes `value` for COPY and appends it to `out`.
 pub fn encode(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
+    escape(value.as_bytes(), out)
+}
+
+/// Escapes the bytes of a value (in the session's client encoding) for COPY and appends them
+/// to `out`.
+pub fn escape(bytes: &[u8], out: &mut Vec<u8>) {
     if !bytes
         .iter()
         .any(|&b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
