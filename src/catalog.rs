@@ -7,7 +7,18 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
+use crate::db::snapshot::LockTarget;
 use crate::db::{DbError, quote_ident};
+
+/// The relations the catalog holds as tables, as a condition on `pg_class c` joined with
+/// `pg_namespace n`: ordinary and partitioned tables outside the system schemas, restage's
+/// own `_restage` and extensions. The tables the run copies, plans and locks.
+const TABLE_SCOPE: &str = "c.relkind IN ('r', 'p')
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
+                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')";
 
 /// `schema.name`, printed unquoted as users write it in config and rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -250,6 +261,49 @@ impl Catalog {
             .collect()
     }
 
+    /// Every table of the catalog's scope as the snapshot must lock it, read outside the
+    /// snapshot (before it is taken: see [`crate::db::snapshot`]).
+    pub async fn list_lock_targets(
+        client: &Client,
+        server: &str,
+    ) -> Result<Vec<LockTarget>, DbError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT c.oid, n.nspname::text, c.relname::text
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE {TABLE_SCOPE}
+                      ORDER BY n.nspname, c.relname"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| DbError::new(server, "listing the tables to lock", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let name = QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2));
+                LockTarget {
+                    oid: r.get(0),
+                    sql: name.sql(),
+                    display: name.to_string(),
+                }
+            })
+            .collect())
+    }
+
+    /// The catalog's tables as lock targets (see [`Catalog::list_lock_targets`]).
+    pub fn lock_targets(&self) -> Vec<LockTarget> {
+        self.tables
+            .values()
+            .map(|t| LockTarget {
+                oid: t.oid,
+                sql: t.name.sql(),
+                display: t.name.to_string(),
+            })
+            .collect()
+    }
+
     /// Reads the catalog. Run inside the snapshot transaction so it matches the data.
     pub async fn read(client: &Client, server: &str) -> Result<Catalog, DbError> {
         let q = |context: &'static str| {
@@ -316,7 +370,8 @@ impl Catalog {
 
         let table_rows = client
             .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
+                &format!(
+                    "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
                         c.reltuples::float8, pg_table_size(c.oid)::int8,
                         (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
                         (SELECT pn.nspname::text FROM pg_inherits i
@@ -327,12 +382,8 @@ impl Catalog {
                            JOIN pg_class pc ON pc.oid = i.inhparent
                           WHERE i.inhrelid = c.oid AND c.relispartition)
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind IN ('r', 'p')
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
-                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                                     WHERE d.classid = 'pg_class'::regclass
-                                       AND d.objid = c.oid AND d.deptype = 'e')",
+                  WHERE {TABLE_SCOPE}"
+                ),
                 &[],
             )
             .await

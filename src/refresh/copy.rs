@@ -267,7 +267,7 @@ async fn worker(
                     source = None;
                     tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(explain_lock_wait(e, &snapshot, &job).await),
             }
         }
         bar.finish();
@@ -286,6 +286,31 @@ enum Pending {
 struct Servers<'a> {
     source: &'a str,
     target: &'a str,
+}
+
+/// A source COPY that waited `lock_timeout` for its table's lock: the session it queued
+/// behind is one waiting for ACCESS EXCLUSIVE (restage's leader holds ACCESS SHARE, so no one
+/// can hold more): say so, and who.
+async fn explain_lock_wait(e: CopyError, snapshot: &Snapshot, job: &CopyJob) -> CopyError {
+    let CopyError::Source { source, .. } = &e else {
+        return e;
+    };
+    if source.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        return e;
+    }
+    let who = snapshot.conflicts(&job.table.sql()).await;
+    let who = if who.is_empty() {
+        "a session that wanted an ACCESS EXCLUSIVE lock on it".to_string()
+    } else {
+        who
+    };
+    let timeout = snapshot.lock_timeout();
+    CopyError::Other(format!(
+        "{}: source table {} could not be read within {:?} (lock_timeout): its read queued behind {who}, which itself waits for the lock restage holds on the table until it is copied (a migration? give it a lock_timeout); staging is unchanged",
+        snapshot.endpoint().display,
+        job.table,
+        timeout
+    ))
 }
 
 async fn copy_one(

@@ -34,6 +34,8 @@ pub struct Settings {
     pub source: PgEndpoint,
     pub target: TargetSettings,
     pub jobs: usize,
+    /// The longest wait for a lock on a source table (see [`crate::db::snapshot`]).
+    pub lock_timeout: std::time::Duration,
     pub rules: RulesSettings,
     pub search: SearchSettings,
     pub split_bytes: u64,
@@ -118,6 +120,7 @@ impl Settings {
             source,
             target,
             jobs: config.jobs(),
+            lock_timeout: config.lock_timeout(),
             rules,
             search,
             split_bytes: split_bytes(),
