@@ -20,7 +20,10 @@ const TABLE_SCOPE: &str = "c.relkind IN ('r', 'p')
                                      WHERE d.classid = 'pg_class'::regclass
                                        AND d.objid = c.oid AND d.deptype = 'e')";
 
-/// `schema.name`, printed unquoted as users write it in config and rules.
+/// A table's identity: (schema, name). Printed as PostgreSQL's `quote_ident` would write
+/// each part (`public.users`, `a."b.c"`, `"a.b".c`, `public."Order"`), so two different
+/// tables never print the same and any key made of the printed form is a key of the pair;
+/// [`QualifiedName::parse`] reads the printed form back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct QualifiedName {
     pub schema: String,
@@ -88,9 +91,59 @@ impl QualifiedName {
 
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
+        write!(
+            f,
+            "{}.{}",
+            display_ident(&self.schema),
+            display_ident(&self.name)
+        )
     }
 }
+
+/// An identifier as PostgreSQL's `quote_ident` prints it: as it is when it is all lower-case
+/// letters, digits and underscores, starts with a letter or underscore and is not a keyword
+/// PostgreSQL reserves in any way; double-quoted (inner quotes doubled) otherwise.
+pub fn display_ident(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && NON_UNRESERVED_KEYWORDS.binary_search(&name).is_err();
+    if plain {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(quote_ident(name))
+    }
+}
+
+/// PostgreSQL 15's keywords that are not unreserved (reserved, column-name and type/function
+/// keywords: `SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'`), which
+/// `quote_ident` quotes; sorted. A test compares [`display_ident`] with the server's own
+/// `quote_ident` for every keyword.
+#[rustfmt::skip]
+const NON_UNRESERVED_KEYWORDS: &[&str] = &[
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
+    "authorization", "between", "bigint", "binary", "bit", "boolean", "both", "case", "cast",
+    "char", "character", "check", "coalesce", "collate", "collation", "column", "concurrently",
+    "constraint", "create", "cross", "current_catalog", "current_date", "current_role",
+    "current_schema", "current_time", "current_timestamp", "current_user", "dec", "decimal",
+    "default", "deferrable", "desc", "distinct", "do", "else", "end", "except", "exists",
+    "extract", "false", "fetch", "float", "for", "foreign", "freeze", "from", "full", "grant",
+    "greatest", "group", "grouping", "having", "ilike", "in", "initially", "inner", "inout",
+    "int", "integer", "intersect", "interval", "into", "is", "isnull", "join", "lateral",
+    "leading", "least", "left", "like", "limit", "localtime", "localtimestamp", "national",
+    "natural", "nchar", "none", "normalize", "not", "notnull", "null", "nullif", "numeric",
+    "offset", "on", "only", "or", "order", "out", "outer", "overlaps", "overlay", "placing",
+    "position", "precision", "primary", "real", "references", "returning", "right", "row",
+    "select", "session_user", "setof", "similar", "smallint", "some", "substring", "symmetric",
+    "table", "tablesample", "then", "time", "timestamp", "to", "trailing", "treat", "trim",
+    "true", "union", "unique", "user", "using", "values", "varchar", "variadic", "verbose",
+    "when", "where", "window", "with", "xmlattributes", "xmlconcat", "xmlelement", "xmlexists",
+    "xmlforest", "xmlnamespaces", "xmlparse", "xmlpi", "xmlroot", "xmlserialize", "xmltable",
+];
 
 /// What kind of values a column holds, by its base type (domains resolved).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -672,6 +725,33 @@ mod tests {
         assert_eq!(
             QualifiedName::new("My Schema", "t").sql(),
             "\"My Schema\".\"t\""
+        );
+    }
+
+    /// Issue 11: `a."b.c"` and `"a.b".c` are two tables and print as two names, each read
+    /// back as itself.
+    #[test]
+    fn names_print_as_quote_ident_does_and_parse_back() {
+        let cases = [
+            (QualifiedName::new("public", "users"), "public.users"),
+            (QualifiedName::new("a", "b.c"), "a.\"b.c\""),
+            (QualifiedName::new("a.b", "c"), "\"a.b\".c"),
+            (QualifiedName::new("public", "Order"), "public.\"Order\""),
+            (QualifiedName::new("public", "order"), "public.\"order\""),
+            (QualifiedName::new("s", "t\"x"), "s.\"t\"\"x\""),
+            (QualifiedName::new("s", "1st"), "s.\"1st\""),
+            (QualifiedName::new("s", "_x1"), "s._x1"),
+            (QualifiedName::new("s", "café"), "s.\"café\""),
+        ];
+        for (name, printed) in cases {
+            assert_eq!(name.to_string(), printed);
+            assert_eq!(QualifiedName::parse(printed).unwrap(), name, "{printed}");
+        }
+        let mut sorted = NON_UNRESERVED_KEYWORDS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, NON_UNRESERVED_KEYWORDS,
+            "binary search needs them sorted"
         );
     }
 }

@@ -102,7 +102,7 @@ pub async fn build(
     // The source is no longer needed: end the snapshot now rather than hold production's
     // xmin back until the indexes are built.
     drop(snapshot);
-    let mut tables = aggregate(&results);
+    let mut measured = aggregate(&results);
     let unique = transforms.unique_stats();
     let unique = (unique.sets > 0)
         .then(|| serde_json::to_value(unique).ok())
@@ -131,16 +131,17 @@ pub async fn build(
     )
     .await?;
     stages.extend(post_load.stages.iter().cloned());
-    measure_sizes(&client, &server, &mut tables).await?;
+    measure_sizes(&client, &server, &mut measured).await?;
 
     record_plan(
         &client,
         &server,
         &settings.source.display,
         building,
-        &tables,
+        &measured,
     )
     .await?;
+    let tables: Vec<TableReport> = measured.into_values().collect();
     access::grant(&client, &server, building, &settings.target.grants).await?;
 
     pause::point("before-verify").await;
@@ -179,10 +180,14 @@ fn timing(stage: &str, seconds: f64) -> StageTiming {
 }
 
 /// Each table's size in staging (heap + TOAST, what `max_storage` budgets).
-async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]) -> Result<()> {
+async fn measure_sizes(
+    client: &Client,
+    server: &str,
+    tables: &mut BTreeMap<QualifiedName, TableReport>,
+) -> Result<()> {
     let sizes = client
         .query(
-            "SELECT format('%s.%s', n.nspname, c.relname), pg_table_size(c.oid)
+            "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')",
             &[],
@@ -190,9 +195,9 @@ async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]
         .await
         .map_err(|e| DbError::new(server, "measuring the new tables", e))?;
     for row in sizes {
-        let name: String = row.get(0);
-        let bytes: i64 = row.get(1);
-        if let Some(t) = tables.iter_mut().find(|t| t.table == name) {
+        let name = QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+        let bytes: i64 = row.get(2);
+        if let Some(t) = tables.get_mut(&name) {
             t.table_bytes = bytes.max(0) as u64;
         }
     }
@@ -200,19 +205,22 @@ async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]
 }
 
 /// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
-/// live staging database's counts later without the report.
+/// live staging database's counts later without the report. Tables are rows of (schema,
+/// name): two tables never share a row however their names look printed.
 async fn record_plan(
     client: &Client,
     server: &str,
     source: &str,
     building: &str,
-    results: &[TableReport],
+    results: &BTreeMap<QualifiedName, TableReport>,
 ) -> Result<(), DbError> {
     let mut sql = String::from(
         "CREATE SCHEMA _restage;
          COMMENT ON SCHEMA _restage IS 'written by restage: what this staging database was built from';
          CREATE TABLE _restage.refresh (built text, source text, finished_at timestamptz, restage_version text);
-         CREATE TABLE _restage.tables (table_name text PRIMARY KEY, planned_rows bigint NOT NULL);\n",
+         CREATE TABLE _restage.tables (schema_name text NOT NULL, table_name text NOT NULL,
+                                       planned_rows bigint NOT NULL,
+                                       PRIMARY KEY (schema_name, table_name));\n",
     );
     sql.push_str(&format!(
         "INSERT INTO _restage.refresh VALUES ({}, {}, now(), {});\n",
@@ -220,10 +228,11 @@ async fn record_plan(
         db::quote_literal(source),
         db::quote_literal(env!("CARGO_PKG_VERSION"))
     ));
-    for t in results {
+    for (name, t) in results {
         sql.push_str(&format!(
-            "INSERT INTO _restage.tables VALUES ({}, {});\n",
-            db::quote_literal(&t.table),
+            "INSERT INTO _restage.tables VALUES ({}, {}, {});\n",
+            db::quote_literal(&name.schema),
+            db::quote_literal(&name.name),
             t.rows_written
         ));
     }
@@ -233,12 +242,12 @@ async fn record_plan(
         .map_err(|e| DbError::new(server, "recording the plan in _restage", e))
 }
 
-/// Sums job results per table.
-fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
-    let mut by_table: BTreeMap<String, TableReport> = BTreeMap::new();
+/// Sums job results per table, keyed by the table's identity (schema, name).
+fn aggregate(results: &[JobResult]) -> BTreeMap<QualifiedName, TableReport> {
+    let mut by_table: BTreeMap<QualifiedName, TableReport> = BTreeMap::new();
     for r in results {
         let t = by_table
-            .entry(r.table.to_string())
+            .entry(r.table.clone())
             .or_insert_with(|| TableReport {
                 table: r.table.to_string(),
                 ..TableReport::default()
@@ -250,7 +259,7 @@ fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
         t.seconds = t.seconds.max(r.seconds);
         t.retries += r.retries;
     }
-    by_table.into_values().collect()
+    by_table
 }
 
 #[cfg(test)]
@@ -278,7 +287,7 @@ mod tests {
             job("users", 50, 3.5, 1),
         ]);
         assert_eq!(tables.len(), 2);
-        let users = &tables[1];
+        let users = &tables[&QualifiedName::new("public", "users")];
         assert_eq!(users.table, "public.users");
         assert_eq!(
             (users.rows_read, users.rows_written, users.bytes_read),
@@ -286,6 +295,24 @@ mod tests {
         );
         assert_eq!(users.seconds, 3.5);
         assert_eq!(users.retries, 1);
-        assert_eq!(tables[0].table, "public.events");
+        assert_eq!(
+            tables[&QualifiedName::new("public", "events")].table,
+            "public.events"
+        );
+    }
+
+    /// Issue 11: two tables whose unquoted names read the same are two lines.
+    #[test]
+    fn tables_whose_names_print_alike_unquoted_stay_apart() {
+        let mut a = job("x", 10, 1.0, 0);
+        a.table = QualifiedName::new("a", "b.c");
+        let mut b = job("x", 20, 1.0, 0);
+        b.table = QualifiedName::new("a.b", "c");
+        let tables = aggregate(&[a, b]);
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[&QualifiedName::new("a", "b.c")].rows_read, 10);
+        assert_eq!(tables[&QualifiedName::new("a.b", "c")].rows_read, 20);
+        let printed: Vec<&str> = tables.values().map(|t| t.table.as_str()).collect();
+        assert_eq!(printed, ["a.\"b.c\"", "\"a.b\".c"]);
     }
 }
