@@ -997,6 +997,7 @@ proptest! {
                 })
                 .collect(),
             filter: None,
+            encoding: Default::default(),
         };
         match process_batch(&plan, &input) {
             Ok(out) => prop_assert!(out.rows_out <= out.rows_in),

@@ -41,6 +41,7 @@ pub async fn read_keys(
             key_pass(
                 &client,
                 &snapshot.endpoint().display,
+                &snapshot.copy_encoding_option(),
                 &read,
                 &hasher,
                 &selector,
@@ -65,6 +66,7 @@ pub async fn read_keys(
 async fn key_pass(
     client: &tokio_postgres::Client,
     server: &str,
+    encoding_option: &str,
     read: &KeyRead,
     hasher: &KeyHasher,
     selector: &Selector,
@@ -91,8 +93,9 @@ async fn key_pass(
         select.push(format!("({w})"));
         select.len() - 1
     });
+    // In the source's encoding, as the data stage reads the rows: keys hash the same bytes.
     let sql = format!(
-        "COPY (SELECT {} FROM {}{}) TO STDOUT",
+        "COPY (SELECT {} FROM {}{}) TO STDOUT{encoding_option}",
         select.join(", "),
         name.sql(),
         read.where_sql

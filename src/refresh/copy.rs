@@ -7,6 +7,9 @@
 //! channels: at most [`IN_FLIGHT`] batches of about [`BATCH_BYTES`] per job exist at once, so
 //! memory stays flat whatever the table size.
 //!
+//! Rows travel in the source database's encoding on both ends (COPY's `ENCODING` option), byte
+//! for byte: neither server converts anything (see [`crate::pg_encoding`]).
+//!
 //! A job that loads a whole table does `TRUNCATE` + `COPY ... FREEZE` in one transaction: rows
 //! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
 //! Range jobs of one table run in parallel, so they cannot freeze.
@@ -62,6 +65,10 @@ pub struct CopyJob {
     pub source_where: Option<String>,
     /// The job loads the whole target table (no other job writes it): truncate + freeze.
     pub whole_table: bool,
+    /// The encoding rows travel in, when it is not UTF-8: the source database's (COPY's
+    /// `ENCODING` option on both ends, so neither server converts a byte; the sessions and
+    /// their SQL stay UTF-8). See [`crate::pg_encoding`].
+    pub encoding: Option<String>,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
 }
@@ -106,7 +113,12 @@ impl CopyJob {
             conditions.push(format!("({w})"));
         }
         if conditions.is_empty() {
-            format!("COPY {}{} TO STDOUT", self.table.sql(), self.column_list())
+            format!(
+                "COPY {}{} TO STDOUT{}",
+                self.table.sql(),
+                self.column_list(),
+                self.encoding_option()
+            )
         } else {
             let select = if self.columns.is_empty() {
                 String::new()
@@ -118,20 +130,39 @@ impl CopyJob {
                     .join(", ")
             };
             format!(
-                "COPY (SELECT {select} FROM ONLY {} WHERE {}) TO STDOUT",
+                "COPY (SELECT {select} FROM ONLY {} WHERE {}) TO STDOUT{}",
                 self.table.sql(),
-                conditions.join(" AND ")
+                conditions.join(" AND "),
+                self.encoding_option()
             )
         }
     }
 
     pub fn target_sql(&self) -> String {
+        let mut options = Vec::new();
+        if self.whole_table {
+            options.push("FREEZE".to_string());
+        }
+        if let Some(e) = &self.encoding {
+            options.push(format!("ENCODING {}", crate::db::quote_literal(e)));
+        }
         format!(
             "COPY {}{} FROM STDIN{}",
             self.table.sql(),
             self.column_list(),
-            if self.whole_table { " (FREEZE)" } else { "" }
+            if options.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", options.join(", "))
+            }
         )
+    }
+
+    fn encoding_option(&self) -> String {
+        self.encoding
+            .as_ref()
+            .map(|e| format!(" (ENCODING {})", crate::db::quote_literal(e)))
+            .unwrap_or_default()
     }
 }
 
@@ -552,6 +583,7 @@ mod tests {
             table: QualifiedName::new("public", "T x"),
             columns: vec![ColumnAction::Pass, ColumnAction::Pass],
             filter: None,
+            encoding: Default::default(),
         });
         let mut job = CopyJob {
             table: QualifiedName::new("public", "T x"),
@@ -560,6 +592,7 @@ mod tests {
             range: None,
             source_where: None,
             whole_table: true,
+            encoding: None,
             estimated_rows: 0,
             estimated_bytes: 0,
         };
@@ -583,6 +616,20 @@ mod tests {
         assert_eq!(
             job.target_sql(),
             "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN"
+        );
+        job.encoding = Some("LATIN1".into());
+        assert!(
+            job.source_sql()
+                .ends_with(") TO STDOUT (ENCODING 'LATIN1')")
+        );
+        assert!(
+            job.target_sql()
+                .ends_with(" FROM STDIN (ENCODING 'LATIN1')")
+        );
+        job.whole_table = true;
+        assert!(
+            job.target_sql()
+                .ends_with(" FROM STDIN (FREEZE, ENCODING 'LATIN1')")
         );
     }
 }

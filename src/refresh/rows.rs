@@ -6,11 +6,15 @@
 //! to the planner) may drop the row or null some of its references. The output buffer is
 //! reused across rows, and the caller may call [`process_batch`] from any thread, for batches
 //! in any order.
+//!
+//! Rows arrive in the source database's encoding (see [`crate::pg_encoding`]): a ruled value
+//! is decoded from it for the transform, and the transform's output encoded back into it.
 
 use std::sync::Arc;
 
 use crate::catalog::QualifiedName;
 use crate::copy_text::{self, CopyTextError};
+use crate::pg_encoding::TextEncoding;
 use crate::plan::filter::RowFilter;
 use crate::transform::{Output, Transform};
 
@@ -32,6 +36,8 @@ pub struct RowPlan {
     pub table: QualifiedName,
     pub columns: Vec<ColumnAction>,
     pub filter: Option<Arc<dyn RowFilter>>,
+    /// The encoding of the rows (the source database's).
+    pub encoding: TextEncoding,
 }
 
 impl RowPlan {
@@ -67,6 +73,7 @@ pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError>
     let mut fields: Vec<&[u8]> = Vec::with_capacity(plan.columns.len());
     let mut decoded = String::new();
     let mut produced = String::new();
+    let mut raw: Vec<u8> = Vec::new();
     let mut set_null: Vec<usize> = Vec::new();
     let expected = plan.columns.len();
     let err = |column: Option<&str>, message: String| RowError {
@@ -97,16 +104,36 @@ pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError>
                 ColumnAction::Pass => out.data.extend_from_slice(field),
                 ColumnAction::Transform { column, transform } => {
                     produced.clear();
-                    let result = if copy_text::is_null(field) {
+                    let null = copy_text::is_null(field);
+                    let result = if null {
                         transform.apply_null(&mut produced)
                     } else {
                         decoded.clear();
-                        copy_text::decode(field, &mut decoded)
-                            .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?;
+                        if plan.encoding == TextEncoding::Utf8 {
+                            copy_text::decode(field, &mut decoded)
+                                .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?;
+                        } else {
+                            raw.clear();
+                            copy_text::unescape(field, &mut raw)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                            plan.encoding
+                                .decode(&raw, &mut decoded)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                        }
                         transform.apply(&decoded, &mut produced)
                     };
                     match result.map_err(|e| err(Some(column), e.to_string()))? {
-                        Output::Value => copy_text::encode(&produced, &mut out.data),
+                        Output::Value if plan.encoding == TextEncoding::Utf8 => {
+                            copy_text::encode(&produced, &mut out.data)
+                        }
+                        Output::Value => {
+                            let input = (!null).then_some(raw.as_slice());
+                            let bytes = plan
+                                .encoding
+                                .encode_like(&produced, input)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                            copy_text::escape(&bytes, &mut out.data)
+                        }
                         Output::Null => out.data.extend_from_slice(copy_text::NULL),
                     }
                 }
@@ -158,6 +185,7 @@ mod tests {
                 },
             ],
             filter,
+            encoding: TextEncoding::Utf8,
         }
     }
 
@@ -183,6 +211,43 @@ mod tests {
             String::from_utf8(out.data).unwrap(),
             "2\tB\t\\N\n4\t\\N\t\\N\n"
         );
+    }
+
+    /// Issue 11: a LATIN1 source's bytes are decoded for the transform and its output
+    /// encoded back; untouched fields keep their bytes; SQL_ASCII bytes that are not UTF-8
+    /// are read as Latin-1; a character the encoding lacks fails naming the column.
+    #[test]
+    fn ruled_values_travel_in_the_source_encoding() {
+        let mut latin1 = plan(None);
+        latin1.encoding = TextEncoding::of("LATIN1");
+        let out = process_batch(&latin1, b"\xff\tcaf\xe9\tx\n").unwrap();
+        assert_eq!(out.data, b"\xff\tCAF\xc9\t\\N\n");
+
+        let mut ascii = plan(None);
+        ascii.encoding = TextEncoding::of("SQL_ASCII");
+        let out = process_batch(&ascii, b"1\tcaf\xe9\tx\n").unwrap();
+        assert_eq!(
+            out.data, b"1\tCAF\xc9\t\\N\n",
+            "stored as its input was read"
+        );
+        let out = process_batch(&ascii, "1\tcafé\tx\n".as_bytes()).unwrap();
+        assert_eq!(out.data, "1\tCAFÉ\t\\N\n".as_bytes());
+
+        #[derive(Debug)]
+        struct Japanese;
+        impl Transform for Japanese {
+            fn apply(&self, _: &str, out: &mut String) -> Result<Output, TransformError> {
+                out.push_str("日本");
+                Ok(Output::Value)
+            }
+        }
+        latin1.columns[1] = ColumnAction::Transform {
+            column: "name".into(),
+            transform: Arc::new(Japanese),
+        };
+        let err = process_batch(&latin1, b"1\ta\tx\n").unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("name"));
+        assert!(err.message.contains("LATIN1"), "{}", err.message);
     }
 
     #[test]
