@@ -419,7 +419,7 @@ bad_inputs! {
         ),
         unknown_key_far_from_any_lists_them => Case::yaml(
             |_| "target:\n  zzzzzz: 1\n".into(),
-            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants".into(),
+            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants, settings".into(),
         ),
         unset_variable_is_named => Case::yaml(
             |_| config("${RESTAGE_TEST_SURELY_UNSET_VAR}", "postgres://h/postgres", ""),

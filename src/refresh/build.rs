@@ -21,8 +21,9 @@ use super::prepare::Prepared;
 use super::reindex::{self, PostLoaded};
 use super::schema::{self, PgTools};
 use super::settings::Settings;
+use super::source_database::{self, SourceDatabase};
 use super::verify::{self, VerifyReport};
-use super::{access, pause, sequences};
+use super::{access, foreign, pause, sequences};
 
 /// What the build measured in the new database.
 pub struct Built {
@@ -36,6 +37,11 @@ pub struct Built {
     pub unique: Option<serde_json::Value>,
     /// Passed: a verification that failed stops the build with an error.
     pub verification: VerifyReport,
+    /// What the report should say about the new database (a fallback locale, settings the
+    /// server refused, what could not be carried from the live database).
+    pub warnings: Vec<String>,
+    /// What production has that the new database deliberately did not get, by name.
+    pub left_out: Vec<String>,
 }
 
 /// Builds the new database `building` (created empty) and verifies it.
@@ -44,6 +50,7 @@ pub async fn build(
     prepared: Prepared,
     tools: &PgTools,
     building: &str,
+    source_database: &SourceDatabase,
     ui: &Ui,
 ) -> Result<Built> {
     let target = settings.building_endpoint(building);
@@ -59,8 +66,34 @@ pub async fn build(
     let mut stages = Vec::new();
 
     let stage = Stage::start(ui, "schema");
-    let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
+    let archive =
+        schema::dump(tools, &settings.source, &snapshot.id, settings.lock_timeout).await?;
     schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+    let mut left_out = Vec::new();
+    if archive.user_mappings_left_out > 0 {
+        left_out.push(format!(
+            "{} user mapping(s) of production (remote users and passwords)",
+            archive.user_mappings_left_out
+        ));
+    }
+    if archive.has_servers {
+        let servers = foreign::read_servers(snapshot.leader(), &settings.source.display).await?;
+        let client = db::connect(&target, db::Role::Target).await?;
+        left_out.extend(foreign::create_servers(&client, &server, &servers).await?);
+        drop(client);
+        schema::restore(
+            tools,
+            &archive,
+            &target,
+            schema::Section::PreDataAfterServers,
+            1,
+        )
+        .await?;
+    }
+    {
+        let client = db::connect(&target, db::Role::Target).await?;
+        left_out.extend(foreign::strip_wrapper_options(&client, &server).await?);
+    }
     stages.push(timing("schema (pre-data)", stage.done().as_secs_f64()));
     pause::point("pre-data").await;
 
@@ -162,6 +195,27 @@ pub async fn build(
             verification.summary()
         )));
     }
+    // Last, so that no setting of the source (a statement_timeout, a read-only default) acts
+    // on the build's own sessions.
+    let mut warnings = foreign::carry_forward(
+        &client,
+        &server,
+        &settings.target.live(),
+        &settings.target.database,
+    )
+    .await?;
+    let (settings_left_out, settings_warnings) = source_database::apply_settings(
+        &client,
+        &server,
+        building,
+        &source_database.settings,
+        &settings.target.live(),
+        &settings.target.database,
+        &settings.target.settings,
+    )
+    .await?;
+    left_out.extend(settings_left_out);
+    warnings.extend(settings_warnings);
     Ok(Built {
         tables,
         stages,
@@ -169,6 +223,8 @@ pub async fn build(
         post_load,
         unique,
         verification,
+        warnings,
+        left_out,
     })
 }
 

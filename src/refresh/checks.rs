@@ -18,7 +18,8 @@
 //! 9. the `sample:` section against the catalog, and the key sets' memory by estimate;
 //! 10. the plan: the key pass, and whether `max_storage` can be met;
 //! 11. the staging server: not the source under another address, the source's extensions
-//!     available, the grant roles present ([`check_staging`]); the PostgreSQL tools.
+//!     available, the grant roles present, `target.settings` it takes ([`check_staging`]);
+//!     the PostgreSQL tools.
 //!
 //! Steps 2–9 collect every problem they find, and a user sees them all at once: a step that
 //! needs an earlier one's result (the bound rules) is skipped when it is missing, the others
@@ -277,6 +278,17 @@ pub async fn check_staging(
     }
     if let Err(e) = preflight(admin, settings, catalog).await {
         failures.push(e);
+    }
+    match super::source_database::check_target_settings(
+        admin,
+        &settings.target.admin.display,
+        &settings.target.settings,
+    )
+    .await
+    {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => failures.push(problems_error(problems)),
+        Err(e) => failures.push(e),
     }
     failures
 }

@@ -202,48 +202,36 @@ pub async fn drop_database(admin: &Client, server: &str, name: &str) -> Result<(
         .map_err(|e| DbError::new(server, format!("dropping database {name}"), e))
 }
 
-/// Creates the database a refresh builds into, marked as building.
+/// Creates the database a refresh builds into, marked as building, with the source's
+/// encoding and locale ([`super::source_database`]); returns the warning of a fallback locale.
 pub async fn create_building(
     admin: &Client,
     server: &str,
     name: &str,
     birth: &str,
-    encoding: &str,
-    collate: &str,
-    ctype: &str,
-) -> Result<(), DbError> {
-    let create = format!(
-        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-        quote_ident(name),
-        quote_literal(encoding),
-        quote_literal(collate),
-        quote_literal(ctype)
-    );
-    if let Err(e) = admin.batch_execute(&create).await {
-        // The source's locale may not exist on the staging server: fall back to the server's
-        // default locale, keeping the encoding (which is what matters for the data).
-        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
-            || e.code() == Some(&tokio_postgres::error::SqlState::WRONG_OBJECT_TYPE)
-        {
-            tracing::warn!(
-                collate,
-                ctype,
-                "the source's locale is not available on the target; using the target's default"
-            );
-            admin
-                .batch_execute(&format!(
-                    "CREATE DATABASE {} TEMPLATE template0 ENCODING {}",
-                    quote_ident(name),
-                    quote_literal(encoding)
-                ))
-                .await
-                .map_err(|e| DbError::new(server, format!("creating database {name}"), e))?;
-        } else {
-            return Err(DbError::new(server, format!("creating database {name}"), e));
+    locale: &super::source_database::DatabaseLocale,
+) -> Result<Option<String>, DbError> {
+    let mut warning = None;
+    let statements = locale.create_statements(name);
+    let last = statements.len() - 1;
+    for (i, (create, fallback)) in statements.into_iter().enumerate() {
+        match admin.batch_execute(&create).await {
+            Ok(()) => {
+                warning = fallback;
+                break;
+            }
+            Err(e) if i < last && super::source_database::is_locale_refusal(&e) => {
+                tracing::debug!(error = %crate::db::describe(&e), "creating the database with this locale failed; trying the next");
+            }
+            Err(e) => return Err(DbError::new(server, format!("creating database {name}"), e)),
         }
     }
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
     super::pause::point("created").await;
-    set_marker(admin, server, name, State::Building, birth).await
+    set_marker(admin, server, name, State::Building, birth).await?;
+    Ok(warning)
 }
 
 async fn set_marker(

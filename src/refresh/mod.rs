@@ -29,6 +29,7 @@ pub mod access;
 pub mod build;
 pub mod checks;
 pub mod copy;
+pub mod foreign;
 pub mod generations;
 pub mod live;
 pub mod lock;
@@ -39,6 +40,7 @@ pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod settings;
+pub mod source_database;
 pub mod verify;
 pub mod warm;
 
@@ -140,7 +142,7 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let mut signal = std::pin::pin!(shutdown.wait());
 
     let stage = Stage::start(ui, "plan");
-    let (prepared, tools) = tokio::select! {
+    let (prepared, tools, source_database) = tokio::select! {
         result = plan_on_staging(&admin, &settings, args.allow_unclassified) => result?,
         signal = &mut signal => return Err(Error::Interrupted {
             signal,
@@ -153,15 +155,19 @@ pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report>
     let cleaned = clean(&admin, &server, &settings.target.database).await?;
     let birth = generations::timestamp(chrono::Utc::now());
     let building = generations::generation_name(&settings.target.database, &birth);
-    let encoding = prepared.catalog.encoding.clone();
-    let collate = prepared.catalog.collate.clone();
-    let ctype = prepared.catalog.ctype.clone();
     let created_and_built = async {
-        generations::create_building(
-            &admin, &server, &building, &birth, &encoding, &collate, &ctype,
+        let locale_warning = generations::create_building(
+            &admin,
+            &server,
+            &building,
+            &birth,
+            &source_database.locale,
         )
         .await?;
-        build::build(&settings, prepared, &tools, &building, ui).await
+        let mut built =
+            build::build(&settings, prepared, &tools, &building, &source_database, ui).await?;
+        built.warnings.splice(0..0, locale_warning);
+        Ok::<_, Error>(built)
     };
     let built = tokio::select! {
         result = created_and_built => result,
@@ -278,14 +284,20 @@ async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared>
     Ok(Prepared::new(checked, settings))
 }
 
-/// The plan stage of a run that builds: also the staging server's checks (step 11) and the
-/// PostgreSQL tools.
+/// The plan stage of a run that builds: also the staging server's checks (step 11), the
+/// PostgreSQL tools, and what the new database takes from the source database.
 async fn plan_on_staging(
     admin: &Client,
     settings: &Settings,
     allow_unclassified: bool,
-) -> Result<(Prepared, PgTools)> {
+) -> Result<(Prepared, PgTools, source_database::SourceDatabase)> {
     let prepared = plan(settings, allow_unclassified).await?;
+    let source_database = source_database::read(
+        prepared.snapshot.leader(),
+        &settings.source.display,
+        prepared.catalog.server_version,
+    )
+    .await?;
     let staging = checks::check_staging(
         admin,
         prepared.snapshot.leader(),
@@ -298,7 +310,7 @@ async fn plan_on_staging(
     }
     let tools = PgTools::find(prepared.catalog.server_version / 10000).await?;
     pause::point("plan").await;
-    Ok((prepared, tools))
+    Ok((prepared, tools, source_database))
 }
 
 /// Repairs a live database an interrupted swap left refusing connections, and removes what
@@ -407,6 +419,7 @@ fn refresh_report(
     stages.extend(built.stages);
     stages.push(stage_timing("swap", swapped.seconds));
     let mut warnings = planned.warnings;
+    warnings.extend(built.warnings);
     if cleaned.repaired_live {
         warnings.push(
             "the live database refused connections after an interrupted swap; re-enabled".into(),
@@ -453,6 +466,7 @@ fn refresh_report(
         unique: built.unique,
         cache,
         unclassified_allowed: planned.unclassified,
+        left_out: built.left_out,
         warnings,
         outcome,
         exit_code,
@@ -542,6 +556,8 @@ mod tests {
             sequences_set: 2,
             post_load: reindex::PostLoaded::default(),
             unique: None,
+            warnings: vec![],
+            left_out: vec![],
             verification: verify::VerifyReport {
                 passed: true,
                 ..verify::VerifyReport::default()

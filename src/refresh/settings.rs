@@ -51,6 +51,9 @@ pub struct TargetSettings {
     pub database: String,
     pub keep: u32,
     pub grants: Vec<String>,
+    /// `target.settings`: parameters set on every new database, over the source's and the
+    /// live database's; None removes one (see [`super::source_database`]).
+    pub settings: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// What binding and checking the rules needs: where they are, the key of every pseudonym
@@ -188,6 +191,11 @@ impl TargetSettings {
             database: target.database.clone(),
             keep: target.keep,
             grants: target.grants.clone(),
+            settings: target
+                .settings
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_ref().map(ToString::to_string)))
+                .collect(),
         })
     }
 
