@@ -21,6 +21,7 @@ mod post_load;
 mod refresh;
 mod scan;
 mod secrets;
+mod source_locks;
 mod subset;
 mod tls;
 mod transform_pg_input;
