@@ -15,6 +15,7 @@ mod bad_input;
 mod demo;
 mod deploy;
 mod faults;
+mod fidelity;
 mod harness_selftest;
 mod health;
 mod post_load;
