@@ -131,6 +131,7 @@ fn plan(ruled: bool) -> Arc<RowPlan> {
         table: QualifiedName::new("public", "users"),
         columns,
         filter: None,
+        encoding: Default::default(),
     })
 }
 

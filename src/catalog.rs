@@ -7,9 +7,23 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
+use crate::db::snapshot::LockTarget;
 use crate::db::{DbError, quote_ident};
 
-/// `schema.name`, printed unquoted as users write it in config and rules.
+/// The relations the catalog holds as tables, as a condition on `pg_class c` joined with
+/// `pg_namespace n`: ordinary and partitioned tables outside the system schemas, restage's
+/// own `_restage` and extensions. The tables the run copies, plans and locks.
+const TABLE_SCOPE: &str = "c.relkind IN ('r', 'p')
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
+                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// A table's identity: (schema, name). Printed as PostgreSQL's `quote_ident` would write
+/// each part (`public.users`, `a."b.c"`, `"a.b".c`, `public."Order"`), so two different
+/// tables never print the same and any key made of the printed form is a key of the pair;
+/// [`QualifiedName::parse`] reads the printed form back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct QualifiedName {
     pub schema: String,
@@ -77,9 +91,59 @@ impl QualifiedName {
 
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
+        write!(
+            f,
+            "{}.{}",
+            display_ident(&self.schema),
+            display_ident(&self.name)
+        )
     }
 }
+
+/// An identifier as PostgreSQL's `quote_ident` prints it: as it is when it is all lower-case
+/// letters, digits and underscores, starts with a letter or underscore and is not a keyword
+/// PostgreSQL reserves in any way; double-quoted (inner quotes doubled) otherwise.
+pub fn display_ident(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && NON_UNRESERVED_KEYWORDS.binary_search(&name).is_err();
+    if plain {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(quote_ident(name))
+    }
+}
+
+/// PostgreSQL 15's keywords that are not unreserved (reserved, column-name and type/function
+/// keywords: `SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'`), which
+/// `quote_ident` quotes; sorted. A test compares [`display_ident`] with the server's own
+/// `quote_ident` for every keyword.
+#[rustfmt::skip]
+const NON_UNRESERVED_KEYWORDS: &[&str] = &[
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
+    "authorization", "between", "bigint", "binary", "bit", "boolean", "both", "case", "cast",
+    "char", "character", "check", "coalesce", "collate", "collation", "column", "concurrently",
+    "constraint", "create", "cross", "current_catalog", "current_date", "current_role",
+    "current_schema", "current_time", "current_timestamp", "current_user", "dec", "decimal",
+    "default", "deferrable", "desc", "distinct", "do", "else", "end", "except", "exists",
+    "extract", "false", "fetch", "float", "for", "foreign", "freeze", "from", "full", "grant",
+    "greatest", "group", "grouping", "having", "ilike", "in", "initially", "inner", "inout",
+    "int", "integer", "intersect", "interval", "into", "is", "isnull", "join", "lateral",
+    "leading", "least", "left", "like", "limit", "localtime", "localtimestamp", "national",
+    "natural", "nchar", "none", "normalize", "not", "notnull", "null", "nullif", "numeric",
+    "offset", "on", "only", "or", "order", "out", "outer", "overlaps", "overlay", "placing",
+    "position", "precision", "primary", "real", "references", "returning", "right", "row",
+    "select", "session_user", "setof", "similar", "smallint", "some", "substring", "symmetric",
+    "table", "tablesample", "then", "time", "timestamp", "to", "trailing", "treat", "trim",
+    "true", "union", "unique", "user", "using", "values", "varchar", "variadic", "verbose",
+    "when", "where", "window", "with", "xmlattributes", "xmlconcat", "xmlelement", "xmlexists",
+    "xmlforest", "xmlnamespaces", "xmlparse", "xmlpi", "xmlroot", "xmlserialize", "xmltable",
+];
 
 /// What kind of values a column holds, by its base type (domains resolved).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -251,6 +315,49 @@ impl Catalog {
             .collect()
     }
 
+    /// Every table of the catalog's scope as the snapshot must lock it, read outside the
+    /// snapshot (before it is taken: see [`crate::db::snapshot`]).
+    pub async fn list_lock_targets(
+        client: &Client,
+        server: &str,
+    ) -> Result<Vec<LockTarget>, DbError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT c.oid, n.nspname::text, c.relname::text
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE {TABLE_SCOPE}
+                      ORDER BY n.nspname, c.relname"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| DbError::new(server, "listing the tables to lock", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let name = QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2));
+                LockTarget {
+                    oid: r.get(0),
+                    sql: name.sql(),
+                    display: name.to_string(),
+                }
+            })
+            .collect())
+    }
+
+    /// The catalog's tables as lock targets (see [`Catalog::list_lock_targets`]).
+    pub fn lock_targets(&self) -> Vec<LockTarget> {
+        self.tables
+            .values()
+            .map(|t| LockTarget {
+                oid: t.oid,
+                sql: t.name.sql(),
+                display: t.name.to_string(),
+            })
+            .collect()
+    }
+
     /// Reads the catalog. Run inside the snapshot transaction so it matches the data.
     pub async fn read(client: &Client, server: &str) -> Result<Catalog, DbError> {
         let q = |context: &'static str| {
@@ -318,7 +425,8 @@ impl Catalog {
 
         let table_rows = client
             .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
+                &format!(
+                    "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
                         c.reltuples::float8, pg_table_size(c.oid)::int8,
                         (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
                         (SELECT pn.nspname::text FROM pg_inherits i
@@ -329,12 +437,8 @@ impl Catalog {
                            JOIN pg_class pc ON pc.oid = i.inhparent
                           WHERE i.inhrelid = c.oid AND c.relispartition)
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind IN ('r', 'p')
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_restage')
-                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                                     WHERE d.classid = 'pg_class'::regclass
-                                       AND d.objid = c.oid AND d.deptype = 'e')",
+                  WHERE {TABLE_SCOPE}"
+                ),
                 &[],
             )
             .await
@@ -891,6 +995,33 @@ mod tests {
         assert_eq!(
             QualifiedName::new("My Schema", "t").sql(),
             "\"My Schema\".\"t\""
+        );
+    }
+
+    /// Issue 11: `a."b.c"` and `"a.b".c` are two tables and print as two names, each read
+    /// back as itself.
+    #[test]
+    fn names_print_as_quote_ident_does_and_parse_back() {
+        let cases = [
+            (QualifiedName::new("public", "users"), "public.users"),
+            (QualifiedName::new("a", "b.c"), "a.\"b.c\""),
+            (QualifiedName::new("a.b", "c"), "\"a.b\".c"),
+            (QualifiedName::new("public", "Order"), "public.\"Order\""),
+            (QualifiedName::new("public", "order"), "public.\"order\""),
+            (QualifiedName::new("s", "t\"x"), "s.\"t\"\"x\""),
+            (QualifiedName::new("s", "1st"), "s.\"1st\""),
+            (QualifiedName::new("s", "_x1"), "s._x1"),
+            (QualifiedName::new("s", "café"), "s.\"café\""),
+        ];
+        for (name, printed) in cases {
+            assert_eq!(name.to_string(), printed);
+            assert_eq!(QualifiedName::parse(printed).unwrap(), name, "{printed}");
+        }
+        let mut sorted = NON_UNRESERVED_KEYWORDS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, NON_UNRESERVED_KEYWORDS,
+            "binary search needs them sorted"
         );
     }
 }

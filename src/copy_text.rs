@@ -112,7 +112,7 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
     let mut bytes = std::mem::take(out).into_bytes();
     let start = bytes.len();
     bytes.reserve(field.len());
-    let result = decode_into(field, &mut bytes);
+    let result = unescape(field, &mut bytes);
     match (result, String::from_utf8(bytes)) {
         (Ok(()), Ok(text)) => {
             *out = text;
@@ -131,8 +131,14 @@ pub fn decode(field: &[u8], out: &mut String) -> Result<(), CopyTextError> {
     }
 }
 
-/// The escapes of `field` undone, appended to `bytes`.
-fn decode_into(field: &[u8], bytes: &mut Vec<u8>) -> Result<(), CopyTextError> {
+/// Undoes COPY's escaping: appends the bytes of the value of `field` to `bytes`, in the
+/// session's client encoding (every server encoding is ASCII-safe: a backslash byte is a
+/// backslash).
+pub fn unescape(field: &[u8], bytes: &mut Vec<u8>) -> Result<(), CopyTextError> {
+    if memchr::memchr(b'\\', field).is_none() {
+        bytes.extend_from_slice(field);
+        return Ok(());
+    }
     let mut i = 0;
     while i < field.len() {
         let b = field[i];
@@ -193,7 +199,12 @@ fn decode_into(field: &[u8], bytes: &mut Vec<u8>) -> Result<(), CopyTextError> {
 
 /// Escapes `value` for COPY and appends it to `out`.
 pub fn encode(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
+    escape(value.as_bytes(), out)
+}
+
+/// Escapes the bytes of a value (in the session's client encoding) for COPY and appends them
+/// to `out`.
+pub fn escape(bytes: &[u8], out: &mut Vec<u8>) {
     if !bytes
         .iter()
         .any(|&b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))

@@ -47,6 +47,9 @@ pub struct Report {
     pub cache: Option<serde_json::Value>,
     /// Columns copied without a rule because of `--allow-unclassified`.
     pub unclassified_allowed: Vec<String>,
+    /// What production has that the new database deliberately did not get (connection data,
+    /// custom settings), by name, never a value; see the README's "What reaches staging".
+    pub left_out: Vec<String>,
     pub warnings: Vec<String>,
     pub outcome: String,
     /// The exit code of the run: 0, or 5 when staging went live but a step after the swap
@@ -229,6 +232,9 @@ impl Report {
                 "copied WITHOUT a rule (--allow-unclassified): {}",
                 self.unclassified_allowed.join(", ")
             );
+        }
+        for l in &self.left_out {
+            let _ = writeln!(out, "left out: {l}");
         }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");

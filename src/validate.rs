@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::copy_text;
 use crate::db::{self, Role};
 use crate::error::{Error, Result, exit};
+use crate::pg_encoding::{TextEncoding, reading_client_encoding};
 use crate::progress::Ui;
 use crate::refresh::{self, Settings, checks};
 
@@ -138,13 +139,22 @@ async fn preview(
         if rules.is_passthrough() {
             continue;
         }
-        let plan = refresh::row_plan(table, rules);
+        let mut plan = refresh::row_plan(table, rules);
+        // The rows as UTF-8 (the server converts), but a SQL_ASCII database's as they are:
+        // the server cannot convert them (see crate::pg_encoding).
+        let reading = reading_client_encoding(&catalog.encoding);
+        let encoding_option = if reading == "UTF8" {
+            String::new()
+        } else {
+            plan.encoding = TextEncoding::SqlAscii;
+            format!(" (ENCODING {})", db::quote_literal(reading))
+        };
         let columns: Vec<String> = table
             .copy_columns()
             .map(|c| db::quote_ident(&c.name))
             .collect();
         let sql = format!(
-            "COPY (SELECT {} FROM ONLY {} LIMIT {n}) TO STDOUT",
+            "COPY (SELECT {} FROM ONLY {} LIMIT {n}) TO STDOUT{encoding_option}",
             columns.join(", "),
             table.name.sql()
         );
@@ -196,7 +206,10 @@ fn show(field: Option<&[u8]>) -> String {
         Some(f) if copy_text::is_null(f) => "NULL".to_string(),
         Some(f) => {
             let mut s = String::new();
-            if copy_text::decode(f, &mut s).is_err() {
+            let mut bytes = Vec::new();
+            if copy_text::unescape(f, &mut bytes).is_err()
+                || TextEncoding::SqlAscii.decode(&bytes, &mut s).is_err()
+            {
                 return "(undecodable)".to_string();
             }
             let mut short: String = s.chars().take(60).collect();

@@ -419,7 +419,7 @@ bad_inputs! {
         ),
         unknown_key_far_from_any_lists_them => Case::yaml(
             |_| "target:\n  zzzzzz: 1\n".into(),
-            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants, adopt".into(),
+            |_| "{file}:2:3: target: unknown key `zzzzzz`, expected one of: url, database, keep, grants, adopt, settings".into(),
         ),
         unset_variable_is_named => Case::yaml(
             |_| config("${RESTAGE_TEST_SURELY_UNSET_VAR}", "postgres://h/postgres", ""),
@@ -1006,6 +1006,7 @@ proptest! {
                 })
                 .collect(),
             filter: None,
+            encoding: Default::default(),
         };
         match process_batch(&plan, &input) {
             Ok(out) => prop_assert!(out.rows_out <= out.rows_in),

@@ -32,6 +32,14 @@ impl Config {
                     "must be 1 to 63 bytes (PostgreSQL's longest name; restage shortens the names of generations itself)",
                 ));
             }
+            for setting in target.settings.keys() {
+                if !is_parameter_name(setting) {
+                    problems.push(self.value_error(
+                        &["target", "settings", setting.as_str()],
+                        "is not a parameter name (letters, digits and _, parts joined by dots: work_mem, app.tenant)",
+                    ));
+                }
+            }
             if name.contains("__restage") {
                 problems.push(self.value_error(
                     &["target", "database"],
@@ -127,6 +135,20 @@ impl Config {
     }
 }
 
+/// A run-time parameter's name as `ALTER DATABASE … SET` takes it: an identifier, or
+/// identifiers joined by dots (a custom or an extension's parameter).
+fn is_parameter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -188,6 +210,37 @@ mod tests {
         assert!(
             load("sample:\n  max_storage: { limit: 2GiB, include_indexes: true, tolerance: 5% }\n  max_storage_policy: fail\n  orphans: keep\n  foreign_keys:\n    a_fkey: { orphans: sample }\n")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn target_settings_take_any_scalar_and_refuse_names_that_are_not_parameters() {
+        let config = load(
+            "target:\n  url: x\n  database: app\n  settings:\n    work_mem: 64MB\n    statement_timeout: 0\n    jit: false\n    app.tenant: staging\n    default_transaction_read_only: ~\n",
+        )
+        .expect("loads");
+        let target = config.file.target.as_ref().expect("target");
+        let shown: Vec<(String, Option<String>)> = target
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.to_string())))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("app.tenant".to_string(), Some("staging".to_string())),
+                ("default_transaction_read_only".to_string(), None),
+                ("jit".to_string(), Some("off".to_string())),
+                ("statement_timeout".to_string(), Some("0".to_string())),
+                ("work_mem".to_string(), Some("64MB".to_string())),
+            ]
+        );
+        let err = load("target:\n  url: x\n  database: app\n  settings:\n    \"work mem\": 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("target.settings.work mem: is not a parameter name"),
+            "{err}"
         );
     }
 

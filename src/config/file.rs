@@ -67,6 +67,32 @@ pub struct TargetConfig {
     /// pinned until unpinned), as `restage refresh --adopt` does for one run.
     #[serde(default)]
     pub adopt: bool,
+    /// Parameters set on the new database (`ALTER DATABASE … SET`), over the source's and
+    /// the live staging database's own; `~` removes one the source sets.
+    #[serde(default)]
+    pub settings: BTreeMap<String, Option<SettingValue>>,
+}
+
+/// A value of `target.settings`: any YAML scalar, written as PostgreSQL reads it (`64MB`,
+/// `0`, `on`, `"app, public"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for SettingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingValue::Text(s) => f.write_str(s),
+            SettingValue::Integer(i) => write!(f, "{i}"),
+            SettingValue::Float(x) => write!(f, "{x}"),
+            SettingValue::Bool(b) => f.write_str(if *b { "on" } else { "off" }),
+        }
+    }
 }
 
 fn default_keep() -> u32 {

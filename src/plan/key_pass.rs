@@ -107,6 +107,7 @@ pub async fn read_keys(
             key_pass(
                 &client,
                 &snapshot.endpoint().display,
+                &snapshot.copy_encoding_option(),
                 &read,
                 &hasher,
                 &selector,
@@ -138,6 +139,7 @@ pub async fn read_keys(
 async fn key_pass(
     client: &tokio_postgres::Client,
     server: &str,
+    encoding_option: &str,
     read: &KeyRead,
     hasher: &KeyHasher,
     selector: &Selector,
@@ -177,8 +179,9 @@ async fn key_pass(
         });
         select.len() - 1
     });
+    // In the source's encoding, as the data stage reads the rows: keys hash the same bytes.
     let sql = format!(
-        "COPY (SELECT {} FROM {} {ROW}{}) TO STDOUT",
+        "COPY (SELECT {} FROM {} {ROW}{}) TO STDOUT{encoding_option}",
         select.join(", "),
         name.sql(),
         read.where_sql

@@ -22,8 +22,9 @@ use super::prepare::Prepared;
 use super::reindex::{self, PostLoaded};
 use super::schema::{self, PgTools};
 use super::settings::Settings;
+use super::source_database::{self, SourceDatabase};
 use super::verify::{self, VerifyReport};
-use super::{access, pause, sequences, storage};
+use super::{access, foreign, pause, sequences, storage};
 
 /// What the build measured in the new database.
 pub struct Built {
@@ -41,7 +42,11 @@ pub struct Built {
     pub storage: Option<StorageReport>,
     /// The plan the tables hold, when a rescale replaced the first one.
     pub replanned: Option<Plan>,
+    /// What the report should say about the new database (a fallback locale, settings the
+    /// server refused, what could not be carried from the live database, a rescale).
     pub warnings: Vec<String>,
+    /// What production has that the new database deliberately did not get, by name.
+    pub left_out: Vec<String>,
 }
 
 /// Builds the new database `building` (created empty) and verifies it.
@@ -50,6 +55,7 @@ pub async fn build(
     prepared: Prepared,
     tools: &PgTools,
     building: &str,
+    source_database: &SourceDatabase,
     ui: &Ui,
 ) -> Result<Built> {
     let target = settings.building_endpoint(building);
@@ -67,8 +73,34 @@ pub async fn build(
     let mut stages = Vec::new();
 
     let stage = Stage::start(ui, "schema");
-    let archive = schema::dump(tools, &settings.source, &snapshot.id).await?;
+    let archive =
+        schema::dump(tools, &settings.source, &snapshot.id, settings.lock_timeout).await?;
     schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+    let mut left_out = Vec::new();
+    if archive.user_mappings_left_out > 0 {
+        left_out.push(format!(
+            "{} user mapping(s) of production (remote users and passwords)",
+            archive.user_mappings_left_out
+        ));
+    }
+    if archive.has_servers {
+        let servers = foreign::read_servers(snapshot.leader(), &settings.source.display).await?;
+        let client = db::connect(&target, db::Role::Target).await?;
+        left_out.extend(foreign::create_servers(&client, &server, &servers).await?);
+        drop(client);
+        schema::restore(
+            tools,
+            &archive,
+            &target,
+            schema::Section::PreDataAfterServers,
+            1,
+        )
+        .await?;
+    }
+    {
+        let client = db::connect(&target, db::Role::Target).await?;
+        left_out.extend(foreign::strip_wrapper_options(&client, &server).await?);
+    }
     stages.push(timing("schema (pre-data)", stage.done().as_secs_f64()));
     pause::point("pre-data").await;
 
@@ -110,7 +142,7 @@ pub async fn build(
     // The source is no longer needed: end the snapshot now rather than hold production's
     // xmin back until the indexes are built.
     drop(snapshot);
-    let mut tables = aggregate(&results);
+    let mut measured = aggregate(&results);
     let unique = transforms.unique_stats();
     let unique = (unique.sets > 0)
         .then(|| serde_json::to_value(unique).ok())
@@ -139,9 +171,9 @@ pub async fn build(
     )
     .await?;
     stages.extend(post_load.stages.iter().cloned());
-    measure_sizes(&client, &server, &mut tables).await?;
+    measure_sizes(&client, &server, &mut measured).await?;
     if let (Some(report), Some(cap)) = (storage_report.as_mut(), &settings.sample.storage) {
-        let mut planned = tables.clone();
+        let mut planned: Vec<TableReport> = measured.values().cloned().collect();
         storage::replan_lines(&mut planned, loaded.replanned.as_ref().unwrap_or(&plan));
         storage::check_restored(report, cap, &planned, &mut warnings)?;
     }
@@ -151,9 +183,10 @@ pub async fn build(
         &server,
         &settings.source.display,
         building,
-        &tables,
+        &measured,
     )
     .await?;
+    let tables: Vec<TableReport> = measured.into_values().collect();
     access::grant(&client, &server, building, &settings.target.grants).await?;
 
     pause::point("before-verify").await;
@@ -174,6 +207,29 @@ pub async fn build(
             verification.summary()
         )));
     }
+    // Last, so that no setting of the source (a statement_timeout, a read-only default) acts
+    // on the build's own sessions.
+    warnings.extend(
+        foreign::carry_forward(
+            &client,
+            &server,
+            &settings.target.live(),
+            &settings.target.database,
+        )
+        .await?,
+    );
+    let (settings_left_out, settings_warnings) = source_database::apply_settings(
+        &client,
+        &server,
+        building,
+        &source_database.settings,
+        &settings.target.live(),
+        &settings.target.database,
+        &settings.target.settings,
+    )
+    .await?;
+    left_out.extend(settings_left_out);
+    warnings.extend(settings_warnings);
     Ok(Built {
         tables,
         stages,
@@ -184,6 +240,7 @@ pub async fn build(
         storage: storage_report,
         replanned: loaded.replanned,
         warnings,
+        left_out,
     })
 }
 
@@ -195,35 +252,37 @@ fn timing(stage: &str, seconds: f64) -> StageTiming {
 }
 
 /// Each table's size in staging: heap + TOAST (what `max_storage` budgets) and indexes.
-async fn measure_sizes(client: &Client, server: &str, tables: &mut [TableReport]) -> Result<()> {
-    let sizes: BTreeMap<String, (u64, u64)> = storage::table_sizes(client, server)
-        .await?
-        .into_iter()
-        .map(|(name, sizes)| (name.to_string(), sizes))
-        .collect();
-    for t in tables.iter_mut() {
-        if let Some((table, indexes)) = sizes.get(&t.table) {
-            t.table_bytes = *table;
-            t.index_bytes = *indexes;
+async fn measure_sizes(
+    client: &Client,
+    server: &str,
+    tables: &mut BTreeMap<QualifiedName, TableReport>,
+) -> Result<()> {
+    for (name, (table, indexes)) in storage::table_sizes(client, server).await? {
+        if let Some(t) = tables.get_mut(&name) {
+            t.table_bytes = table;
+            t.index_bytes = indexes;
         }
     }
     Ok(())
 }
 
 /// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
-/// live staging database's counts later without the report.
+/// live staging database's counts later without the report. Tables are rows of (schema,
+/// name): two tables never share a row however their names look printed.
 async fn record_plan(
     client: &Client,
     server: &str,
     source: &str,
     building: &str,
-    results: &[TableReport],
+    results: &BTreeMap<QualifiedName, TableReport>,
 ) -> Result<(), DbError> {
     let mut sql = String::from(
         "CREATE SCHEMA _restage;
          COMMENT ON SCHEMA _restage IS 'written by restage: what this staging database was built from';
          CREATE TABLE _restage.refresh (built text, source text, finished_at timestamptz, restage_version text);
-         CREATE TABLE _restage.tables (table_name text PRIMARY KEY, planned_rows bigint NOT NULL);\n",
+         CREATE TABLE _restage.tables (schema_name text NOT NULL, table_name text NOT NULL,
+                                       planned_rows bigint NOT NULL,
+                                       PRIMARY KEY (schema_name, table_name));\n",
     );
     sql.push_str(&format!(
         "INSERT INTO _restage.refresh VALUES ({}, {}, now(), {});\n",
@@ -231,10 +290,11 @@ async fn record_plan(
         db::quote_literal(source),
         db::quote_literal(env!("CARGO_PKG_VERSION"))
     ));
-    for t in results {
+    for (name, t) in results {
         sql.push_str(&format!(
-            "INSERT INTO _restage.tables VALUES ({}, {});\n",
-            db::quote_literal(&t.table),
+            "INSERT INTO _restage.tables VALUES ({}, {}, {});\n",
+            db::quote_literal(&name.schema),
+            db::quote_literal(&name.name),
             t.rows_written
         ));
     }
@@ -244,12 +304,12 @@ async fn record_plan(
         .map_err(|e| DbError::new(server, "recording the plan in _restage", e))
 }
 
-/// Sums job results per table.
-fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
-    let mut by_table: BTreeMap<String, TableReport> = BTreeMap::new();
+/// Sums job results per table, keyed by the table's identity (schema, name).
+fn aggregate(results: &[JobResult]) -> BTreeMap<QualifiedName, TableReport> {
+    let mut by_table: BTreeMap<QualifiedName, TableReport> = BTreeMap::new();
     for r in results {
         let t = by_table
-            .entry(r.table.to_string())
+            .entry(r.table.clone())
             .or_insert_with(|| TableReport {
                 table: r.table.to_string(),
                 ..TableReport::default()
@@ -261,7 +321,7 @@ fn aggregate(results: &[JobResult]) -> Vec<TableReport> {
         t.seconds = t.seconds.max(r.seconds);
         t.retries += r.retries;
     }
-    by_table.into_values().collect()
+    by_table
 }
 
 #[cfg(test)]
@@ -289,7 +349,7 @@ mod tests {
             job("users", 50, 3.5, 1),
         ]);
         assert_eq!(tables.len(), 2);
-        let users = &tables[1];
+        let users = &tables[&QualifiedName::new("public", "users")];
         assert_eq!(users.table, "public.users");
         assert_eq!(
             (users.rows_read, users.rows_written, users.bytes_read),
@@ -297,6 +357,24 @@ mod tests {
         );
         assert_eq!(users.seconds, 3.5);
         assert_eq!(users.retries, 1);
-        assert_eq!(tables[0].table, "public.events");
+        assert_eq!(
+            tables[&QualifiedName::new("public", "events")].table,
+            "public.events"
+        );
+    }
+
+    /// Issue 11: two tables whose unquoted names read the same are two lines.
+    #[test]
+    fn tables_whose_names_print_alike_unquoted_stay_apart() {
+        let mut a = job("x", 10, 1.0, 0);
+        a.table = QualifiedName::new("a", "b.c");
+        let mut b = job("x", 20, 1.0, 0);
+        b.table = QualifiedName::new("a.b", "c");
+        let tables = aggregate(&[a, b]);
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[&QualifiedName::new("a", "b.c")].rows_read, 10);
+        assert_eq!(tables[&QualifiedName::new("a.b", "c")].rows_read, 20);
+        let printed: Vec<&str> = tables.values().map(|t| t.table.as_str()).collect();
+        assert_eq!(printed, ["a.\"b.c\"", "\"a.b\".c"]);
     }
 }

@@ -5,7 +5,8 @@
 //! 1. the sections of restage.yaml the command uses, resolved ([`super::settings`]); the
 //!    first that does not resolve stops the sequence (the others need it);
 //! 2. the rules files read;
-//! 3. the source catalog read (inside the run's snapshot, for commands that copy);
+//! 3. the source catalog read (inside the run's snapshot, for commands that copy; every table
+//!    locked before the snapshot is taken, with a bounded wait: [`crate::db::snapshot`]);
 //! 4. the rules bound to the catalog (which refuses a transform that makes values NULL on a
 //!    NOT NULL column, its domain's NOT NULL included), then put to the source's constraints
 //!    ([`super::constraints`]): unique indexes of every kind and exclusion constraints,
@@ -23,7 +24,7 @@
 //! 10. the plan: the key pass, and whether `max_storage` can be met;
 //! 11. the staging server: not the source under another address, the source's extensions
 //!     available, the grant roles present, `target.database` one restage built or adopts
-//!     ([`check_staging`]); the PostgreSQL tools.
+//!     ([`check_staging`]), `target.settings` it takes; the PostgreSQL tools.
 //!
 //! Steps 2–9 collect every problem they find, and a user sees them all at once: a step that
 //! needs an earlier one's result (the bound rules) is skipped when it is missing, the others
@@ -43,7 +44,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, Constraints};
 use crate::config::UnruledTsvector;
-use crate::db::snapshot::Snapshot;
+use crate::db::snapshot::{Locked, Opening, Snapshot};
 use crate::error::{Error, Result, exit};
 use crate::plan::{self, Plan};
 use crate::rules::{BoundRules, RuleSet};
@@ -177,8 +178,8 @@ pub fn check_copy(
 /// (validate): opens the run's snapshot and reads the catalog in it.
 pub async fn inspect(settings: &Settings, allow_unclassified: bool) -> Result<Inspection> {
     let (rule_set, read_problems) = read_rules(&settings.rules);
-    let snapshot = Arc::new(Snapshot::open(&settings.source).await?);
-    let catalog = Catalog::read(snapshot.leader(), &settings.source.display).await?;
+    let (snapshot, catalog) = open_snapshot(settings).await?;
+    let snapshot = Arc::new(snapshot);
     let (rules, transforms, mut problems) =
         bind_rules(rule_set, read_problems, &settings.rules, &catalog);
     let mut warnings = Vec::new();
@@ -239,6 +240,28 @@ pub async fn check_constraints(
     Ok((problems, warnings))
 }
 
+/// Step 3: the run's snapshot with every table of the source locked before it was taken (see
+/// [`crate::db::snapshot`]), and the catalog read in it.
+async fn open_snapshot(settings: &Settings) -> Result<(Snapshot, Catalog)> {
+    let server = &settings.source.display;
+    let mut opening = Opening::connect(&settings.source, settings.lock_timeout).await?;
+    // A table dropped or renamed between the listing and the lock: list again, a few times.
+    for _ in 0..5 {
+        let targets = Catalog::list_lock_targets(opening.client(), server).await?;
+        match opening.lock(&targets).await? {
+            Locked::Snapshot(mut snapshot) => {
+                let catalog = Catalog::read(snapshot.leader(), server).await?;
+                snapshot.lock_late(&catalog.lock_targets()).await?;
+                return Ok((snapshot, catalog));
+            }
+            Locked::Changed(again) => opening = again,
+        }
+    }
+    Err(Error::Runtime(format!(
+        "{server}: tables of the source were dropped or renamed each time restage listed them to lock them; nothing was copied, run again"
+    )))
+}
+
 impl Inspection {
     /// Everything steps 2–10 decided, or every problem they found as one error.
     pub fn checked(self) -> Result<Checked> {
@@ -292,6 +315,17 @@ pub async fn check_staging(
     }
     if let Err(e) = super::generations::check_target(admin, &settings.target).await {
         failures.push(e);
+    }
+    match super::source_database::check_target_settings(
+        admin,
+        &settings.target.admin.display,
+        &settings.target.settings,
+    )
+    .await
+    {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => failures.push(problems_error(problems)),
+        Err(e) => failures.push(e),
     }
     failures
 }

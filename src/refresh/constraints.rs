@@ -589,10 +589,12 @@ async fn run_test(
         };
         actions.push(action);
     }
+    // The sample comes through this session, which reads UTF-8 (the server converts).
     let plan = RowPlan {
         table: table.name.clone(),
         columns: actions,
         filter: None,
+        encoding: crate::pg_encoding::TextEncoding::Utf8,
     };
     let output = match process_batch(&Arc::new(plan), &input) {
         Ok(out) => out,

@@ -17,6 +17,8 @@
 //! batch bigger than that waits for every batch before it to be written. Peak memory per
 //! job: about the biggest row (twice, while the next one waits), plus the transformed
 //! values of one row's ruled columns, plus a few MB.
+//! Rows travel in the source database's encoding on both ends (COPY's `ENCODING` option), byte
+//! for byte: neither server converts anything (see [`crate::pg_encoding`]).
 //!
 //! A job that loads a whole table does `TRUNCATE` + `COPY ... FREEZE` in one transaction: rows
 //! are written frozen (no vacuum debt in staging), and a failure leaves the table empty.
@@ -77,6 +79,10 @@ pub struct CopyJob {
     pub source_where: Option<String>,
     /// The job loads the whole target table (no other job writes it): truncate + freeze.
     pub whole_table: bool,
+    /// The encoding rows travel in, when it is not UTF-8: the source database's (COPY's
+    /// `ENCODING` option on both ends, so neither server converts a byte; the sessions and
+    /// their SQL stay UTF-8). See [`crate::pg_encoding`].
+    pub encoding: Option<String>,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
 }
@@ -121,7 +127,12 @@ impl CopyJob {
             conditions.push(format!("({w})"));
         }
         if conditions.is_empty() {
-            format!("COPY {}{} TO STDOUT", self.table.sql(), self.column_list())
+            format!(
+                "COPY {}{} TO STDOUT{}",
+                self.table.sql(),
+                self.column_list(),
+                self.encoding_option()
+            )
         } else {
             let select = if self.columns.is_empty() {
                 String::new()
@@ -133,20 +144,39 @@ impl CopyJob {
                     .join(", ")
             };
             format!(
-                "COPY (SELECT {select} FROM ONLY {} WHERE {}) TO STDOUT",
+                "COPY (SELECT {select} FROM ONLY {} WHERE {}) TO STDOUT{}",
                 self.table.sql(),
-                conditions.join(" AND ")
+                conditions.join(" AND "),
+                self.encoding_option()
             )
         }
     }
 
     pub fn target_sql(&self) -> String {
+        let mut options = Vec::new();
+        if self.whole_table {
+            options.push("FREEZE".to_string());
+        }
+        if let Some(e) = &self.encoding {
+            options.push(format!("ENCODING {}", crate::db::quote_literal(e)));
+        }
         format!(
             "COPY {}{} FROM STDIN{}",
             self.table.sql(),
             self.column_list(),
-            if self.whole_table { " (FREEZE)" } else { "" }
+            if options.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", options.join(", "))
+            }
         )
+    }
+
+    fn encoding_option(&self) -> String {
+        self.encoding
+            .as_ref()
+            .map(|e| format!(" (ENCODING {})", crate::db::quote_literal(e)))
+            .unwrap_or_default()
     }
 }
 
@@ -282,7 +312,7 @@ async fn worker(
                     source = None;
                     tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(explain_lock_wait(e, &snapshot, &job).await),
             }
         }
         bar.finish();
@@ -315,6 +345,31 @@ fn budget_share(len: usize) -> u32 {
 struct Servers<'a> {
     source: &'a str,
     target: &'a str,
+}
+
+/// A source COPY that waited `lock_timeout` for its table's lock: the session it queued
+/// behind is one waiting for ACCESS EXCLUSIVE (restage's leader holds ACCESS SHARE, so no one
+/// can hold more): say so, and who.
+async fn explain_lock_wait(e: CopyError, snapshot: &Snapshot, job: &CopyJob) -> CopyError {
+    let CopyError::Source { source, .. } = &e else {
+        return e;
+    };
+    if source.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        return e;
+    }
+    let who = snapshot.conflicts(&job.table.sql()).await;
+    let who = if who.is_empty() {
+        "a session that wanted an ACCESS EXCLUSIVE lock on it".to_string()
+    } else {
+        who
+    };
+    let timeout = snapshot.lock_timeout();
+    CopyError::Other(format!(
+        "{}: source table {} could not be read within {:?} (lock_timeout): its read queued behind {who}, which itself waits for the lock restage holds on the table until it is copied (a migration? give it a lock_timeout); staging is unchanged",
+        snapshot.endpoint().display,
+        job.table,
+        timeout
+    ))
 }
 
 async fn copy_one(
@@ -598,6 +653,7 @@ mod tests {
             table: QualifiedName::new("public", "T x"),
             columns: vec![ColumnAction::Pass, ColumnAction::Pass],
             filter: None,
+            encoding: Default::default(),
         });
         let mut job = CopyJob {
             table: QualifiedName::new("public", "T x"),
@@ -606,6 +662,7 @@ mod tests {
             range: None,
             source_where: None,
             whole_table: true,
+            encoding: None,
             estimated_rows: 0,
             estimated_bytes: 0,
         };
@@ -629,6 +686,20 @@ mod tests {
         assert_eq!(
             job.target_sql(),
             "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN"
+        );
+        job.encoding = Some("LATIN1".into());
+        assert!(
+            job.source_sql()
+                .ends_with(") TO STDOUT (ENCODING 'LATIN1')")
+        );
+        assert!(
+            job.target_sql()
+                .ends_with(" FROM STDIN (ENCODING 'LATIN1')")
+        );
+        job.whole_table = true;
+        assert!(
+            job.target_sql()
+                .ends_with(" FROM STDIN (FREEZE, ENCODING 'LATIN1')")
         );
     }
 }

@@ -30,7 +30,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use crate::db::{DbError, quote_ident, quote_literal};
+use crate::db::{DbError, quote_ident};
 use crate::error::Error;
 
 use super::lock::{self, RunLock};
@@ -480,58 +480,47 @@ pub async fn reserve_building(
     Ok(name)
 }
 
-/// Creates the reserved database `name` and records its oid.
+/// Creates the reserved database `name`, with the source's encoding and locale
+/// ([`super::source_database`]), and records its oid; returns the warning of a fallback
+/// locale.
 pub async fn create_building(
     lock: &RunLock,
     name: &str,
-    encoding: &str,
-    collate: &str,
-    ctype: &str,
-) -> Result<(), DbError> {
-    create_database(&lock.client, &lock.server, name, encoding, collate, ctype).await?;
+    locale: &super::source_database::DatabaseLocale,
+) -> Result<Option<String>, DbError> {
+    let warning = create_database(&lock.client, &lock.server, name, locale).await?;
     super::pause::point("created").await;
-    registry::created(&lock.client, &lock.server, name).await
+    registry::created(&lock.client, &lock.server, name).await?;
+    Ok(warning)
 }
 
+/// CREATE DATABASE with the source's locale, falling back (with a warning) to the staging
+/// server's default locale, then to `C`, when the server refuses it.
 async fn create_database(
     admin: &Client,
     server: &str,
     name: &str,
-    encoding: &str,
-    collate: &str,
-    ctype: &str,
-) -> Result<(), DbError> {
-    let create = format!(
-        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-        quote_ident(name),
-        quote_literal(encoding),
-        quote_literal(collate),
-        quote_literal(ctype)
-    );
-    if let Err(e) = admin.batch_execute(&create).await {
-        // The source's locale may not exist on the staging server: fall back to the server's
-        // default locale, keeping the encoding (which is what matters for the data).
-        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
-            || e.code() == Some(&tokio_postgres::error::SqlState::WRONG_OBJECT_TYPE)
-        {
-            tracing::warn!(
-                collate,
-                ctype,
-                "the source's locale is not available on the target; using the target's default"
-            );
-            admin
-                .batch_execute(&format!(
-                    "CREATE DATABASE {} TEMPLATE template0 ENCODING {}",
-                    quote_ident(name),
-                    quote_literal(encoding)
-                ))
-                .await
-                .map_err(|e| DbError::new(server, format!("creating database {name}"), e))?;
-        } else {
-            return Err(DbError::new(server, format!("creating database {name}"), e));
+    locale: &super::source_database::DatabaseLocale,
+) -> Result<Option<String>, DbError> {
+    let mut warning = None;
+    let statements = locale.create_statements(name);
+    let last = statements.len() - 1;
+    for (i, (create, fallback)) in statements.into_iter().enumerate() {
+        match admin.batch_execute(&create).await {
+            Ok(()) => {
+                warning = fallback;
+                break;
+            }
+            Err(e) if i < last && super::source_database::is_locale_refusal(&e) => {
+                tracing::debug!(error = %crate::db::describe(&e), "creating the database with this locale failed; trying the next");
+            }
+            Err(e) => return Err(DbError::new(server, format!("creating database {name}"), e)),
         }
     }
-    Ok(())
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
+    Ok(warning)
 }
 
 /// Drops a database this run reserved or created (its build failed) and its record.

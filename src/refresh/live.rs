@@ -26,8 +26,28 @@ pub struct RollbackArgs {
     pub to: Option<String>,
 }
 
-/// Reads the plan the refresh recorded in `_restage`, if the database has one.
+/// Reads the plan the refresh recorded in `_restage`, if the database has one: rows of
+/// (schema, name), or, in a database built before issue 11, one `schema.name` text per table.
 async fn recorded_plan(client: &Client) -> Option<BTreeMap<QualifiedName, u64>> {
+    if let Ok(rows) = client
+        .query(
+            "SELECT schema_name, table_name, planned_rows FROM _restage.tables",
+            &[],
+        )
+        .await
+    {
+        return Some(
+            rows.into_iter()
+                .map(|r| {
+                    let n: i64 = r.get(2);
+                    (
+                        QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+                        n.max(0) as u64,
+                    )
+                })
+                .collect(),
+        );
+    }
     let rows = client
         .query("SELECT table_name, planned_rows FROM _restage.tables", &[])
         .await

@@ -38,6 +38,7 @@ pub mod build;
 pub mod checks;
 pub mod constraints;
 pub mod copy;
+pub mod foreign;
 pub mod generations;
 pub mod live;
 pub mod lock;
@@ -50,6 +51,7 @@ pub mod rows;
 pub mod schema;
 pub mod sequences;
 pub mod settings;
+pub mod source_database;
 pub mod storage;
 pub mod swap;
 pub mod verify;
@@ -262,7 +264,7 @@ async fn locked(
     let mut signal = std::pin::pin!(shutdown.wait());
 
     let stage = Stage::start(ui, "plan");
-    let (prepared, tools) = tokio::select! {
+    let (prepared, tools, source_database) = tokio::select! {
         result = plan_on_staging(admin, settings, args.allow_unclassified) => result?,
         signal = &mut signal => return Err(Error::Interrupted {
             signal,
@@ -278,12 +280,13 @@ async fn locked(
     // From here on the target changes.
     let cleaned = generations::clean(lock, true).await?;
     let building = generations::reserve_building(lock, snapshot_at).await?;
-    let encoding = prepared.catalog.encoding.clone();
-    let collate = prepared.catalog.collate.clone();
-    let ctype = prepared.catalog.ctype.clone();
     let created_and_built = async {
-        generations::create_building(lock, &building, &encoding, &collate, &ctype).await?;
-        build::build(settings, prepared, &tools, &building, ui).await
+        let locale_warning =
+            generations::create_building(lock, &building, &source_database.locale).await?;
+        let mut built =
+            build::build(settings, prepared, &tools, &building, &source_database, ui).await?;
+        built.warnings.splice(0..0, locale_warning);
+        Ok::<_, Error>(built)
     };
     let built = tokio::select! {
         result = created_and_built => result,
@@ -468,14 +471,20 @@ async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared>
     Ok(Prepared::new(checked, settings))
 }
 
-/// The plan stage of a run that builds: also the staging server's checks (step 11) and the
-/// PostgreSQL tools.
+/// The plan stage of a run that builds: also the staging server's checks (step 11), the
+/// PostgreSQL tools, and what the new database takes from the source database.
 async fn plan_on_staging(
     admin: &Client,
     settings: &Settings,
     allow_unclassified: bool,
-) -> Result<(Prepared, PgTools)> {
+) -> Result<(Prepared, PgTools, source_database::SourceDatabase)> {
     let prepared = plan(settings, allow_unclassified).await?;
+    let source_database = source_database::read(
+        prepared.snapshot.leader(),
+        &settings.source.display,
+        prepared.catalog.server_version,
+    )
+    .await?;
     let staging = checks::check_staging(
         admin,
         prepared.snapshot.leader(),
@@ -488,7 +497,7 @@ async fn plan_on_staging(
     }
     let tools = PgTools::find(prepared.catalog.server_version / 10000).await?;
     pause::point("plan").await;
-    Ok((prepared, tools))
+    Ok((prepared, tools, source_database))
 }
 
 /// Removes the database this run reserved or built, after a failure; returns the failure,
@@ -621,6 +630,7 @@ fn refresh_report(
         unique: built.unique,
         cache,
         unclassified_allowed: planned.unclassified,
+        left_out: built.left_out,
         warnings,
         outcome,
         exit_code,
@@ -714,13 +724,14 @@ mod tests {
             sequences_set: 2,
             post_load: reindex::PostLoaded::default(),
             unique: None,
+            warnings: vec![],
+            left_out: vec![],
             verification: verify::VerifyReport {
                 passed: true,
                 ..verify::VerifyReport::default()
             },
             storage: None,
             replanned: None,
-            warnings: vec![],
         };
         let swapped = || Swapped {
             outcome: SwapOutcome {

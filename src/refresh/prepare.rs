@@ -14,6 +14,7 @@ use crate::config::Strictness;
 use crate::db::DbError;
 use crate::db::snapshot::Snapshot;
 use crate::error::{Error, Result};
+use crate::pg_encoding::TextEncoding;
 use crate::plan::{Decision, Plan};
 use crate::report::TableReport;
 use crate::rules::BoundRules;
@@ -201,7 +202,8 @@ pub fn strict_check(
     )))
 }
 
-/// The transform stage's plan for a table: its bound rules (keep and unruled columns pass).
+/// The transform stage's plan for a table: its bound rules (keep and unruled columns pass),
+/// for rows in UTF-8 (a session whose server converts them).
 pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable) -> RowPlan {
     RowPlan {
         table: table.name.clone(),
@@ -217,6 +219,7 @@ pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable)
             })
             .collect(),
         filter: None,
+        encoding: TextEncoding::Utf8,
     }
 }
 
@@ -234,6 +237,7 @@ pub(crate) fn copy_jobs(
         .iter()
         .map(|d| ((&d.table, d.column.as_str()), ()))
         .collect();
+    let copy_encoding = copy_encoding(&catalog.encoding);
     let mut jobs = Vec::new();
     for table in catalog.data_tables() {
         let Some(table_plan) = plan.tables.get(&table.name) else {
@@ -249,8 +253,11 @@ pub(crate) fn copy_jobs(
                 table: table.name.clone(),
                 columns: table.copy_columns().map(|_| ColumnAction::Pass).collect(),
                 filter: None,
+                encoding: TextEncoding::Utf8,
             },
         };
+        // The data stage's sessions speak the source's encoding (see crate::pg_encoding).
+        plan.encoding = TextEncoding::of(&catalog.encoding);
         // A derived column is recomputed after the load: its original content (the
         // production words of a tsvector) never reaches staging.
         for (action, column) in plan.columns.iter_mut().zip(table.copy_columns()) {
@@ -288,6 +295,7 @@ pub(crate) fn copy_jobs(
                     range: Some(range),
                     source_where: table_plan.source_where.clone(),
                     whole_table: false,
+                    encoding: copy_encoding.clone(),
                     estimated_rows: table_plan.estimated_rows / n,
                     estimated_bytes: table_plan.estimated_bytes / n,
                 });
@@ -300,12 +308,19 @@ pub(crate) fn copy_jobs(
                 range: None,
                 source_where: table_plan.source_where.clone(),
                 whole_table: true,
+                encoding: copy_encoding.clone(),
                 estimated_rows: table_plan.estimated_rows,
                 estimated_bytes: table_plan.estimated_bytes,
             });
         }
     }
     jobs
+}
+
+/// COPY's `ENCODING` for the rows of a source database in `encoding`: none for UTF-8 (the
+/// sessions' own), the database's own otherwise (see [`crate::pg_encoding`]).
+pub fn copy_encoding(encoding: &str) -> Option<String> {
+    (!encoding.eq_ignore_ascii_case("UTF8")).then(|| encoding.to_string())
 }
 
 /// The per-table lines of the report, before anything runs.

@@ -6,6 +6,9 @@
 //! to the planner) may drop the row or null some of its references. The output buffer is
 //! reused across rows, and the caller may call [`process_batch`] from any thread, for batches
 //! in any order.
+//!
+//! Rows arrive in the source database's encoding (see [`crate::pg_encoding`]): a ruled value
+//! is decoded from it for the transform, and the transform's output encoded back into it.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use bytes::Bytes;
 
 use crate::catalog::QualifiedName;
 use crate::copy_text::{self, CopyTextError};
+use crate::pg_encoding::TextEncoding;
 use crate::plan::filter::RowFilter;
 use crate::transform::{Output, Transform};
 
@@ -34,6 +38,8 @@ pub struct RowPlan {
     pub table: QualifiedName,
     pub columns: Vec<ColumnAction>,
     pub filter: Option<Arc<dyn RowFilter>>,
+    /// The encoding of the rows (the source database's).
+    pub encoding: TextEncoding,
 }
 
 impl RowPlan {
@@ -183,6 +189,11 @@ impl<'a> Pieces<'a> {
         }
     }
 
+    /// Bytes of a value in the source's encoding, escaped for COPY.
+    fn escaped(&mut self, bytes: &[u8]) {
+        copy_text::escape(bytes, &mut self.current);
+    }
+
     fn finish(mut self) -> Vec<Bytes> {
         self.flush();
         self.pieces
@@ -200,6 +211,7 @@ fn process_rows(
     let mut fields: Vec<&[u8]> = Vec::with_capacity(plan.columns.len());
     let mut decoded = String::new();
     let mut produced = String::new();
+    let mut raw: Vec<u8> = Vec::new();
     let mut set_null: Vec<usize> = Vec::new();
     let expected = plan.columns.len();
     let err = |column: Option<&str>, message: String| RowError {
@@ -230,21 +242,45 @@ fn process_rows(
                 ColumnAction::Pass => out.field(field),
                 ColumnAction::Transform { column, transform } => {
                     produced.clear();
-                    let result = if copy_text::is_null(field) {
+                    let null = copy_text::is_null(field);
+                    let result = if null {
                         transform.apply_null(&mut produced)
                     } else {
                         decoded.clear();
-                        let value = copy_text::decode_borrowed(field, &mut decoded)
-                            .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?;
+                        let value: &str = if plan.encoding == TextEncoding::Utf8 {
+                            copy_text::decode_borrowed(field, &mut decoded)
+                                .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?
+                        } else {
+                            raw.clear();
+                            copy_text::unescape(field, &mut raw)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                            plan.encoding
+                                .decode(&raw, &mut decoded)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                            &decoded
+                        };
                         transform.apply(value, &mut produced)
                     };
                     match result.map_err(|e| err(Some(column), e.to_string()))? {
-                        Output::Value => out.value(&mut produced),
+                        Output::Value if plan.encoding == TextEncoding::Utf8 => {
+                            out.value(&mut produced)
+                        }
+                        Output::Value => {
+                            let input = (!null).then_some(raw.as_slice());
+                            let bytes = plan
+                                .encoding
+                                .encode_like(&produced, input)
+                                .map_err(|e| err(Some(column), e.to_string()))?;
+                            out.escaped(&bytes)
+                        }
                         Output::Null => out.push(copy_text::NULL),
                     }
                     // A big value's buffers are not kept for the next row.
                     if decoded.capacity() >= BIG_FIELD {
                         decoded = String::new();
+                    }
+                    if raw.capacity() >= BIG_FIELD {
+                        raw = Vec::new();
                     }
                     if produced.capacity() >= BIG_FIELD {
                         produced = String::new();
@@ -298,6 +334,7 @@ mod tests {
                 },
             ],
             filter,
+            encoding: TextEncoding::Utf8,
         }
     }
 
@@ -349,6 +386,7 @@ mod tests {
             table: QualifiedName::new("public", "t"),
             columns: vec![ColumnAction::Pass, ColumnAction::Pass, ColumnAction::Pass],
             filter: Some(Arc::new(DropOdd)),
+            encoding: TextEncoding::Utf8,
         };
         let input = Bytes::from(format!("2\t{big}\tx\n3\ta\tb\n4\tc\t{big}\n"));
         let shared = process_shared(&pass_plan, &input).unwrap();
@@ -367,6 +405,43 @@ mod tests {
 
     fn range_of(b: &Bytes) -> std::ops::Range<*const u8> {
         b.as_ptr_range()
+    }
+
+    /// Issue 11: a LATIN1 source's bytes are decoded for the transform and its output
+    /// encoded back; untouched fields keep their bytes; SQL_ASCII bytes that are not UTF-8
+    /// are read as Latin-1; a character the encoding lacks fails naming the column.
+    #[test]
+    fn ruled_values_travel_in_the_source_encoding() {
+        let mut latin1 = plan(None);
+        latin1.encoding = TextEncoding::of("LATIN1");
+        let out = process_batch(&latin1, b"\xff\tcaf\xe9\tx\n").unwrap();
+        assert_eq!(out.data, b"\xff\tCAF\xc9\t\\N\n");
+
+        let mut ascii = plan(None);
+        ascii.encoding = TextEncoding::of("SQL_ASCII");
+        let out = process_batch(&ascii, b"1\tcaf\xe9\tx\n").unwrap();
+        assert_eq!(
+            out.data, b"1\tCAF\xc9\t\\N\n",
+            "stored as its input was read"
+        );
+        let out = process_batch(&ascii, "1\tcafé\tx\n".as_bytes()).unwrap();
+        assert_eq!(out.data, "1\tCAFÉ\t\\N\n".as_bytes());
+
+        #[derive(Debug)]
+        struct Japanese;
+        impl Transform for Japanese {
+            fn apply(&self, _: &str, out: &mut String) -> Result<Output, TransformError> {
+                out.push_str("日本");
+                Ok(Output::Value)
+            }
+        }
+        latin1.columns[1] = ColumnAction::Transform {
+            column: "name".into(),
+            transform: Arc::new(Japanese),
+        };
+        let err = process_batch(&latin1, b"1\ta\tx\n").unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("name"));
+        assert!(err.message.contains("LATIN1"), "{}", err.message);
     }
 
     #[test]

@@ -8,11 +8,22 @@
 //! Ownership and privileges of production roles are not copied (`--no-owner --no-acl`): staging
 //! has other roles, and grants for the configured ones are applied afterwards. Publications,
 //! subscriptions (a subscription in staging would connect to production!), security labels
-//! and tablespaces are left out too. Triggers are post-data, so none fires during the load.
+//! and tablespaces are left out too, and so are user mappings (remote users and passwords)
+//! and the foreign servers' options: both are taken out of pg_restore's lists of the archive,
+//! pre-data is restored in two parts, and between them restage creates the servers without
+//! their options ([`super::foreign`]), so no production host or password is ever written in
+//! the new database, not even as a dead row. Triggers are post-data, so none fires during the
+//! load.
+//!
+//! The `_restage` schema of a source is not dumped: it is restage's notes about a database it
+//! built (when staging is the source of another refresh), not data, and the new database gets
+//! its own. pg_dump locks every table it dumps, like the snapshot's leader: it waits at most
+//! `lock_timeout` for a lock (`--lock-wait-timeout`), then fails naming the table.
 //!
 //! Passwords reach the tools through `PGPASSWORD` in their environment, never on their command
 //! line, which any user can read with `ps`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -99,15 +110,77 @@ async fn tool_major(path: &Path) -> Option<u32> {
     version.split('.').next()?.parse().ok()
 }
 
-/// A schema archive on disk, removed when dropped.
+/// A schema archive on disk, removed when dropped, with the lists of its entries to restore.
 pub struct SchemaArchive {
     dir: tempfile::TempDir,
+    /// How many user mappings the lists leave out.
+    pub user_mappings_left_out: usize,
+    /// The archive defines foreign servers: pre-data is restored in two parts, around them.
+    pub has_servers: bool,
+}
+
+/// Which entries of the archive a restore takes (`pg_restore --use-list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Every entry before the first foreign server (in the archive's order, which is an
+    /// order its dependencies allow).
+    BeforeServers,
+    /// The others, without the servers (restage creates them, without their options) and
+    /// user mappings.
+    AfterServers,
+    /// Every entry but the servers and user mappings.
+    All,
 }
 
 impl SchemaArchive {
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("schema.dump")
     }
+
+    fn list_path(&self, part: Part) -> PathBuf {
+        self.dir.path().join(match part {
+            Part::BeforeServers => "before-servers.list",
+            Part::AfterServers => "after-servers.list",
+            Part::All => "all.list",
+        })
+    }
+}
+
+/// The type of a line of `pg_restore --list`: an entry line reads `<id>; <catalog oid> <oid>
+/// <TYPE> <schema> <name> <owner>` (its TYPE may have spaces); comment lines start with `;`.
+fn entry_type_starts(line: &str, kind: &str) -> bool {
+    line.split_once("; ")
+        .filter(|(id, _)| id.trim().parse::<u64>().is_ok())
+        .and_then(|(_, rest)| rest.splitn(3, ' ').nth(2))
+        .is_some_and(|entry| entry.starts_with(kind))
+}
+
+/// The lists of a table of contents (`pg_restore --list`), as [`Part`] says, each the whole
+/// list with the entries it does not take commented out; and how many user mappings and
+/// foreign servers there are.
+fn lists(toc: &str) -> (BTreeMap<&'static str, String>, usize, usize) {
+    let mut out: BTreeMap<&'static str, String> = BTreeMap::new();
+    let (mut mappings, mut servers) = (0, 0);
+    for line in toc.lines() {
+        let mapping = entry_type_starts(line, "USER MAPPING ");
+        let server = entry_type_starts(line, "SERVER ");
+        mappings += usize::from(mapping);
+        servers += usize::from(server);
+        let before = servers == 0;
+        for (part, takes) in [
+            ("before", before && !mapping),
+            ("after", !before && !mapping && !server),
+            ("all", !mapping && !server),
+        ] {
+            let list = out.entry(part).or_default();
+            if !takes && !line.starts_with(';') {
+                list.push(';');
+            }
+            list.push_str(line);
+            list.push('\n');
+        }
+    }
+    (out, mappings, servers)
 }
 
 /// Runs pg_dump for the schema inside the snapshot.
@@ -115,12 +188,17 @@ pub async fn dump(
     tools: &PgTools,
     source: &PgEndpoint,
     snapshot: &str,
+    lock_timeout: std::time::Duration,
 ) -> Result<SchemaArchive, Error> {
     let dir = tempfile::Builder::new()
         .prefix("restage-schema-")
         .tempdir()
         .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
-    let archive = SchemaArchive { dir };
+    let mut archive = SchemaArchive {
+        dir,
+        user_mappings_left_out: 0,
+        has_servers: false,
+    };
     let path = archive.path();
     let mut cmd = Command::new(&tools.pg_dump);
     cmd.arg("--schema-only")
@@ -130,6 +208,11 @@ pub async fn dump(
         .arg("--no-subscriptions")
         .arg("--no-security-labels")
         .arg("--no-tablespaces")
+        .arg("--exclude-schema=_restage")
+        .arg(format!(
+            "--lock-wait-timeout={}",
+            lock_timeout.as_millis().max(1)
+        ))
         .arg("--file")
         .arg(&path);
     run_tool(
@@ -140,13 +223,48 @@ pub async fn dump(
         None,
     )
     .await?;
+    let toc = list_entries(tools, &path).await?;
+    let (parts, mappings, servers) = lists(&toc);
+    archive.user_mappings_left_out = mappings;
+    archive.has_servers = servers > 0;
+    for (name, part) in [
+        ("before", Part::BeforeServers),
+        ("after", Part::AfterServers),
+        ("all", Part::All),
+    ] {
+        std::fs::write(archive.list_path(part), &parts[name])
+            .map_err(|e| Error::io("writing the schema's lists of entries", e))?;
+    }
     Ok(archive)
+}
+
+/// `pg_restore --list` of an archive.
+async fn list_entries(tools: &PgTools, archive: &Path) -> Result<String, Error> {
+    let output = Command::new(&tools.pg_restore)
+        .arg("--list")
+        .arg(archive)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::io("running pg_restore --list", e))?;
+    if !output.status.success() {
+        return Err(Error::Runtime(format!(
+            "pg_restore --list failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Which part of the schema to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
+    /// Pre-data up to the foreign servers (all of it when there are none).
     PreData,
+    /// The rest of pre-data, after restage created the servers ([`super::foreign`]).
+    PreDataAfterServers,
     PostData,
 }
 
@@ -166,9 +284,19 @@ pub async fn restore(
         .arg("--no-security-labels")
         .arg("--no-tablespaces")
         .arg("--exit-on-error")
+        .arg(format!(
+            "--use-list={}",
+            archive
+                .list_path(match section {
+                    Section::PreData => Part::BeforeServers,
+                    Section::PreDataAfterServers => Part::AfterServers,
+                    Section::PostData => Part::All,
+                })
+                .display()
+        ))
         .arg(format!("--dbname={}", target.dbname()));
     match section {
-        Section::PreData => {
+        Section::PreData | Section::PreDataAfterServers => {
             cmd.arg("--section=pre-data").arg("--single-transaction");
         }
         Section::PostData => {
@@ -179,6 +307,9 @@ pub async fn restore(
     cmd.arg(archive.path());
     let what = match section {
         Section::PreData => "pg_restore (pre-data: types, tables, functions)",
+        Section::PreDataAfterServers => {
+            "pg_restore (pre-data after the foreign servers: foreign tables, tables, views)"
+        }
         Section::PostData => "pg_restore (post-data: indexes, constraints, triggers)",
     };
     let pause = (section == Section::PostData).then_some("post-data");
@@ -244,4 +375,36 @@ async fn run_tool(
         tracing::warn!(tool = what, "{line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_and_user_mappings_are_left_out_and_pre_data_splits_around_them() {
+        let toc = ";\n; Archive created at 2025-01-01\n;\n\
+            214; 3079 16384 EXTENSION - postgres_fdw \n\
+            215; 1417 16390 SERVER - prod postgres\n\
+            3360; 1418 16391 USER MAPPING - USER MAPPING postgres SERVER prod postgres\n\
+            216; 1259 16392 TABLE public USER MAPPING x postgres\n\
+            217; 1259 16393 FOREIGN TABLE public remote postgres\n";
+        let (parts, mappings, servers) = lists(toc);
+        assert_eq!((mappings, servers), (1, 1));
+        let taken = |part: &str| -> Vec<String> {
+            parts[part]
+                .lines()
+                .filter(|l| !l.starts_with(';'))
+                .map(|l| l.split(';').next().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(taken("before"), ["214"]);
+        assert_eq!(
+            taken("after"),
+            ["216", "217"],
+            "a table's name is not its type"
+        );
+        assert_eq!(taken("all"), ["214", "216", "217"]);
+        assert_eq!(parts["all"].lines().count(), toc.lines().count());
+    }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub source: PgEndpoint,
     pub target: TargetSettings,
     pub jobs: usize,
+    /// The longest wait for a lock on a source table (see [`crate::db::snapshot`]).
+    pub lock_timeout: std::time::Duration,
     pub rules: RulesSettings,
     pub search: SearchSettings,
     pub split_bytes: u64,
@@ -53,6 +55,9 @@ pub struct TargetSettings {
     pub adopt: bool,
     /// The longest wait of the swap (`lock_timeout`).
     pub lock_timeout: std::time::Duration,
+    /// `target.settings`: parameters set on every new database, over the source's and the
+    /// live database's; None removes one (see [`super::source_database`]).
+    pub settings: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// What binding and checking the rules needs: where they are, the key of every pseudonym
@@ -122,6 +127,7 @@ impl Settings {
             source,
             target,
             jobs: config.jobs(),
+            lock_timeout: config.lock_timeout(),
             rules,
             search,
             split_bytes: split_bytes(),
@@ -191,6 +197,11 @@ impl TargetSettings {
             grants: target.grants.clone(),
             adopt: target.adopt,
             lock_timeout: config.lock_timeout(),
+            settings: target
+                .settings
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_ref().map(ToString::to_string)))
+                .collect(),
         })
     }
 

@@ -31,6 +31,7 @@ use tokio_postgres::Client;
 use crate::catalog::{Catalog, QualifiedName, TypeKind};
 use crate::copy_text;
 use crate::db::{DbError, quote_ident};
+use crate::pg_encoding::{TextEncoding, reading_client_encoding};
 use crate::rules::BoundRules;
 use crate::transform::registry::{Kept, TransformDef};
 
@@ -222,6 +223,10 @@ pub async fn sample_source(
             }
             for (origin, value, def) in targets {
                 let index = probe.origin(origin, def);
+                let value = format!(
+                    "convert_to({value}, {})",
+                    crate::db::quote_literal(reading_client_encoding(&catalog.encoding))
+                );
                 sample_values(source, server, table, &value, index, &mut probe).await?;
             }
         }
@@ -255,9 +260,14 @@ async fn sample_values(
         .query(&sql, &[])
         .await
         .map_err(|e| DbError::new(server, format!("sampling {origin} for the leak check"), e))?;
+    let mut text = String::new();
     for row in found {
-        let v: String = row.get(0);
-        let v = v.trim();
+        // Bytes (`convert_to`), so a SQL_ASCII value that is not UTF-8 is read as the data
+        // stage reads it (see crate::pg_encoding) instead of failing.
+        let bytes: Vec<u8> = row.get(0);
+        text.clear();
+        let _ = TextEncoding::SqlAscii.decode(&bytes, &mut text);
+        let v = text.trim();
         // inet prints a host as 10.1.2.3/32 in some forms; compare the address.
         let v = v.strip_suffix("/32").unwrap_or(v);
         if v.chars().count() >= MIN_LEN {
@@ -374,11 +384,12 @@ pub async fn verify(
         .map(|(table, columns)| {
             let pool = staging.clone();
             let server = server.to_string();
+            let encoding = &catalog.encoding;
             async move {
                 let client = pool.get().await.map_err(|e| {
                     DbError::other(&server, format!("connecting for verification: {e}"))
                 })?;
-                scan_table(&client, &server, &table, &columns, probe).await
+                scan_table(&client, &server, &table, &columns, probe, encoding).await
             }
         })
         .buffer_unordered(jobs.max(1))
@@ -501,7 +512,15 @@ async fn scan_table(
     table: &QualifiedName,
     columns: &[String],
     probe: &LeakProbe,
+    encoding: &str,
 ) -> Result<TableScan, DbError> {
+    // A SQL_ASCII database's bytes reach us as they are (the server cannot convert them).
+    let reading = reading_client_encoding(encoding);
+    let encoding_option = if reading == "UTF8" {
+        String::new()
+    } else {
+        format!(" (ENCODING {})", crate::db::quote_literal(reading))
+    };
     let select = if columns.is_empty() {
         "1".to_string()
     } else {
@@ -512,7 +531,10 @@ async fn scan_table(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let sql = format!("COPY (SELECT {select} FROM ONLY {}) TO STDOUT", table.sql());
+    let sql = format!(
+        "COPY (SELECT {select} FROM ONLY {}) TO STDOUT{encoding_option}",
+        table.sql()
+    );
     let stream = client
         .copy_out(&sql)
         .await
@@ -523,6 +545,7 @@ async fn scan_table(
     let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
     let mut column_values = vec![0u64; columns.len()];
     let mut text = String::new();
+    let mut raw = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
         rows += 1;
@@ -535,7 +558,10 @@ async fn scan_table(
                 continue;
             }
             text.clear();
-            if copy_text::decode(field, &mut text).is_err() {
+            raw.clear();
+            if copy_text::unescape(field, &mut raw).is_err()
+                || TextEncoding::SqlAscii.decode(&raw, &mut text).is_err()
+            {
                 continue;
             }
             values += 1;

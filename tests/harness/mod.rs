@@ -116,6 +116,12 @@ pub struct TestDb {
 impl TestDb {
     /// Creates an empty database named after `prefix`.
     pub async fn create(prefix: &str) -> TestDb {
+        TestDb::create_with(prefix, "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'").await
+    }
+
+    /// Creates an empty database named after `prefix` from `template0` with `options` (the
+    /// encoding and locale clauses of CREATE DATABASE: `ENCODING 'LATIN1' LC_COLLATE 'C' …`).
+    pub async fn create_with(prefix: &str, options: &str) -> TestDb {
         let admin = connect(&admin_url()).await;
         let first = !CLEANUP.is_completed();
         CLEANUP.call_once(|| {});
@@ -126,7 +132,7 @@ impl TestDb {
         // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
         admin
             .batch_execute(&format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+                "CREATE DATABASE \"{name}\" TEMPLATE template0 {options}"
             ))
             .await
             .unwrap_or_else(|e| panic!("creating test database {name}: {e:?}"));
@@ -284,7 +290,11 @@ impl Setup {
     /// Creates the source from `schema_sql` and writes `restage.yaml` with `extra` appended
     /// (YAML: strict, rules, sample, …). The secret is fixed.
     pub async fn new(prefix: &str, schema_sql: &str, extra: &str) -> Setup {
-        let source = TestDb::create(prefix).await;
+        Setup::with_source(TestDb::create(prefix).await, schema_sql, extra).await
+    }
+
+    /// [`Setup::new`] with a source database the test made (another encoding or locale).
+    pub async fn with_source(source: TestDb, schema_sql: &str, extra: &str) -> Setup {
         source.execute(schema_sql).await;
         let staging = source.sibling("stg");
         let dir = tempfile::tempdir().expect("temp dir");
