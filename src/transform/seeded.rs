@@ -166,7 +166,8 @@ impl<G: Generate> Seeded<G> {
                 let retry_seed = self.retry.seed_with_counter(attempt, value.as_bytes());
                 self.produce(retry_seed, attempt, value, out)?;
             }
-            match set.claim(output_digest(out), tag) {
+            let claim = set.claim(output_digest(out), tag);
+            match claim.map_err(TransformError::new)? {
                 Claim::New | Claim::Same => {
                     if attempt > 0 {
                         set.note_resolved_clash();
