@@ -598,7 +598,7 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
                 }
                 _ => {}
             }
-            if let Some(reason) = drop_copy(client, control_server, copy).await? {
+            if let Dropped::Left(reason) = drop_copy(client, control_server, copy).await? {
                 return Err(Error::Runtime(format!(
                     "{server}: {name} was not dropped: {reason}"
                 )));
@@ -648,8 +648,9 @@ async fn prune_one(
             pruned.forgotten.push(copy.name.clone());
         }
         CopyState::Expired | CopyState::Leftover => match drop_copy(client, server, copy).await? {
-            None => pruned.dropped.push(copy.name.clone()),
-            Some(reason) => pruned.skipped.push(Skipped {
+            Dropped::Dropped => pruned.dropped.push(copy.name.clone()),
+            Dropped::Gone => pruned.forgotten.push(copy.name.clone()),
+            Dropped::Left(reason) => pruned.skipped.push(Skipped {
                 name: copy.name.clone(),
                 reason,
             }),
@@ -658,9 +659,18 @@ async fn prune_one(
     Ok(())
 }
 
+/// What [`drop_copy`] did.
+enum Dropped {
+    Dropped,
+    /// There was no database to drop (a killed copy's reservation): the record is forgotten.
+    Gone,
+    /// Left, and why.
+    Left(String),
+}
+
 /// Drops a copy restage made: only the database its record names with that oid, never one
-/// with sessions (`DROP DATABASE` without FORCE). `Some(reason)` when it was left.
-async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Option<String>, DbError> {
+/// with sessions (`DROP DATABASE` without FORCE).
+async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Dropped, DbError> {
     let now: Option<u32> = client
         .query_opt(
             "SELECT oid FROM pg_database WHERE datname::text = $1",
@@ -673,17 +683,17 @@ async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Option<
         (None, _) => {
             // A leftover whose CREATE never happened, or a copy dropped meanwhile.
             record::forget(client, server, &copy.name).await?;
-            return Ok(None);
+            return Ok(Dropped::Gone);
         }
         (Some(now), Some(recorded)) if now == recorded => {}
         _ => {
-            return Ok(Some(
+            return Ok(Dropped::Left(
                 "the database of that name is not the one restage made; left alone".into(),
             ));
         }
     }
     if copy.sessions > 0 {
-        return Ok(Some(format!(
+        return Ok(Dropped::Left(format!(
             "{} session(s) connected to it",
             copy.sessions
         )));
@@ -697,13 +707,13 @@ async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Option<
     {
         Ok(()) => {}
         Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
-            return Ok(Some("a session connected to it".into()));
+            return Ok(Dropped::Left("a session connected to it".into()));
         }
         Err(e) => return Err(DbError::new(server, format!("dropping {}", copy.name), e)),
     }
     record::forget(client, server, &copy.name).await?;
     tracing::info!(database = %copy.name, "dropped a copy");
-    Ok(None)
+    Ok(Dropped::Dropped)
 }
 
 /// The text form of `restage copies`.
