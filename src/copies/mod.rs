@@ -598,7 +598,7 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
                 }
                 _ => {}
             }
-            if let Dropped::Left(reason) = drop_copy(client, control_server, copy).await? {
+            if let DropOutcome::Left(reason) = drop_copy(client, control_server, copy).await? {
                 return Err(Error::Runtime(format!(
                     "{server}: {name} was not dropped: {reason}"
                 )));
@@ -648,9 +648,9 @@ async fn prune_one(
             pruned.forgotten.push(copy.name.clone());
         }
         CopyState::Expired | CopyState::Leftover => match drop_copy(client, server, copy).await? {
-            Dropped::Dropped => pruned.dropped.push(copy.name.clone()),
-            Dropped::Gone => pruned.forgotten.push(copy.name.clone()),
-            Dropped::Left(reason) => pruned.skipped.push(Skipped {
+            DropOutcome::Dropped => pruned.dropped.push(copy.name.clone()),
+            DropOutcome::Gone => pruned.forgotten.push(copy.name.clone()),
+            DropOutcome::Left(reason) => pruned.skipped.push(Skipped {
                 name: copy.name.clone(),
                 reason,
             }),
@@ -660,7 +660,7 @@ async fn prune_one(
 }
 
 /// What [`drop_copy`] did.
-enum Dropped {
+enum DropOutcome {
     Dropped,
     /// There was no database to drop (a killed copy's reservation): the record is forgotten.
     Gone,
@@ -670,7 +670,7 @@ enum Dropped {
 
 /// Drops a copy restage made: only the database its record names with that oid, never one
 /// with sessions (`DROP DATABASE` without FORCE).
-async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Dropped, DbError> {
+async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<DropOutcome, DbError> {
     let now: Option<u32> = client
         .query_opt(
             "SELECT oid FROM pg_database WHERE datname::text = $1",
@@ -683,17 +683,17 @@ async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Dropped
         (None, _) => {
             // A leftover whose CREATE never happened, or a copy dropped meanwhile.
             record::forget(client, server, &copy.name).await?;
-            return Ok(Dropped::Gone);
+            return Ok(DropOutcome::Gone);
         }
         (Some(now), Some(recorded)) if now == recorded => {}
         _ => {
-            return Ok(Dropped::Left(
+            return Ok(DropOutcome::Left(
                 "the database of that name is not the one restage made; left alone".into(),
             ));
         }
     }
     if copy.sessions > 0 {
-        return Ok(Dropped::Left(format!(
+        return Ok(DropOutcome::Left(format!(
             "{} session(s) connected to it",
             copy.sessions
         )));
@@ -707,13 +707,13 @@ async fn drop_copy(client: &Client, server: &str, copy: &Copy) -> Result<Dropped
     {
         Ok(()) => {}
         Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
-            return Ok(Dropped::Left("a session connected to it".into()));
+            return Ok(DropOutcome::Left("a session connected to it".into()));
         }
         Err(e) => return Err(DbError::new(server, format!("dropping {}", copy.name), e)),
     }
     record::forget(client, server, &copy.name).await?;
     tracing::info!(database = %copy.name, "dropped a copy");
-    Ok(Dropped::Dropped)
+    Ok(DropOutcome::Dropped)
 }
 
 /// The text form of `restage copies`.
