@@ -331,12 +331,14 @@ async fn make(
         record::ready(&lock.client, &server, name).await?;
         Ok::<_, Error>(warnings)
     };
+    // A signal that came meanwhile is seen first (the handlers keep it).
     let finished = tokio::select! {
-        done = finishing => done,
+        biased;
         signal = shutdown.wait() => Err(Error::Interrupted {
             signal,
             outcome: "the half-made copy was dropped; the live database accepts connections".into(),
         }),
+        done = finishing => done,
     };
     let warnings = match finished {
         Ok(w) => w,
