@@ -95,11 +95,6 @@ async fn expire(setup: &Setup, name: &str) {
         .expect("expire a copy");
 }
 
-/// Every database on the server (to show nothing was created or dropped).
-async fn all_databases() -> Vec<String> {
-    harness::databases_like("").await
-}
-
 /// A copy of live staging holds the same rows table by table, the live database's own
 /// settings, CONNECT for `target.grants`, and the owner's database; listed with its expiry.
 #[tokio::test]
@@ -458,7 +453,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
             "90 days",
         ),
     ];
-    let before = all_databases().await;
+    // The test's databases (source, staging, generations, control database: one prefix),
+    // and the server's others by name (other tests create and drop theirs meanwhile).
+    let family = || harness::databases_like(&setup.source.name);
+    let before = family().await;
     for (args, expected) in &cases {
         let (code, out, err) = setup.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(code, 2, "{args:?}\n{out}\n{err}");
@@ -466,7 +464,9 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert!(line.contains(expected), "{args:?}: {line}");
         assert!(line.contains("nothing was changed"), "{args:?}: {line}");
     }
-    assert_eq!(all_databases().await, before, "nothing created or dropped");
+    assert_eq!(family().await, before, "nothing created or dropped");
+    assert!(oid_of("postgres").await.is_some());
+    assert!(oid_of(&long[..63]).await.is_none() && oid_of(&ok_name).await.is_none());
     assert!(listed(&setup).is_empty(), "nothing recorded");
     assert!(allows_connections(&setup.staging).await);
 }
