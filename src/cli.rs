@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::alerts::AlertsArgs;
 use crate::config::Config;
+use crate::copies::{CopiesArgs, CopyArgs};
 use crate::demo::DemoArgs;
 use crate::deploy::DeployCommand;
 use crate::error::{Error, Result};
@@ -82,6 +83,10 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// What is live in staging, since when, from which snapshot and rules; the last runs.
     Status,
+    /// Make a private copy of the live staging database (CREATE DATABASE … TEMPLATE), with an expiry.
+    Copy(CopyArgs),
+    /// List the copies `restage copy` made; `prune` drops the expired ones, `drop NAME` one.
+    Copies(CopiesArgs),
     /// Print a Prometheus alerting-rules file for restage's metrics.
     Alerts(AlertsArgs),
     /// Run the configured health checks.
@@ -148,6 +153,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Generations(args) => crate::refresh::generations(&config, &args, &ui).await,
         Command::Rollback(args) => crate::ops::rollback(&config, &args, &ui).await,
         Command::Status => crate::status::run(&config, &ui).await,
+        Command::Copy(args) => crate::copies::copy(&config, &args, &ui).await,
+        Command::Copies(args) => crate::copies::copies(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
         Command::Demo(_) | Command::Alerts(_) => unreachable!("handled above"),

@@ -54,6 +54,7 @@ pub mod ops;
 pub mod status;
 
 // Commands, then the command line that assembles them.
+pub mod copies;
 pub mod demo;
 pub mod deploy;
 pub mod health;

@@ -13,6 +13,7 @@ mod anonymize;
 mod architecture;
 mod bad_input;
 mod constraints;
+mod copies;
 mod demo;
 mod deploy;
 mod faults;

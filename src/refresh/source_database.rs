@@ -74,7 +74,7 @@ impl DbSetting {
     }
 
     /// `ALTER DATABASE` or `ALTER ROLE … IN DATABASE` of this setting on `database`.
-    fn sql(&self, database: &str) -> String {
+    pub fn sql(&self, database: &str) -> String {
         let set = format!(
             "SET {} TO {}",
             quote_ident(&self.name),
@@ -91,7 +91,7 @@ impl DbSetting {
     }
 
     /// How the setting is named in a message (never with its value).
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match &self.role {
             None => self.name.clone(),
             Some(role) => format!("{} (role {role})", self.name),
@@ -225,7 +225,7 @@ pub async fn read(
 /// The stored settings of a database (an SQL expression for its name), in their order. A
 /// name parameter is taken as text and made a `name` as PostgreSQL makes an identifier (cut
 /// at 63 bytes), so it finds the database an over-long name made.
-async fn settings_of(
+pub async fn settings_of(
     client: &Client,
     server: &str,
     database_sql: &str,
