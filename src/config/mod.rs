@@ -35,7 +35,7 @@ use std::path::PathBuf;
 pub use deploy::DeployConfig;
 pub use file::{
     CacheConfig, ConfigFile, Dangling, DerivedColumnConfig, ForeignKeyPolicy, SampleConfig,
-    SampleSpecConfig, SearchConfig, SettingValue, SourceConfig, Strictness, TargetConfig,
+    SampleSpecConfig, SearchConfig, SettingValue, SourceConfig, SourceMode, Strictness, TargetConfig,
     UnruledTsvector, WarmConfig,
 };
 pub use health::HealthConfig;
