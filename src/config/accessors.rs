@@ -18,7 +18,8 @@ impl Config {
         let url = source.url.as_ref().ok_or_else(|| ConfigError::Value {
             location: self.locate(&["source"]),
             key: "source.url".into(),
-            message: "missing (only `mode: synthetic` with a `schema_archive` needs no source)".into(),
+            message: "missing (only `mode: synthetic` with a `schema_archive` needs no source)"
+                .into(),
         })?;
         self.resolve_pg(url, &["source", "url"])
     }

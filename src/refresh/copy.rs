@@ -458,7 +458,7 @@ async fn copy_with(
     let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES / 1024));
 
     let reader = async {
-        let mut stream = stream.map(|s| Box::pin(s));
+        let mut stream = stream.map(Box::pin);
         let mut buffer =
             BytesMut::with_capacity(if passthrough { PASS_BYTES } else { BATCH_BYTES } + 64 * 1024);
         let mut rows_in_buffer = 0u64;
@@ -491,7 +491,8 @@ async fn copy_with(
             }
         };
         if let Some(generator) = &job.generated {
-            let made = generated_batches(generator.clone(), limit_of(passthrough), &tx, &send).await;
+            let made =
+                generated_batches(generator.clone(), limit_of(passthrough), &tx, &send).await;
             drop(tx);
             return made;
         }
@@ -637,7 +638,9 @@ where
         let (done, receiver) = oneshot::channel();
         rayon::spawn(move || {
             let mut out = BytesMut::with_capacity(limit + 64 * 1024);
-            let made = generator.fill(start, limit, &mut out).map(|n| (n, out.freeze()));
+            let made = generator
+                .fill(start, limit, &mut out)
+                .map(|n| (n, out.freeze()));
             let _ = done.send(made);
         });
         receiver
