@@ -187,19 +187,21 @@ async fn restore_archive(
         ));
     }
     let client = db::connect(admin, Role::Target).await?;
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0} TEMPLATE template0 ENCODING 'UTF8'",
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+        format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
             quote_ident(name)
-        ))
-        .await
-        .map_err(|e| {
+        ),
+    ] {
+        client.batch_execute(&sql).await.map_err(|e| {
             DbError::new(
                 &admin.display,
                 "creating the scratch database of the schema archive",
                 e,
             )
         })?;
+    }
     let endpoint = admin.with_database(name);
     let tools = crate::refresh::schema::PgTools::find(0).await?;
     let mut cmd = tokio::process::Command::new(&tools.pg_restore);

@@ -943,7 +943,12 @@ fn user_gen(value: &serde_yaml::Value, column: &Column) -> Result<ValueGen, Stri
         return Err("give exactly one of values, range, constant, format, null".into());
     }
     let (k, v) = map.iter().next().ok_or("empty")?;
-    let k = k.as_str().unwrap_or("");
+    // `null:` reads as the YAML null, not as a string.
+    let k = if k.is_null() {
+        "null"
+    } else {
+        k.as_str().unwrap_or("")
+    };
     let made = match k {
         "values" => {
             let items = v.as_sequence().ok_or("values: expected a list")?;
