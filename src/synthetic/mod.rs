@@ -87,6 +87,13 @@ pub fn mode(config: &Config) -> SourceMode {
 
 /// [`generate`], returning the report with the result.
 pub async fn generate_reported(config: &Config, args: &GenerateArgs, ui: &Ui) -> Finished {
+    if mode(config) == SourceMode::Hybrid {
+        let e = Error::Usage(
+            "source.mode: hybrid is not implemented yet (production or synthetic; nothing was changed)"
+                .into(),
+        );
+        return crate::refresh::refresh_reported_with(Err(e), args, ui).await;
+    }
     let archive = config
         .file
         .source
