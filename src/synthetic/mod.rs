@@ -293,7 +293,9 @@ impl Synthesizer {
                 ruled.insert((root.clone(), c.column.clone()));
             }
         }
+        let partition_bounds = read_partition_bounds(leader, &server, catalog).await?;
         let inputs = Inputs {
+            partition_bounds,
             catalog,
             seed: self.options.seed,
             scale: self.options.scale,
@@ -531,6 +533,110 @@ async fn read_domain_checks(
     Ok(out)
 }
 
+/// What the partitions of each partitioned table (without a DEFAULT partition) allow its key
+/// column, when the key is one column: the range from the lowest FROM to the highest TO
+/// (gaps between partitions are not seen), or the union of the IN-lists.
+async fn read_partition_bounds(
+    client: &tokio_postgres::Client,
+    server: &str,
+    catalog: &Catalog,
+) -> Result<Vec<(QualifiedName, String, check::Allowed)>> {
+    let rows = client
+        .query(
+            "SELECT pn.nspname::text, p.relname::text, pg_get_partkeydef(p.oid),
+                    array_agg(pg_get_expr(c.relpartbound, c.oid))
+               FROM pg_class p JOIN pg_namespace pn ON pn.oid = p.relnamespace
+               JOIN pg_inherits i ON i.inhparent = p.oid
+               JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE p.relkind = 'p'
+              GROUP BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "reading partition bounds", e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let name = QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+        let key: String = row.get(2);
+        let bounds: Vec<String> = row.get(3);
+        if catalog.table(&name).is_none() || bounds.iter().any(|b| b == "DEFAULT") {
+            continue;
+        }
+        if let Some((column, allowed)) = partition_allowed(&key, &bounds) {
+            out.push((name, column, allowed));
+        }
+    }
+    Ok(out)
+}
+
+/// `RANGE (col)` / `LIST (col)` with the partitions' `FOR VALUES …`: what `col` may hold.
+fn partition_allowed(key: &str, bounds: &[String]) -> Option<(String, check::Allowed)> {
+    let (kind, rest) = key.split_once(' ')?;
+    let column = rest.trim().strip_prefix('(')?.strip_suffix(')')?.trim();
+    if column.contains(',') || column.contains('(') {
+        return None;
+    }
+    let column = column.trim_matches('"').to_string();
+    let literal = |text: &str| -> Option<String> {
+        let text = text.trim();
+        match text.strip_prefix('\'') {
+            Some(quoted) => Some(quoted.strip_suffix('\'')?.replace("''", "'")),
+            None => (text != "MINVALUE" && text != "MAXVALUE").then(|| text.to_string()),
+        }
+    };
+    let mut allowed = check::Allowed::default();
+    match kind {
+        "RANGE" => {
+            let (mut lo, mut hi): (Option<String>, Option<String>) = (None, None);
+            let mut unbounded = (false, false);
+            for b in bounds {
+                let inner = b.strip_prefix("FOR VALUES FROM (")?;
+                let (from, to) = inner.split_once(") TO (")?;
+                let to = to.strip_suffix(')')?;
+                match literal(from) {
+                    Some(f) => lo = Some(min_value(lo, f, true)),
+                    None => unbounded.0 = true,
+                }
+                match literal(to) {
+                    Some(t) => hi = Some(min_value(hi, t, false)),
+                    None => unbounded.1 = true,
+                }
+            }
+            if !unbounded.0 {
+                allowed.lo = lo.map(|l| (check::Lit::Text(l), true));
+            }
+            if !unbounded.1 {
+                allowed.hi = hi.map(|h| (check::Lit::Text(h), false));
+            }
+        }
+        "LIST" => {
+            let mut values = Vec::new();
+            for b in bounds {
+                let inner = b.strip_prefix("FOR VALUES IN (")?.strip_suffix(')')?;
+                for item in inner.split(", ") {
+                    values.extend(literal(item));
+                }
+            }
+            allowed.only = Some(values);
+        }
+        _ => return None,
+    }
+    Some((column, allowed))
+}
+
+/// The lower (`lowest`) or higher of two bounds of one partition key, compared as numbers
+/// when both are, else as text (dates and timestamps in ISO order).
+fn min_value(current: Option<String>, candidate: String, lowest: bool) -> String {
+    let Some(current) = current else {
+        return candidate;
+    };
+    let less = match (current.parse::<f64>(), candidate.parse::<f64>()) {
+        (Ok(a), Ok(b)) => b < a,
+        _ => candidate < current,
+    };
+    if less == lowest { candidate } else { current }
+}
+
 /// `pg_stats` of every column the session may read (the view shows only those).
 async fn read_stats(
     client: &tokio_postgres::Client,
@@ -647,6 +753,40 @@ pub fn parse_array(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_bounds() {
+        let (column, a) = partition_allowed(
+            "RANGE (payment_date)",
+            &[
+                "FOR VALUES FROM ('2022-02-01 00:00:00+00') TO ('2022-03-01 00:00:00+00')".into(),
+                "FOR VALUES FROM ('2022-01-01 00:00:00+00') TO ('2022-02-01 00:00:00+00')".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(column, "payment_date");
+        let (lo, hi) = a.text_bounds();
+        assert_eq!(lo.as_deref(), Some("2022-01-01 00:00:00+00"));
+        assert_eq!(hi.as_deref(), Some("2022-03-01 00:00:00+00"));
+        let (_, a) = partition_allowed(
+            "RANGE (n)",
+            &[
+                "FOR VALUES FROM (1) TO (10)".into(),
+                "FOR VALUES FROM (10) TO (MAXVALUE)".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(a.int_range(), (Some(1), None));
+        let (_, a) = partition_allowed(
+            "LIST (region)",
+            &[
+                "FOR VALUES IN ('eu', 'us')".into(),
+                "FOR VALUES IN ('ap')".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(a.only.unwrap(), ["eu", "us", "ap"]);
+    }
 
     #[test]
     fn array_literals() {

@@ -51,6 +51,9 @@ pub struct Inputs<'a> {
     /// Domain CHECKs of columns: (table, column, domain, constraint, expression).
     pub domain_checks: Vec<(QualifiedName, String, String, String, String)>,
     pub stats: HashMap<(QualifiedName, String), ColumnStats>,
+    /// The bounds of partitioned tables without a DEFAULT partition, as what their key
+    /// column allows: (partitioned table, key column, allowed).
+    pub partition_bounds: Vec<(QualifiedName, String, Allowed)>,
     /// `synthetic:` entries of the rules files.
     pub specs: &'a BTreeMap<QualifiedName, SyntheticTable>,
     /// Columns with a rule (their values are that rule's transform of the generated input).
@@ -247,7 +250,14 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
         let (Some(&ci), Some(&pi)) = (index.get(&child), index.get(&parent)) else {
             continue;
         };
-        if !seen_fk.insert((child.clone(), fk.name.clone())) {
+        // One key per (columns, parent, parent's columns): the same foreign key declared on
+        // every partition (or twice) is kept once.
+        if !seen_fk.insert((
+            child.clone(),
+            fk.columns.clone(),
+            parent.clone(),
+            fk.referenced_columns.clone(),
+        )) {
             continue;
         }
         let Some(parent_table) = catalog.table(&parent) else {
@@ -306,6 +316,12 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
     // Checks per column (table checks and domain checks), and the unsupported ones.
     let mut allowed: HashMap<(QualifiedName, String), Allowed> = HashMap::new();
     let mut unsupported: Vec<(QualifiedName, Vec<String>, String, String)> = Vec::new();
+    for (table, column, a) in &inputs.partition_bounds {
+        merge(
+            allowed.entry((table.clone(), column.clone())).or_default(),
+            a.clone(),
+        );
+    }
     for (table, name, expression, columns) in &inputs.checks {
         let unit_name = catalog.root_of(table);
         match check::parse(expression) {
@@ -409,12 +425,26 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
                     continue;
                 }
             }
-            let candidate = key.iter().find(|c| {
-                !fk_of_column[ti].contains_key(*c)
-                    && copy.iter().find(|col| &&col.name == c).is_some_and(|col| {
-                        unique_capable(col, allowed.get(&(name.clone(), (*c).clone())))
-                    })
-            });
+            // Integers first (a date or timestamp made unique by the row crowds into the
+            // first partition of a range), then uuids and text, then the others.
+            let candidate = key
+                .iter()
+                .filter(|c| {
+                    !fk_of_column[ti].contains_key(*c)
+                        && copy.iter().find(|col| &&col.name == c).is_some_and(|col| {
+                            unique_capable(col, allowed.get(&(name.clone(), (*c).clone())))
+                        })
+                })
+                .min_by_key(|c| {
+                    copy.iter()
+                        .find(|col| &&col.name == c)
+                        .map(|col| match col.ty.kind {
+                            TypeKind::Int | TypeKind::Numeric | TypeKind::Float => 0,
+                            TypeKind::Uuid | TypeKind::Text => 1,
+                            _ => 2,
+                        })
+                        .unwrap_or(3)
+                });
             if let Some(c) = candidate {
                 unique_cols.insert(c.clone());
                 continue;
