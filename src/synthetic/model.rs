@@ -772,7 +772,12 @@ fn unique_gen(
             })
         }
         TypeKind::Uuid => Ok(UniqueGen::Uuid {
-            table: key_of(&["uuid", &seed.to_string(), &table.to_string(), &column.name]),
+            table: key_of(&[
+                "unique-key",
+                &seed.to_string(),
+                &table.to_string(),
+                &column.name,
+            ]),
         }),
         TypeKind::Date => {
             let start = allowed
