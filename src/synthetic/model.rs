@@ -949,23 +949,15 @@ fn type_gen(column: &Column, allowed: &Allowed) -> Result<ValueGen, String> {
         TypeKind::TsVector => ValueGen::TsVector,
         TypeKind::Enum => ValueGen::Choice(column.ty.enum_labels.clone()),
         TypeKind::Text => {
-            let char_n = column.ty.name.starts_with("character(");
             let max_len = allowed.max_len.into_iter().chain(column.ty.max_len).min();
             ValueGen::Text {
                 max_len,
                 min_len: allowed.min_len.unwrap_or(0),
                 like: allowed.like.clone(),
             }
-            .with_char(char_n)
         }
         TypeKind::Other(_) => ValueGen::Null,
     })
-}
-
-impl ValueGen {
-    fn with_char(self, _char_n: bool) -> ValueGen {
-        self
-    }
 }
 
 /// A `generate:` rule: `{ values: [...] }`, `{ range: [lo, hi] }`, `{ constant: v }`,
