@@ -67,6 +67,9 @@ pub enum ProgressArg {
 pub enum Command {
     /// Refresh staging: snapshot, stream, anonymize, sample, restore, verify, swap, reindex, warm.
     Refresh(RefreshArgs),
+    /// Build staging from generated rows: the schema of production (or of
+    /// `source.schema_archive`), no production row (see `source.mode: synthetic`).
+    Generate(RefreshArgs),
     /// Check config and rules against the live source schema, without copying data.
     Validate(ValidateArgs),
     /// Find columns that look like personal data and have no rule.
@@ -144,7 +147,13 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         )));
     }
     match cli.command {
+        Command::Refresh(args)
+            if crate::synthetic::mode(&config) != crate::config::SourceMode::Production =>
+        {
+            crate::synthetic::generate(&config, &args, &ui).await
+        }
         Command::Refresh(args) => crate::ops::refresh(&config, &args, &ui).await,
+        Command::Generate(args) => crate::synthetic::generate(&config, &args, &ui).await,
         Command::Validate(args) => crate::validate::run(&config, &args, &ui).await,
         Command::Scan(args) => crate::scan::run(&config, &args, &ui).await,
         Command::Verify => crate::ops::verify(&config, &ui).await,

@@ -59,6 +59,7 @@ pub mod demo;
 pub mod deploy;
 pub mod health;
 pub mod scan;
+pub mod synthetic;
 pub mod validate;
 
 pub mod cli;

@@ -40,6 +40,37 @@ const HINTED_PROBLEMS: usize = 200;
 struct RulesFile {
     #[serde(default)]
     tables: BTreeMap<String, Option<BTreeMap<String, serde_yaml::Value>>>,
+    /// Synthetic data (`source.mode: synthetic | hybrid`), per table: see [`SyntheticTable`].
+    #[serde(default)]
+    synthetic: BTreeMap<String, SyntheticTableFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyntheticTableFile {
+    rows: Option<u64>,
+    from: Option<DataFrom>,
+    #[serde(default)]
+    generate: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// Where a table's rows come from in `mode: hybrid` (`from:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFrom {
+    Synthetic,
+    Production,
+}
+
+/// A table's `synthetic:` entry in a rules file: a row count (`rows:`, over production's
+/// estimate × scale), where its rows come from in hybrid mode (`from:`), and column
+/// generators (`generate:`, read by [`crate::synthetic`]), each with where it is written.
+#[derive(Debug, Clone)]
+pub struct SyntheticTable {
+    pub location: Location,
+    pub rows: Option<u64>,
+    pub from: Option<DataFrom>,
+    pub generate: BTreeMap<String, (serde_yaml::Value, Location)>,
 }
 
 /// One rule as written, with where.
@@ -70,6 +101,8 @@ pub struct TableRuleSet {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub tables: BTreeMap<QualifiedName, TableRuleSet>,
+    /// The `synthetic:` sections, merged (one entry per table across files).
+    pub synthetic: BTreeMap<QualifiedName, SyntheticTable>,
     pub files: Vec<PathBuf>,
 }
 
@@ -223,6 +256,40 @@ impl RuleSet {
         };
         let index = KeyIndex::parse(text, file);
         self.files.push(file.to_path_buf());
+        for (table_key, spec) in parsed.synthetic {
+            let loc = index.locate(&["synthetic", &table_key]);
+            let name = match QualifiedName::parse(&table_key) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(format!("{loc}: {e}"));
+                    continue;
+                }
+            };
+            if let Some(previous) = self.synthetic.get(&name) {
+                errors.push(format!(
+                    "{loc}: synthetic.{name}: given twice (the other is at {})",
+                    previous.location
+                ));
+                continue;
+            }
+            let generate = spec
+                .generate
+                .into_iter()
+                .map(|(column, value)| {
+                    let at = index.locate(&["synthetic", &table_key, "generate", &column]);
+                    (column, (value, at))
+                })
+                .collect();
+            self.synthetic.insert(
+                name,
+                SyntheticTable {
+                    location: loc,
+                    rows: spec.rows,
+                    from: spec.from,
+                    generate,
+                },
+            );
+        }
         for (table_key, columns) in parsed.tables {
             let table_loc = index.locate(&["tables", &table_key]);
             let name = match QualifiedName::parse(&table_key) {

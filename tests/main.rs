@@ -31,6 +31,7 @@ mod secrets;
 mod sizes;
 mod source_locks;
 mod subset;
+mod synthetic;
 mod tls;
 mod transform_pg_input;
 mod transform_unique;

@@ -15,7 +15,13 @@ impl Config {
             .source
             .as_ref()
             .ok_or_else(|| self.missing("source", command))?;
-        self.resolve_pg(&source.url, &["source", "url"])
+        let url = source.url.as_ref().ok_or_else(|| ConfigError::Value {
+            location: self.locate(&["source"]),
+            key: "source.url".into(),
+            message: "missing (only `mode: synthetic` with a `schema_archive` needs no source)"
+                .into(),
+        })?;
+        self.resolve_pg(url, &["source", "url"])
     }
 
     pub fn target(

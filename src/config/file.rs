@@ -51,7 +51,29 @@ pub struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    pub url: RawValue,
+    /// Required, except with `mode: synthetic` and a `schema_archive` (no production at all).
+    #[serde(default)]
+    pub url: Option<RawValue>,
+    /// Where the rows come from: production through the rules (default), generated
+    /// (`synthetic`), or per table (`hybrid`). See `src/synthetic`.
+    #[serde(default)]
+    pub mode: SourceMode,
+    /// Synthetic row counts: production's estimate × `scale` (default 1.0).
+    pub scale: Option<f64>,
+    /// The seed of generated values (default 0): same seed, schema and scale, same rows.
+    pub seed: Option<u64>,
+    /// A `pg_dump --schema-only -Fc` archive to take the schema from instead of production.
+    pub schema_archive: Option<PathBuf>,
+}
+
+/// `source.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    #[default]
+    Production,
+    Synthetic,
+    Hybrid,
 }
 
 #[derive(Debug, Deserialize)]

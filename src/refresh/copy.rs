@@ -85,6 +85,20 @@ pub struct CopyJob {
     pub encoding: Option<String>,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
+    /// Rows made here instead of read from the source (`source.mode: synthetic`): the job's
+    /// batches come from this, then take the same path (the row plan, COPY FROM).
+    pub generated: Option<Arc<dyn RowSource>>,
+}
+
+/// A source of generated rows for a [`CopyJob`] (the seam of [`crate::synthetic`]): COPY
+/// text rows, in the column order of the job, made in batches. Deterministic: the batch that
+/// starts at row `start` is always the same bytes.
+pub trait RowSource: Send + Sync + std::fmt::Debug {
+    /// How many rows the job writes.
+    fn rows(&self) -> u64;
+    /// Appends rows `start..` to `out` (COPY text, each ending in `\n`) until `out` holds
+    /// about `max_bytes` or the rows run out; returns how many it appended.
+    fn fill(&self, start: u64, max_bytes: usize, out: &mut BytesMut) -> Result<u64, String>;
 }
 
 impl CopyJob {
@@ -428,10 +442,15 @@ async fn copy_with(
         .copy_in::<_, Bytes>(&job.target_sql())
         .await
         .map_err(|e| tgt_err("starting COPY FROM", e))?;
-    let stream = source
-        .copy_out(&job.source_sql())
-        .await
-        .map_err(|e| src_err("starting COPY TO", e))?;
+    let stream = match &job.generated {
+        Some(_) => None,
+        None => Some(
+            source
+                .copy_out(&job.source_sql())
+                .await
+                .map_err(|e| src_err("starting COPY TO", e))?,
+        ),
+    };
 
     let (tx, mut rx) = mpsc::channel::<Pending>(IN_FLIGHT);
     let passthrough = job.plan.is_passthrough();
@@ -439,7 +458,7 @@ async fn copy_with(
     let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES / 1024));
 
     let reader = async {
-        let mut stream = std::pin::pin!(stream);
+        let mut stream = stream.map(Box::pin);
         let mut buffer =
             BytesMut::with_capacity(if passthrough { PASS_BYTES } else { BATCH_BYTES } + 64 * 1024);
         let mut rows_in_buffer = 0u64;
@@ -470,6 +489,15 @@ async fn copy_with(
                     Pending::Transforming(receiver, permit)
                 })
             }
+        };
+        if let Some(generator) = &job.generated {
+            let made =
+                generated_batches(generator.clone(), limit_of(passthrough), &tx, &send).await;
+            drop(tx);
+            return made;
+        }
+        let Some(stream) = stream.as_mut() else {
+            return Ok((0, 0));
         };
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| src_err("reading rows", e))?;
@@ -588,6 +616,57 @@ async fn copy_with(
     })
 }
 
+fn limit_of(passthrough: bool) -> usize {
+    if passthrough { PASS_BYTES } else { BATCH_BYTES }
+}
+
+/// The reader of a generated job: batches made on the rayon pool, one ahead, sent on like
+/// the batches read from the source. Returns the rows and bytes made.
+async fn generated_batches<F, Fut>(
+    generator: Arc<dyn RowSource>,
+    limit: usize,
+    tx: &mpsc::Sender<Pending>,
+    send: &F,
+) -> Result<(u64, u64), CopyError>
+where
+    F: Fn(Bytes, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Pending, CopyError>>,
+{
+    let total = generator.rows();
+    let make = |start: u64| {
+        let generator = generator.clone();
+        let (done, receiver) = oneshot::channel();
+        rayon::spawn(move || {
+            let mut out = BytesMut::with_capacity(limit + 64 * 1024);
+            let made = generator
+                .fill(start, limit, &mut out)
+                .map(|n| (n, out.freeze()));
+            let _ = done.send(made);
+        });
+        receiver
+    };
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut next = (total > 0).then(|| make(0));
+    while let Some(receiver) = next.take() {
+        let (n, data) = receiver
+            .await
+            .map_err(|_| CopyError::Other("a generator worker stopped".into()))?
+            .map_err(CopyError::Other)?;
+        if n == 0 {
+            break;
+        }
+        rows += n;
+        bytes += data.len() as u64;
+        if rows < total {
+            next = Some(make(rows));
+        }
+        if tx.send(send(data, n).await?).await.is_err() {
+            break;
+        }
+    }
+    Ok((rows, bytes))
+}
+
 /// Splits `pages` into about `parts` ranges; the last one is open-ended so rows on pages added
 /// since the size was read are not missed.
 pub fn page_ranges(pages: u64, parts: u64) -> Vec<PageRange> {
@@ -665,6 +744,7 @@ mod tests {
             encoding: None,
             estimated_rows: 0,
             estimated_bytes: 0,
+            generated: None,
         };
         assert_eq!(
             job.source_sql(),

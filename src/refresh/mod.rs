@@ -39,6 +39,7 @@ pub mod checks;
 pub mod constraints;
 pub mod copy;
 pub mod foreign;
+pub mod generated;
 pub mod generations;
 pub mod live;
 pub mod lock;
@@ -130,6 +131,16 @@ impl Finished {
 /// `restage refresh`, returning the report with the result; the caller prints the outcome
 /// ([`Finished::print_outcome`]).
 pub async fn refresh_reported(config: &Config, args: &RefreshArgs, ui: &Ui) -> Finished {
+    refresh_reported_with(Settings::from_config(config, "refresh"), args, ui).await
+}
+
+/// [`refresh_reported`] with settings resolved by the caller (`restage generate` gives a
+/// [`generated::Synthesis`] and, with a schema archive, its own source).
+pub async fn refresh_reported_with(
+    settings: Result<Settings>,
+    args: &RefreshArgs,
+    ui: &Ui,
+) -> Finished {
     let started_at = chrono::Utc::now().to_rfc3339();
     let failed_report = |e: &Error| Report {
         restage_version: env!("CARGO_PKG_VERSION"),
@@ -150,7 +161,10 @@ pub async fn refresh_reported(config: &Config, args: &RefreshArgs, ui: &Ui) -> F
             result: Err(e),
         };
     }
-    let mut report = match run(config, args, ui).await {
+    let mut report = match match settings {
+        Ok(settings) => run_settings(settings, args, ui).await,
+        Err(e) => Err(e),
+    } {
         Ok(report) => report,
         Err(e) => {
             // A failed run replaces the report file too: left in place, last night's success
@@ -225,8 +239,12 @@ fn live_but(report: &mut Report, problem: String) {
 
 /// Runs a refresh (or only plans it with `--dry-run`) and returns the report.
 pub async fn run(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<Report> {
+    run_settings(Settings::from_config(config, "refresh")?, args, ui).await
+}
+
+/// [`run`] with the settings resolved.
+pub async fn run_settings(mut settings: Settings, args: &RefreshArgs, ui: &Ui) -> Result<Report> {
     let started = Started::now();
-    let mut settings = Settings::from_config(config, "refresh")?;
     settings.target.adopt |= args.adopt;
 
     if args.dry_run {
@@ -468,7 +486,11 @@ async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared>
     let checked = checks::inspect(settings, allow_unclassified)
         .await?
         .checked()?;
-    Ok(Prepared::new(checked, settings))
+    let mut prepared = Prepared::new(checked, settings);
+    if let Some(synthesis) = &settings.synthetic {
+        synthesis.prepare(&mut prepared).await?;
+    }
+    Ok(prepared)
 }
 
 /// The plan stage of a run that builds: also the staging server's checks (step 11), the

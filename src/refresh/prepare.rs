@@ -298,6 +298,7 @@ pub(crate) fn copy_jobs(
                     encoding: copy_encoding.clone(),
                     estimated_rows: table_plan.estimated_rows / n,
                     estimated_bytes: table_plan.estimated_bytes / n,
+                    generated: None,
                 });
             }
         } else {
@@ -311,6 +312,7 @@ pub(crate) fn copy_jobs(
                 encoding: copy_encoding.clone(),
                 estimated_rows: table_plan.estimated_rows,
                 estimated_bytes: table_plan.estimated_bytes,
+                generated: None,
             });
         }
     }

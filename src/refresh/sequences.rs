@@ -60,3 +60,42 @@ pub async fn apply(target: &Client, server: &str, values: &[SequenceValue]) -> R
         .await
         .map_err(|e| DbError::new(server, "setting sequences", e))
 }
+
+/// Sets every sequence owned by a column (serial, identity) past the largest value of its
+/// column, for generated data (production's values may be behind the generated keys).
+pub async fn set_from_data(target: &Client, server: &str) -> Result<(), DbError> {
+    let owned = target
+        .query(
+            "SELECT format('%I.%I', sn.nspname, s.relname), format('%I.%I', tn.nspname, t.relname),
+                    quote_ident(a.attname)
+               FROM pg_depend d
+               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+               JOIN pg_namespace sn ON sn.oid = s.relnamespace
+               JOIN pg_class t ON t.oid = d.refobjid
+               JOIN pg_namespace tn ON tn.oid = t.relnamespace
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                AND d.deptype IN ('a', 'i') AND NOT t.relispartition",
+            &[],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "reading the owned sequences", e))?;
+    let sql: String = owned
+        .iter()
+        .map(|row| {
+            let (sequence, table, column): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            format!(
+                "SELECT pg_catalog.setval({}, max({column})::bigint) FROM {table} HAVING max({column}) IS NOT NULL;",
+                quote_literal(&sequence)
+            )
+        })
+        .collect();
+    if sql.is_empty() {
+        return Ok(());
+    }
+    target
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| DbError::new(server, "setting sequences after the generated keys", e))
+}

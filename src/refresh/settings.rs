@@ -41,6 +41,8 @@ pub struct Settings {
     pub split_bytes: u64,
     pub cache: Option<CacheSettings>,
     pub sample: SampleSettings,
+    /// Generated data (`restage generate`): replaces the copy jobs of the tables it makes.
+    pub synthetic: Option<std::sync::Arc<dyn super::generated::Synthesis>>,
 }
 
 /// `target:`, resolved: the staging server and the database restage replaces.
@@ -116,7 +118,16 @@ pub struct WarmSettings {
 
 impl Settings {
     pub fn from_config(config: &Config, command: &'static str) -> Result<Settings> {
-        let source = config.source(command)?;
+        Settings::with_source(config, command, config.source(command)?)
+    }
+
+    /// The settings of `config` with `source` as the source (a schema archive restored
+    /// beside staging, for `restage generate`).
+    pub fn with_source(
+        config: &Config,
+        command: &'static str,
+        source: PgEndpoint,
+    ) -> Result<Settings> {
         let target = TargetSettings::from_config(config, command)?;
         let rules = RulesSettings::from_config(config, command)?;
         let search = SearchSettings::from_config(config)?;
@@ -133,6 +144,7 @@ impl Settings {
             split_bytes: split_bytes(),
             cache,
             sample,
+            synthetic: None,
         })
     }
 

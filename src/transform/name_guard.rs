@@ -50,6 +50,11 @@ enum Context {
 
 const OTHER_VOCABULARIES: &[Vocabulary] = &[
     Vocabulary {
+        words: &["constant"],
+        context: Context::Item("user_gen"),
+        reason: "the generators of a rules file's `synthetic: … generate:` (`constant: web`), not transforms",
+    },
+    Vocabulary {
         words: &["name", "json", "uuid"],
         context: Context::Item("kind_of"),
         reason: "PostgreSQL's type names (`name`, `json`, `uuid` are types), mapped to kinds",
