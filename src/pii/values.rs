@@ -444,7 +444,8 @@ pub fn is_phone(s: &str) -> bool {
     } else if let Some(rest) = digits.strip_prefix("00") {
         (8..=15).contains(&rest.len()) && !rest.starts_with('0')
     } else if digits.starts_with('0') {
-        (10..=12).contains(&d) || (d == 9 && separated)
+        // Nine digits in two groups is a ZIP+4 (`02134-5678`), not `0 800 123 456`.
+        (10..=12).contains(&d) || (d == 9 && groups.len() >= 3)
     } else {
         // Without a prefix, a trailing pair after a dot reads as an amount (`1 234 567.89`);
         // two groups read as a ZIP+4 (`30610-0447`) or a split id far more often than a phone.
@@ -1064,6 +1065,7 @@ mod tests {
             "550e8400-e29b-41d4-a716-446655440000",
             "75001",
             "30610-0447",
+            "02134-5678",
             "12345 6789",
             "1234 567890",
         ] {
@@ -1352,7 +1354,7 @@ mod tests {
             );
         }
         let mut zips = Tally::default();
-        for z in ["30610-0447", "90210", "10001-1234", "73301"] {
+        for z in ["30610-0447", "90210", "10001-1234", "02134-5678", "73301"] {
             zips.observe(z);
         }
         assert_eq!(zips.matched(Detector::Phone), 0);

@@ -29,6 +29,7 @@
 //!   judged by column names alone; a lost connection ends the scan.
 
 pub mod findings;
+pub mod fit;
 pub mod propose;
 pub mod sample;
 
@@ -37,7 +38,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::catalog::{Catalog, Table, TableKind};
+use std::collections::BTreeSet;
+
+use crate::catalog::{Catalog, Constraints, QualifiedName, Table, TableKind};
 use crate::config::Config;
 use crate::db::{self, Role};
 use crate::error::{Error, Result, exit};
@@ -79,7 +82,10 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
     let client = db::connect(&endpoint, Role::Source).await?;
     sample::prepare_session(&client, &endpoint.display).await?;
     let catalog = Catalog::read(&client, &endpoint.display).await?;
-    let units = plan(&catalog, &rules);
+    let constraints = Constraints::read(&client, &endpoint.display, &catalog).await?;
+    let unique = fit::unique_columns(&catalog, &constraints);
+    let exclusion = fit::exclusion_columns(&catalog, &constraints);
+    let units = plan(&catalog, &rules, &unique);
 
     let stage = Stage::start(ui, "scan");
     let mut found: Vec<Finding> = Vec::new();
@@ -138,6 +144,38 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
         }
     }
     stage.done();
+
+    // Fitted to the schema, so the proposals pass as they are (see `fit`).
+    let recomputed: BTreeSet<(QualifiedName, String)> = config
+        .file
+        .search
+        .iter()
+        .flat_map(|s| &s.tsvector)
+        .filter_map(|d| {
+            let t = QualifiedName::parse(&d.table).ok()?;
+            Some((catalog.root_of(&t), d.column.clone()))
+        })
+        .collect();
+    let cover = |t: &QualifiedName, c: &str| match catalog.table(t) {
+        Some(table) => catalog
+            .leaves(&table.name)
+            .iter()
+            .map(|leaf| coverage(&catalog, &rules, leaf, c))
+            .max()
+            .unwrap_or(Coverage::Uncovered),
+        None => Coverage::Covered,
+    };
+    let schema = fit::Schema {
+        catalog: &catalog,
+        unique: &unique,
+        exclusion: &exclusion,
+        coverage: &cover,
+        recomputed: &recomputed,
+    };
+    fit::settle(&mut found, &schema);
+    let locale = config.file.locale.as_deref().unwrap_or("en");
+    fit::gate(&client, &catalog, &constraints, &mut found, &unique, locale).await;
+    fit::foreign_keys(&mut found, &schema);
 
     found.retain(|f| f.level >= args.min_confidence);
     found.sort_by(|a, b| (&a.table, &a.column, &a.path).cmp(&(&b.table, &b.column, &b.path)));
@@ -211,7 +249,11 @@ struct UnitColumn<'a> {
 
 /// The tables to scan and, per column, how the rules cover it. Columns rules cover are left
 /// out (and so never read); so are generated columns, which rules cannot target.
-fn plan<'a>(catalog: &'a Catalog, rules: &RuleSet) -> Vec<Unit<'a>> {
+fn plan<'a>(
+    catalog: &'a Catalog,
+    rules: &RuleSet,
+    unique: &BTreeSet<(QualifiedName, String)>,
+) -> Vec<Unit<'a>> {
     let mut units = Vec::new();
     for table in catalog.tables.values().filter(|t| t.parent.is_none()) {
         let (leaves, only): (Vec<&Table>, bool) = match table.kind {
@@ -236,10 +278,12 @@ fn plan<'a>(catalog: &'a Catalog, rules: &RuleSet) -> Vec<Unit<'a>> {
                 (coverage != Coverage::Covered).then(|| UnitColumn {
                     column: c,
                     coverage,
-                    unique: table
-                        .unique_keys
-                        .iter()
-                        .any(|k| k.len() == 1 && k[0] == c.name),
+                    // Any unique key that reads it: composite, partial, `lower(name)`.
+                    unique: unique.contains(&(table.name.clone(), c.name.clone()))
+                        || table
+                            .unique_keys
+                            .iter()
+                            .any(|k| k.len() == 1 && k[0] == c.name),
                 })
             })
             .collect();
@@ -416,7 +460,7 @@ mod tests {
         assert_eq!(coverage(&c, &r, users, "name"), Coverage::Covered);
         assert_eq!(coverage(&c, &r, users, "note"), Coverage::WildcardKeep);
 
-        let units = plan(&c, &r);
+        let units = plan(&c, &r, &BTreeSet::new());
         let names: Vec<String> = units.iter().map(|u| u.table.name.to_string()).collect();
         assert_eq!(names, ["public.events", "public.users"]);
         let events = &units[0];
@@ -442,7 +486,11 @@ mod tests {
         assert_eq!(cols, ["note"]);
 
         let r = rules("tables:\n  events:\n    \"*\": set_null\n");
-        assert!(plan(&c, &r).iter().all(|u| u.table.name.name != "events"));
+        assert!(
+            plan(&c, &r, &BTreeSet::new())
+                .iter()
+                .all(|u| u.table.name.name != "events")
+        );
     }
 
     /// What a name finding proposes (moved here from the classifier's tests when the
