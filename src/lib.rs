@@ -57,6 +57,7 @@ pub mod status;
 pub mod demo;
 pub mod deploy;
 pub mod health;
+pub mod init;
 pub mod scan;
 pub mod validate;
 

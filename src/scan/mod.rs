@@ -78,14 +78,64 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
     if let Some(out) = &args.write {
         refuse_to_overwrite_rules(out, &rules)?;
     }
+    let Scanned {
+        mut found,
+        total,
+        sampled_tables,
+        unsampled,
+    } = scan_source(config, &endpoint, &rules, args.sample_rows, ui).await?;
 
-    let client = db::connect(&endpoint, Role::Source).await?;
+    found.retain(|f| f.level >= args.min_confidence);
+
+    print_findings(&found, ui)?;
+    if let Some(out) = &args.write {
+        write_rules(out, &found, &endpoint.display, args.sample_rows)?;
+    }
+    let wildcard = found.iter().filter(|f| f.covered_by.is_some()).count();
+    if ui.verbosity >= 0 {
+        tracing::info!(
+            tables = total,
+            sampled = sampled_tables,
+            sample_rows = args.sample_rows,
+            findings = found.len(),
+            kept_by_wildcard = wildcard,
+            "scan finished"
+        );
+    }
+    if !unsampled.is_empty() {
+        tracing::warn!(tables = %unsampled.join(", "), "not sampled: findings there rest on column names only");
+    }
+    Ok(if args.fail_on_findings && !found.is_empty() {
+        exit::VERIFY
+    } else {
+        exit::OK
+    })
+}
+
+/// What one scan of a source found.
+pub struct Scanned {
+    /// Sorted by table, column and path; fitted to the schema ([`fit`]).
+    pub found: Vec<Finding>,
+    pub total: usize,
+    pub sampled_tables: usize,
+    pub unsampled: Vec<String>,
+}
+
+/// Scans the source: catalogue, samples, findings, fitted proposals. Read-only.
+pub async fn scan_source(
+    config: &Config,
+    endpoint: &crate::db::PgEndpoint,
+    rules: &RuleSet,
+    sample_rows: usize,
+    ui: &Ui,
+) -> Result<Scanned> {
+    let client = db::connect(endpoint, Role::Source).await?;
     sample::prepare_session(&client, &endpoint.display).await?;
     let catalog = Catalog::read(&client, &endpoint.display).await?;
     let constraints = Constraints::read(&client, &endpoint.display, &catalog).await?;
     let unique = fit::unique_columns(&catalog, &constraints);
     let exclusion = fit::exclusion_columns(&catalog, &constraints);
-    let units = plan(&catalog, &rules, &unique);
+    let units = plan(&catalog, rules, &unique);
 
     let stage = Stage::start(ui, "scan");
     let mut found: Vec<Finding> = Vec::new();
@@ -103,7 +153,7 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
             })
             .collect();
         let mut samples: Vec<Option<Sampled>> = vec![None; unit.columns.len()];
-        if !probes.is_empty() && args.sample_rows > 0 {
+        if !probes.is_empty() && sample_rows > 0 {
             match sample::sample_table(
                 &client,
                 &endpoint.display,
@@ -111,7 +161,7 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
                 unit.only,
                 unit.estimated_rows,
                 &probes,
-                args.sample_rows,
+                sample_rows,
             )
             .await
             {
@@ -160,7 +210,7 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
         Some(table) => catalog
             .leaves(&table.name)
             .iter()
-            .map(|leaf| coverage(&catalog, &rules, leaf, c))
+            .map(|leaf| coverage(&catalog, rules, leaf, c))
             .max()
             .unwrap_or(Coverage::Uncovered),
         None => Coverage::Covered,
@@ -177,31 +227,12 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
     fit::gate(&client, &catalog, &constraints, &mut found, &unique, locale).await;
     fit::foreign_keys(&mut found, &schema);
 
-    found.retain(|f| f.level >= args.min_confidence);
     found.sort_by(|a, b| (&a.table, &a.column, &a.path).cmp(&(&b.table, &b.column, &b.path)));
-
-    print_findings(&found, ui)?;
-    if let Some(out) = &args.write {
-        write_rules(out, &found, &endpoint.display, args)?;
-    }
-    let wildcard = found.iter().filter(|f| f.covered_by.is_some()).count();
-    if ui.verbosity >= 0 {
-        tracing::info!(
-            tables = total,
-            sampled = sampled_tables,
-            sample_rows = args.sample_rows,
-            findings = found.len(),
-            kept_by_wildcard = wildcard,
-            "scan finished"
-        );
-    }
-    if !unsampled.is_empty() {
-        tracing::warn!(tables = %unsampled.join(", "), "not sampled: findings there rest on column names only");
-    }
-    Ok(if args.fail_on_findings && !found.is_empty() {
-        exit::VERIFY
-    } else {
-        exit::OK
+    Ok(Scanned {
+        found,
+        total,
+        sampled_tables,
+        unsampled,
     })
 }
 
@@ -343,14 +374,16 @@ fn print_findings(found: &[Finding], ui: &Ui) -> Result<()> {
 
 /// Writes the proposed rules to `out`, through a temporary file renamed into place so a
 /// failed write never leaves half a rules file in a rules folder.
-fn write_rules(out: &Path, found: &[Finding], server: &str, args: &ScanArgs) -> Result<()> {
+pub fn write_rules(out: &Path, found: &[Finding], server: &str, sample_rows: usize) -> Result<()> {
     let header = format!(
         "Proposed by `restage scan` from a sample of {server} (up to {} rows per table) at {}.\n\
          Review every rule before use: a sample is not every row, and names can mislead.\n\
-         {} finding(s). Evidence is counts and column names only, never values.",
-        args.sample_rows,
+         {} finding(s), {} written as rules; the others are comments, with the reason.\n\
+         Evidence is counts and column names only, never values.",
+        sample_rows,
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
-        found.len()
+        found.len(),
+        found.iter().filter(|f| f.written).count()
     );
     let yaml = propose::rules_yaml(found, &header);
     let dir = out
