@@ -357,7 +357,14 @@ fn judge_values(
             n * 4 >= tally.values
         });
     let prefer_ipv6 = tally.matched(Detector::Ipv6) > tally.matched(Detector::Ipv4);
-    let proposed = if from_values && within > whole {
+    let proposed = if from_values && within > whole && target.ty.kind != TypeKind::Text {
+        // Inside a value that is not text (`hstore`): no pattern rule fits its type.
+        evidence.push(format!(
+            "inside a {} no pattern rule fits: the whole value is replaced",
+            target.ty.name
+        ));
+        propose::fallback(target)
+    } else if from_values && within > whole {
         // Free text: replace what was found, keep the prose.
         // What was found, and always the common shapes a sample can miss: the rule must hold
         // for every row, not only the sampled ones.

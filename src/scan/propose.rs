@@ -440,31 +440,34 @@ pub fn rules_yaml(findings: &[Finding], header: &str) -> String {
     for ((schema, name), columns) in &tables {
         let any = columns.values().any(written);
         // A table with nothing written is all comments: an empty mapping would not load.
-        let (t, c) = if any { ("", "") } else { ("# ", "#   ") };
+        let (t, col, path) = if any {
+            ("", "    ", "        ")
+        } else {
+            ("# ", "  #   ", "  #       ")
+        };
         let _ = writeln!(out, "  {t}{}:", yaml_scalar(&table_key(schema, name)));
         for (column, rules) in columns {
             let key = yaml_scalar(column);
             // A column has either a whole-column finding or path findings (json); if both
             // ever happen, the whole-column rule wins: it covers every path.
             if let Some(f) = rules.whole {
-                comment(&mut out, &format!("{c}    "), f);
+                comment(&mut out, col, f);
                 let off = if f.written { "" } else { "# " };
-                let _ = writeln!(out, "{c}    {off}{key}: {}", f.proposed.to_yaml_flow());
+                let _ = writeln!(out, "{col}{off}{key}: {}", f.proposed.to_yaml_flow());
                 continue;
             }
-            let on = written(rules);
-            let (off, c) = if on { ("", c) } else { ("# ", c) };
-            let _ = writeln!(out, "{c}    {off}{key}:");
-            let _ = writeln!(out, "{c}    {off}  transform: json");
-            let _ = writeln!(out, "{c}    {off}  paths:");
+            let off = if written(rules) { "" } else { "# " };
+            let _ = writeln!(out, "{col}{off}{key}:");
+            let _ = writeln!(out, "{col}{off}  transform: json");
+            let _ = writeln!(out, "{col}{off}  paths:");
             for f in &rules.paths {
-                let Some(path) = &f.path else { continue };
-                comment(&mut out, &format!("{c}        "), f);
+                let Some(p) = &f.path else { continue };
+                comment(&mut out, path, f);
                 let off = if f.written { "" } else { "# " };
                 let _ = writeln!(
                     out,
-                    "{c}        {off}{}: {}",
-                    yaml_quoted(path),
+                    "{path}{off}{}: {}",
+                    yaml_quoted(p),
                     f.proposed.to_yaml_flow()
                 );
             }
