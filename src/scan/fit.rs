@@ -272,29 +272,18 @@ fn tsvectors(found: &mut Vec<Finding>, schema: &Schema<'_>) {
     }
 }
 
-/// Strict mode refuses, on a ruled table, an unruled column whose name looks personal: such
+/// Strict mode refuses, on any table, an unruled column whose name looks personal: such
 /// a column gets its finding written, or `keep` when no finding exists.
 fn strict_demands(found: &mut Vec<Finding>, schema: &Schema<'_>) {
     let index = whole_index(found);
-    let mut tables: BTreeSet<QualifiedName> = found
-        .iter()
-        .filter(|f| f.written)
-        .map(|f| f.table.clone())
-        .collect();
-    // Tables the existing rules already name are bound too.
-    for t in schema
+    // Strict mode judges every table the rules bind, which is every table.
+    let tables: Vec<QualifiedName> = schema
         .catalog
         .tables
         .values()
         .filter(|t| t.parent.is_none())
-    {
-        if t.columns
-            .iter()
-            .any(|c| !schema.uncovered(&t.name, &c.name))
-        {
-            tables.insert(t.name.clone());
-        }
-    }
+        .map(|t| t.name.clone())
+        .collect();
     for table in tables {
         let Some(t) = schema.catalog.table(&table) else {
             continue;
