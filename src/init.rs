@@ -108,7 +108,7 @@ pub async fn run(args: &InitArgs, ui: &Ui) -> Result<i32> {
         .out
         .join(format!(".restage.yaml.init-{}", std::process::id()));
     std::fs::write(&tmp, &yaml).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    let result = scan_and_write(&tmp, &files, args, ui).await;
+    let result = scan_and_write(&tmp, &endpoint, &files, args, ui).await;
     match result {
         Ok(()) => std::fs::rename(&tmp, &files.config).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -131,9 +131,15 @@ pub async fn run(args: &InitArgs, ui: &Ui) -> Result<i32> {
     Ok(exit::OK)
 }
 
-async fn scan_and_write(config_path: &Path, files: &Files, args: &InitArgs, ui: &Ui) -> Result<()> {
+/// The scan, with the source as given (restage.yaml may name it by `${PROD_DATABASE_URL}`).
+async fn scan_and_write(
+    config_path: &Path,
+    endpoint: &PgEndpoint,
+    files: &Files,
+    args: &InitArgs,
+    ui: &Ui,
+) -> Result<()> {
     let config = Config::load(config_path)?;
-    let endpoint = config.source("init")?;
     // The previous proposals would cover what they proposed for: set aside first.
     if args.force && files.rules.exists() {
         std::fs::remove_file(&files.rules)

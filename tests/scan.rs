@@ -394,13 +394,21 @@ async fn proposals_fit_constraints_and_look_alikes_and_pass_a_refresh() {
         ("people", "postcode"),
         ("subscriptions", "zip"),
     ] {
-        assert_ne!(rule_of(&set, table, column), Some("phone"), "{table}.{column}\n{yaml}");
+        assert_ne!(
+            rule_of(&set, table, column),
+            Some("phone"),
+            "{table}.{column}\n{yaml}"
+        );
         assert!(
             !yaml.contains(&format!("{column}: phone")),
             "{table}.{column}\n{yaml}"
         );
     }
-    assert_eq!(rule_of(&set, "people", "postcode"), Some("postcode"), "{yaml}");
+    assert_eq!(
+        rule_of(&set, "people", "postcode"),
+        Some("postcode"),
+        "{yaml}"
+    );
     // `country` on a char(2) would be cut to `Wa`: not proposed, even as a comment.
     assert!(!yaml.contains("country: country"), "{yaml}");
     assert_ne!(rule_of(&set, "people", "country"), Some("country"));
@@ -414,12 +422,22 @@ async fn proposals_fit_constraints_and_look_alikes_and_pass_a_refresh() {
         assert!(says_unique(&set, table, column), "{table}.{column}\n{yaml}");
     }
     // Both sides of the foreign key on email are ruled alike.
-    assert_eq!(rule_of(&set, "subscriptions", "person_email"), Some("email"));
+    assert_eq!(
+        rule_of(&set, "subscriptions", "person_email"),
+        Some("email")
+    );
     // Dotted phones and emails in notes; an hstore of emails and phones.
     assert_eq!(rule_of(&set, "people", "notes"), Some("regex_replace"));
     assert_eq!(rule_of(&set, "people", "contact"), Some("set_null"));
     // Look-alikes: order numbers, ISBNs, timestamps and versions as text, barcodes.
-    for column in ["order_no", "isbn", "logged_at", "app_version", "barcode", "plan"] {
+    for column in [
+        "order_no",
+        "isbn",
+        "logged_at",
+        "app_version",
+        "barcode",
+        "plan",
+    ] {
         assert!(
             rule_of(&set, "people", column).is_none() && !yaml.contains(&format!(" {column}:")),
             "{column}\n{yaml}"
@@ -433,8 +451,11 @@ async fn proposals_fit_constraints_and_look_alikes_and_pass_a_refresh() {
     )
     .await;
     assert_eq!(dotted, 0, "dotted phones left in notes");
-    let redacted: i64 =
-        harness::scalar(&stg, "SELECT count(*) FROM people WHERE notes LIKE '%[redacted]%'").await;
+    let redacted: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM people WHERE notes LIKE '%[redacted]%'",
+    )
+    .await;
     assert!(redacted >= 150, "{redacted}");
 }
 
@@ -452,7 +473,10 @@ async fn proposals_pass_on_every_fixture() {
         include_str!("fixtures/pagila/pagila-schema.sql")
     );
     for (name, sql) in [
-        ("all_types", include_str!("fixtures/all_types.sql").to_string()),
+        (
+            "all_types",
+            include_str!("fixtures/all_types.sql").to_string(),
+        ),
         ("sizes", include_str!("fixtures/sizes.sql").to_string()),
         ("subset", include_str!("fixtures/subset.sql").to_string()),
         ("pagila", pagila),
@@ -496,7 +520,11 @@ async fn proposals_pass_on_the_demo_database() {
     .expect("config");
     let yaml = scan_write_then_refresh(&config, &dir.path().join("rules"));
     let set = proposals(&yaml);
-    assert_ne!(rule_of(&set, "addresses", "postcode"), Some("phone"), "{yaml}");
+    assert_ne!(
+        rule_of(&set, "addresses", "postcode"),
+        Some("phone"),
+        "{yaml}"
+    );
     assert_eq!(rule_of(&set, "users", "notes"), Some("regex_replace"));
     assert_eq!(rule_of(&set, "users", "search"), Some("set_null"));
     assert!(!yaml.contains("country: country"), "{yaml}");
