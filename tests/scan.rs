@@ -444,6 +444,24 @@ async fn proposals_fit_constraints_and_look_alikes_and_pass_a_refresh() {
         );
     }
 
+    // Recall: links, photo paths, prose about a person, ship-to names, the `name` type.
+    assert_eq!(rule_of(&set, "profiles", "website"), Some("hash"), "{yaml}");
+    assert_eq!(
+        rule_of(&set, "profiles", "photo_path"),
+        Some("hash"),
+        "{yaml}"
+    );
+    assert_eq!(rule_of(&set, "profiles", "bio"), Some("lorem"), "{yaml}");
+    assert_eq!(
+        rule_of(&set, "shipments", "ship_name"),
+        Some("name"),
+        "{yaml}"
+    );
+    assert!(
+        rule_of(&set, "shipments", "recipient_name").is_some(),
+        "{yaml}"
+    );
+
     let stg = setup.staging().await;
     let dotted: i64 = harness::scalar(
         &stg,

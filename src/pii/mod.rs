@@ -43,6 +43,10 @@ pub enum Category {
     DeviceId,
     Credential,
     Geolocation,
+    /// A person's own web page, profile link or photo path (`website`, `photo_path`).
+    Link,
+    /// Free text about a person, which holds names no pattern finds (`bio`).
+    AboutText,
 }
 
 impl Category {
@@ -68,6 +72,8 @@ impl Category {
             Category::DeviceId => "device_id",
             Category::Credential => "credential",
             Category::Geolocation => "geolocation",
+            Category::Link => "link",
+            Category::AboutText => "about_text",
         }
     }
 
@@ -93,6 +99,8 @@ impl Category {
             Category::DeviceId => "device identifier",
             Category::Credential => "credential",
             Category::Geolocation => "geolocation",
+            Category::Link => "personal link or file path",
+            Category::AboutText => "free text about a person",
         }
     }
 

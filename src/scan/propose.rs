@@ -304,6 +304,10 @@ fn text_rule(category: Category, target: Target<'_>, prefer_ipv6: bool) -> Propo
         Credential => {
             Proposal::of(&registry::CONSTANT).with("value", Param::Str("disabled".to_string()))
         }
+        // A web page or a photo path names its person; a keyed hash keeps them distinct.
+        Link => hash(),
+        // Prose about a person holds names no pattern finds: all of it is replaced.
+        AboutText => Proposal::of(&registry::LOREM),
         BirthDate | Geolocation => fallback(target),
     };
     // On a unique key every proposal must keep distinct values distinct (names, cities and
@@ -633,6 +637,8 @@ mod tests {
             DeviceId,
             Credential,
             Geolocation,
+            Link,
+            AboutText,
         ] {
             for ty in &types {
                 for (not_null, unique) in [(false, false), (true, false), (true, true)] {
