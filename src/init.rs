@@ -146,8 +146,7 @@ async fn scan_and_write(
             .map_err(|e| Error::io(format!("removing {}", files.rules.display()), e))?;
     }
     let rules = RuleSet::load(&config.rules_path(), false).map_err(Error::Rules)?;
-    let scanned =
-        crate::scan::scan_source(&config, &endpoint, &rules, args.sample_rows, ui).await?;
+    let scanned = crate::scan::scan_source(&config, endpoint, &rules, args.sample_rows, ui).await?;
     crate::scan::write_rules(
         &files.rules,
         &scanned.found,

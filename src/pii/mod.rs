@@ -20,6 +20,12 @@ use serde::Serialize;
 pub use names::{NameFinding, classify_name, personal_name};
 pub use values::{DETECTORS, Detector};
 
+/// True for PostgreSQL's `name` type (63 bytes of text), however the catalogue prints it:
+/// some schemas keep people's names in it, so it is read and judged like text.
+pub fn is_pg_name_type(type_name: &str) -> bool {
+    matches!(type_name, "name" | "pg_catalog.name")
+}
+
 /// What kind of personal data a column (or JSON path) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -115,7 +115,7 @@ fn type_weight(category: Category, kind: &TypeKind) -> Option<f32> {
         K::Bytea => (category == Credential).then_some(1.0),
         K::Enum => (category == Country).then_some(0.8),
         // PostgreSQL's `name` type (63 bytes of text) holds people's names in some schemas.
-        K::Other(name) if name == "name" => Some(text),
+        K::Other(name) if super::is_pg_name_type(name) => Some(text),
         K::Other(name) => {
             let name = name.to_ascii_lowercase();
             let spatial = ["point", "geometry", "geography"]

@@ -51,7 +51,7 @@ pub fn probe_for(ty: &ColumnType) -> Option<Probe> {
         // `hstore` is read as its text (`"email"=>"…"`): what it holds is found inside.
         (TypeKind::Other(name), false) if is_hstore(name) => Some(Probe::Text),
         // PostgreSQL's `name` type is text of up to 63 bytes.
-        (TypeKind::Other(name), false) if name == "name" => Some(Probe::Text),
+        (TypeKind::Other(name), false) if crate::pii::is_pg_name_type(name) => Some(Probe::Text),
         _ => None,
     }
 }
