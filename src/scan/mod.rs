@@ -2,8 +2,8 @@
 //! their names ([`crate::pii::names`], in several languages) and by a bounded, read-only
 //! sample of their values ([`sample`], judged by [`crate::pii::values`]), including inside
 //! json/jsonb documents path by path. It prints what it found with its evidence and a
-//! proposed rule; `--write FILE` writes the proposals as a rules file that loads as is
-//! ([`propose`]). The detectors are `pii`'s, shared with strict mode; scan owns the sampling,
+//! proposed rule; `--write FILE` writes the proposals as a rules file that passes as is
+//! ([`propose`], fitted to the schema by [`fit`]). The detectors are `pii`'s, shared with strict mode; scan owns the sampling,
 //! the findings and the proposals.
 //!
 //! ```text
@@ -54,7 +54,7 @@ pub use propose::{Proposal, Target, propose};
 /// `restage scan`.
 #[derive(Debug, Args, Clone)]
 pub struct ScanArgs {
-    /// Write proposed rules for the findings to FILE (loads as is).
+    /// Write proposed rules for the findings to FILE (they pass as they are; low findings as comments).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Rows sampled per table for value detection (0: judge by column names only).

@@ -1,7 +1,8 @@
 //! Proposed rules: which transform (with which parameters) fits a finding, and the rules file
 //! `restage scan --write FILE` writes. The file loads as is with
 //! [`crate::rules::RuleSet::load`]; every rule carries its evidence as a comment (counts and
-//! names only, never a sampled value).
+//! names only, never a sampled value), and findings not written (low confidence, or no rule
+//! that passes, see [`super::fit`]) are commented-out rules with the reason.
 //!
 //! Choices, by category and column type (transform names are the spec's contract; each is a
 //! definition of the [`registry`](crate::transform::registry), never a string here):
