@@ -74,6 +74,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Find columns that look like personal data and have no rule.
     Scan(ScanArgs),
+    /// Write a commented restage.yaml and proposed rules for a source database, ready to run.
+    Init(crate::init::InitArgs),
     /// Check the current staging database: no leak, foreign keys valid, counts as planned.
     Verify,
     /// Only warm the Redis caches, against the current staging database.
@@ -139,6 +141,9 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     if let Command::Alerts(args) = &cli.command {
         return crate::alerts::run(args);
     }
+    if let Command::Init(args) = &cli.command {
+        return crate::init::run(args, &ui).await;
+    }
     let config = Config::load(&cli.config)?;
     if !config.exists {
         return Err(Error::Usage(format!(
@@ -166,6 +171,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Copies(args) => crate::copies::copies(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
-        Command::Demo(_) | Command::Alerts(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Alerts(_) | Command::Init(_) => {
+            unreachable!("handled above")
+        }
     }
 }

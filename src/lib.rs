@@ -58,6 +58,7 @@ pub mod copies;
 pub mod demo;
 pub mod deploy;
 pub mod health;
+pub mod init;
 pub mod scan;
 pub mod synthetic;
 pub mod validate;

@@ -22,6 +22,7 @@ mod generations;
 mod harness_selftest;
 mod health;
 mod huge_values;
+mod init;
 mod monitoring;
 mod post_load;
 mod redaction;

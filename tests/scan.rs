@@ -325,3 +325,234 @@ async fn big_tables_are_sampled_not_read() {
     let (stdout, _) = text(&out);
     assert_eq!(stdout.trim(), "[]", "`val` says nothing by its name");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 15: proposals that pass as they are. `scan --write` then `refresh`, unedited, in
+// strict mode (the default), with verification.
+
+const SCAN_FIT: &str = include_str!("fixtures/scan_fit.sql");
+
+/// `scan --write rules/proposed.yaml`, then `refresh`: both exit 0 and verification passes.
+/// Returns the proposals as written.
+pub(crate) fn scan_write_then_refresh(config: &Path, rules_dir: &Path) -> String {
+    std::fs::create_dir_all(rules_dir).expect("rules dir");
+    let proposed = rules_dir.join("proposed.yaml");
+    let out = scan(config, &["--write", proposed.to_str().expect("utf-8 path")]);
+    assert_eq!(out.code, 0, "scan:\n{}\n{}", out.stdout, out.stderr);
+    let yaml = std::fs::read_to_string(&proposed).expect("proposals written");
+    let out = harness::restage().config(config).arg("refresh").run();
+    assert_eq!(
+        out.code, 0,
+        "refresh with the proposals as written:\n{yaml}\nstdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("verification: passed=true"),
+        "{}",
+        out.stdout
+    );
+    yaml
+}
+
+fn proposals(yaml: &str) -> RuleSet {
+    let mut set = RuleSet::default();
+    let mut errors = Vec::new();
+    set.add_file(yaml, Path::new("proposed.yaml"), &mut errors);
+    assert!(errors.is_empty(), "{errors:?}\n{yaml}");
+    set
+}
+
+fn rule_of<'a>(set: &'a RuleSet, table: &str, column: &str) -> Option<&'a str> {
+    set.tables
+        .get(&QualifiedName::new("public", table))
+        .and_then(|t| t.columns.get(column))
+        .map(|r| r.spec.transform.as_str())
+}
+
+fn says_unique(set: &RuleSet, table: &str, column: &str) -> bool {
+    set.tables
+        .get(&QualifiedName::new("public", table))
+        .and_then(|t| t.columns.get(column))
+        .and_then(|r| r.spec.params.get("unique"))
+        .and_then(|v| v.as_bool())
+        == Some(true)
+}
+
+#[tokio::test]
+async fn proposals_fit_constraints_and_look_alikes_and_pass_a_refresh() {
+    let setup = harness::Setup::new("scanfit", SCAN_FIT, "").await;
+    let yaml = scan_write_then_refresh(&setup.config_path(), &setup.dir.path().join("rules"));
+    let set = proposals(&yaml);
+
+    // Lookup-table names are labels: listed as comments, never rules.
+    assert!(rule_of(&set, "languages", "name").is_none(), "{yaml}");
+    assert!(rule_of(&set, "genres", "name").is_none(), "{yaml}");
+    assert!(yaml.contains("#   # name: name"), "{yaml}");
+    // Zip codes (a domain with a CHECK, a table CHECK, ZIP+4) are never phones.
+    for (table, column) in [
+        ("people", "zip"),
+        ("people", "postcode"),
+        ("subscriptions", "zip"),
+    ] {
+        assert_ne!(
+            rule_of(&set, table, column),
+            Some("phone"),
+            "{table}.{column}\n{yaml}"
+        );
+        assert!(
+            !yaml.contains(&format!("{column}: phone")),
+            "{table}.{column}\n{yaml}"
+        );
+    }
+    assert_eq!(
+        rule_of(&set, "people", "postcode"),
+        Some("postcode"),
+        "{yaml}"
+    );
+    // `country` on a char(2) would be cut to `Wa`: not proposed, even as a comment.
+    assert!(!yaml.contains("country: country"), "{yaml}");
+    assert_ne!(rule_of(&set, "people", "country"), Some("country"));
+    // Unique keys, plain and lower(), get distinct outputs.
+    for (table, column) in [
+        ("people", "email"),
+        ("people", "full_name"),
+        ("people", "username"),
+        ("customers", "customer_name"),
+    ] {
+        assert!(says_unique(&set, table, column), "{table}.{column}\n{yaml}");
+    }
+    // Both sides of the foreign key on email are ruled alike.
+    assert_eq!(
+        rule_of(&set, "subscriptions", "person_email"),
+        Some("email")
+    );
+    // Dotted phones and emails in notes; an hstore of emails and phones.
+    assert_eq!(rule_of(&set, "people", "notes"), Some("regex_replace"));
+    assert_eq!(rule_of(&set, "people", "contact"), Some("set_null"));
+    // Look-alikes: order numbers, ISBNs, timestamps and versions as text, barcodes.
+    for column in [
+        "order_no",
+        "isbn",
+        "logged_at",
+        "app_version",
+        "barcode",
+        "plan",
+    ] {
+        assert!(
+            rule_of(&set, "people", column).is_none() && !yaml.contains(&format!(" {column}:")),
+            "{column}\n{yaml}"
+        );
+    }
+
+    // Recall: links, photo paths, prose about a person, ship-to names, the `name` type.
+    assert_eq!(rule_of(&set, "profiles", "website"), Some("hash"), "{yaml}");
+    assert_eq!(
+        rule_of(&set, "profiles", "photo_path"),
+        Some("hash"),
+        "{yaml}"
+    );
+    assert_eq!(rule_of(&set, "profiles", "bio"), Some("lorem"), "{yaml}");
+    assert_eq!(
+        rule_of(&set, "shipments", "ship_name"),
+        Some("name"),
+        "{yaml}"
+    );
+    assert!(
+        rule_of(&set, "shipments", "recipient_name").is_some(),
+        "{yaml}"
+    );
+
+    let stg = setup.staging().await;
+    let dotted: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM people WHERE notes ~ '[0-9]{3}\\.672\\.[0-9]{4}'",
+    )
+    .await;
+    assert_eq!(dotted, 0, "dotted phones left in notes");
+    let redacted: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM people WHERE notes LIKE '%[redacted]%'",
+    )
+    .await;
+    assert!(redacted >= 150, "{redacted}");
+}
+
+/// Every other fixture of the suite: the proposals, as written, refresh in strict mode and
+/// pass verification.
+#[tokio::test]
+async fn proposals_pass_on_every_fixture() {
+    let pagila = format!(
+        "{}
+         SET search_path = public;
+         INSERT INTO language (name) VALUES ('English'), ('French');
+         INSERT INTO actor (first_name, last_name) VALUES ('PENELOPE', 'GUINESS'), ('NICK', 'WAHLBERG');
+         INSERT INTO category (name) VALUES ('Action'), ('Animation');
+         INSERT INTO country (country) VALUES ('Afghanistan'), ('France');",
+        include_str!("fixtures/pagila/pagila-schema.sql")
+    );
+    for (name, sql) in [
+        (
+            "all_types",
+            include_str!("fixtures/all_types.sql").to_string(),
+        ),
+        ("sizes", include_str!("fixtures/sizes.sql").to_string()),
+        ("subset", include_str!("fixtures/subset.sql").to_string()),
+        ("pagila", pagila),
+    ] {
+        let setup = harness::Setup::new(&format!("scanfx_{name}"), &sql, "").await;
+        let yaml = scan_write_then_refresh(&setup.config_path(), &setup.dir.path().join("rules"));
+        assert!(yaml.starts_with("# Proposed by `restage scan`"), "{name}");
+    }
+}
+
+/// The demo database (`restage demo --generate-only`): the proposals pass unedited, and the
+/// fix that used to hide in a comment of rules/demo.yaml (phones written `743.672.6133` in
+/// the notes) is in the proposal.
+#[tokio::test]
+async fn proposals_pass_on_the_demo_database() {
+    let source = harness::unique_name("scandemo");
+    let staging = format!("{source}_stg");
+    let out = harness::restage()
+        .args([
+            "demo",
+            "--generate-only",
+            "--scale",
+            "0.2",
+            "--source-db",
+            &source,
+            "--target-db",
+            &staging,
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("restage.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source:\n  url: {}\ntarget:\n  url: {}\n  database: {staging}\nsecret: test-secret-0123456789abcdef\n",
+            harness::url_for(&source),
+            harness::admin_url()
+        ),
+    )
+    .expect("config");
+    let yaml = scan_write_then_refresh(&config, &dir.path().join("rules"));
+    let set = proposals(&yaml);
+    assert_ne!(
+        rule_of(&set, "addresses", "postcode"),
+        Some("phone"),
+        "{yaml}"
+    );
+    assert_eq!(rule_of(&set, "users", "notes"), Some("regex_replace"));
+    assert_eq!(rule_of(&set, "users", "search"), Some("set_null"));
+    assert!(!yaml.contains("country: country"), "{yaml}");
+    let stg = harness::connect(&harness::url_for(&staging)).await;
+    let phones: i64 = harness::scalar(
+        &stg,
+        "SELECT count(*) FROM users WHERE notes ~ '[0-9]{3}[-. )]+[0-9]{3}[-. ][0-9]{4}'",
+    )
+    .await;
+    assert_eq!(phones, 0, "phone numbers left in notes");
+    drop(stg);
+    harness::drop_database_family(&source).await;
+}

@@ -20,6 +20,12 @@ use serde::Serialize;
 pub use names::{NameFinding, classify_name, personal_name};
 pub use values::{DETECTORS, Detector};
 
+/// True for PostgreSQL's `name` type (63 bytes of text), however the catalogue prints it:
+/// some schemas keep people's names in it, so it is read and judged like text.
+pub fn is_pg_name_type(type_name: &str) -> bool {
+    matches!(type_name, "name" | "pg_catalog.name")
+}
+
 /// What kind of personal data a column (or JSON path) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +49,10 @@ pub enum Category {
     DeviceId,
     Credential,
     Geolocation,
+    /// A person's own web page, profile link or photo path (`website`, `photo_path`).
+    Link,
+    /// Free text about a person, which holds names no pattern finds (`bio`).
+    AboutText,
 }
 
 impl Category {
@@ -68,6 +78,8 @@ impl Category {
             Category::DeviceId => "device_id",
             Category::Credential => "credential",
             Category::Geolocation => "geolocation",
+            Category::Link => "link",
+            Category::AboutText => "about_text",
         }
     }
 
@@ -93,6 +105,8 @@ impl Category {
             Category::DeviceId => "device identifier",
             Category::Credential => "credential",
             Category::Geolocation => "geolocation",
+            Category::Link => "personal link or file path",
+            Category::AboutText => "free text about a person",
         }
     }
 

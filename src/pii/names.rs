@@ -114,6 +114,8 @@ fn type_weight(category: Category, kind: &TypeKind) -> Option<f32> {
         K::Uuid => (category == DeviceId).then_some(0.9),
         K::Bytea => (category == Credential).then_some(1.0),
         K::Enum => (category == Country).then_some(0.8),
+        // PostgreSQL's `name` type (63 bytes of text) holds people's names in some schemas.
+        K::Other(name) if super::is_pg_name_type(name) => Some(text),
         K::Other(name) => {
             let name = name.to_ascii_lowercase();
             let spatial = ["point", "geometry", "geography"]
@@ -664,5 +666,26 @@ mod tests {
             let got = best_match(&words).and_then(|(e, _)| e.category);
             assert_eq!(got, *category, "{phrase}");
         }
+    }
+
+    /// Issue 15's recall: links and photo paths, prose about a person, a ship-to name, and
+    /// PostgreSQL's `name` type; the lookup-table `name` stays low.
+    #[test]
+    fn links_about_text_ship_names_and_the_name_type() {
+        assert_eq!(cat("website"), Some(Category::Link));
+        assert_eq!(cat("photo_path"), Some(Category::Link));
+        assert_eq!(cat("avatar_url"), Some(Category::Link));
+        assert_eq!(cat("bio"), Some(Category::AboutText));
+        assert_eq!(cat("biography"), Some(Category::AboutText));
+        assert_eq!(cat("ship_name"), Some(Category::FullName));
+        assert_eq!(
+            cat_of("contact_name", TypeKind::Other("name".into())),
+            cat("contact_name")
+        );
+        assert!(cat_of("person_name", TypeKind::Other("name".into())).is_some());
+        let bare = classify_name("name", &TypeKind::Text).map(|f| f.level);
+        assert_eq!(bare, Some(Level::Low));
+        assert_eq!(cat("image_url"), None);
+        assert_eq!(cat("filename"), None);
     }
 }

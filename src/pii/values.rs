@@ -124,12 +124,17 @@ impl Detector {
     pub fn pattern(self) -> &'static str {
         match self {
             Detector::Email => r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
-            Detector::Phone => r"(?:\+|\b0|\()[0-9 ()./-]{6,22}[0-9]",
+            // International and trunk-prefixed shapes (`+44 20 7946 0958`, `(555) 123-4567`,
+            // `06 12 34 56 78`), then the North American grouping without a prefix
+            // (`743.672.6133`, `1-555-123-4567`, `555 123 4567`); either with an extension.
+            Detector::Phone => {
+                r"(?:(?:\+|\b0|\()[0-9 ()./-]{6,22}[0-9]|\b(?:1[-. ])?[0-9]{3}[-. ][0-9]{3}[-. ][0-9]{4}\b)(?: ?(?:x|ext\.? ?)[0-9]{1,6}\b)?"
+            }
             Detector::Card => r"\b[0-9](?:[ -]?[0-9]){12,18}\b",
             Detector::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b",
             Detector::Ipv4 => r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b",
             Detector::Ipv6 => r"(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f.]{1,15}",
-            Detector::UsSsn => r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
+            Detector::UsSsn => r"\b[0-9]{3}(?:-[0-9]{2}-| [0-9]{2} )[0-9]{4}\b",
             Detector::FrNir => {
                 r"\b[1-478] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}\b"
             }
@@ -202,6 +207,14 @@ static PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
             Regex::new(d.pattern()).unwrap_or_else(|e| panic!("pattern of {d:?}: {e}"))
         })
         .collect()
+});
+
+/// The North American grouping written without a prefix (`743.672.6133`, `1-555-123-4567`),
+/// which prose uses as often as the prefixed shapes: 3-3-4 digits, one separator kind.
+static NANP: LazyLock<Regex> = LazyLock::new(|| {
+    // A constant checked by a unit test.
+    Regex::new(r"^(?:1[-. ])?[0-9]{3}([-. ])[0-9]{3}[-. ][0-9]{4}(?: ?(?:x|ext\.? ?)[0-9]{1,6})?$")
+        .unwrap_or_else(|e| panic!("NANP pattern: {e}"))
 });
 
 /// Whole values longer than this are free text: only searched inside.
@@ -311,7 +324,7 @@ pub fn find_within(text: &str) -> Vec<Detector> {
                 // In prose, a phone number needs its prefix: bare digit groups are more often
                 // order numbers, amounts or dates.
                 Detector::Phone => {
-                    candidate.starts_with(['+', '0', '('])
+                    (candidate.starts_with(['+', '0', '(']) || NANP.is_match(candidate))
                         && !taken.iter().any(|&(s, e)| m.start() < e && s < m.end())
                         && is_phone(candidate)
                 }
@@ -431,10 +444,12 @@ pub fn is_phone(s: &str) -> bool {
     } else if let Some(rest) = digits.strip_prefix("00") {
         (8..=15).contains(&rest.len()) && !rest.starts_with('0')
     } else if digits.starts_with('0') {
-        (10..=12).contains(&d) || (d == 9 && separated)
+        // Nine digits in two groups is a ZIP+4 (`02134-5678`), not `0 800 123 456`.
+        (10..=12).contains(&d) || (d == 9 && groups.len() >= 3)
     } else {
-        // Without a prefix, a trailing pair after a dot reads as an amount (`1 234 567.89`).
-        separated && (9..=11).contains(&d) && last_group >= 3 && groups.len() <= 5
+        // Without a prefix, a trailing pair after a dot reads as an amount (`1 234 567.89`);
+        // two groups read as a ZIP+4 (`30610-0447`) or a split id far more often than a phone.
+        (3..=5).contains(&groups.len()) && (9..=11).contains(&d) && last_group >= 3
     }
 }
 
@@ -597,7 +612,8 @@ pub fn is_ipv6(s: &str) -> bool {
 /// to count.
 pub fn is_us_ssn(s: &str) -> bool {
     let b = s.trim().as_bytes();
-    if b.len() != 11 || b[3] != b'-' || b[6] != b'-' {
+    // `123-45-6789`, or `123 45 6789`: one separator kind.
+    if b.len() != 11 || b[3] != b[6] || !matches!(b[3], b'-' | b' ') {
         return false;
     }
     let part = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -1048,6 +1064,10 @@ mod tests {
             "01.02.2024",
             "550e8400-e29b-41d4-a716-446655440000",
             "75001",
+            "30610-0447",
+            "02134-5678",
+            "12345 6789",
+            "1234 567890",
         ] {
             assert!(!is_phone(bad), "{bad}");
         }
@@ -1283,6 +1303,68 @@ mod tests {
         assert_eq!(found, vec![Detector::Ipv4]);
         assert!(find_within("order 12345 shipped on 2024-01-15, total 1 234.50").is_empty());
         assert!(find_within("nothing to see here").is_empty());
+    }
+
+    /// Every common phone shape is found inside prose, and the pattern a proposed
+    /// `regex_replace` uses removes all of it (extension included).
+    #[test]
+    fn phones_inside_text_in_every_common_shape() {
+        let pattern = Regex::new(Detector::Phone.pattern()).expect("pattern");
+        for phone in [
+            "743.672.6133",
+            "743-672-6133",
+            "743 672 6133",
+            "(743) 672-6133",
+            "1-743-672-6133",
+            "743.672.6133 x1234",
+            "(743) 672-6133 x12",
+            "+44 20 7946 0958",
+            "+33 6 12 34 56 78",
+            "0044 20 7946 0958",
+            "06 12 34 56 78",
+        ] {
+            let text = format!("Prefers phone contact: {phone}, evenings");
+            assert_eq!(find_within(&text), vec![Detector::Phone], "{phone}");
+            let redacted = pattern.replace_all(&text, "[redacted]");
+            assert_eq!(
+                redacted, "Prefers phone contact: [redacted], evenings",
+                "{phone}"
+            );
+        }
+    }
+
+    /// Numbers of other kinds written in prose are not phones: ZIP+4, ISBNs, order numbers,
+    /// timestamps, version strings, dates, amounts, SSNs.
+    #[test]
+    fn look_alikes_inside_text_are_not_phones() {
+        for text in [
+            "ship to 30610-0447 please",
+            "ISBN 978-3-16-148410-0 and 0-306-40615-2",
+            "order 20240115-0042 shipped",
+            "at 2024-01-15 10:30:00 UTC",
+            "upgraded to 12.4.1 then 1.22.333",
+            "total 1 234 567.89 EUR",
+            "barcode 4006381333931",
+            "ssn 123-45-6789 on file",
+        ] {
+            assert!(
+                !find_within(text).contains(&Detector::Phone),
+                "{text}: {:?}",
+                find_within(text)
+            );
+        }
+        let mut zips = Tally::default();
+        for z in ["30610-0447", "90210", "10001-1234", "02134-5678", "73301"] {
+            zips.observe(z);
+        }
+        assert_eq!(zips.matched(Detector::Phone), 0);
+    }
+
+    #[test]
+    fn ssns_with_spaces() {
+        assert!(is_us_ssn("123 45 6789"));
+        assert!(!is_us_ssn("123-45 6789"));
+        assert_eq!(find_within("ssn 123 45 6789 noted"), vec![Detector::UsSsn]);
     }
 
     #[test]

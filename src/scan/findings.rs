@@ -53,11 +53,16 @@ pub struct Finding {
     pub proposed: Proposal,
     /// `Some("*: keep")` when a wildcard keep covers the column today.
     pub covered_by: Option<&'static str>,
+    /// Written as a rule by `--write`; otherwise listed there as a comment (a low-confidence
+    /// finding, or a proposal no rule could be found to pass for, see [`super::fit`]).
+    pub written: bool,
+    /// Why it is a comment, when it is one.
+    pub not_written: Option<String>,
 }
 
 impl Serialize for Finding {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(11))?;
         m.serialize_entry("table", &self.table.to_string())?;
         m.serialize_entry("column", &self.column)?;
         m.serialize_entry("path", &self.path)?;
@@ -67,6 +72,8 @@ impl Serialize for Finding {
         m.serialize_entry("evidence", &self.evidence)?;
         m.serialize_entry("proposed", &self.proposed.to_json())?;
         m.serialize_entry("covered_by", &self.covered_by)?;
+        m.serialize_entry("written", &self.written)?;
+        m.serialize_entry("not_written", &self.not_written)?;
         m.end()
     }
 }
@@ -166,6 +173,12 @@ fn finding(facts: ColumnFacts<'_>, path: Option<String>, j: Judgement) -> Findin
         evidence: j.evidence,
         proposed: j.proposed,
         covered_by: (facts.coverage == Coverage::WildcardKeep).then_some("*: keep"),
+        // Low-confidence findings are listed, not ruled (lookup-table `name` columns are
+        // labels far more often than people); strict mode's own demands are added back by
+        // [`super::fit::settle`].
+        written: confidence >= Level::MEDIUM,
+        not_written: (confidence < Level::MEDIUM)
+            .then(|| "low confidence: review, and uncomment if it is personal".to_string()),
     }
 }
 
@@ -344,12 +357,22 @@ fn judge_values(
             n * 4 >= tally.values
         });
     let prefer_ipv6 = tally.matched(Detector::Ipv6) > tally.matched(Detector::Ipv4);
-    let proposed = if from_values && within > whole {
+    let proposed = if from_values && within > whole && target.ty.kind != TypeKind::Text {
+        // Inside a value that is not text (`hstore`): no pattern rule fits its type.
+        evidence.push(format!(
+            "inside a {} no pattern rule fits: the whole value is replaced",
+            target.ty.name
+        ));
+        propose::fallback(target)
+    } else if from_values && within > whole {
         // Free text: replace what was found, keep the prose.
+        // What was found, and always the common shapes a sample can miss: the rule must hold
+        // for every row, not only the sampled ones.
         let found: Vec<Detector> = hits
             .iter()
             .filter(|h| h.within > 0)
             .map(|h| h.detector)
+            .chain(propose::FREE_TEXT_ALWAYS)
             .collect();
         evidence.push("free text may hold more (names): `lorem` replaces it all".to_string());
         propose::redact(&found)

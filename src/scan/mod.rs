@@ -2,8 +2,8 @@
 //! their names ([`crate::pii::names`], in several languages) and by a bounded, read-only
 //! sample of their values ([`sample`], judged by [`crate::pii::values`]), including inside
 //! json/jsonb documents path by path. It prints what it found with its evidence and a
-//! proposed rule; `--write FILE` writes the proposals as a rules file that loads as is
-//! ([`propose`]). The detectors are `pii`'s, shared with strict mode; scan owns the sampling,
+//! proposed rule; `--write FILE` writes the proposals as a rules file that passes as is
+//! ([`propose`], fitted to the schema by [`fit`]). The detectors are `pii`'s, shared with strict mode; scan owns the sampling,
 //! the findings and the proposals.
 //!
 //! ```text
@@ -29,6 +29,7 @@
 //!   judged by column names alone; a lost connection ends the scan.
 
 pub mod findings;
+pub mod fit;
 pub mod propose;
 pub mod sample;
 
@@ -37,7 +38,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::catalog::{Catalog, Table, TableKind};
+use std::collections::BTreeSet;
+
+use crate::catalog::{Catalog, Constraints, QualifiedName, Table, TableKind};
 use crate::config::Config;
 use crate::db::{self, Role};
 use crate::error::{Error, Result, exit};
@@ -51,7 +54,7 @@ pub use propose::{Proposal, Target, propose};
 /// `restage scan`.
 #[derive(Debug, Args, Clone)]
 pub struct ScanArgs {
-    /// Write proposed rules for the findings to FILE (loads as is).
+    /// Write proposed rules for the findings to FILE (they pass as they are; low findings as comments).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Rows sampled per table for value detection (0: judge by column names only).
@@ -75,11 +78,64 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
     if let Some(out) = &args.write {
         refuse_to_overwrite_rules(out, &rules)?;
     }
+    let Scanned {
+        mut found,
+        total,
+        sampled_tables,
+        unsampled,
+    } = scan_source(config, &endpoint, &rules, args.sample_rows, ui).await?;
 
-    let client = db::connect(&endpoint, Role::Source).await?;
+    found.retain(|f| f.level >= args.min_confidence);
+
+    print_findings(&found, ui)?;
+    if let Some(out) = &args.write {
+        write_rules(out, &found, &endpoint.display, args.sample_rows)?;
+    }
+    let wildcard = found.iter().filter(|f| f.covered_by.is_some()).count();
+    if ui.verbosity >= 0 {
+        tracing::info!(
+            tables = total,
+            sampled = sampled_tables,
+            sample_rows = args.sample_rows,
+            findings = found.len(),
+            kept_by_wildcard = wildcard,
+            "scan finished"
+        );
+    }
+    if !unsampled.is_empty() {
+        tracing::warn!(tables = %unsampled.join(", "), "not sampled: findings there rest on column names only");
+    }
+    Ok(if args.fail_on_findings && !found.is_empty() {
+        exit::VERIFY
+    } else {
+        exit::OK
+    })
+}
+
+/// What one scan of a source found.
+pub struct Scanned {
+    /// Sorted by table, column and path; fitted to the schema ([`fit`]).
+    pub found: Vec<Finding>,
+    pub total: usize,
+    pub sampled_tables: usize,
+    pub unsampled: Vec<String>,
+}
+
+/// Scans the source: catalogue, samples, findings, fitted proposals. Read-only.
+pub async fn scan_source(
+    config: &Config,
+    endpoint: &crate::db::PgEndpoint,
+    rules: &RuleSet,
+    sample_rows: usize,
+    ui: &Ui,
+) -> Result<Scanned> {
+    let client = db::connect(endpoint, Role::Source).await?;
     sample::prepare_session(&client, &endpoint.display).await?;
     let catalog = Catalog::read(&client, &endpoint.display).await?;
-    let units = plan(&catalog, &rules);
+    let constraints = Constraints::read(&client, &endpoint.display, &catalog).await?;
+    let unique = fit::unique_columns(&catalog, &constraints);
+    let exclusion = fit::exclusion_columns(&catalog, &constraints);
+    let units = plan(&catalog, rules, &unique);
 
     let stage = Stage::start(ui, "scan");
     let mut found: Vec<Finding> = Vec::new();
@@ -97,7 +153,7 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
             })
             .collect();
         let mut samples: Vec<Option<Sampled>> = vec![None; unit.columns.len()];
-        if !probes.is_empty() && args.sample_rows > 0 {
+        if !probes.is_empty() && sample_rows > 0 {
             match sample::sample_table(
                 &client,
                 &endpoint.display,
@@ -105,7 +161,7 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
                 unit.only,
                 unit.estimated_rows,
                 &probes,
-                args.sample_rows,
+                sample_rows,
             )
             .await
             {
@@ -139,31 +195,44 @@ pub async fn run(config: &Config, args: &ScanArgs, ui: &Ui) -> Result<i32> {
     }
     stage.done();
 
-    found.retain(|f| f.level >= args.min_confidence);
-    found.sort_by(|a, b| (&a.table, &a.column, &a.path).cmp(&(&b.table, &b.column, &b.path)));
+    // Fitted to the schema, so the proposals pass as they are (see `fit`).
+    let recomputed: BTreeSet<(QualifiedName, String)> = config
+        .file
+        .search
+        .iter()
+        .flat_map(|s| &s.tsvector)
+        .filter_map(|d| {
+            let t = QualifiedName::parse(&d.table).ok()?;
+            Some((catalog.root_of(&t), d.column.clone()))
+        })
+        .collect();
+    let cover = |t: &QualifiedName, c: &str| match catalog.table(t) {
+        Some(table) => catalog
+            .leaves(&table.name)
+            .iter()
+            .map(|leaf| coverage(&catalog, rules, leaf, c))
+            .max()
+            .unwrap_or(Coverage::Uncovered),
+        None => Coverage::Covered,
+    };
+    let schema = fit::Schema {
+        catalog: &catalog,
+        unique: &unique,
+        exclusion: &exclusion,
+        coverage: &cover,
+        recomputed: &recomputed,
+    };
+    fit::settle(&mut found, &schema);
+    let locale = config.file.locale.as_deref().unwrap_or("en");
+    fit::gate(&client, &catalog, &constraints, &mut found, &unique, locale).await;
+    fit::foreign_keys(&mut found, &schema);
 
-    print_findings(&found, ui)?;
-    if let Some(out) = &args.write {
-        write_rules(out, &found, &endpoint.display, args)?;
-    }
-    let wildcard = found.iter().filter(|f| f.covered_by.is_some()).count();
-    if ui.verbosity >= 0 {
-        tracing::info!(
-            tables = total,
-            sampled = sampled_tables,
-            sample_rows = args.sample_rows,
-            findings = found.len(),
-            kept_by_wildcard = wildcard,
-            "scan finished"
-        );
-    }
-    if !unsampled.is_empty() {
-        tracing::warn!(tables = %unsampled.join(", "), "not sampled: findings there rest on column names only");
-    }
-    Ok(if args.fail_on_findings && !found.is_empty() {
-        exit::VERIFY
-    } else {
-        exit::OK
+    found.sort_by(|a, b| (&a.table, &a.column, &a.path).cmp(&(&b.table, &b.column, &b.path)));
+    Ok(Scanned {
+        found,
+        total,
+        sampled_tables,
+        unsampled,
     })
 }
 
@@ -211,7 +280,11 @@ struct UnitColumn<'a> {
 
 /// The tables to scan and, per column, how the rules cover it. Columns rules cover are left
 /// out (and so never read); so are generated columns, which rules cannot target.
-fn plan<'a>(catalog: &'a Catalog, rules: &RuleSet) -> Vec<Unit<'a>> {
+fn plan<'a>(
+    catalog: &'a Catalog,
+    rules: &RuleSet,
+    unique: &BTreeSet<(QualifiedName, String)>,
+) -> Vec<Unit<'a>> {
     let mut units = Vec::new();
     for table in catalog.tables.values().filter(|t| t.parent.is_none()) {
         let (leaves, only): (Vec<&Table>, bool) = match table.kind {
@@ -236,10 +309,12 @@ fn plan<'a>(catalog: &'a Catalog, rules: &RuleSet) -> Vec<Unit<'a>> {
                 (coverage != Coverage::Covered).then(|| UnitColumn {
                     column: c,
                     coverage,
-                    unique: table
-                        .unique_keys
-                        .iter()
-                        .any(|k| k.len() == 1 && k[0] == c.name),
+                    // Any unique key that reads it: composite, partial, `lower(name)`.
+                    unique: unique.contains(&(table.name.clone(), c.name.clone()))
+                        || table
+                            .unique_keys
+                            .iter()
+                            .any(|k| k.len() == 1 && k[0] == c.name),
                 })
             })
             .collect();
@@ -299,14 +374,16 @@ fn print_findings(found: &[Finding], ui: &Ui) -> Result<()> {
 
 /// Writes the proposed rules to `out`, through a temporary file renamed into place so a
 /// failed write never leaves half a rules file in a rules folder.
-fn write_rules(out: &Path, found: &[Finding], server: &str, args: &ScanArgs) -> Result<()> {
+pub fn write_rules(out: &Path, found: &[Finding], server: &str, sample_rows: usize) -> Result<()> {
     let header = format!(
         "Proposed by `restage scan` from a sample of {server} (up to {} rows per table) at {}.\n\
          Review every rule before use: a sample is not every row, and names can mislead.\n\
-         {} finding(s). Evidence is counts and column names only, never values.",
-        args.sample_rows,
+         {} finding(s), {} written as rules; the others are comments, with the reason.\n\
+         Evidence is counts and column names only, never values.",
+        sample_rows,
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
-        found.len()
+        found.len(),
+        found.iter().filter(|f| f.written).count()
     );
     let yaml = propose::rules_yaml(found, &header);
     let dir = out
@@ -416,7 +493,7 @@ mod tests {
         assert_eq!(coverage(&c, &r, users, "name"), Coverage::Covered);
         assert_eq!(coverage(&c, &r, users, "note"), Coverage::WildcardKeep);
 
-        let units = plan(&c, &r);
+        let units = plan(&c, &r, &BTreeSet::new());
         let names: Vec<String> = units.iter().map(|u| u.table.name.to_string()).collect();
         assert_eq!(names, ["public.events", "public.users"]);
         let events = &units[0];
@@ -442,7 +519,11 @@ mod tests {
         assert_eq!(cols, ["note"]);
 
         let r = rules("tables:\n  events:\n    \"*\": set_null\n");
-        assert!(plan(&c, &r).iter().all(|u| u.table.name.name != "events"));
+        assert!(
+            plan(&c, &r, &BTreeSet::new())
+                .iter()
+                .all(|u| u.table.name.name != "events")
+        );
     }
 
     /// What a name finding proposes (moved here from the classifier's tests when the

@@ -1,7 +1,8 @@
 //! Proposed rules: which transform (with which parameters) fits a finding, and the rules file
 //! `restage scan --write FILE` writes. The file loads as is with
 //! [`crate::rules::RuleSet::load`]; every rule carries its evidence as a comment (counts and
-//! names only, never a sampled value).
+//! names only, never a sampled value), and findings not written (low confidence, or no rule
+//! that passes, see [`super::fit`]) are commented-out rules with the reason.
 //!
 //! Choices, by category and column type (transform names are the spec's contract; each is a
 //! definition of the [`registry`](crate::transform::registry), never a string here):
@@ -55,6 +56,16 @@ pub struct Target<'a> {
     pub unique: bool,
 }
 
+/// The shapes every free-text redaction covers, whatever the sample showed: emails, phones,
+/// card numbers and US SSNs are common in notes, and a sample of a thousand rows misses rare
+/// ones.
+pub const FREE_TEXT_ALWAYS: [Detector; 4] = [
+    Detector::Email,
+    Detector::Phone,
+    Detector::Card,
+    Detector::UsSsn,
+];
+
 /// The replacement `regex_replace` proposals use.
 pub const REDACTED: &str = "[redacted]";
 
@@ -70,6 +81,11 @@ impl Proposal {
     fn with(mut self, name: &'static str, value: Param) -> Proposal {
         self.params.push((name, value));
         self
+    }
+
+    /// The proposal with one more parameter.
+    pub fn with_param(self, name: &'static str, value: Param) -> Proposal {
+        self.with(name, value)
     }
 
     /// The rule as the rules loader reads it, for callers that bind it (strict mode hints).
@@ -269,7 +285,7 @@ fn text_rule(category: Category, target: Target<'_>, prefer_ipv6: bool) -> Propo
         };
         unique(p)
     };
-    match category {
+    let p = match category {
         Email => unique(Proposal::of(&registry::EMAIL)),
         Phone => unique(Proposal::of(&registry::PHONE)),
         FirstName => Proposal::of(&registry::FIRST_NAME),
@@ -289,7 +305,18 @@ fn text_rule(category: Category, target: Target<'_>, prefer_ipv6: bool) -> Propo
         Credential => {
             Proposal::of(&registry::CONSTANT).with("value", Param::Str("disabled".to_string()))
         }
+        // A web page or a photo path names its person; a keyed hash keeps them distinct.
+        Link => hash(),
+        // Prose about a person holds names no pattern finds: all of it is replaced.
+        AboutText => Proposal::of(&registry::LOREM),
         BirthDate | Geolocation => fallback(target),
+    };
+    // On a unique key every proposal must keep distinct values distinct (names, cities and
+    // constants too, or the index build fails after the whole copy); NULLs never clash.
+    if target.unique && p.transform != registry::SET_NULL.name() {
+        with_unique(&p, true, target.ty.max_len)
+    } else {
+        p
     }
 }
 
@@ -379,8 +406,10 @@ fn table_key(schema: &str, name: &str) -> String {
     format!("{}.{}", part(schema), part(name))
 }
 
-/// The rules file for `findings`: one rule per column, a `json` rule gathering the paths of
-/// a json column, each with its evidence as a comment.
+/// The rules file for `findings`: one rule per written finding, a `json` rule gathering the
+/// paths of a json column, each with its evidence as a comment; findings not written (low
+/// confidence, or no rule that passes) as commented-out rules with the reason, ready to be
+/// uncommented.
 pub fn rules_yaml(findings: &[Finding], header: &str) -> String {
     #[derive(Default)]
     struct ColumnRules<'a> {
@@ -404,31 +433,46 @@ pub fn rules_yaml(findings: &[Finding], header: &str) -> String {
     for line in header.lines() {
         let _ = writeln!(out, "# {line}");
     }
-    if tables.is_empty() {
+    let written = |c: &ColumnRules<'_>| match c.whole {
+        Some(f) => f.written,
+        None => c.paths.iter().any(|f| f.written),
+    };
+    if !tables.values().any(|cols| cols.values().any(written)) {
         out.push_str("tables: {}\n");
-        return out;
+    } else {
+        out.push_str("tables:\n");
     }
-    out.push_str("tables:\n");
     for ((schema, name), columns) in &tables {
-        let _ = writeln!(out, "  {}:", yaml_scalar(&table_key(schema, name)));
+        let any = columns.values().any(written);
+        // A table with nothing written is all comments: an empty mapping would not load.
+        let (t, col, path) = if any {
+            ("", "    ", "        ")
+        } else {
+            ("# ", "  #   ", "  #       ")
+        };
+        let _ = writeln!(out, "  {t}{}:", yaml_scalar(&table_key(schema, name)));
         for (column, rules) in columns {
             let key = yaml_scalar(column);
             // A column has either a whole-column finding or path findings (json); if both
             // ever happen, the whole-column rule wins: it covers every path.
             if let Some(f) = rules.whole {
-                comment(&mut out, "    ", f);
-                let _ = writeln!(out, "    {key}: {}", f.proposed.to_yaml_flow());
+                comment(&mut out, col, f);
+                let off = if f.written { "" } else { "# " };
+                let _ = writeln!(out, "{col}{off}{key}: {}", f.proposed.to_yaml_flow());
                 continue;
             }
-            let _ = writeln!(out, "    {key}:");
-            out.push_str("      transform: json\n      paths:\n");
+            let off = if written(rules) { "" } else { "# " };
+            let _ = writeln!(out, "{col}{off}{key}:");
+            let _ = writeln!(out, "{col}{off}  transform: json");
+            let _ = writeln!(out, "{col}{off}  paths:");
             for f in &rules.paths {
-                let Some(path) = &f.path else { continue };
-                comment(&mut out, "        ", f);
+                let Some(p) = &f.path else { continue };
+                comment(&mut out, path, f);
+                let off = if f.written { "" } else { "# " };
                 let _ = writeln!(
                     out,
-                    "        {}: {}",
-                    yaml_quoted(path),
+                    "{path}{off}{}: {}",
+                    yaml_quoted(p),
                     f.proposed.to_yaml_flow()
                 );
             }
@@ -452,6 +496,31 @@ fn comment(out: &mut String, indent: &str, f: &Finding) {
         f.level.as_str(),
         f.confidence
     );
+    if let Some(why) = f.not_written.as_deref().filter(|_| !f.written) {
+        let why = why.replace(['\n', '\r'], " ");
+        let _ = writeln!(out, "{indent}# not written as a rule: {why}");
+    }
+}
+
+/// `p` with `unique: true` when `unique`, without it otherwise. A transform that cannot
+/// promise distinct outputs becomes a keyed `hash` that can (what a unique key needs).
+pub fn with_unique(p: &Proposal, unique: bool, max_len: Option<usize>) -> Proposal {
+    let mut p = p.clone();
+    p.params.retain(|(k, _)| *k != "unique");
+    if !unique {
+        return p;
+    }
+    let capable =
+        registry::get(p.transform).is_some_and(|d| d.distinct() == registry::Distinct::OnRequest);
+    if capable {
+        return p.with("unique", Param::Bool(true));
+    }
+    let hash = Proposal::of(&registry::HASH);
+    let hash = match max_len {
+        Some(n) if n < 64 => hash.with("length", Param::Int(n as i64)),
+        _ => hash,
+    };
+    hash.with("unique", Param::Bool(true))
 }
 
 #[cfg(test)]
@@ -569,6 +638,8 @@ mod tests {
             DeviceId,
             Credential,
             Geolocation,
+            Link,
+            AboutText,
         ] {
             for ty in &types {
                 for (not_null, unique) in [(false, false), (true, false), (true, true)] {
@@ -643,6 +714,8 @@ mod tests {
             evidence: vec!["38/40 sampled values are email addresses".into()],
             proposed,
             covered_by: None,
+            written: true,
+            not_written: None,
         }
     }
 

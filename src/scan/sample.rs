@@ -48,8 +48,17 @@ pub fn probe_for(ty: &ColumnType) -> Option<Probe> {
         (TypeKind::Text | TypeKind::Inet, false) => Some(Probe::Text),
         (TypeKind::Text | TypeKind::Inet, true) => Some(Probe::TextArray),
         (TypeKind::Json | TypeKind::Jsonb, false) => Some(Probe::Json),
+        // `hstore` is read as its text (`"email"=>"…"`): what it holds is found inside.
+        (TypeKind::Other(name), false) if is_hstore(name) => Some(Probe::Text),
+        // PostgreSQL's `name` type is text of up to 63 bytes.
+        (TypeKind::Other(name), false) if crate::pii::is_pg_name_type(name) => Some(Probe::Text),
         _ => None,
     }
+}
+
+/// The `hstore` extension's type, however the catalogue prints it.
+pub fn is_hstore(type_name: &str) -> bool {
+    type_name == "hstore" || type_name.ends_with(".hstore")
 }
 
 /// What one table's sample gave.

@@ -55,6 +55,11 @@ const OTHER_VOCABULARIES: &[Vocabulary] = &[
         reason: "the generators of a rules file's `synthetic: … generate:` (`constant: web`), not transforms",
     },
     Vocabulary {
+        words: &["name"],
+        context: Context::Item("is_pg_name_type"),
+        reason: "PostgreSQL's `name` type, which scan reads like text (issue 15)",
+    },
+    Vocabulary {
         words: &["name", "json", "uuid"],
         context: Context::Item("kind_of"),
         reason: "PostgreSQL's type names (`name`, `json`, `uuid` are types), mapped to kinds",
