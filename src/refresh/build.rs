@@ -125,6 +125,17 @@ pub async fn build(
     stages.push(timing("leak sample", stage.done().as_secs_f64()));
     let verifier = verify::StreamVerifier::new(probe, &catalog, &prepared_rules);
     prepared_rules.verifier = Some(verifier.clone());
+    // The jobs were planned before: their row plans take their table's checks now (a reload
+    // after a rescale plans its jobs from the rules, which hold the verifier).
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|mut job| {
+            let mut plan = (*job.plan).clone();
+            plan.check = verifier.table(&job.table);
+            job.plan = std::sync::Arc::new(plan);
+            job
+        })
+        .collect();
 
     // One connection more than the copy workers: the size watch of `max_storage`.
     let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
