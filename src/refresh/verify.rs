@@ -1182,10 +1182,7 @@ impl StreamVerifier {
                 let label = format!("{}.{}", check.table, column.name);
                 if let Some(identity) = &column.identity {
                     let counted = tally.identity.get(i).cloned().unwrap_or_default();
-                    let verdict = judge(&label, identity, &counted, false);
-                    if verdict.failed {
-                        report.leaks.push(verdict.verdict.clone());
-                    }
+                    let verdict = judge(&label, identity, &counted, false, &mut report.leaks);
                     report.columns.push(verdict);
                 }
                 let documents = tally.identity.get(i).map_or(0, |c| c.values);
@@ -1202,10 +1199,8 @@ impl StreamVerifier {
                         identity,
                         &counted,
                         documents > 0,
+                        &mut report.leaks,
                     );
-                    if verdict.failed {
-                        report.leaks.push(verdict.verdict.clone());
-                    }
                     report.columns.push(verdict);
                 }
                 if let Some(n) = tally.scanned.get(i) {
@@ -1231,8 +1226,16 @@ impl StreamVerifier {
 }
 
 /// The verdict of one column or path: more unchanged than chance explains, or (a rule meant
-/// to change part of its values) nothing changed, or (a json path) no document reached.
-fn judge(label: &str, identity: &Identity, c: &Counted, had_documents: bool) -> ColumnVerdict {
+/// to change part of its values) nothing changed, or (a json path) no document reached. The
+/// verdict is short (`ok`, `leak`, `changed nothing`, `matched no document`, `no values`);
+/// the failure's message, when it failed, is pushed to `leaks`.
+fn judge(
+    label: &str,
+    identity: &Identity,
+    c: &Counted,
+    had_documents: bool,
+    leaks: &mut Vec<String>,
+) -> ColumnVerdict {
     let mut v = ColumnVerdict {
         column: label.to_string(),
         rule: identity.rule.clone(),
@@ -1243,35 +1246,42 @@ fn judge(label: &str, identity: &Identity, c: &Counted, had_documents: bool) -> 
         failed: false,
     };
     let plural = |n: u64| if n == 1 { "" } else { "s" };
-    if c.values == 0 {
+    let message = if c.values == 0 {
         if identity.must_change && had_documents {
-            v.failed = true;
-            v.verdict = format!(
+            v.verdict = "matched no document".into();
+            Some(format!(
                 "{label} ({}): the path matched no document (write `may_match_nothing: true` on its rule if that is expected)",
                 identity.rule
-            );
+            ))
         } else {
             v.verdict = "no values".into();
+            None
         }
     } else if identity.must_change && c.unchanged == c.values {
-        v.failed = true;
-        v.verdict = format!(
+        v.verdict = "changed nothing".into();
+        Some(format!(
             "{label} ({}): {} of {} value{} unchanged — the rule changed no value (a pattern that never matches?); write `may_match_nothing: true` on the rule if that is expected",
             identity.rule,
             c.unchanged,
             c.values,
             plural(c.values)
-        );
+        ))
     } else if too_many(c.unchanged, c.expected) {
-        v.failed = true;
-        v.verdict = format!(
+        v.verdict = "leak".into();
+        Some(format!(
             "{label} ({}): {} of {} value{} unchanged, {:.1} expected by chance",
             identity.rule,
             c.unchanged,
             c.values,
             plural(c.values),
             c.expected
-        );
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = message {
+        v.failed = true;
+        leaks.push(message);
     }
     v
 }
@@ -1492,6 +1502,7 @@ mod tests {
                 expected,
             },
             true,
+            &mut Vec::new(),
         )
         .failed
     }

@@ -115,16 +115,18 @@ impl<'a> Binder<'a> {
                 });
             }
         }
-        if self.boolean(registry::MAY_MATCH_NOTHING)?.is_some() && self.def.keeps_part().is_none() {
+        if self.boolean(registry::MAY_MATCH_NOTHING)?.is_some()
+            && !self.def.may_change_nothing_by_design()
+        {
             let keeping: Vec<String> = registry::all()
                 .iter()
-                .filter(|d| d.keeps_part().is_some())
+                .filter(|d| d.may_change_nothing_by_design())
                 .map(|d| format!("`{}`", d.name()))
                 .collect();
             return Err(self.bad(
                 registry::MAY_MATCH_NOTHING,
                 format!(
-                    "applies only to rules that keep part of a value ({}) or to a `json` path; this rule replaces every value",
+                    "applies only to rules that keep part of a value or move it ({}) and to the rules of `json` paths; this rule replaces every value",
                     keeping.join(", ")
                 ),
             ));

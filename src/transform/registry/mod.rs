@@ -265,7 +265,8 @@ pub static GENERAL: &[ParamDef] = &[
 
 /// The parameter saying that a rule which keeps part of a value may change nothing (see
 /// [`TransformDef::must_change_something`]): taken by the transforms that keep part of a
-/// value, and by any rule of a `json` path (the path may reach no document). It is not in
+/// value or move it ([`TransformDef::may_change_nothing_by_design`]), and by any rule of a
+/// `json` path (the path may reach no document). It is not in
 /// [`GENERAL`] (most transforms refuse it) and does not change any output.
 pub const MAY_MATCH_NOTHING: &str = "may_match_nothing";
 
@@ -454,7 +455,15 @@ impl TransformDef {
     /// the transforms that keep part of a value, unless the rule says
     /// `may_match_nothing: true`.
     pub fn must_change_something(&self, spec: &super::RuleSpec) -> bool {
-        self.keeps_part().is_some() && !may_match_nothing(spec)
+        self.may_change_nothing_by_design() && !may_match_nothing(spec)
+    }
+
+    /// True when a rule of this transform can change no value of a column without being
+    /// broken: it keeps part of a value (a pattern that matched nothing tonight), or moves it
+    /// near itself (`noise` on numbers too small to move). Such a rule must change something,
+    /// or say `may_match_nothing: true` (which only these rules take).
+    pub fn may_change_nothing_by_design(&self) -> bool {
+        self.keeps_part().is_some() || self.effect == Effect::Shifts
     }
 
     /// Whether distinct inputs give distinct outputs ([`Distinct`]).
