@@ -291,11 +291,13 @@ impl LeakProbe {
                 return Some(*o);
             }
         }
+        // The longest run any sampled value has.
+        let longest = (32 - self.runs.leading_zeros()).saturating_sub(1) as usize;
         for i in 0..n {
             // The run's hash and length, grown one token at a time.
             let mut h = 0u64;
             let mut len = 0usize;
-            for k in 1..=MAX_RUN.min(n - i) {
+            for k in 1..=longest.min(n - i) {
                 let j = i + k - 1;
                 h = h.wrapping_mul(RUN_BASE).wrapping_add(t.hashes[j]);
                 len += t.chars[j] + usize::from(k > 1);
@@ -867,6 +869,7 @@ pub struct Tally {
     hits: HashMap<(usize, u32), u64>,
     tokens: Tokens,
     text: String,
+    raw: Vec<u8>,
 }
 
 /// The stream checks of one table, shared by its jobs and batches (see [`super::rows`]).
@@ -976,9 +979,11 @@ impl TableCheck {
         if copy_text::is_null(field) {
             return;
         }
+        // The scratch buffers leave the tally while the value borrows them.
         let mut text = std::mem::take(&mut tally.text);
+        let mut raw = std::mem::take(&mut tally.raw);
         text.clear();
-        let mut raw = Vec::new();
+        raw.clear();
         let decoded = if encoding == TextEncoding::Utf8 && memchr::memchr(b'\\', field).is_none() {
             std::str::from_utf8(field).ok()
         } else if copy_text::unescape(field, &mut raw).is_ok()
@@ -989,10 +994,10 @@ impl TableCheck {
             None
         };
         if let Some(value) = decoded {
-            let value = value.to_string();
-            self.probe(tally, i, as_, &value);
+            self.probe(tally, i, as_, value);
         }
         tally.text = text;
+        tally.raw = raw;
     }
 
     /// An observer of column `i`'s inner rules, counting into `tally`.
