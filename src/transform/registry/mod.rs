@@ -68,7 +68,6 @@ pub struct TransformDef {
     secret: SecretUse,
     elementwise: bool,
     in_json: NestedType,
-    leak_check_allows_chance: bool,
     distinct: Distinct,
     nulls: Nulls,
     examples: &'static [Example],
@@ -411,14 +410,6 @@ impl TransformDef {
         ColumnType::simple(self.in_json.type_name, self.in_json.kind.clone())
     }
 
-    /// True when today's leak check (refresh/verify.rs) counts matches that chance explains,
-    /// with [`OutputSpace`]'s count, before it calls a match a leak. Only `ipv4` does, as
-    /// before the registry existed; every other sampled transform counts as unbounded there.
-    /// (Issue 13 replaces this with the output space of every transform.)
-    pub fn leak_check_allows_chance(&self) -> bool {
-        self.leak_check_allows_chance
-    }
-
     /// How often an output of a rule of this transform (as written: `spec`) equals its input
     /// by chance ([`ChanceUnchanged`]).
     pub fn chance_unchanged(&self, spec: &super::RuleSpec) -> ChanceUnchanged {
@@ -738,18 +729,31 @@ mod tests {
                 assert!(def.requires_secret(), "`{}`", def.name());
                 assert_ne!(def.output_space(), OutputSpace::Fixed, "`{}`", def.name());
             }
-            if def.leak_check_allows_chance() {
-                assert!(
-                    def.output_space()
-                        .distinct_outputs()
-                        .is_some_and(f64::is_finite),
-                    "`{}` allows for chance without a finite output space",
-                    def.name()
-                );
-            }
             assert_eq!(
                 def.holds_rules_by_path(),
                 def.secret() == SecretUse::Nested,
+                "`{}`",
+                def.name()
+            );
+        }
+        // Issue 13: the identity check's chance follows the declarations.
+        for def in all() {
+            let spec = super::super::tests::spec(def.examples()[0].rule);
+            let chance = def.chance_unchanged(&spec);
+            match def.unchanged() {
+                Unchanged::Never if def.output_space() != OutputSpace::Fixed => {
+                    assert_eq!(chance, ChanceUnchanged::Each(0.0), "`{}`", def.name())
+                }
+                Unchanged::ByChance => assert!(
+                    matches!(chance, ChanceUnchanged::Each(p) if p < 0.05),
+                    "`{}`: {chance:?}",
+                    def.name()
+                ),
+                _ => assert_ne!(chance, ChanceUnchanged::Each(0.0), "`{}`", def.name()),
+            }
+            assert_eq!(
+                def.must_change_something(&spec),
+                def.keeps_part().is_some() || def.effect() == Effect::Shifts,
                 "`{}`",
                 def.name()
             );
