@@ -132,6 +132,7 @@ fn plan(ruled: bool) -> Arc<RowPlan> {
         columns,
         filter: None,
         encoding: Default::default(),
+        check: None,
     })
 }
 

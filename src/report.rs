@@ -213,6 +213,7 @@ impl Report {
         }
         if let Some(v) = &self.verification {
             let _ = writeln!(out, "\nverification: {}", summarize(v));
+            out.push_str(&verification_columns(v));
         }
         if let Some(s) = &self.swap {
             let _ = writeln!(out, "swap: {}", summarize(s));
@@ -242,6 +243,45 @@ impl Report {
         let _ = writeln!(out, "\n{} in {:.1}s", self.outcome, self.seconds);
         out
     }
+}
+
+/// The identity check's lines, one per ruled column and json path: values checked,
+/// unchanged, expected by chance, verdict (issue 13). Never a value.
+fn verification_columns(v: &serde_json::Value) -> String {
+    let Some(columns) = v.get("columns").and_then(|c| c.as_array()) else {
+        return String::new();
+    };
+    if columns.is_empty() {
+        return String::new();
+    }
+    let width = columns
+        .iter()
+        .filter_map(|c| c.get("column").and_then(|n| n.as_str()))
+        .map(str::len)
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = format!(
+        "  {:<width$}  {:<14}  {:>10}  {:>10}  {:>10}  verdict\n",
+        "column", "rule", "checked", "unchanged", "by chance"
+    );
+    for c in columns {
+        let text = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<14}  {:>10}  {:>10}  {:>10.1}  {}",
+            text("column"),
+            text("rule"),
+            n("values_checked"),
+            n("unchanged"),
+            c.get("expected_by_chance")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0),
+            text("verdict")
+        );
+    }
+    out
 }
 
 /// The cap's line: `max_storage 4.0 MiB (heap + TOAST, tolerance 0%, policy rescale):

@@ -531,6 +531,7 @@ mod tests {
             foreign_key_violations: vec!["fk".into()],
             count_mismatches: vec![],
             notes: vec![],
+            columns: vec![],
         };
         let v = VerificationCounts::from_json(&serde_json::to_value(&report).unwrap());
         assert_eq!(

@@ -1007,6 +1007,7 @@ proptest! {
                 .collect(),
             filter: None,
             encoding: Default::default(),
+            check: None,
         };
         match process_batch(&plan, &input) {
             Ok(out) => prop_assert!(out.rows_out <= out.rows_in),

@@ -37,4 +37,5 @@ mod tls;
 mod transform_pg_input;
 mod transform_unique;
 mod validate;
+mod verification;
 mod yaml_limits;

@@ -297,16 +297,18 @@ async fn fails_late_without_values(
 /// A foreign key that fails when pg_restore validates it: the referenced key is a generated
 /// column of a hashed one (which the load-time checks do not trace, see
 /// refresh/constraints.rs), so the kept references dangle. PostgreSQL's DETAIL says
-/// `Key (customer_key)=(ALFKI7) is not present in table "customers"`.
+/// `Key (customer_key)=(7IKFLA) is not present in table "customers"`. (The key is the code
+/// reversed: an upper-cased code in `orders` is a copy of the hashed column's values, which
+/// verification in the stream finds — issue 13 — before the foreign key fails.)
 #[tokio::test]
 async fn a_late_foreign_key_failure_shows_no_source_value() {
     let setup = crate::harness::Setup::new(
         "redact_fk",
         "CREATE TABLE customers (code text PRIMARY KEY, name text,
-                                 code_key text GENERATED ALWAYS AS (upper(code)) STORED UNIQUE);
+                                 code_key text GENERATED ALWAYS AS (upper(reverse(code))) STORED UNIQUE);
          CREATE TABLE orders (id int PRIMARY KEY, customer_key text REFERENCES customers (code_key));
          INSERT INTO customers (code, name) SELECT 'alfki' || g, 'n' FROM generate_series(1, 20) g;
-         INSERT INTO orders SELECT g, 'ALFKI' || (1 + g % 20) FROM generate_series(1, 50) g;",
+         INSERT INTO orders SELECT g, upper(reverse('alfki' || (1 + g % 20))) FROM generate_series(1, 50) g;",
         "strict: off",
     )
     .await;
@@ -316,7 +318,7 @@ async fn a_late_foreign_key_failure_shows_no_source_value() {
     );
     fails_late_without_values(
         &setup,
-        &["ALFKI", "alfki"],
+        &["ALFKI", "alfki", "IKFLA"],
         &["orders_customer_key_fkey", "pg_restore (post-data"],
     )
     .await;

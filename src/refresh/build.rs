@@ -65,7 +65,7 @@ pub async fn build(
         snapshot,
         catalog,
         jobs,
-        rules: prepared_rules,
+        rules: mut prepared_rules,
         transforms,
         plan,
         ..
@@ -111,6 +111,40 @@ pub async fn build(
     )
     .await?;
 
+    // The leak probe's sample of the source, before the data stage: the rows are checked as
+    // they go through (the identity check and the probe, see verify.rs), and nothing is read
+    // back from the new database.
+    // Generated data (`source.mode: synthetic`) holds no production value to look for and no
+    // production input a rule could leave unchanged: no rule's source is sampled or checked.
+    let no_rules = crate::rules::BoundRules::default();
+    let checked_rules = if settings.synthetic.is_some() {
+        &no_rules
+    } else {
+        &prepared_rules
+    };
+    let stage = Stage::start(ui, "leak sample");
+    let probe = verify::sample_source(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog,
+        checked_rules,
+    )
+    .await?;
+    stages.push(timing("leak sample", stage.done().as_secs_f64()));
+    let verifier = verify::StreamVerifier::new(probe, &catalog, checked_rules);
+    prepared_rules.verifier = Some(verifier.clone());
+    // The jobs were planned before: their row plans take their table's checks now (a reload
+    // after a rescale plans its jobs from the rules, which hold the verifier).
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|mut job| {
+            let mut plan = (*job.plan).clone();
+            plan.check = verifier.table(&job.table);
+            job.plan = std::sync::Arc::new(plan);
+            job
+        })
+        .collect();
+
     // One connection more than the copy workers: the size watch of `max_storage`.
     let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
     let data_started = Instant::now();
@@ -130,21 +164,17 @@ pub async fn build(
     let mut storage_report = loaded.storage;
     stages.push(timing("data", data_started.elapsed().as_secs_f64()));
     pause::point("data-done").await;
-    let stage = Stage::start(ui, "leak sample");
-    // Generated data holds no production value to look for: no rule's source is sampled.
-    let no_rules = crate::rules::BoundRules::default();
-    let probe = verify::sample_source(
-        snapshot.leader(),
-        &settings.source.display,
-        &catalog,
-        if settings.synthetic.is_some() {
-            &no_rules
-        } else {
-            &prepared_rules
-        },
-    )
-    .await?;
-    stages.push(timing("leak sample", stage.done().as_secs_f64()));
+    // What the stream counted: a leak or a rule that changed nothing fails the run now,
+    // before the indexes are built (the new database is dropped; live staging unchanged).
+    let stage = Stage::start(ui, "verify (stream)");
+    let streamed = verifier.report();
+    stages.push(timing("verify (stream)", stage.done().as_secs_f64()));
+    if !streamed.passed {
+        return Err(Error::Verify(format!(
+            "{}; staging was not swapped (unchanged)",
+            streamed.summary()
+        )));
+    }
     // The source is no longer needed: end the snapshot now rather than hold production's
     // xmin back until the indexes are built.
     drop(snapshot);
@@ -200,15 +230,17 @@ pub async fn build(
 
     pause::point("before-verify").await;
     let stage = Stage::start(ui, "verify");
-    // Counts were checked while loading (each COPY's count as the server reported it).
-    let verification = verify::verify(
+    // Counts were checked while loading (each COPY's count as the server reported it), leaks
+    // in the stream: the foreign keys remain.
+    let mut verification = verify::verify(
         &pool,
         &server,
-        &probe,
+        None,
         verify::Counts::CheckedAtLoad,
         settings.jobs,
     )
     .await?;
+    verification.absorb(streamed);
     stages.push(timing("verify", stage.done().as_secs_f64()));
     if !verification.passed {
         return Err(Error::Verify(format!(

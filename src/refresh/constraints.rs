@@ -595,6 +595,7 @@ async fn run_test(
         columns: actions,
         filter: None,
         encoding: crate::pg_encoding::TextEncoding::Utf8,
+        check: None,
     };
     let output = match process_batch(&Arc::new(plan), &input) {
         Ok(out) => out,

@@ -733,6 +733,7 @@ mod tests {
             columns: vec![ColumnAction::Pass, ColumnAction::Pass],
             filter: None,
             encoding: Default::default(),
+            check: None,
         });
         let mut job = CopyJob {
             table: QualifiedName::new("public", "T x"),

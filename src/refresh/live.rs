@@ -102,7 +102,7 @@ async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport>
     let report = verify::verify(
         &pool,
         &live.display,
-        &probe,
+        Some(&probe),
         match &expected {
             Some(e) => verify::Counts::Expected(e),
             None => verify::Counts::Unknown,

@@ -220,6 +220,7 @@ pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable)
             .collect(),
         filter: None,
         encoding: TextEncoding::Utf8,
+        check: None,
     }
 }
 
@@ -254,8 +255,11 @@ pub(crate) fn copy_jobs(
                 columns: table.copy_columns().map(|_| ColumnAction::Pass).collect(),
                 filter: None,
                 encoding: TextEncoding::Utf8,
+                check: None,
             },
         };
+        // Verification in the stream, when the build set it up (see refresh::verify).
+        plan.check = rules.verifier.as_ref().and_then(|v| v.table(&table.name));
         // The data stage's sessions speak the source's encoding (see crate::pg_encoding).
         plan.encoding = TextEncoding::of(&catalog.encoding);
         // A derived column is recomputed after the load: its original content (the

@@ -20,6 +20,8 @@ use crate::pg_encoding::TextEncoding;
 use crate::plan::filter::RowFilter;
 use crate::transform::{Output, Transform};
 
+use super::verify::TableCheck;
+
 /// What happens to one column.
 #[derive(Debug, Clone)]
 pub enum ColumnAction {
@@ -40,11 +42,22 @@ pub struct RowPlan {
     pub filter: Option<Arc<dyn RowFilter>>,
     /// The encoding of the rows (the source database's).
     pub encoding: TextEncoding,
+    /// Verification in the stream (see [`super::verify`]): the identity check of the ruled
+    /// columns and the leak probe of the text-like output columns, counted as each batch
+    /// goes through. None: nothing is checked (a rule's trial in `validate`, the key pass).
+    pub check: Option<Arc<TableCheck>>,
 }
 
 impl RowPlan {
-    /// True when rows can go through untouched: no transform and no filter.
+    /// True when rows can go through untouched: no transform, no filter, nothing to probe.
     pub fn is_passthrough(&self) -> bool {
+        self.filter.is_none()
+            && self.columns.iter().all(|c| matches!(c, ColumnAction::Pass))
+            && self.check.as_ref().is_none_or(|c| !c.scans())
+    }
+
+    /// True when the rows are only read (probed), never changed.
+    fn only_probes(&self) -> bool {
         self.filter.is_none() && self.columns.iter().all(|c| matches!(c, ColumnAction::Pass))
     }
 }
@@ -93,6 +106,14 @@ pub const BIG_FIELD: usize = 64 << 10;
 
 /// Runs the plan over `input` (whole rows, each ending in a newline), into one buffer.
 pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError> {
+    if plan.only_probes() {
+        let rows = probe_rows(plan, input)?;
+        return Ok(BatchOut {
+            data: input.to_vec(),
+            rows_in: rows,
+            rows_out: rows,
+        });
+    }
     let mut out = Pieces::new(None, input.len());
     let (rows_in, rows_out) = process_rows(plan, input, &mut out)?;
     let mut pieces = out.finish();
@@ -120,6 +141,14 @@ pub fn process_batch(plan: &RowPlan, input: &[u8]) -> Result<BatchOut, RowError>
 /// from `input`. So a batch costs its input, the transformed values of its ruled columns,
 /// and small buffers.
 pub fn process_shared(plan: &RowPlan, input: &Bytes) -> Result<BatchPieces, RowError> {
+    if plan.only_probes() {
+        let rows = probe_rows(plan, input)?;
+        return Ok(BatchPieces {
+            pieces: vec![input.clone()],
+            rows_in: rows,
+            rows_out: rows,
+        });
+    }
     let mut out = Pieces::new(Some(input), input.len());
     let (rows_in, rows_out) = process_rows(plan, input, &mut out)?;
     Ok(BatchPieces {
@@ -200,6 +229,30 @@ impl<'a> Pieces<'a> {
     }
 }
 
+/// A table with nothing to transform whose rows are probed (see [`super::verify`]): the
+/// rows are read, not rewritten. Returns their count.
+fn probe_rows(plan: &RowPlan, input: &[u8]) -> Result<u64, RowError> {
+    let mut rows = 0u64;
+    let Some(check) = plan.check.as_deref() else {
+        return Ok(copy_text::rows(input).count() as u64);
+    };
+    let mut tally = check.tally();
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(plan.columns.len());
+    for row in copy_text::rows(input) {
+        rows += 1;
+        copy_text::split_row(row, plan.columns.len(), &mut fields).map_err(|e| RowError {
+            table: plan.table.clone(),
+            column: None,
+            message: e.to_string(),
+        })?;
+        for (i, field) in fields.iter().enumerate() {
+            check.probe_field(&mut tally, i, field, plan.encoding);
+        }
+    }
+    check.merge(tally);
+    Ok(rows)
+}
+
 /// The row stage itself, once, for both outputs: (rows in, rows out).
 fn process_rows(
     plan: &RowPlan,
@@ -219,6 +272,8 @@ fn process_rows(
         column: column.map(str::to_string),
         message,
     };
+    let check = plan.check.as_deref();
+    let mut tally = check.map(TableCheck::tally);
 
     for row in copy_text::rows(input) {
         rows_in += 1;
@@ -239,7 +294,12 @@ fn process_rows(
                 continue;
             }
             match action {
-                ColumnAction::Pass => out.field(field),
+                ColumnAction::Pass => {
+                    if let (Some(check), Some(tally)) = (check, tally.as_mut()) {
+                        check.probe_field(tally, i, field, plan.encoding);
+                    }
+                    out.field(field)
+                }
                 ColumnAction::Transform { column, transform } => {
                     produced.clear();
                     let null = copy_text::is_null(field);
@@ -259,9 +319,31 @@ fn process_rows(
                                 .map_err(|e| err(Some(column), e.to_string()))?;
                             &decoded
                         };
-                        transform.apply(value, &mut produced)
+                        match (check, tally.as_mut()) {
+                            (Some(check), Some(tally)) => {
+                                let result = if check.observes_paths(i) {
+                                    let mut observer = check.observer(tally, i);
+                                    transform.apply_observed(value, &mut produced, &mut observer)
+                                } else {
+                                    transform.apply(value, &mut produced)
+                                };
+                                // Before the value is written (a big one is moved out).
+                                let output = matches!(result, Ok(Output::Value))
+                                    .then_some(produced.as_str());
+                                check.identity(tally, i, value, output);
+                                result
+                            }
+                            _ => transform.apply(value, &mut produced),
+                        }
                     };
-                    match result.map_err(|e| err(Some(column), e.to_string()))? {
+                    let result = result.map_err(|e| err(Some(column), e.to_string()))?;
+                    if let (Some(check), Some(tally), Output::Value) =
+                        (check, tally.as_mut(), result)
+                        && let Some(as_) = check.scan_of(i)
+                    {
+                        check.probe(tally, i, as_, &produced);
+                    }
+                    match result {
                         Output::Value if plan.encoding == TextEncoding::Utf8 => {
                             out.value(&mut produced)
                         }
@@ -289,6 +371,9 @@ fn process_rows(
             }
         }
         out.byte(b'\n');
+    }
+    if let (Some(check), Some(tally)) = (check, tally) {
+        check.merge(tally);
     }
     Ok((rows_in, rows_out))
 }
@@ -335,6 +420,7 @@ mod tests {
             ],
             filter,
             encoding: TextEncoding::Utf8,
+            check: None,
         }
     }
 
@@ -387,6 +473,7 @@ mod tests {
             columns: vec![ColumnAction::Pass, ColumnAction::Pass, ColumnAction::Pass],
             filter: Some(Arc::new(DropOdd)),
             encoding: TextEncoding::Utf8,
+            check: None,
         };
         let input = Bytes::from(format!("2\t{big}\tx\n3\ta\tb\n4\tc\t{big}\n"));
         let shared = process_shared(&pass_plan, &input).unwrap();

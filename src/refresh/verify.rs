@@ -1,29 +1,47 @@
 //! Verification of a staging database, before the swap (and as `restage verify` on the live
-//! one): no protected source value present, every foreign key valid, row counts as planned.
-//! A failure is exit 3; during a refresh it leaves the live staging database untouched.
+//! one): no protected source value present, no rule that left its values as they were, every
+//! foreign key valid, row counts as planned. A failure is exit 3; during a refresh it leaves
+//! the live staging database untouched.
 //!
-//! The leak check: for every column whose rule replaces identifying values (email, phone,
-//! hash, iban, card, ip, uuid, address, username, mask, constant, set_null: see
-//! [`samples_source`]), a sample of the source values is kept — as 64-bit keyed hashes (SipHash with a key drawn for this run),
-//! never the values — and every text-like value of staging (text, varchar, arrays, json, jsonb)
-//! is hashed whole and token by token (split on spaces and punctuation other than `@ . - _ +`)
-//! and looked up. A hit names the staging table and column and the source column whose value
-//! it is, never the value.
+//! **During a refresh, verification runs in the data stream** (issue 13): nothing is read
+//! back from the new database. Two checks ride on the row stage ([`super::rows`]):
 //!
-//! Columns whose every value a rule replaced (email, name, hash…) are not scanned: they hold
-//! only fake values. The source values of transforms whose outputs are drawn from small lists
-//! (first_name, city, country, choice…) are not sampled: a fake "Anna" equal to a real "Anna"
-//! proves nothing. Neither are regex_replace's (it keeps the text its pattern does not match,
-//! by design). Values shorter than [`MIN_LEN`] characters are ignored for the same reason.
+//! - **The identity check.** For every ruled column (and every path of a `json` rule), the
+//!   row stage counts the non-null inputs that carry something and how many of them came out
+//!   equal to their input, with the number chance explains, from what the transform declares
+//!   in the [`registry`](crate::transform::registry)
+//!   ([`TransformDef::chance_unchanged`]): `first_name` from a list of about 3,000 names is
+//!   equal by chance about 1 in 3,000 times (counted at
+//!   [`COMMON_SPACE_MARGIN`](crate::transform::registry::COMMON_SPACE_MARGIN) times that),
+//!   `hash` or `date_shift` never, `choice` 1 in as many values as it lists, `noise` as often
+//!   as a value's last digit is coarser than the move, `mask` only for a value with no letter
+//!   or digit. More unchanged than chance allows ([`too_many`]) fails the run naming the
+//!   column, "N of M unchanged", never a value. Transforms meant to keep part of a value
+//!   (`mask`, `regex_replace`, `json`) must also change *something*: a rule that changed no
+//!   value of a column, or a `json` path that reached no document, fails the same way, unless
+//!   the rule says `may_match_nothing: true`.
+//! - **The leak probe.** Before the data stage, source values of the ruled columns and ruled
+//!   json paths are sampled ([`sample_source`]) and kept as 64-bit keyed hashes, never the
+//!   values; as each batch is written, every text-like output column (text, varchar, xml,
+//!   json, jsonb, arrays, uuid, inet, composite and other types in their text form, and
+//!   bytea where it decodes as UTF-8) is looked up whole and as runs of consecutive tokens,
+//!   case-folded ([`LeakProbe::find`]).
 //!
-//! These choices are no list of transform names: they are read from the properties each
-//! transform declares in the [`registry`](crate::transform::registry) (whether it replaces
-//! the whole value or keeps part of it, whether its outputs are values real data shares,
-//! its output space), so a new transform is checked by what it declares. Issue 10 kept the
-//! decisions exactly as they were; issue 13 replaces them.
+//! `restage verify` has no stream: it reads staging with the same probe and matcher
+//! ([`verify`]).
+//!
+//! What is sampled for the probe is read from the registry, not from a list of names
+//! ([`samples_source`]): the source values of rules that write new values whose outputs are
+//! not values real data shares. Names, places and listed values (a real "Anna" in a kept note
+//! equal to a sampled "Anna" proves nothing), `date_shift` and `noise` (dates and numbers
+//! meet by chance) and `regex_replace` (it keeps what its pattern misses, by design) are
+//! covered by the identity check instead. Values shorter than [`MIN_LEN`] characters (as
+//! normalized: lower case, tokens joined by one space) are not compared. How many matches
+//! chance explains is counted from the transform's declared output space ([`leak_threshold`]):
+//! a fake `ipv4` equal to a real one in a json document is chance, a kept one is not.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use tokio_postgres::Client;
@@ -33,21 +51,22 @@ use crate::copy_text;
 use crate::db::{DbError, quote_ident};
 use crate::pg_encoding::{TextEncoding, reading_client_encoding};
 use crate::rules::BoundRules;
-use crate::transform::registry::{Kept, TransformDef};
+use crate::transform::RuleSpec;
+use crate::transform::registry::{ChanceUnchanged, Kept, TransformDef, noise_chance};
 
-/// Values and tokens shorter than this are not compared.
+/// Values and tokens shorter than this (in characters, normalized) are not compared.
 pub const MIN_LEN: usize = 6;
 /// Source values sampled per checked column. The chance to catch a leak of a few rows grows
 /// with it; memory is about 16 bytes a value.
 pub const SAMPLE_PER_COLUMN: u64 = 10_000;
+/// The longest run of consecutive tokens a sampled value is looked for as (a value of more
+/// tokens is looked for whole).
+pub const MAX_RUN: usize = 16;
 
-/// True when the leak check samples the source values of a column (or json path) ruled by
+/// True when the leak probe samples the source values of a column (or json path) ruled by
 /// `def`: its rule writes values that carry nothing of the input, or keeps only a few edge
-/// characters of it (`mask`), and its outputs are not values real data shares (a fake
-/// "Anna" equal to a real "Anna" proves nothing). So `regex_replace` (it keeps what its
-/// pattern misses, by design), `json` (checked through its paths), `date_shift` and `noise`
-/// (outputs near their inputs), `keep`, and the name, place and list transforms are not
-/// sampled.
+/// characters of it (`mask`), and its outputs are not values real data shares. The other
+/// ruled columns are covered by the identity check.
 fn samples_source(def: &TransformDef) -> bool {
     let writes_new_values =
         def.replaces_whole_value() || def.keeps_part() == Some(Kept::EdgeCharacters);
@@ -55,31 +74,32 @@ fn samples_source(def: &TransformDef) -> bool {
 }
 
 /// True when a column ruled by `def` holds only outputs drawn from the seed, a constant or
-/// NULL (equal to a real value only by chance): the scan skips it. Columns that carry copied
-/// content — unruled, `keep`, `mask` (keeps part), `regex_replace` (keeps what the pattern
-/// misses), `json` (keeps the unruled fields), `date_shift` and `noise` (near the input) —
-/// are scanned.
+/// NULL (equal to a real value only by chance): the probe skips it. Columns that carry copied
+/// content — unruled, `keep`, `mask`, `regex_replace`, `json`, `date_shift`, `noise` — are
+/// probed.
 fn replaces_every_value(def: &TransformDef) -> bool {
     def.replaces_whole_value()
 }
 
 /// How many different values the outputs of `def` are drawn from, for telling chance matches
-/// from leaks: its declared output space where today's check allows for chance (`ipv4`),
-/// infinite otherwise.
+/// of the probe from leaks: its declared output space; infinite when that is unbounded, one
+/// value (a constant) or decided by the input.
 fn chance_space(def: &TransformDef) -> f64 {
-    if def.leak_check_allows_chance() {
-        def.output_space()
-            .distinct_outputs()
-            .unwrap_or(f64::INFINITY)
-    } else {
-        f64::INFINITY
+    match def.output_space().distinct_outputs() {
+        Some(n) if n > 1.0 => n,
+        _ => f64::INFINITY,
     }
 }
 
-/// Keyed hashes of sampled source values, with the column each came from.
+/// Keyed hashes of sampled source values, with the column each came from: the one matcher of
+/// both the stream check and `restage verify`.
 pub struct LeakProbe {
-    state: RandomState,
+    key: (u64, u64),
     hashes: crate::prehashed::DigestMap<u32>,
+    /// Bit `k` set: some sampled value has `k` tokens (k ≤ [`MAX_RUN`]).
+    runs: u32,
+    /// Some sampled value has more than [`MAX_RUN`] tokens.
+    long: bool,
     origins: Vec<Origin>,
     /// Columns whose every value was replaced by a rule (see [`replaces_every_value`]): not
     /// scanned.
@@ -91,22 +111,31 @@ pub struct LeakProbe {
 struct Origin {
     name: String,
     sampled: u64,
-    /// How many different values its rule's outputs are drawn from, when that is small
-    /// enough for fake values to equal real ones by chance (ipv4: a 32-bit space); infinite
-    /// otherwise.
+    /// How many different values its rule's outputs are drawn from (see [`chance_space`]).
     space: f64,
 }
 
 /// How many matches between a staging column and an origin can be chance: with `values`
-/// scanned and λ expected by chance, more than λ + 6√λ + 3 is a leak; with λ ≈ 0 (any
-/// transform with a large output space), one match is.
+/// scanned and λ expected by chance, see [`threshold`].
 fn leak_threshold(values: u64, origin: &Origin) -> (f64, u64) {
     let lambda = values as f64 * origin.sampled as f64 / origin.space;
+    (lambda, threshold(lambda))
+}
+
+/// The least count that chance does not explain when λ are expected: 1 when λ < 0.01, else
+/// λ + 6√λ + 3 (a Poisson count that far above its mean has odds far below one in a million).
+fn threshold(lambda: f64) -> u64 {
     if lambda < 0.01 {
-        (lambda, 1)
+        1
     } else {
-        (lambda, (lambda + 6.0 * lambda.sqrt() + 3.0).ceil() as u64)
+        (lambda + 6.0 * lambda.sqrt() + 3.0).ceil() as u64
     }
+}
+
+/// True when `unchanged` outputs equal to their input are more than chance explains, with
+/// `expected` of them by chance.
+pub fn too_many(unchanged: u64, expected: f64) -> bool {
+    unchanged >= threshold(expected)
 }
 
 impl std::fmt::Debug for LeakProbe {
@@ -120,13 +149,113 @@ impl std::fmt::Debug for LeakProbe {
     }
 }
 
+/// A fast keyed 64-bit mix (the folded 128-bit product of wyhash).
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// A value as the matcher sees it: its tokens (maximal runs of letters and digits, lower
+/// case), each hashed, so that a run of consecutive tokens (joined by one space) is hashed
+/// without building it.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    /// Per token: its keyed hash and its length in characters.
+    hashes: Vec<u64>,
+    chars: Vec<usize>,
+    token: String,
+    /// A bytea's decoded text.
+    decoded: String,
+}
+
+const RUN_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl LeakProbe {
+    fn empty() -> LeakProbe {
+        let key = || rand::random::<u64>() | 1;
+        LeakProbe {
+            key: (key(), key()),
+            hashes: Default::default(),
+            runs: 0,
+            long: false,
+            origins: Vec::new(),
+            replaced: Default::default(),
+        }
+    }
+
+    /// Sampled values held.
     pub fn values(&self) -> usize {
         self.hashes.len()
     }
 
-    fn hash(&self, s: &str) -> u64 {
-        self.state.hash_one(s)
+    fn token_hash(&self, token: &str) -> u64 {
+        let mut h = self.key.0 ^ token.len() as u64;
+        for chunk in token.as_bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = mum(h ^ u64::from_le_bytes(word), self.key.1);
+        }
+        mum(h, self.key.0 ^ RUN_BASE)
+    }
+
+    /// Splits `text` into tokens (lower case), hashed.
+    fn tokenize(&self, text: &str, t: &mut Tokens) {
+        t.hashes.clear();
+        t.chars.clear();
+        t.token.clear();
+        let mut chars = 0;
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                if c.is_ascii() {
+                    t.token.push(c.to_ascii_lowercase());
+                } else {
+                    t.token.extend(c.to_lowercase());
+                }
+                chars += 1;
+            } else if !t.token.is_empty() {
+                t.hashes.push(self.token_hash(&t.token));
+                t.chars.push(chars);
+                t.token.clear();
+                chars = 0;
+            }
+        }
+        if !t.token.is_empty() {
+            t.hashes.push(self.token_hash(&t.token));
+            t.chars.push(chars);
+            t.token.clear();
+        }
+    }
+
+    /// The hash of tokens `i..j` as one run, and its length in characters (tokens joined by
+    /// one space).
+    fn run(&self, t: &Tokens, i: usize, j: usize) -> (u64, usize) {
+        let mut h = 0u64;
+        let mut len = j - i - 1;
+        for k in i..j {
+            h = h.wrapping_mul(RUN_BASE).wrapping_add(t.hashes[k]);
+            len += t.chars[k];
+        }
+        (mum(h ^ (j - i) as u64, self.key.1), len)
+    }
+
+    /// Adds a sampled value under origin `index`; false when it is too short to compare.
+    fn insert(&mut self, value: &str, index: u32, scratch: &mut Tokens) -> bool {
+        self.tokenize(value, scratch);
+        let n = scratch.hashes.len();
+        if n == 0 {
+            return false;
+        }
+        let (h, len) = self.run(scratch, 0, n);
+        if len < MIN_LEN {
+            return false;
+        }
+        if n <= MAX_RUN {
+            self.runs |= 1 << n;
+        } else {
+            self.long = true;
+        }
+        self.hashes.insert(h, index);
+        true
     }
 
     /// The index of the origin named `name`, added when new with the output space of its
@@ -145,22 +274,111 @@ impl LeakProbe {
         }
     }
 
-    fn lookup(&self, s: &str) -> Option<u32> {
-        if s.chars().count() < MIN_LEN {
+    /// The origin (index) of the first protected value found in `text`: the whole text, or
+    /// a run of its consecutive tokens, case-folded (so `JANE@CORP.COM`, an address inside a
+    /// sentence and `(206) 555-9857` for `206-555-9857` are found).
+    pub fn find(&self, text: &str, t: &mut Tokens) -> Option<u32> {
+        if self.hashes.is_empty() {
             return None;
         }
-        self.hashes.get(&self.hash(s)).copied()
+        self.tokenize(text, t);
+        let n = t.hashes.len();
+        if self.long && n > MAX_RUN {
+            let (h, len) = self.run(t, 0, n);
+            if len >= MIN_LEN
+                && let Some(o) = self.hashes.get(&h)
+            {
+                return Some(*o);
+            }
+        }
+        // The longest run any sampled value has.
+        let longest = (32 - self.runs.leading_zeros()).saturating_sub(1) as usize;
+        for i in 0..n {
+            // The run's hash and length, grown one token at a time.
+            let mut h = 0u64;
+            let mut len = 0usize;
+            for k in 1..=longest.min(n - i) {
+                let j = i + k - 1;
+                h = h.wrapping_mul(RUN_BASE).wrapping_add(t.hashes[j]);
+                len += t.chars[j] + usize::from(k > 1);
+                if self.runs & (1 << k) == 0 || len < MIN_LEN {
+                    continue;
+                }
+                if let Some(o) = self.hashes.get(&mum(h ^ k as u64, self.key.1)) {
+                    return Some(*o);
+                }
+            }
+        }
+        None
     }
 
-    /// The origin (index) of the first protected value found in `text`, whole or as a token.
-    fn find(&self, text: &str) -> Option<u32> {
-        if let Some(o) = self.lookup(text.trim()) {
-            return Some(o);
+    /// [`LeakProbe::find`] on a value of a column probed `as_` (a bytea as the UTF-8 text
+    /// its bytes hold).
+    pub fn find_in(&self, as_: ScanAs, value: &str, t: &mut Tokens) -> Option<u32> {
+        match as_ {
+            ScanAs::Text => self.find(value, t),
+            ScanAs::Bytes => {
+                let mut decoded = std::mem::take(&mut t.decoded);
+                let found = if bytea_text(value, &mut decoded) {
+                    self.find(&decoded, t)
+                } else {
+                    None
+                };
+                t.decoded = decoded;
+                found
+            }
         }
-        text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+')))
-            .filter(|t| t.len() >= MIN_LEN)
-            .find_map(|t| self.lookup(t.trim_matches('.')))
     }
+}
+
+/// How a column's text is probed: as it reads, or (bytea) as the UTF-8 text its bytes hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanAs {
+    Text,
+    Bytes,
+}
+
+/// How a column of `kind` is probed, None when its values cannot carry a copied text
+/// (numbers, dates, booleans, tsvector, enum labels).
+pub fn scan_as(kind: &TypeKind) -> Option<ScanAs> {
+    match kind {
+        TypeKind::Text
+        | TypeKind::Json
+        | TypeKind::Jsonb
+        | TypeKind::Uuid
+        | TypeKind::Inet
+        | TypeKind::Cidr
+        | TypeKind::MacAddr
+        | TypeKind::Other(_) => Some(ScanAs::Text),
+        TypeKind::Bytea => Some(ScanAs::Bytes),
+        _ => None,
+    }
+}
+
+/// The text a bytea value (`\x…` hex, or an array of them) holds: the UTF-8 runs of its
+/// bytes, into `out` (cleared first); false when there is none.
+fn bytea_text(value: &str, out: &mut String) -> bool {
+    out.clear();
+    let mut bytes = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("\\x") {
+        rest = &rest[at + 2..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len());
+        bytes.clear();
+        for pair in rest.as_bytes()[..end].chunks_exact(2) {
+            let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+            bytes.push((digit(pair[0]) << 4) | digit(pair[1]));
+        }
+        // Text with binary around it (a file, a serialized object): its UTF-8 runs.
+        for chunk in bytes.utf8_chunks() {
+            out.push_str(chunk.valid());
+            out.push(' ');
+        }
+        rest = &rest[end..];
+    }
+    !out.trim().is_empty()
 }
 
 /// Samples the values of every checked ruled column from the source (inside the snapshot).
@@ -170,12 +388,7 @@ pub async fn sample_source(
     catalog: &Catalog,
     rules: &BoundRules,
 ) -> Result<LeakProbe, DbError> {
-    let mut probe = LeakProbe {
-        state: RandomState::new(),
-        hashes: Default::default(),
-        origins: Vec::new(),
-        replaced: Default::default(),
-    };
+    let mut probe = LeakProbe::empty();
     for table in catalog.data_tables() {
         let Some(bound) = rules.table(&table.name) else {
             continue;
@@ -261,6 +474,7 @@ async fn sample_values(
         .await
         .map_err(|e| DbError::new(server, format!("sampling {origin} for the leak check"), e))?;
     let mut text = String::new();
+    let mut tokens = Tokens::default();
     for row in found {
         // Bytes (`convert_to`), so a SQL_ASCII value that is not UTF-8 is read as the data
         // stage reads it (see crate::pg_encoding) instead of failing.
@@ -270,8 +484,7 @@ async fn sample_values(
         let v = text.trim();
         // inet prints a host as 10.1.2.3/32 in some forms; compare the address.
         let v = v.strip_suffix("/32").unwrap_or(v);
-        if v.chars().count() >= MIN_LEN {
-            probe.hashes.insert(probe.hash(v), index);
+        if probe.insert(v, index, &mut tokens) {
             probe.origins[index as usize].sampled += 1;
         }
     }
@@ -290,9 +503,23 @@ pub struct VerifyReport {
     pub foreign_key_violations: Vec<String>,
     pub count_mismatches: Vec<String>,
     pub notes: Vec<String>,
+    /// Per ruled column and json path: values checked, unchanged, expected by chance,
+    /// verdict (the stream's identity check; `restage verify` lists the sampled columns).
+    pub columns: Vec<ColumnVerdict>,
 }
 
 impl VerifyReport {
+    /// Adds what the stream found (leaks, per-column verdicts, notes, counts) to the checks
+    /// made after the load.
+    pub fn absorb(&mut self, streamed: VerifyReport) {
+        self.leak_values_checked = streamed.leak_values_checked;
+        self.staging_values_scanned += streamed.staging_values_scanned;
+        self.leaks.extend(streamed.leaks);
+        self.notes.extend(streamed.notes);
+        self.columns = streamed.columns;
+        self.passed = self.passed && streamed.passed;
+    }
+
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         if !self.leaks.is_empty() {
@@ -329,14 +556,18 @@ pub enum Counts<'a> {
     Unknown,
 }
 
-/// Scans a staging database: leaks, foreign keys, counts.
+/// Scans a staging database: leaks (when `probe` is given: `restage verify`; a refresh
+/// probed its rows in the stream, see [`StreamVerifier`]), foreign keys, counts.
 pub async fn verify(
     staging: &deadpool_postgres::Pool,
     server: &str,
-    probe: &LeakProbe,
+    probe: Option<&LeakProbe>,
     counts_check: Counts<'_>,
     jobs: usize,
 ) -> Result<VerifyReport, DbError> {
+    let nothing = LeakProbe::empty();
+    let scanned = probe.is_some();
+    let probe = probe.unwrap_or(&nothing);
     let expected = match counts_check {
         Counts::Expected(e) => Some(e),
         _ => None,
@@ -350,32 +581,35 @@ pub async fn verify(
         leak_values_checked: probe.values(),
         ..VerifyReport::default()
     };
+    if scanned {
+        report.columns = probe
+            .origins
+            .iter()
+            .map(|o| ColumnVerdict {
+                column: o.name.clone(),
+                values_checked: o.sampled,
+                verdict: "sampled for the leak probe".into(),
+                ..ColumnVerdict::default()
+            })
+            .collect();
+    }
 
     // One pass per table: its text-like columns (for leaks) and its row count.
-    let tables: Vec<(QualifiedName, Vec<String>)> = catalog
+    let tables: Vec<(QualifiedName, Vec<(String, ScanAs)>)> = catalog
         .data_tables()
         .map(|t| {
             let cols = t
                 .columns
                 .iter()
-                .filter(|c| {
-                    matches!(
-                        c.ty.kind,
-                        TypeKind::Text
-                            | TypeKind::Json
-                            | TypeKind::Jsonb
-                            | TypeKind::Inet
-                            | TypeKind::Uuid
-                    ) && !probe.replaced.contains(&(t.name.clone(), c.name.clone()))
-                })
-                .map(|c| c.name.clone())
+                .filter(|c| !probe.replaced.contains(&(t.name.clone(), c.name.clone())))
+                .filter_map(|c| scan_as(&c.ty.kind).map(|a| (c.name.clone(), a)))
                 .collect();
             (t.name.clone(), cols)
         })
         .collect();
     // Without counts to check, only tables with text-like columns need reading, and none at
     // all when there is nothing to look for.
-    let tables: Vec<(QualifiedName, Vec<String>)> = match expected {
+    let tables: Vec<(QualifiedName, Vec<(String, ScanAs)>)> = match expected {
         Some(_) => tables,
         None if probe.values() == 0 => Vec::new(),
         None => tables.into_iter().filter(|(_, c)| !c.is_empty()).collect(),
@@ -407,23 +641,7 @@ pub async fn verify(
         }
         counts.insert(scan.table, scan.rows);
     }
-    for ((column, origin), (n, values)) in hits {
-        let Some(o) = probe.origins.get(origin as usize) else {
-            continue;
-        };
-        let (lambda, threshold) = leak_threshold(values, o);
-        let plural = if n == 1 { "" } else { "s" };
-        if n >= threshold {
-            report
-                .leaks
-                .push(format!("{column} ← {} ({n} value{plural})", o.name));
-        } else {
-            report.notes.push(format!(
-                "{column}: {n} value{plural} equal to sampled values of {} — chance, not a leak ({lambda:.2} expected among {values} values drawn from about {:.1e})",
-                o.name, o.space
-            ));
-        }
-    }
+    probe_verdicts(probe, hits, &mut report);
 
     if let Some(expected) = expected {
         for (table, want) in expected {
@@ -510,7 +728,7 @@ async fn scan_table(
     client: &Client,
     server: &str,
     table: &QualifiedName,
-    columns: &[String],
+    columns: &[(String, ScanAs)],
     probe: &LeakProbe,
     encoding: &str,
 ) -> Result<TableScan, DbError> {
@@ -527,7 +745,7 @@ async fn scan_table(
         columns
             .iter()
             // COPY prints every type in its text form: no cast needed.
-            .map(|c| quote_ident(c))
+            .map(|(c, _)| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -546,6 +764,7 @@ async fn scan_table(
     let mut column_values = vec![0u64; columns.len()];
     let mut text = String::new();
     let mut raw = Vec::new();
+    let mut tokens = Tokens::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
         rows += 1;
@@ -568,7 +787,8 @@ async fn scan_table(
             if let Some(n) = column_values.get_mut(i) {
                 *n += 1;
             }
-            if let Some(origin) = probe.find(&text) {
+            let as_ = columns.get(i).map_or(ScanAs::Text, |(_, a)| *a);
+            if let Some(origin) = probe.find_in(as_, &text, &mut tokens) {
                 *hits.entry((i, origin)).or_default() += 1;
             }
         }
@@ -579,7 +799,7 @@ async fn scan_table(
             (
                 format!(
                     "{table}.{}",
-                    columns.get(i).map(String::as_str).unwrap_or("?")
+                    columns.get(i).map(|(c, _)| c.as_str()).unwrap_or("?")
                 ),
                 origin,
                 n,
@@ -595,6 +815,537 @@ async fn scan_table(
     })
 }
 
+/// One ruled column's (or json path's) identity check, as the report shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ColumnVerdict {
+    /// `table.column`, or `table.column $.path`.
+    pub column: String,
+    /// The rule's transform.
+    pub rule: String,
+    /// Non-null values that carry something (a letter or a digit), seen by the rule.
+    pub values_checked: u64,
+    /// How many of them came out equal to their input.
+    pub unchanged: u64,
+    /// How many chance explains.
+    pub expected_by_chance: f64,
+    /// `ok`, or what is wrong (never a value).
+    pub verdict: String,
+    pub failed: bool,
+}
+
+/// What the identity check counts for one column or json path.
+#[derive(Debug, Clone, Default)]
+struct Counted {
+    values: u64,
+    unchanged: u64,
+    expected: f64,
+}
+
+/// What the rule of a column (or json path) is checked against.
+#[derive(Debug, Clone)]
+struct Identity {
+    rule: String,
+    chance: ChanceUnchanged,
+    must_change: bool,
+}
+
+#[derive(Debug)]
+struct ColumnCheck {
+    name: String,
+    /// Probed for sampled source values, read so.
+    scan: Option<ScanAs>,
+    /// The column's rule, when it has one that transforms.
+    identity: Option<Identity>,
+    /// A `json` rule's paths, by slot (index in `paths` as written), with their rules.
+    paths: Vec<(String, Option<Identity>)>,
+}
+
+/// The counts of one batch (or all batches) of a table.
+#[derive(Debug, Default)]
+pub struct Tally {
+    identity: Vec<Counted>,
+    paths: Vec<Vec<Counted>>,
+    scanned: Vec<u64>,
+    hits: HashMap<(usize, u32), u64>,
+    tokens: Tokens,
+    text: String,
+    raw: Vec<u8>,
+}
+
+/// The stream checks of one table, shared by its jobs and batches (see [`super::rows`]).
+#[derive(Debug)]
+pub struct TableCheck {
+    table: QualifiedName,
+    /// The partitioned table it is a partition of, or itself.
+    root: QualifiedName,
+    probe: Arc<LeakProbe>,
+    columns: Vec<ColumnCheck>,
+    tally: Mutex<Tally>,
+}
+
+/// True when `input` carries something an identity can be seen in: a letter or a digit, and
+/// not `infinity` or `NaN` (which transforms keep as they are).
+fn carries_something(input: &str) -> bool {
+    let t = input.trim();
+    t.chars().any(char::is_alphanumeric)
+        && !["infinity", "-infinity", "+infinity", "nan"]
+            .iter()
+            .any(|s| t.eq_ignore_ascii_case(s))
+}
+
+fn chance_of(chance: ChanceUnchanged, input: &str) -> f64 {
+    match chance {
+        ChanceUnchanged::NotApplicable | ChanceUnchanged::Any => 1.0,
+        ChanceUnchanged::Each(p) => p,
+        ChanceUnchanged::Rounding { percent } => noise_chance(input, percent),
+        ChanceUnchanged::NoAlphanumeric => {
+            if input.chars().any(char::is_alphanumeric) {
+                0.0
+            } else {
+                1.0
+            }
+        }
+    }
+}
+
+fn count(counted: &mut Counted, identity: &Identity, input: &str, output: Option<&str>) {
+    if !carries_something(input) {
+        return;
+    }
+    counted.values += 1;
+    counted.expected += chance_of(identity.chance, input);
+    if output == Some(input) {
+        counted.unchanged += 1;
+    }
+}
+
+impl TableCheck {
+    /// True when some column of the table is probed (a table without rules is then read by
+    /// the row stage too).
+    pub fn scans(&self) -> bool {
+        self.probe.values() > 0 && self.columns.iter().any(|c| c.scan.is_some())
+    }
+
+    /// How column `i` is probed, when it is.
+    pub fn scan_of(&self, i: usize) -> Option<ScanAs> {
+        if self.probe.values() == 0 {
+            return None;
+        }
+        self.columns.get(i).and_then(|c| c.scan)
+    }
+
+    /// True when column `i` has inner rules to observe (a `json` rule's paths).
+    pub fn observes_paths(&self, i: usize) -> bool {
+        self.columns.get(i).is_some_and(|c| !c.paths.is_empty())
+    }
+
+    /// Empty counts for one batch.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            identity: vec![Counted::default(); self.columns.len()],
+            paths: self
+                .columns
+                .iter()
+                .map(|c| vec![Counted::default(); c.paths.len()])
+                .collect(),
+            scanned: vec![0; self.columns.len()],
+            ..Tally::default()
+        }
+    }
+
+    /// Counts the value `input` of column `i` and what its rule wrote (None: NULL).
+    pub fn identity(&self, tally: &mut Tally, i: usize, input: &str, output: Option<&str>) {
+        if let (Some(identity), Some(counted)) = (
+            self.columns.get(i).and_then(|c| c.identity.as_ref()),
+            tally.identity.get_mut(i),
+        ) {
+            count(counted, identity, input, output);
+        }
+    }
+
+    /// Probes the output `text` of column `i` (read as [`TableCheck::scan_of`] says).
+    pub fn probe(&self, tally: &mut Tally, i: usize, as_: ScanAs, text: &str) {
+        if let Some(n) = tally.scanned.get_mut(i) {
+            *n += 1;
+        }
+        if let Some(origin) = self.probe.find_in(as_, text, &mut tally.tokens) {
+            *tally.hits.entry((i, origin)).or_default() += 1;
+        }
+    }
+
+    /// Probes a field of column `i` as COPY printed it, in `encoding`.
+    pub fn probe_field(&self, tally: &mut Tally, i: usize, field: &[u8], encoding: TextEncoding) {
+        let Some(as_) = self.scan_of(i) else {
+            return;
+        };
+        if copy_text::is_null(field) {
+            return;
+        }
+        // The scratch buffers leave the tally while the value borrows them.
+        let mut text = std::mem::take(&mut tally.text);
+        let mut raw = std::mem::take(&mut tally.raw);
+        text.clear();
+        raw.clear();
+        let decoded = if encoding == TextEncoding::Utf8 && memchr::memchr(b'\\', field).is_none() {
+            std::str::from_utf8(field).ok()
+        } else if copy_text::unescape(field, &mut raw).is_ok()
+            && encoding.decode(&raw, &mut text).is_ok()
+        {
+            Some(text.as_str())
+        } else {
+            None
+        };
+        if let Some(value) = decoded {
+            self.probe(tally, i, as_, value);
+        }
+        tally.text = text;
+        tally.raw = raw;
+    }
+
+    /// An observer of column `i`'s inner rules, counting into `tally`.
+    pub fn observer<'a>(&'a self, tally: &'a mut Tally, i: usize) -> PathObserver<'a> {
+        PathObserver {
+            check: self,
+            tally,
+            column: i,
+        }
+    }
+
+    /// Adds a batch's counts.
+    pub fn merge(&self, batch: Tally) {
+        let Ok(mut all) = self.tally.lock() else {
+            return;
+        };
+        if all.identity.is_empty() {
+            *all = self.tally();
+        }
+        for (a, b) in all.identity.iter_mut().zip(&batch.identity) {
+            a.add(b);
+        }
+        for (a, b) in all.paths.iter_mut().zip(&batch.paths) {
+            for (a, b) in a.iter_mut().zip(b) {
+                a.add(b);
+            }
+        }
+        for (a, b) in all.scanned.iter_mut().zip(&batch.scanned) {
+            *a += b;
+        }
+        for (k, n) in batch.hits {
+            *all.hits.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// Counts what a `json` rule's paths did ([`crate::transform::Observe`]).
+pub struct PathObserver<'a> {
+    check: &'a TableCheck,
+    tally: &'a mut Tally,
+    column: usize,
+}
+
+impl crate::transform::Observe for PathObserver<'_> {
+    fn inner(&mut self, slot: usize, input: Option<&str>, output: Option<&str>) {
+        let Some(input) = input else { return };
+        let Some((_, Some(identity))) = self
+            .check
+            .columns
+            .get(self.column)
+            .and_then(|c| c.paths.get(slot))
+        else {
+            return;
+        };
+        if let Some(counted) = self
+            .tally
+            .paths
+            .get_mut(self.column)
+            .and_then(|p| p.get_mut(slot))
+        {
+            count(counted, identity, input, output);
+        }
+    }
+}
+
+/// The identity a rule of `def` (as written: `spec`) is checked against.
+fn identity_of(def: &'static TransformDef, spec: &RuleSpec) -> Identity {
+    Identity {
+        rule: def.name().to_string(),
+        chance: def.chance_unchanged(spec),
+        // A json rule's paths say whether each must reach something.
+        must_change: def.must_change_something(spec) && !def.holds_rules_by_path(),
+    }
+}
+
+/// The paths of a `json` rule, by slot, with their rules' identities (None for `keep` or a
+/// rule that does not read).
+fn json_paths(spec: &RuleSpec) -> Vec<(String, Option<Identity>)> {
+    let Some(serde_yaml::Value::Mapping(map)) = spec.params.get("paths") else {
+        return vec![];
+    };
+    let outer = crate::transform::registry::may_match_nothing(spec);
+    map.iter()
+        .map(|(path, rule)| {
+            let path = path.as_str().unwrap_or("?").to_string();
+            let identity = RuleSpec::from_value(rule).ok().and_then(|rule| {
+                let def = crate::transform::registry::get(&rule.transform)?;
+                if def.passes_through() {
+                    return None;
+                }
+                let mut identity = identity_of(def, &rule);
+                // Every path must reach some document, unless it (or the json rule) says
+                // it may match nothing.
+                identity.must_change =
+                    !outer && !crate::transform::registry::may_match_nothing(&rule);
+                Some(identity)
+            });
+            (path, identity)
+        })
+        .collect()
+}
+
+/// The stream checks of a refresh: one [`TableCheck`] per table, and the verdicts after the
+/// data stage.
+#[derive(Debug)]
+pub struct StreamVerifier {
+    probe: Arc<LeakProbe>,
+    tables: HashMap<QualifiedName, Arc<TableCheck>>,
+}
+
+impl StreamVerifier {
+    /// The checks of every data table, from the probe sampled before the data stage and the
+    /// bound rules.
+    pub fn new(probe: LeakProbe, catalog: &Catalog, rules: &BoundRules) -> Arc<StreamVerifier> {
+        let probe = Arc::new(probe);
+        let mut tables = HashMap::new();
+        for table in catalog.data_tables() {
+            let bound = rules.table(&table.name);
+            let columns = table
+                .copy_columns()
+                .enumerate()
+                .map(|(i, column)| {
+                    let b = bound.and_then(|b| b.columns.get(i));
+                    let ruled = b.and_then(|b| {
+                        let def = b.def?;
+                        b.transform.as_ref()?;
+                        Some((
+                            def,
+                            b.spec
+                                .clone()
+                                .unwrap_or_else(|| RuleSpec::named(def.name())),
+                        ))
+                    });
+                    let replaced = ruled.as_ref().is_some_and(|(d, _)| replaces_every_value(d));
+                    ColumnCheck {
+                        name: column.name.clone(),
+                        scan: if replaced {
+                            None
+                        } else {
+                            scan_as(&column.ty.kind)
+                        },
+                        identity: ruled.as_ref().map(|(d, s)| identity_of(d, s)),
+                        paths: ruled
+                            .as_ref()
+                            .filter(|(d, _)| d.holds_rules_by_path())
+                            .map(|(_, s)| json_paths(s))
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect();
+            let check = TableCheck {
+                table: table.name.clone(),
+                root: catalog.root_of(&table.name),
+                probe: probe.clone(),
+                columns,
+                tally: Mutex::new(Tally::default()),
+            };
+            tables.insert(table.name.clone(), Arc::new(check));
+        }
+        Arc::new(StreamVerifier { probe, tables })
+    }
+
+    /// The checks of `table`, for its row plans.
+    pub fn table(&self, table: &QualifiedName) -> Option<Arc<TableCheck>> {
+        self.tables.get(table).cloned()
+    }
+
+    /// The verdicts of everything the data stage counted and probed. Foreign keys are
+    /// checked after the load ([`verify`]).
+    pub fn report(&self) -> VerifyReport {
+        let mut report = VerifyReport {
+            leak_values_checked: self.probe.values(),
+            ..VerifyReport::default()
+        };
+        let mut hits: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+        let mut judged: BTreeMap<String, Judged> = BTreeMap::new();
+        let mut names: Vec<&QualifiedName> = self.tables.keys().collect();
+        names.sort();
+        for name in names {
+            let check = &self.tables[name];
+            let Ok(tally) = check.tally.lock() else {
+                continue;
+            };
+            for (i, column) in check.columns.iter().enumerate() {
+                // Partitions are judged together, as their root (a json path may reach
+                // documents of one partition only).
+                let label = format!("{}.{}", check.root, column.name);
+                if let Some(identity) = &column.identity {
+                    let e = judged.entry(label.clone()).or_insert_with(|| Judged {
+                        identity: identity.clone(),
+                        counted: Counted::default(),
+                        had_documents: false,
+                    });
+                    if let Some(c) = tally.identity.get(i) {
+                        e.counted.add(c);
+                    }
+                }
+                let documents = tally.identity.get(i).map_or(0, |c| c.values);
+                for (slot, (path, identity)) in column.paths.iter().enumerate() {
+                    let Some(identity) = identity else { continue };
+                    let e = judged
+                        .entry(format!("{label} {path}"))
+                        .or_insert_with(|| Judged {
+                            identity: identity.clone(),
+                            counted: Counted::default(),
+                            had_documents: false,
+                        });
+                    if let Some(c) = tally.paths.get(i).and_then(|p| p.get(slot)) {
+                        e.counted.add(c);
+                    }
+                    e.had_documents |= documents > 0;
+                }
+                if let Some(n) = tally.scanned.get(i) {
+                    report.staging_values_scanned += n;
+                }
+            }
+            for ((i, origin), n) in &tally.hits {
+                let column = format!(
+                    "{}.{}",
+                    check.table,
+                    check.columns.get(*i).map_or("?", |c| c.name.as_str())
+                );
+                let values = tally.scanned.get(*i).copied().unwrap_or(0);
+                let e = hits.entry((column, *origin)).or_default();
+                e.0 += n;
+                e.1 = e.1.max(values);
+            }
+        }
+        for (label, j) in judged {
+            let verdict = judge(
+                &label,
+                &j.identity,
+                &j.counted,
+                j.had_documents,
+                &mut report.leaks,
+            );
+            report.columns.push(verdict);
+        }
+        probe_verdicts(&self.probe, hits, &mut report);
+        report.passed = report.leaks.is_empty();
+        report
+    }
+}
+
+/// One column's (or path's) counts over the partitions of its root.
+struct Judged {
+    identity: Identity,
+    counted: Counted,
+    had_documents: bool,
+}
+
+impl Counted {
+    fn add(&mut self, other: &Counted) {
+        self.values += other.values;
+        self.unchanged += other.unchanged;
+        self.expected += other.expected;
+    }
+}
+
+/// The verdict of one column or path: more unchanged than chance explains, or (a rule meant
+/// to change part of its values) nothing changed, or (a json path) no document reached. The
+/// verdict is short (`ok`, `leak`, `changed nothing`, `matched no document`, `no values`);
+/// the failure's message, when it failed, is pushed to `leaks`.
+fn judge(
+    label: &str,
+    identity: &Identity,
+    c: &Counted,
+    had_documents: bool,
+    leaks: &mut Vec<String>,
+) -> ColumnVerdict {
+    let mut v = ColumnVerdict {
+        column: label.to_string(),
+        rule: identity.rule.clone(),
+        values_checked: c.values,
+        unchanged: c.unchanged,
+        expected_by_chance: c.expected,
+        verdict: "ok".into(),
+        failed: false,
+    };
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let message = if c.values == 0 {
+        if identity.must_change && had_documents {
+            v.verdict = "matched no document".into();
+            Some(format!(
+                "{label} ({}): the path matched no document (write `may_match_nothing: true` on its rule if that is expected)",
+                identity.rule
+            ))
+        } else {
+            v.verdict = "no values".into();
+            None
+        }
+    } else if identity.must_change && c.unchanged == c.values {
+        v.verdict = "changed nothing".into();
+        Some(format!(
+            "{label} ({}): {} of {} value{} unchanged — the rule changed no value (a pattern that never matches?); write `may_match_nothing: true` on the rule if that is expected",
+            identity.rule,
+            c.unchanged,
+            c.values,
+            plural(c.values)
+        ))
+    } else if too_many(c.unchanged, c.expected) {
+        v.verdict = "leak".into();
+        Some(format!(
+            "{label} ({}): {} of {} value{} unchanged, {:.1} expected by chance",
+            identity.rule,
+            c.unchanged,
+            c.values,
+            plural(c.values),
+            c.expected
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = message {
+        v.failed = true;
+        leaks.push(message);
+    }
+    v
+}
+
+/// The probe's hits, `(staging column, origin) → (matches, values scanned)`, as leaks or
+/// notes.
+fn probe_verdicts(
+    probe: &LeakProbe,
+    hits: BTreeMap<(String, u32), (u64, u64)>,
+    report: &mut VerifyReport,
+) {
+    for ((column, origin), (n, values)) in hits {
+        let Some(o) = probe.origins.get(origin as usize) else {
+            continue;
+        };
+        let (lambda, threshold) = leak_threshold(values, o);
+        let plural = if n == 1 { "" } else { "s" };
+        if n >= threshold {
+            report
+                .leaks
+                .push(format!("{column} ← {} ({n} value{plural})", o.name));
+        } else {
+            report.notes.push(format!(
+                "{column}: {n} value{plural} equal to sampled values of {} — chance, not a leak ({lambda:.2} expected among {values} values drawn from about {:.1e})",
+                o.name, o.space
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +1354,9 @@ mod tests {
     #[test]
     fn chance_matches_in_small_output_spaces_are_not_leaks() {
         assert_eq!(chance_space(&registry::IPV4), 3.5e9);
-        assert_eq!(chance_space(&registry::PHONE), f64::INFINITY);
+        assert_eq!(chance_space(&registry::PHONE), 3.6e10);
+        assert_eq!(chance_space(&registry::HASH), f64::INFINITY);
+        assert_eq!(chance_space(&registry::CONSTANT), f64::INFINITY);
         let ip = Origin {
             name: "p.ip".into(),
             sampled: 1000,
@@ -624,18 +1377,15 @@ mod tests {
     }
 
     fn probe(values: &[&str]) -> LeakProbe {
-        let mut p = LeakProbe {
-            state: RandomState::new(),
-            replaced: Default::default(),
-            hashes: Default::default(),
-            origins: vec![Origin {
-                name: "public.users.email".into(),
-                sampled: values.len() as u64,
-                space: f64::INFINITY,
-            }],
-        };
+        let mut p = LeakProbe::empty();
+        p.origins.push(Origin {
+            name: "public.users.email".into(),
+            sampled: values.len() as u64,
+            space: f64::INFINITY,
+        });
+        let mut t = Tokens::default();
         for v in values {
-            p.hashes.insert(p.hash(v), 0);
+            assert!(p.insert(v, 0, &mut t), "{v}");
         }
         p
     }
@@ -697,21 +1447,144 @@ mod tests {
         ];
         was_replacing.sort();
         assert_eq!(replacing, was_replacing);
-        let finite: Vec<&str> = registry::all()
-            .iter()
-            .filter(|d| chance_space(d).is_finite())
-            .map(|d| d.name())
-            .collect();
-        assert_eq!(finite, vec!["ipv4"]);
+        // Issue 13: chance matches are counted from every transform's declared output space.
+        for def in registry::all() {
+            let declared = def.output_space().distinct_outputs();
+            assert_eq!(
+                chance_space(def).is_finite(),
+                declared.is_some_and(|n| n.is_finite() && n > 1.0),
+                "`{}`",
+                def.name()
+            );
+        }
     }
 
     #[test]
     fn finds_whole_values_and_tokens() {
         let p = probe(&["john.smith@example.com", "123-45-6789"]);
-        assert_eq!(p.find("john.smith@example.com"), Some(0));
-        assert_eq!(p.find("contact: <john.smith@example.com>, thanks"), Some(0));
-        assert_eq!(p.find("{\"ssn\": \"123-45-6789\"}"), Some(0));
-        assert_eq!(p.find("jane.doe@example.com"), None);
-        assert_eq!(p.find("SSN XXX-XX-XXXX"), None);
+        let mut t = Tokens::default();
+        let mut find = |text: &str| p.find(text, &mut t);
+        assert_eq!(find("john.smith@example.com"), Some(0));
+        assert_eq!(find("contact: <john.smith@example.com>, thanks"), Some(0));
+        assert_eq!(find("{\"ssn\": \"123-45-6789\"}"), Some(0));
+        assert_eq!(find("jane.doe@example.com"), None);
+        assert_eq!(find("SSN XXX-XX-XXXX"), None);
+        assert_eq!(find("smith@example.com"), None, "a part is not the value");
+    }
+
+    /// Issue 13: the planted shapes — upper case, inside markup, a multi-word address inside
+    /// a sentence, a phone written with spaces or parentheses.
+    #[test]
+    fn finds_values_in_other_shapes() {
+        let p = probe(&[
+            "nancy.davolio@example.com",
+            "12 Main Street",
+            "206-555-9857",
+            "555-010-9999",
+        ]);
+        let mut t = Tokens::default();
+        let mut find = |text: &str| p.find(text, &mut t);
+        assert_eq!(find("NANCY.DAVOLIO@EXAMPLE.COM"), Some(0));
+        assert_eq!(
+            find("<user><email>Nancy.Davolio@example.com</email></user>"),
+            Some(0)
+        );
+        assert_eq!(find("she moved to 12 main street last year"), Some(0));
+        assert_eq!(find("call Nancy at (206) 555-9857 today"), Some(0));
+        assert_eq!(find("or 555 010 9999 after six"), Some(0));
+        assert_eq!(find("12 Main Avenue"), None);
+        assert_eq!(find("call 206 555 9858"), None);
+        let mut text = String::new();
+        assert!(bytea_text("\\x3c613e4e414e43592e444156", &mut text));
+        assert_eq!(text.trim(), "<a>NANCY.DAV");
+        let hex: String = "mail: nancy.davolio@example.com\u{0}"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            p.find_in(ScanAs::Bytes, &format!("\\x{hex}"), &mut Tokens::default()),
+            Some(0)
+        );
+        assert_eq!(
+            p.find_in(ScanAs::Bytes, "\\xfffe00", &mut Tokens::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn short_values_are_not_compared() {
+        let mut p = LeakProbe::empty();
+        let mut t = Tokens::default();
+        assert!(!p.insert("Anna", 0, &mut t));
+        assert!(!p.insert("a b", 0, &mut t));
+        assert!(!p.insert("--", 0, &mut t));
+        assert!(p.insert("Annabel", 0, &mut t));
+    }
+
+    fn identity(def: &'static TransformDef, rule: &str) -> Identity {
+        let value: serde_yaml::Value = serde_yaml::from_str(rule).unwrap();
+        identity_of(def, &RuleSpec::from_value(&value).unwrap())
+    }
+
+    fn judged(identity: &Identity, values: u64, unchanged: u64, expected: f64) -> bool {
+        judge(
+            "t.c",
+            identity,
+            &Counted {
+                values,
+                unchanged,
+                expected,
+            },
+            true,
+            &mut Vec::new(),
+        )
+        .failed
+    }
+
+    /// The identity check's verdicts: chance from the declarations, a rule meant to keep part
+    /// of a value that changed nothing, `may_match_nothing`.
+    #[test]
+    fn identity_verdicts() {
+        let email = identity(&registry::EMAIL, "email");
+        assert!(!judged(&email, 1000, 0, 0.0));
+        assert!(
+            judged(&email, 1000, 1, 0.0),
+            "one unchanged email is a leak"
+        );
+        let first = identity(&registry::FIRST_NAME, "first_name");
+        let ChanceUnchanged::Each(p) = first.chance else {
+            panic!("{:?}", first.chance)
+        };
+        // 10,000 names drawn from about 3,000 (counted as 300): a few equal by chance.
+        assert!(!judged(&first, 10_000, 20, 10_000.0 * p));
+        assert!(judged(&first, 10_000, 10_000, 10_000.0 * p));
+        let regex = identity(
+            &registry::REGEX_REPLACE,
+            "{ transform: regex_replace, pattern: x, with: y }",
+        );
+        assert!(
+            !judged(&regex, 1000, 999, 1000.0),
+            "most rows without a match"
+        );
+        assert!(judged(&regex, 1000, 1000, 1000.0), "no row changed");
+        let scrubber = identity(
+            &registry::REGEX_REPLACE,
+            "{ transform: regex_replace, pattern: x, with: y, may_match_nothing: true }",
+        );
+        assert!(!judged(&scrubber, 1000, 1000, 1000.0));
+        let choice = identity(&registry::CHOICE, "{ transform: choice, values: [a, b] }");
+        assert_eq!(choice.chance, ChanceUnchanged::Each(0.5));
+        let constant = identity(&registry::CONSTANT, "{ transform: constant, value: x }");
+        assert_eq!(constant.chance, ChanceUnchanged::NotApplicable);
+        let shift = identity(&registry::DATE_SHIFT, "{ transform: date_shift, days: 3 }");
+        assert_eq!(shift.chance, ChanceUnchanged::Each(0.0));
+        assert!(
+            !carries_something("infinity") && !carries_something(" ") && !carries_something("--")
+        );
+        assert!(carries_something("1980-05-17"));
+        // noise: 52000 ± 10 % moves over 10,400 units; 3 ± 10 % cannot move.
+        assert!(noise_chance("52000", 10.0) < 1e-3);
+        assert_eq!(noise_chance("3", 10.0), 1.0);
+        assert!(noise_chance("12.50", 10.0) < 0.01);
     }
 }

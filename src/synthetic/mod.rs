@@ -462,6 +462,7 @@ impl Synthesizer {
                 columns,
                 filter: None,
                 encoding: crate::pg_encoding::TextEncoding::of(&catalog.encoding),
+                check: None,
             };
             jobs.push(CopyJob {
                 table: table.name.clone(),

@@ -97,6 +97,25 @@ pub trait Transform: Send + Sync + fmt::Debug {
     fn apply_null(&self, _out: &mut String) -> Result<Output, TransformError> {
         Ok(Output::Null)
     }
+
+    /// [`Transform::apply`], telling `observe` about the values the rules *inside* the value
+    /// met (a `json` rule's paths): what verification's identity check counts per path (see
+    /// `refresh::verify`). Transforms without inner rules just apply.
+    fn apply_observed(
+        &self,
+        value: &str,
+        out: &mut String,
+        _observe: &mut dyn Observe,
+    ) -> Result<Output, TransformError> {
+        self.apply(value, out)
+    }
+}
+
+/// What a rule inside a value (a `json` rule's path) did, for verification.
+pub trait Observe {
+    /// The inner rule at `slot` (its index in the rule's `paths`, as written) met the value
+    /// `input` (None for a JSON `null`) and wrote `output` (None for NULL).
+    fn inner(&mut self, slot: usize, input: Option<&str>, output: Option<&str>);
 }
 
 /// A rule as written: the transform's name and its parameters (including the general ones,

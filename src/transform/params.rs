@@ -96,6 +96,10 @@ impl<'a> Binder<'a> {
         let own = self.def.params();
         let general = registry::GENERAL;
         for param in self.spec.params.keys() {
+            // Checked below: a verification setting, not a parameter of the transform.
+            if param == registry::MAY_MATCH_NOTHING {
+                continue;
+            }
             let declared = |p: &registry::ParamDef| p.name == param.as_str();
             if !own.iter().any(declared) && !general.iter().any(declared) {
                 let mut expected: Vec<String> = own
@@ -110,6 +114,22 @@ impl<'a> Binder<'a> {
                     expected,
                 });
             }
+        }
+        if self.boolean(registry::MAY_MATCH_NOTHING)?.is_some()
+            && !self.def.may_change_nothing_by_design()
+        {
+            let keeping: Vec<String> = registry::all()
+                .iter()
+                .filter(|d| d.may_change_nothing_by_design())
+                .map(|d| format!("`{}`", d.name()))
+                .collect();
+            return Err(self.bad(
+                registry::MAY_MATCH_NOTHING,
+                format!(
+                    "applies only to rules that keep part of a value or move it ({}) and to the rules of `json` paths; this rule replaces every value",
+                    keeping.join(", ")
+                ),
+            ));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use serde_yaml::Value;
 
 use super::params::{Binder, show};
 use super::registry;
-use super::{BindError, ColumnInfo, Output, RuleSpec, Transform, TransformError};
+use super::{BindError, ColumnInfo, Observe, Output, RuleSpec, Transform, TransformError};
 use path::{Step, parse_path, visit};
 
 pub use sql::sql_paths;
@@ -41,6 +41,8 @@ pub use write::write_json;
 
 #[derive(Debug)]
 struct PathRule {
+    /// Its index in `paths` as written (what [`super::Observe::inner`] reports).
+    slot: usize,
     steps: Vec<Step>,
     transform: Arc<dyn Transform>,
 }
@@ -73,7 +75,7 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
         }
     };
     let mut rules = Vec::with_capacity(map.len());
-    for (path, rule) in map {
+    for (slot, (path, rule)) in map.iter().enumerate() {
         let Some(path) = path.as_str() else {
             return Err(b.bad(
                 "paths",
@@ -83,6 +85,17 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
         let steps = parse_path(path).map_err(|m| b.bad("paths", format!("`{path}` {m}")))?;
         let at = |e: BindError| b.bad("paths", format!("at `{path}`: {e}"));
         let mut spec = RuleSpec::from_value(rule).map_err(at)?;
+        // Said of the path (it may reach no document), for verification: any rule takes it.
+        match spec.params.remove(registry::MAY_MATCH_NOTHING) {
+            None | Some(Value::Bool(_)) => {}
+            Some(other) => {
+                return Err(at(BindError::BadParam {
+                    transform: spec.transform.clone(),
+                    param: registry::MAY_MATCH_NOTHING.to_string(),
+                    message: format!("must be true or false (got {})", show(&other)),
+                }));
+            }
+        }
         // Rules inside inherit the document rule's locale unless they name one.
         if let Some(locale) = &outer_locale {
             spec.params
@@ -102,6 +115,7 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
         let bound = b.catalogue.bind_rule(&spec, &column).map_err(at)?;
         if !bound.def.passes_through() {
             rules.push(PathRule {
+                slot,
                 steps,
                 transform: bound.instance,
             });
@@ -112,10 +126,19 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
 
 impl Transform for JsonPaths {
     fn apply(&self, value: &str, out: &mut String) -> Result<Output, TransformError> {
+        self.apply_observed(value, out, &mut ())
+    }
+
+    fn apply_observed(
+        &self,
+        value: &str,
+        out: &mut String,
+        observe: &mut dyn Observe,
+    ) -> Result<Output, TransformError> {
         let mut doc = parse(value)?;
         for rule in &self.rules {
             visit(&mut doc, &rule.steps, &mut |node| {
-                transform_node(node, &*rule.transform)
+                transform_node(node, &*rule.transform, rule.slot, observe)
             })?;
         }
         write_json(&doc, out);
@@ -123,19 +146,37 @@ impl Transform for JsonPaths {
     }
 }
 
-fn transform_node(node: &mut Json, transform: &dyn Transform) -> Result<(), TransformError> {
+/// Nobody observes.
+impl Observe for () {
+    fn inner(&mut self, _: usize, _: Option<&str>, _: Option<&str>) {}
+}
+
+fn transform_node(
+    node: &mut Json,
+    transform: &dyn Transform,
+    slot: usize,
+    observe: &mut dyn Observe,
+) -> Result<(), TransformError> {
     let mut out = String::new();
-    let result = match node {
-        Json::Null => transform.apply_null(&mut out)?,
-        Json::String(s) => transform.apply(s, &mut out)?,
-        Json::Number(n) => transform.apply(n, &mut out)?,
-        Json::Bool(b) => transform.apply(if *b { "true" } else { "false" }, &mut out)?,
+    let mut text = String::new();
+    let (input, result) = match node {
+        Json::Null => (None, transform.apply_null(&mut out)?),
+        Json::String(s) => (Some(s.as_str()), transform.apply(s, &mut out)?),
+        Json::Number(n) => (Some(n.as_str()), transform.apply(n, &mut out)?),
+        Json::Bool(b) => {
+            let t = if *b { "true" } else { "false" };
+            (Some(t), transform.apply(t, &mut out)?)
+        }
         Json::Array(_) | Json::Object(_) => {
-            let mut text = String::new();
             write_json(node, &mut text);
-            transform.apply(&text, &mut out)?
+            (Some(text.as_str()), transform.apply(&text, &mut out)?)
         }
     };
+    observe.inner(
+        slot,
+        input,
+        (result == Output::Value).then_some(out.as_str()),
+    );
     let new = match result {
         Output::Null => Json::Null,
         Output::Value => match node {

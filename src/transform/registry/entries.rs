@@ -74,7 +74,6 @@ pub static KEEP: TransformDef = TransformDef {
     secret: SecretUse::Unused,
     elementwise: false,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Identity,
     nulls: Nulls::FromNull,
     examples: &[example("keep", "text", Some("kept as is"))],
@@ -92,7 +91,6 @@ pub static SET_NULL: TransformDef = TransformDef {
     secret: SecretUse::Unused,
     elementwise: false,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::Always,
     examples: &[example("set_null", "text", Some("anything"))],
@@ -115,7 +113,6 @@ pub static CONSTANT: TransformDef = TransformDef {
     secret: SecretUse::Unkeyed,
     elementwise: false,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::Never,
     examples: &[
@@ -149,7 +146,6 @@ pub static HASH: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -176,7 +172,6 @@ pub static FIRST_NAME: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -202,7 +197,6 @@ pub static LAST_NAME: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[example("last_name", "text", Some("Doe"))],
@@ -221,7 +215,6 @@ pub static NAME: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -256,7 +249,6 @@ pub static EMAIL: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -293,7 +285,6 @@ pub static USERNAME: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[example("username", "text", Some("jdoe"))],
@@ -312,7 +303,6 @@ pub static PHONE: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -343,7 +333,6 @@ pub static STREET_ADDRESS: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -375,7 +364,6 @@ pub static CITY: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -401,7 +389,6 @@ pub static POSTCODE: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -426,7 +413,6 @@ pub static COUNTRY: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -448,7 +434,6 @@ pub static COMPANY: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -474,7 +459,6 @@ pub static IBAN: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -500,7 +484,6 @@ pub static CREDIT_CARD: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[example("credit_card", "text", Some("4111111111111111"))],
@@ -525,7 +508,6 @@ pub static IPV4: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: true,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[
@@ -548,7 +530,6 @@ pub static IPV6: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[example("ipv6", "inet", Some("fe80::1"))],
@@ -569,7 +550,6 @@ pub static UUID: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::OnRequest,
     nulls: Nulls::FromNull,
     examples: &[example(
@@ -597,7 +577,6 @@ pub static LOREM: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -627,7 +606,6 @@ pub static CHOICE: TransformDef = TransformDef {
     secret: SecretUse::Keyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[example(
@@ -674,7 +652,6 @@ pub static MASK: TransformDef = TransformDef {
     secret: SecretUse::Unkeyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -723,7 +700,6 @@ pub static DATE_SHIFT: TransformDef = TransformDef {
         type_name: "timestamptz",
         kind: TypeKind::TimestampTz,
     },
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -769,7 +745,6 @@ pub static NOISE: TransformDef = TransformDef {
         type_name: "numeric",
         kind: TypeKind::Numeric,
     },
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[
@@ -816,7 +791,6 @@ pub static REGEX_REPLACE: TransformDef = TransformDef {
     secret: SecretUse::Unkeyed,
     elementwise: true,
     in_json: AS_TEXT,
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[example(
@@ -849,7 +823,6 @@ pub static JSON: TransformDef = TransformDef {
         type_name: "jsonb",
         kind: TypeKind::Jsonb,
     },
-    leak_check_allows_chance: false,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
     examples: &[example(

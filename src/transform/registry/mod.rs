@@ -68,7 +68,6 @@ pub struct TransformDef {
     secret: SecretUse,
     elementwise: bool,
     in_json: NestedType,
-    leak_check_allows_chance: bool,
     distinct: Distinct,
     nulls: Nulls,
     examples: &'static [Example],
@@ -263,6 +262,40 @@ pub static GENERAL: &[ParamDef] = &[
     },
 ];
 
+/// The parameter saying that a rule which keeps part of a value may change nothing (see
+/// [`TransformDef::must_change_something`]): taken by the transforms that keep part of a
+/// value or move it ([`TransformDef::may_change_nothing_by_design`]), and by any rule of a
+/// `json` path (the path may reach no document). It is not in
+/// [`GENERAL`] (most transforms refuse it) and does not change any output.
+pub const MAY_MATCH_NOTHING: &str = "may_match_nothing";
+
+/// How often an output may equal its input by chance, for verification's identity check
+/// (refresh/verify.rs): derived from the declarations ([`Effect`], [`OutputSpace`],
+/// [`Unchanged`]) and the bound rule, never from a transform's name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChanceUnchanged {
+    /// The check does not apply: the output does not depend on the input (a constant, or
+    /// NULL), so an output equal to its input tells nothing about it.
+    NotApplicable,
+    /// Each value with this probability (0: never).
+    Each(f64),
+    /// Per value: a number moved by up to ±`percent` % rounds back to itself when its
+    /// last digit's unit is more than the move (see [`noise_chance`]).
+    Rounding { percent: f64 },
+    /// Per value: only a value with no letter or digit is kept whole (`mask` masks every
+    /// letter and digit of a value its ends cover).
+    NoAlphanumeric,
+    /// Per value, any value may be kept (what a pattern does not match is kept); the
+    /// column as a whole must change something (see [`TransformDef::must_change_something`]).
+    Any,
+}
+
+/// How much smaller than declared a [`OutputSpace::Common`] list can be, in effect: the
+/// declared counts are for the locale `en`, other locales' lists are smaller, and real values
+/// are not spread evenly over them. The identity check counts chance at this many times
+/// 1 / the declared size, so a small list's fakes never look like a leak.
+pub const COMMON_SPACE_MARGIN: f64 = 10.0;
+
 /// Every transform, in the order of the documentation.
 pub fn all() -> &'static [&'static TransformDef] {
     &ALL
@@ -377,12 +410,51 @@ impl TransformDef {
         ColumnType::simple(self.in_json.type_name, self.in_json.kind.clone())
     }
 
-    /// True when today's leak check (refresh/verify.rs) counts matches that chance explains,
-    /// with [`OutputSpace`]'s count, before it calls a match a leak. Only `ipv4` does, as
-    /// before the registry existed; every other sampled transform counts as unbounded there.
-    /// (Issue 13 replaces this with the output space of every transform.)
-    pub fn leak_check_allows_chance(&self) -> bool {
-        self.leak_check_allows_chance
+    /// How often an output of a rule of this transform (as written: `spec`) equals its input
+    /// by chance ([`ChanceUnchanged`]).
+    pub fn chance_unchanged(&self, spec: &super::RuleSpec) -> ChanceUnchanged {
+        match (self.unchanged, self.effect, self.output_space) {
+            (Unchanged::Always, ..) | (_, _, OutputSpace::Fixed) => ChanceUnchanged::NotApplicable,
+            (Unchanged::Never, ..) => ChanceUnchanged::Each(0.0),
+            (_, Effect::Shifts, _) => match spec.params.get("percent").and_then(|v| v.as_f64()) {
+                Some(percent) => ChanceUnchanged::Rounding { percent },
+                None => ChanceUnchanged::Any,
+            },
+            (_, Effect::KeepsPart(Kept::EdgeCharacters), _) => ChanceUnchanged::NoAlphanumeric,
+            (_, Effect::KeepsPart(_), _) => ChanceUnchanged::Any,
+            // One of the listed values, picked by the value's seed: 1 in as many as listed.
+            (_, _, OutputSpace::Listed) => {
+                let listed = match spec.params.get("values") {
+                    Some(serde_yaml::Value::Sequence(items)) => items.len().max(1),
+                    _ => 1,
+                };
+                ChanceUnchanged::Each(1.0 / listed as f64)
+            }
+            (_, _, OutputSpace::Common { about }) => {
+                ChanceUnchanged::Each((COMMON_SPACE_MARGIN / about).min(1.0))
+            }
+            (_, _, space) => match space.distinct_outputs() {
+                Some(n) if n.is_finite() && n >= 1.0 => ChanceUnchanged::Each(1.0 / n),
+                Some(_) => ChanceUnchanged::Each(0.0),
+                None => ChanceUnchanged::Any,
+            },
+        }
+    }
+
+    /// True when a rule of this transform is meant to change part of a value and should
+    /// change some value of a column it rules (or reach some document, for a `json` path):
+    /// the transforms that keep part of a value, unless the rule says
+    /// `may_match_nothing: true`.
+    pub fn must_change_something(&self, spec: &super::RuleSpec) -> bool {
+        self.may_change_nothing_by_design() && !may_match_nothing(spec)
+    }
+
+    /// True when a rule of this transform can change no value of a column without being
+    /// broken: it keeps part of a value (a pattern that matched nothing tonight), or moves it
+    /// near itself (`noise` on numbers too small to move). Such a rule must change something,
+    /// or say `may_match_nothing: true` (which only these rules take).
+    pub fn may_change_nothing_by_design(&self) -> bool {
+        self.keeps_part().is_some() || self.effect == Effect::Shifts
     }
 
     /// Whether distinct inputs give distinct outputs ([`Distinct`]).
@@ -403,6 +475,31 @@ impl TransformDef {
     pub(crate) fn constructor(&self) -> BindFn {
         self.bind
     }
+}
+
+/// True when the rule says `may_match_nothing: true`.
+pub fn may_match_nothing(spec: &super::RuleSpec) -> bool {
+    matches!(
+        spec.params.get(MAY_MATCH_NOTHING),
+        Some(serde_yaml::Value::Bool(true))
+    )
+}
+
+/// The chance that noise of ±`percent` % leaves `value` (a number as text) as it is: the
+/// move spans about `2·|value|·percent/100` units of its last digit, so 1 in that many + 1.
+/// Values that do not read as a decimal number count as kept (1).
+pub fn noise_chance(value: &str, percent: f64) -> f64 {
+    let v = value.trim();
+    let Ok(number) = v.parse::<f64>() else {
+        return 1.0;
+    };
+    if !number.is_finite() {
+        return 1.0;
+    }
+    let mantissa = v.split(['e', 'E']).next().unwrap_or(v);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let units = number.abs() * percent / 100.0 * 10f64.powi(decimals);
+    1.0 / (2.0 * units.floor() + 1.0)
 }
 
 impl Fits {
@@ -632,18 +729,31 @@ mod tests {
                 assert!(def.requires_secret(), "`{}`", def.name());
                 assert_ne!(def.output_space(), OutputSpace::Fixed, "`{}`", def.name());
             }
-            if def.leak_check_allows_chance() {
-                assert!(
-                    def.output_space()
-                        .distinct_outputs()
-                        .is_some_and(f64::is_finite),
-                    "`{}` allows for chance without a finite output space",
-                    def.name()
-                );
-            }
             assert_eq!(
                 def.holds_rules_by_path(),
                 def.secret() == SecretUse::Nested,
+                "`{}`",
+                def.name()
+            );
+        }
+        // Issue 13: the identity check's chance follows the declarations.
+        for def in all() {
+            let spec = super::super::tests::spec(def.examples()[0].rule);
+            let chance = def.chance_unchanged(&spec);
+            match def.unchanged() {
+                Unchanged::Never if def.output_space() != OutputSpace::Fixed => {
+                    assert_eq!(chance, ChanceUnchanged::Each(0.0), "`{}`", def.name())
+                }
+                Unchanged::ByChance => assert!(
+                    matches!(chance, ChanceUnchanged::Each(p) if p < 0.05),
+                    "`{}`: {chance:?}",
+                    def.name()
+                ),
+                _ => assert_ne!(chance, ChanceUnchanged::Each(0.0), "`{}`", def.name()),
+            }
+            assert_eq!(
+                def.must_change_something(&spec),
+                def.keeps_part().is_some() || def.effect() == Effect::Shifts,
                 "`{}`",
                 def.name()
             );
