@@ -20,6 +20,7 @@ mod fidelity;
 mod generations;
 mod harness_selftest;
 mod health;
+mod health_http;
 mod huge_values;
 mod monitoring;
 mod post_load;
