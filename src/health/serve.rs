@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +31,8 @@ use crate::health::status::{Status, StatusDocument};
 
 /// Largest request head accepted: over it, `431 Request Header Fields Too Large`.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest request body read (and ignored) to keep a connection alive after it.
+const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 256;
 
@@ -94,9 +97,20 @@ pub async fn serve_with(
         let http = http.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |request| {
-                let response = respond(request.method(), request.uri().path(), &latest);
-                async move { Ok::<_, Infallible>(response) }
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let latest = latest.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    // A request body is read (and dropped) up to a small cap, so the
+                    // connection can be kept alive after a POST; a bigger or slower one is
+                    // left, and hyper closes the connection after the answer.
+                    let _ = tokio::time::timeout(
+                        limits.request_timeout,
+                        Limited::new(body, MAX_REQUEST_BODY).collect(),
+                    )
+                    .await;
+                    Ok::<_, Infallible>(respond(&parts.method, parts.uri.path(), &latest))
+                }
             });
             let connection = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
