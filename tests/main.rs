@@ -21,6 +21,7 @@ mod fidelity;
 mod generations;
 mod harness_selftest;
 mod health;
+mod health_http;
 mod huge_values;
 mod init;
 mod monitoring;

@@ -122,61 +122,15 @@ fn run_secret_command(command: &str) -> Result<Secret, String> {
     Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
 }
 
-/// Splits a command line into words: whitespace separates, single and double quotes group,
-/// backslash escapes outside single quotes. No variables, globs or pipes.
+/// Splits a command line into words as a POSIX shell does, with the `shell-words` crate
+/// (issue 15: the splitter the ecosystem relies on, rather than ours): blanks separate,
+/// single quotes keep everything, double quotes keep everything but `\$`, `\``, `\"`, `\\`
+/// and `\newline`, a backslash outside quotes escapes the next character, and an unquoted `#`
+/// at the start of a word begins a comment. No variables, globs, pipes or redirections: the
+/// words are run as they are, without a shell.
 pub fn split_command(command: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => word.push(ch),
-                        None => return Err("unterminated single quote in command".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch) => word.push(ch),
-                            None => return Err("unterminated double quote in command".into()),
-                        },
-                        Some(ch) => word.push(ch),
-                        None => return Err("unterminated double quote in command".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(ch) = chars.next() {
-                    word.push(ch);
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
+    shell_words::split(command)
+        .map_err(|_| "unterminated quote in command (a `'` or `\"` is not closed)".to_string())
 }
 
 #[cfg(test)]
@@ -199,6 +153,26 @@ mod tests {
             interpolate("${RESTAGE_TEST_INTERP_UNSET}").unwrap_err(),
             "environment variable RESTAGE_TEST_INTERP_UNSET is not set"
         );
+    }
+
+    #[test]
+    fn commands_split_like_a_posix_shell() {
+        let split = |s: &str| split_command(s).unwrap();
+        assert_eq!(split("  a  b\tc\n d "), ["a", "b", "c", "d"]);
+        assert_eq!(split("printf '%s' 'sec ret'"), ["printf", "%s", "sec ret"]);
+        assert_eq!(split("a'b c'\"d e\"f"), ["ab cd ef"]);
+        assert_eq!(split("say \"it's\" 'a \"b\"'"), ["say", "it's", "a \"b\""]);
+        // In double quotes a backslash escapes only $ ` " \ (as in sh); elsewhere anything.
+        assert_eq!(split(r#""a\"b\\c\d\$e""#), [r#"a"b\c\d$e"#]);
+        assert_eq!(split(r"a\ b\'c"), ["a b'c"]);
+        assert_eq!(split("'' \"\""), ["", ""]);
+        assert_eq!(split("run # a comment"), ["run"]);
+        assert_eq!(split("run a#b"), ["run", "a#b"]);
+        assert!(split("").is_empty() && split("  \t").is_empty());
+        for bad in ["'open", "\"open", "a \"b 'c\" 'd"] {
+            let err = split_command(bad).unwrap_err();
+            assert!(err.contains("unterminated quote"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,24 +7,82 @@
 //! 200 when healthy or degraded (the service still works, a non-critical dependency does
 //! not), 503 when unhealthy — what load balancers act on. Body: the document, as
 //! `application/health+json`.
+//!
+//! The HTTP/1.1 is hyper's (issue 15: a server on the network is not the place for a
+//! home-made parser): keep-alive and pipelining, chunked request bodies, `400 Bad Request` for
+//! a malformed request, `431` for a head over [`MAX_REQUEST_HEAD`], and every wait bounded
+//! ([`Limits`]): the head's arrival, the connection's life, the last response at shutdown,
+//! and at most 256 connections at once. The crates and their cost are in `src/http.rs`.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
 use crate::health::status::{Status, StatusDocument};
 
-/// How long a client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest request head accepted.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest request head accepted: over it, `431 Request Header Fields Too Large`.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest request body read (and ignored) to keep a connection alive after it.
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The bounds on every wait of a connection. [`Limits::default`] is what `health --serve`
+/// uses; the tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send a request head, from its first byte (hyper's
+    /// `header_read_timeout`; over it the connection is closed).
+    pub request_timeout: Duration,
+    /// How long one connection may stay open, kept alive, idle or slow: then it is closed
+    /// after the response in flight (a probe reconnects).
+    pub connection_lifetime: Duration,
+    /// How long the response in flight may take once a connection is being closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            request_timeout: Duration::from_secs(5),
+            connection_lifetime: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
 
 /// Accepts connections until the task is dropped, answering from `latest`.
 pub async fn serve(listener: TcpListener, latest: watch::Receiver<Arc<StatusDocument>>) {
+    serve_with(listener, latest, Limits::default()).await
+}
+
+/// [`serve`] with other bounds.
+pub async fn serve_with(
+    listener: TcpListener,
+    latest: watch::Receiver<Arc<StatusDocument>>,
+    limits: Limits,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_header_size(MAX_REQUEST_HEAD)
+        .keep_alive(true);
+    let http = Arc::new(http);
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -34,106 +92,98 @@ pub async fn serve(listener: TcpListener, latest: watch::Receiver<Arc<StatusDocu
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let latest = latest.clone();
+        let http = http.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, latest).await {
-                tracing::debug!(%peer, error = %e, "health request failed");
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let latest = latest.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    // A request body is read (and dropped) up to a small cap, so the
+                    // connection can be kept alive after a POST; a bigger or slower one is
+                    // left, and hyper closes the connection after the answer.
+                    let _ = tokio::time::timeout(
+                        limits.request_timeout,
+                        Limited::new(body, MAX_REQUEST_BODY).collect(),
+                    )
+                    .await;
+                    Ok::<_, Infallible>(respond(&parts.method, parts.uri.path(), &latest))
+                }
+            });
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = tokio::time::sleep(limits.connection_lifetime) => {
+                    connection.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(limits.shutdown_grace, connection.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "health connection ended with an error");
             }
         });
     }
 }
 
-async fn answer(
-    stream: TcpStream,
-    latest: watch::Receiver<Arc<StatusDocument>>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut reader)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let Some(head) = head else {
-        return Ok(());
-    };
-    let mut words = head.split_whitespace();
-    let method = words.next().unwrap_or("");
-    let target = words.next().unwrap_or("");
-    let path = target.split('?').next().unwrap_or("");
-    let (status_line, content_type, body, extra) = match (method, path) {
-        ("GET" | "HEAD", "/health") => {
+/// The answer to `method path` (the query is ignored).
+fn respond(
+    method: &Method,
+    path: &str,
+    latest: &watch::Receiver<Arc<StatusDocument>>,
+) -> hyper::Response<Full<Bytes>> {
+    let readable = method == Method::GET || method == Method::HEAD;
+    let (status, content_type, body) = match (readable, path) {
+        (true, "/health") => {
             let doc = latest.borrow().clone();
             let body = serde_json::to_vec(&*doc).unwrap_or_else(|_| b"{}".to_vec());
-            let status_line = match doc.status {
-                Status::Unhealthy => "503 Service Unavailable",
-                Status::Healthy | Status::Degraded => "200 OK",
+            let status = match doc.status {
+                Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+                Status::Healthy | Status::Degraded => StatusCode::OK,
             };
-            (
-                status_line,
-                "application/health+json",
-                body,
-                "Cache-Control: no-store\r\n",
-            )
+            (status, "application/health+json", body)
         }
-        ("GET" | "HEAD", "/metrics") => {
+        (true, "/metrics") => {
             let doc = latest.borrow().clone();
             (
-                "200 OK",
+                StatusCode::OK,
                 crate::health::metrics::CONTENT_TYPE,
                 crate::health::metrics::render(&doc).into_bytes(),
-                "Cache-Control: no-store\r\n",
             )
         }
-        (_, "/health" | "/metrics") => (
-            "405 Method Not Allowed",
+        (false, "/health" | "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
             b"only GET and HEAD\n".to_vec(),
-            "Allow: GET, HEAD\r\n",
         ),
         _ => (
-            "404 Not Found",
+            StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             b"not found: the status document is at /health, its metrics at /metrics\n".to_vec(),
-            "",
         ),
     };
-    let mut response = format!(
-        "HTTP/1.1 {status_line}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(&body);
-    }
-    let stream = reader.get_mut();
-    stream.write_all(&response).await?;
-    stream.shutdown().await
-}
-
-/// Reads the request line and skips the headers; `None` when the client sent nothing.
-async fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<String>> {
-    let mut first = String::new();
-    let mut total = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = (&mut *reader)
-            .take((MAX_REQUEST_HEAD - total.min(MAX_REQUEST_HEAD)) as u64 + 1)
-            .read_line(&mut line)
-            .await?;
-        total += n;
-        if n == 0 || total > MAX_REQUEST_HEAD {
-            return Ok(if first.is_empty() { None } else { Some(first) });
+    let length = body.len();
+    // hyper leaves the body out of a HEAD answer and keeps its headers.
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    match status {
+        StatusCode::NOT_FOUND => {}
+        StatusCode::METHOD_NOT_ALLOWED => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
-        if first.is_empty() {
-            first = line.trim_end().to_string();
-            if first.is_empty() {
-                // Tolerate a stray CRLF before the request line (RFC 9112 2.2).
-                continue;
-            }
-        } else if line.trim_end().is_empty() {
-            return Ok(Some(first));
+        _ => {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
+    response
 }
 
 #[cfg(test)]
