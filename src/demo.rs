@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::copy_text::encode;
-use crate::db::{self, DbError, PgEndpoint, Role, TlsMode, quote_ident, quote_literal};
+use crate::db::{self, DbError, PgEndpoint, Role, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
 use crate::refresh::RefreshArgs;
@@ -143,22 +143,25 @@ CREATE MATERIALIZED VIEW user_order_totals AS
 CREATE UNIQUE INDEX user_order_totals_user ON user_order_totals (user_id);
 "#;
 
-/// The demo's connection settings from the libpq environment.
-fn endpoint_from_env(dbname: &str) -> PgEndpoint {
-    let mut config = tokio_postgres::Config::new();
-    config.host(std::env::var("PGHOST").unwrap_or_else(|_| "127.0.0.1".to_string()));
-    config.port(
-        std::env::var("PGPORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(5432),
+/// The demo's connection settings: the libpq environment and files, as every command reads
+/// them ([`PgEndpoint::parse`]), with the local server's `127.0.0.1` and `postgres` in place of
+/// libpq's socket and operating-system user when neither `PGHOST`/`PGHOSTADDR` nor
+/// `PGUSER` (nor `PGSERVICE`) says otherwise: the README's "fresh machine" setup.
+fn endpoint_from_env(dbname: &str) -> Result<PgEndpoint> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let mut conninfo = format!(
+        "dbname='{}'",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'")
     );
-    config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_string()));
-    if let Ok(pw) = std::env::var("PGPASSWORD") {
-        config.password(pw);
+    if !set("PGSERVICE") {
+        if !set("PGHOST") && !set("PGHOSTADDR") {
+            conninfo.push_str(" host=127.0.0.1");
+        }
+        if !set("PGUSER") {
+            conninfo.push_str(" user=postgres");
+        }
     }
-    config.dbname(dbname);
-    PgEndpoint::from_config(config, TlsMode::Prefer)
+    PgEndpoint::parse(&crate::secret::Secret::new(conninfo)).map_err(Error::Usage)
 }
 
 /// A key=value connection string for the generated config (password quoted).
@@ -176,6 +179,7 @@ fn conninfo(e: &PgEndpoint) -> String {
             .replace('\'', "\\'");
         s.push_str(&format!(" password='{pw}'"));
     }
+    s.push_str(&format!(" sslmode={}", e.tls.mode.libpq_sslmode()));
     s
 }
 
@@ -186,8 +190,8 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
         ));
     }
     let maintenance = std::env::var("PGDATABASE").unwrap_or_else(|_| "postgres".to_string());
-    let admin_endpoint = endpoint_from_env(&maintenance);
-    let source_endpoint = endpoint_from_env(&args.source_db);
+    let admin_endpoint = endpoint_from_env(&maintenance)?;
+    let source_endpoint = endpoint_from_env(&args.source_db)?;
     let admin = db::connect(&admin_endpoint, Role::Target).await?;
 
     let stage = Stage::start(ui, "demo data");
