@@ -21,6 +21,7 @@ mod generations;
 mod harness_selftest;
 mod health;
 mod huge_values;
+mod libpq;
 mod monitoring;
 mod post_load;
 mod redaction;
