@@ -112,6 +112,40 @@ impl Cli {
     }
 }
 
+/// What a command line clap refuses ends with: `--help` and `--version` print (a closed
+/// pipe is no failure) and exit 0; a usage mistake is printed in the one error format
+/// ([`crate::error::print_error`]), with its `--json` document when `--json` was given, and
+/// exits 2. Returns the exit code.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                crate::errln!("{}", text.trim_end());
+                crate::error::exit::USAGE
+            } else {
+                crate::outln!("{}", text.trim_end());
+                crate::error::exit::OK
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            crate::error::print_error(text);
+            if std::env::args().any(|a| a == "--json") {
+                crate::outln!(
+                    "{}",
+                    crate::error::error_document("usage", crate::error::exit::USAGE, text)
+                );
+            }
+            crate::error::exit::USAGE
+        }
+    }
+}
+
 /// Runs the command; returns the exit code for a run that finished (health and verify have
 /// non-zero codes that are not errors).
 pub fn run(cli: Cli) -> Result<i32> {

@@ -200,9 +200,13 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let counts = generate(&source, &source_endpoint.display, args.scale).await?;
     stage.done();
     if !ui.json {
-        eprintln!(
+        crate::errln!(
             "demo: production database {} on {} with {} users, {} orders, {} events (synthetic personal data)",
-            args.source_db, admin_endpoint.display, counts.users, counts.orders, counts.events
+            args.source_db,
+            admin_endpoint.display,
+            counts.users,
+            counts.orders,
+            counts.events
         );
     }
     if args.generate_only {
@@ -228,10 +232,10 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let before = sample_users(&source).await;
     let report = crate::refresh::run(&config, &RefreshArgs::default(), ui).await?;
     if ui.json {
-        println!("{}", report.to_json());
+        crate::outln!("{}", report.to_json());
         return Ok(());
     }
-    print!("{}", report.to_text());
+    crate::out!("{}", report.to_text());
 
     let staging = db::connect(&admin_endpoint.with_database(&args.target_db), Role::Source).await?;
     let after = sample_users(&staging).await;
@@ -249,7 +253,7 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
         admin_endpoint.config.get_user().unwrap_or("postgres"),
         args.target_db
     );
-    print!("{out}");
+    crate::out!("{out}");
     Ok(())
 }
 

@@ -111,12 +111,12 @@ async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport>
     )
     .await?;
     if ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else if report.passed {
-        println!(
+        crate::outln!(
             "verified {}: {} source values checked against {} staging values, no leak; {} foreign keys valid{}",
             live.display,
             report.leak_values_checked,
@@ -129,7 +129,7 @@ async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport>
             }
         );
         for n in &report.notes {
-            println!("note: {n}");
+            crate::outln!("note: {n}");
         }
     }
     Ok(report)
@@ -147,14 +147,17 @@ pub async fn warm_live_reported(config: &Config, ui: &Ui) -> Result<warm::WarmRe
     let report = warm::flush_and_warm(&settings.target, &settings.cache).await?;
     stage.done();
     if ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        println!(
+        crate::outln!(
             "cache warmed: {} keys removed, {} keys written in {:.2}s ({:.0} keys/s)",
-            report.flushed_keys, report.written_keys, report.seconds, report.keys_per_second
+            report.flushed_keys,
+            report.written_keys,
+            report.seconds,
+            report.keys_per_second
         );
     }
     Ok(report)
@@ -190,12 +193,12 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
     stage.done();
     let indexes = &settings.search.reindex;
     if ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({ "derived_columns": done.derived_columns, "materialized_views": done.materialized_views, "indexes": indexes })
         );
     } else {
-        println!(
+        crate::outln!(
             "reindexed {}: {} derived columns recomputed, {} materialized views refreshed, {} indexes rebuilt, statistics updated",
             live.display,
             done.derived_columns.len(),
@@ -256,7 +259,7 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
         }
     }
     if ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&Listed::of(&inventory))
                 .unwrap_or_else(|_| "[]".to_string())
@@ -264,10 +267,10 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
         return Ok(0);
     }
     if inventory.entries.is_empty() {
-        println!("no staging database {} on {server}", target.database);
+        crate::outln!("no staging database {} on {server}", target.database);
         return Ok(0);
     }
-    print!("{}", listing_text(&Listed::of(&inventory)));
+    crate::out!("{}", listing_text(&Listed::of(&inventory)));
     Ok(0)
 }
 
@@ -369,13 +372,13 @@ async fn pin(target: &TargetSettings, name: &str, pinned: bool, ui: &Ui) -> Resu
     lock.finish(None, &outcome).await;
     let shown = result?;
     if ui.json {
-        println!("{}", serde_json::json!({ "name": shown, "pinned": pinned }));
+        crate::outln!("{}", serde_json::json!({ "name": shown, "pinned": pinned }));
     } else if pinned {
-        println!(
+        crate::outln!(
             "pinned {shown}: retention never drops it (`restage generations --unpin {shown}` undoes it)"
         );
     } else {
-        println!("unpinned {shown}: it counts toward target.keep again");
+        crate::outln!("unpinned {shown}: it counts toward target.keep again");
     }
     Ok(0)
 }
@@ -399,12 +402,12 @@ pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i
     lock.finish(None, &outcome).await;
     let outcome = result?;
     if ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&outcome).unwrap_or_default()
         );
     } else {
-        println!(
+        crate::outln!(
             "rolled back: {} is now {}{}",
             outcome.went_live,
             target.database,
