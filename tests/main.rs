@@ -23,6 +23,7 @@ mod health;
 mod huge_values;
 mod libpq;
 mod monitoring;
+mod output;
 mod post_load;
 mod redaction;
 mod refresh;
