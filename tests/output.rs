@@ -277,3 +277,36 @@ fn no_panicking_print_macros_in_src() {
         offenders.join("\n")
     );
 }
+
+/// `-c other.yaml` with no `secret:`: the message names other.yaml, not restage.yaml.
+#[tokio::test]
+async fn messages_name_the_config_file_given() {
+    let setup = Setup::new(
+        "outcfg",
+        "CREATE TABLE users (id int PRIMARY KEY, email text);",
+        "strict: off",
+    )
+    .await;
+    setup.write_rules("r.yaml", "tables:\n  public.users:\n    email: email\n");
+    let yaml = std::fs::read_to_string(setup.config_path()).expect("config");
+    let other = setup.dir.path().join("other.yaml");
+    let without_secret: String = yaml
+        .lines()
+        .filter(|l| !l.starts_with("secret:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&other, without_secret).expect("other.yaml");
+    for command in ["validate", "refresh"] {
+        let (code, out, err) = harness::restage()
+            .config(&other)
+            .arg(command)
+            .run()
+            .into_parts();
+        assert_eq!(code, 2, "{command}: {out}\n{err}");
+        assert!(
+            err.contains("other.yaml has no `secret:`"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("restage.yaml"), "{command}: {err}");
+    }
+}

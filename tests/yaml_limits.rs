@@ -79,7 +79,10 @@ async fn files_over_16_mib_are_not_read() {
         "{}: cannot read: the file is 17.0 MiB, over the limit of 16 MiB for a YAML file restage reads",
         rules.display()
     );
-    assert!(out.contains(&expected), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains(&format!("restage: error: {expected}")),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
     let (code, _, err) = setup.run(&["refresh"]);
     assert_eq!(code, 2);
     assert!(err.contains(&expected), "{err}");
