@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::alerts::AlertsArgs;
 use crate::config::Config;
@@ -91,6 +91,14 @@ pub enum Command {
     Deploy(DeployCommand),
     /// Create a sample production database and refresh a staging database from it.
     Demo(DemoArgs),
+    /// Print a shell completion script: `restage completions bash > /etc/bash_completion.d/restage`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `restage man > restage.1; man -l restage.1`.
+    Man,
 }
 
 impl Cli {
@@ -165,6 +173,20 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     if let Command::Alerts(args) = &cli.command {
         return crate::alerts::run(args);
     }
+    if let Command::Completions { shell } = &cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "restage", &mut script);
+        crate::out!("{}", String::from_utf8_lossy(&script));
+        return Ok(0);
+    }
+    if let Command::Man = &cli.command {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .map_err(|e| Error::io("rendering the man page", e))?;
+        crate::out!("{}", String::from_utf8_lossy(&page));
+        return Ok(0);
+    }
     let config = Config::load(&cli.config)?;
     if !config.exists {
         return Err(Error::Usage(format!(
@@ -184,6 +206,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Status => crate::status::run(&config, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
-        Command::Demo(_) | Command::Alerts(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Alerts(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
     }
 }

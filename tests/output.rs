@@ -310,3 +310,91 @@ async fn messages_name_the_config_file_given() {
         assert!(!err.contains("restage.yaml"), "{command}: {err}");
     }
 }
+
+fn has(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `restage completions SHELL` for every shell clap_complete knows: exit 0, a script naming
+/// the commands; bash's (and zsh's and fish's, where installed) parse with `-n`.
+#[test]
+fn completions_are_scripts_the_shells_parse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let (code, out, err) = harness::restage()
+            .args(["completions", shell])
+            .run()
+            .into_parts();
+        assert_eq!(code, 0, "{shell}: {err}");
+        for word in ["refresh", "validate", "rollback", "config"] {
+            assert!(out.contains(word), "{shell} completion lacks {word}");
+        }
+        let checker = match shell {
+            "bash" | "zsh" | "fish" => shell,
+            _ => continue,
+        };
+        if !has(checker) {
+            assert_ne!(shell, "bash", "bash is needed to check the bash completion");
+            eprintln!("SKIPPED: {checker} -n (not installed)");
+            continue;
+        }
+        let script = dir.path().join(format!("restage.{shell}"));
+        std::fs::write(&script, &out).expect("script");
+        let check = Command::new(checker)
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .expect("shell");
+        assert!(
+            check.status.success(),
+            "{shell} -n: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let (code, _, err) = harness::restage()
+        .args(["completions", "tcsh"])
+        .run()
+        .into_parts();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("restage: error: "), "{err}");
+}
+
+/// `restage man`: a roff page with `.TH`, the commands and options; `man -l` renders it.
+#[test]
+fn man_page_renders() {
+    let (code, page, err) = harness::restage().arg("man").run().into_parts();
+    assert_eq!(code, 0, "{err}");
+    assert!(page.contains(".TH restage 1"), "{page}");
+    for word in ["refresh", "validate", "completions", "config"] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+    if !has("man") {
+        eprintln!("SKIPPED: man -l (man not installed)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("restage.1");
+    std::fs::write(&file, &page).expect("page");
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "80")
+        .output()
+        .expect("man");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("restage") && text.contains("refresh"),
+        "{text}"
+    );
+    assert!(!text.contains(".TH"), "unrendered roff:\n{text}");
+}
