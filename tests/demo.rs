@@ -187,9 +187,8 @@ fn demo_clean_removes_only_what_the_demo_made() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let doc = out.json();
     assert_eq!(doc["databases_removed"], serde_json::json!([]), "{doc}");
-    assert_eq!(
+    assert!(
         doc["kept"].as_array().map(Vec::len).unwrap_or(0) >= 2,
-        true,
         "{doc}"
     );
     let mut left = rt.block_on(harness::databases_like(&source));

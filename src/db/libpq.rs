@@ -460,8 +460,8 @@ fn parse_service_file(
 }
 
 /// The password of the first line of a password file that matches, libpq's rules: fields
-/// `host:port:database:user:password`, `*` matches anything, `\` escapes `:` and `\`, `#`
-/// lines are comments. The file is skipped (Err: a note for the log, never its content) when
+/// `host:port:database:user:password`, `*` matches anything, `\` escapes `:` and `\` (an
+/// unescaped `:` ends the password), `#` lines are comments. The file is skipped (Err: a note for the log, never its content) when
 /// it is not a plain file or group or others can read it, as libpq skips it.
 pub fn password_from_file(
     file: &Path,
@@ -504,31 +504,33 @@ pub fn password_from_file(
             && matches(&fields[2], dbname)
             && matches(&fields[3], user)
         {
-            // The password is the rest of the line (unescaped), `:` included.
-            return Ok(Some(fields[4..].join(":")));
+            return Ok(Some(fields[4].clone()));
         }
     }
     Ok(None)
 }
 
-/// A password file line cut at its unescaped `:`, each field unescaped. A field that was `*`
-/// literally stays `*`; an escaped `\*` is a literal star, which libpq matches only as `*`
-/// too (it compares the unescaped text), so no distinction is needed.
+/// A password file line cut at its unescaped `:`, each field unescaped. One difference from
+/// libpq, left on purpose: a field written `\*` (an escaped star) is a wildcard here, where
+/// libpq matches it only against a literal `*` (no host, port, database or user is `*`).
 fn pgpass_fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
+    let mut fields: Vec<String> = Vec::new();
+    let mut field = String::new();
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 if let Some(next) = chars.next() {
-                    fields.last_mut().map(|f| f.push(next));
+                    field.push(next);
                 }
             }
-            ':' if fields.len() < 5 => fields.push(String::new()),
-            ':' => fields.last_mut().map(|f| f.push(':')).unwrap_or(()),
-            c => fields.last_mut().map(|f| f.push(c)).unwrap_or(()),
+            ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+            // An unescaped `:` ends the password too; libpq ignores what follows.
+            ':' => break,
+            c => field.push(c),
         }
     }
+    fields.push(field);
     fields
 }
 
@@ -735,7 +737,8 @@ mod tests {
         let home = dir.path().to_str().unwrap();
         let env = Env::with(&[("HOME", home)], "u");
         let r = resolve_str("host=h dbname=any", &env).unwrap();
-        assert_eq!(r.get("password"), Some("pw:with\\colon:rest"));
+        // An unescaped `:` ends the password, as in libpq.
+        assert_eq!(r.get("password"), Some("pw:with\\colon"));
         assert_eq!(r.password_file.as_deref(), Some(file.as_path()));
         let r = resolve_str("host=h:x dbname=db", &env).unwrap();
         assert_eq!(r.get("password"), Some("escaped"));
