@@ -132,10 +132,10 @@ pub fn usage_error(e: clap::Error) -> i32 {
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let text = e.render().to_string();
             if e.use_stderr() {
-                crate::errln!("{}", text.trim_end());
+                crate::output::errln!("{}", text.trim_end());
                 crate::error::exit::USAGE
             } else {
-                crate::outln!("{}", text.trim_end());
+                crate::output::outln!("{}", text.trim_end());
                 crate::error::exit::OK
             }
         }
@@ -144,7 +144,7 @@ pub fn usage_error(e: clap::Error) -> i32 {
             let text = text.strip_prefix("error: ").unwrap_or(&text);
             crate::error::print_error(text);
             if std::env::args().any(|a| a == "--json") {
-                crate::outln!(
+                crate::output::outln!(
                     "{}",
                     crate::error::error_document("usage", crate::error::exit::USAGE, text)
                 );
@@ -176,7 +176,7 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     if let Command::Completions { shell } = &cli.command {
         let mut script = Vec::new();
         clap_complete::generate(*shell, &mut Cli::command(), "restage", &mut script);
-        crate::out!("{}", String::from_utf8_lossy(&script));
+        crate::output::out!("{}", String::from_utf8_lossy(&script));
         return Ok(0);
     }
     if let Command::Man = &cli.command {
@@ -184,7 +184,7 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         clap_mangen::Man::new(Cli::command())
             .render(&mut page)
             .map_err(|e| Error::io("rendering the man page", e))?;
-        crate::out!("{}", String::from_utf8_lossy(&page));
+        crate::output::out!("{}", String::from_utf8_lossy(&page));
         return Ok(0);
     }
     let config = Config::load(&cli.config)?;

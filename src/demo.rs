@@ -208,7 +208,7 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let counts = generate(&source, &source_endpoint.display, args.scale).await?;
     stage.done();
     if !ui.json {
-        crate::errln!(
+        crate::output::errln!(
             "demo: production database {} on {} with {} users, {} orders, {} events (synthetic personal data)",
             args.source_db,
             admin_endpoint.display,
@@ -240,10 +240,10 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let before = sample_users(&source).await;
     let report = crate::refresh::run(&config, &RefreshArgs::default(), ui).await?;
     if ui.json {
-        crate::outln!("{}", report.to_json());
+        crate::output::outln!("{}", report.to_json());
         return Ok(());
     }
-    crate::out!("{}", report.to_text());
+    crate::output::out!("{}", report.to_text());
 
     let staging = db::connect(&admin_endpoint.with_database(&args.target_db), Role::Source).await?;
     let after = sample_users(&staging).await;
@@ -261,7 +261,7 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
         admin_endpoint.config.get_user().unwrap_or("postgres"),
         args.target_db
     );
-    crate::out!("{out}");
+    crate::output::out!("{out}");
     Ok(())
 }
 
@@ -365,7 +365,7 @@ async fn clean(args: &DemoArgs, admin: &Client, endpoint: &PgEndpoint, ui: &Ui) 
         }
     };
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::json!({
                 "outcome": "cleaned",
@@ -380,16 +380,16 @@ async fn clean(args: &DemoArgs, admin: &Client, endpoint: &PgEndpoint, ui: &Ui) 
         return Ok(());
     }
     for name in &removed {
-        crate::outln!("removed database {name} on {server}");
+        crate::output::outln!("removed database {name} on {server}");
     }
     if let Some(n) = keys {
-        crate::outln!("removed {n} Redis keys under {prefix} on {shown}");
+        crate::output::outln!("removed {n} Redis keys under {prefix} on {shown}");
     }
     for k in &kept {
-        crate::outln!("kept {k}");
+        crate::output::outln!("kept {k}");
     }
     if removed.is_empty() && keys.unwrap_or(0) == 0 {
-        crate::outln!("nothing of the demo's is left on {server}");
+        crate::output::outln!("nothing of the demo's is left on {server}");
     }
     Ok(())
 }

@@ -77,10 +77,10 @@ pub fn print_warning(message: &str) {
 fn print_lines(level: &str, message: &str) {
     let mut lines = message.lines().filter(|l| !l.trim().is_empty()).peekable();
     if lines.peek().is_none() {
-        crate::errln!("restage: {level}: (no message)");
+        crate::output::errln!("restage: {level}: (no message)");
     }
     for line in lines {
-        crate::errln!("restage: {level}: {line}");
+        crate::output::errln!("restage: {level}: {line}");
     }
 }
 
@@ -102,7 +102,7 @@ pub fn report(err: &Error, json: bool) {
     let message = err.to_string();
     print_error(&message);
     if json {
-        crate::outln!("{}", error_document(err.kind(), err.exit_code(), &message));
+        crate::output::outln!("{}", error_document(err.kind(), err.exit_code(), &message));
     }
 }
 

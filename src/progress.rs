@@ -11,62 +11,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::units::human_bytes;
 
-/// Set once stdout cannot be written (the reader went away: `restage verify | head -1`).
-static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
-
-/// Writes to stdout as `print!` does, but a closed pipe (or any write error) never panics:
-/// the rest of the output is dropped and the command goes on to its own exit code, as
-/// `grep` or `psql` behave on a closed pipe. Every result restage prints goes through
-/// [`out!`](crate::out) / [`outln!`](crate::outln); tests/output.rs checks that nothing in
-/// src/ uses `print!`/`println!`.
-pub fn write_stdout(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    if STDOUT_GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|_| out.flush()) {
-        STDOUT_GONE.store(true, Ordering::Relaxed);
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            write_stderr(format_args!(
-                "restage: warning: cannot write to stdout ({e}); the rest of the output is dropped\n"
-            ));
-        }
-    }
-}
-
-/// Writes to stderr as `eprint!` does, never panicking (`restage … 2>&1 | head -1`).
-pub fn write_stderr(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(args).and_then(|_| err.flush());
-}
-
-/// Whether stdout was closed by its reader (or failed) during this run.
-pub fn stdout_gone() -> bool {
-    STDOUT_GONE.load(Ordering::Relaxed)
-}
-
-/// `print!` that a closed pipe does not turn into a panic ([`write_stdout`]).
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => { $crate::progress::write_stdout(format_args!($($arg)*)) };
-}
-
-/// `println!` that a closed pipe does not turn into a panic ([`write_stdout`]).
-#[macro_export]
-macro_rules! outln {
-    () => { $crate::progress::write_stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::progress::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
-}
-
-/// `eprintln!` that a closed pipe does not turn into a panic ([`write_stderr`]).
-#[macro_export]
-macro_rules! errln {
-    () => { $crate::progress::write_stderr(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::progress::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
     Auto,
@@ -249,7 +193,7 @@ impl DataProgress {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => crate::errln!("{line}"),
+            None => crate::output::errln!("{line}"),
         }
     }
 }

@@ -81,7 +81,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     // Problems and the environment's failures in the one error format on stderr, as every
     // command prints its errors (issue 15); `--json` carries them in its document instead.
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::json!({
                 "outcome": if code == exit::OK { "valid" } else { "error" },
@@ -109,7 +109,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
             crate::error::print_error(p);
         }
         if problems.is_empty() && environment.is_empty() {
-            crate::outln!(
+            crate::output::outln!(
                 "valid: {} tables in {}, {} with rules; staging server {} ready",
                 catalog.data_tables().count(),
                 settings.source.display,
@@ -122,7 +122,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     if let (Some(n), Some(b)) = (args.preview, &inspection.rules)
         && problems.is_empty()
     {
-        crate::out!("{}", preview(source, catalog, b, n).await?);
+        crate::output::out!("{}", preview(source, catalog, b, n).await?);
     }
 
     Ok(code)

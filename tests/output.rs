@@ -233,7 +233,7 @@ async fn validate_problems_are_errors_on_stderr() {
 
 /// The class, not the example: no `print!`/`println!`/`eprint!`/`eprintln!` in src/ outside
 /// tests (they panic on a closed pipe); results go through `out!`/`outln!`, messages through
-/// `errln!` (src/progress.rs).
+/// `errln!` (src/output.rs).
 #[test]
 fn no_panicking_print_macros_in_src() {
     let mut offenders = Vec::new();

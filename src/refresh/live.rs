@@ -111,12 +111,12 @@ async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport>
     )
     .await?;
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else if report.passed {
-        crate::outln!(
+        crate::output::outln!(
             "verified {}: {} source values checked against {} staging values, no leak; {} foreign keys valid{}",
             live.display,
             report.leak_values_checked,
@@ -136,14 +136,14 @@ async fn verify_report(config: &Config, ui: &Ui) -> Result<verify::VerifyReport>
             .iter()
             .partition(|n| n.contains("chance, not a leak"));
         for n in other {
-            crate::outln!("note: {n}");
+            crate::output::outln!("note: {n}");
         }
         if ui.verbosity >= 1 {
             for n in &chance {
-                crate::outln!("note: {n}");
+                crate::output::outln!("note: {n}");
             }
         } else if !chance.is_empty() {
-            crate::outln!(
+            crate::output::outln!(
                 "note: {} column{} hold a few values equal to sampled source values, fewer than a leak would give (a fake value can equal a real one by chance); -v lists them",
                 chance.len(),
                 if chance.len() == 1 { "" } else { "s" }
@@ -165,12 +165,12 @@ pub async fn warm_live_reported(config: &Config, ui: &Ui) -> Result<warm::WarmRe
     let report = warm::flush_and_warm(&settings.target, &settings.cache).await?;
     stage.done();
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        crate::outln!(
+        crate::output::outln!(
             "cache warmed: {} keys removed, {} keys written in {:.2}s ({:.0} keys/s)",
             report.flushed_keys,
             report.written_keys,
@@ -211,12 +211,12 @@ pub async fn reindex_live(config: &Config, ui: &Ui) -> Result<i32> {
     stage.done();
     let indexes = &settings.search.reindex;
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::json!({ "derived_columns": done.derived_columns, "materialized_views": done.materialized_views, "indexes": indexes })
         );
     } else {
-        crate::outln!(
+        crate::output::outln!(
             "reindexed {}: {} derived columns recomputed, {} materialized views refreshed, {} indexes rebuilt, statistics updated",
             live.display,
             done.derived_columns.len(),
@@ -277,7 +277,7 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
         }
     }
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&Listed::of(&inventory))
                 .unwrap_or_else(|_| "[]".to_string())
@@ -285,10 +285,10 @@ pub async fn generations(config: &Config, args: &GenerationsArgs, ui: &Ui) -> Re
         return Ok(0);
     }
     if inventory.entries.is_empty() {
-        crate::outln!("no staging database {} on {server}", target.database);
+        crate::output::outln!("no staging database {} on {server}", target.database);
         return Ok(0);
     }
-    crate::out!("{}", listing_text(&Listed::of(&inventory)));
+    crate::output::out!("{}", listing_text(&Listed::of(&inventory)));
     Ok(0)
 }
 
@@ -390,13 +390,13 @@ async fn pin(target: &TargetSettings, name: &str, pinned: bool, ui: &Ui) -> Resu
     lock.finish(None, &outcome).await;
     let shown = result?;
     if ui.json {
-        crate::outln!("{}", serde_json::json!({ "name": shown, "pinned": pinned }));
+        crate::output::outln!("{}", serde_json::json!({ "name": shown, "pinned": pinned }));
     } else if pinned {
-        crate::outln!(
+        crate::output::outln!(
             "pinned {shown}: retention never drops it (`restage generations --unpin {shown}` undoes it)"
         );
     } else {
-        crate::outln!("unpinned {shown}: it counts toward target.keep again");
+        crate::output::outln!("unpinned {shown}: it counts toward target.keep again");
     }
     Ok(0)
 }
@@ -420,12 +420,12 @@ pub async fn rollback(config: &Config, args: &RollbackArgs, ui: &Ui) -> Result<i
     lock.finish(None, &outcome).await;
     let outcome = result?;
     if ui.json {
-        crate::outln!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&outcome).unwrap_or_default()
         );
     } else {
-        crate::outln!(
+        crate::output::outln!(
             "rolled back: {} is now {}{}",
             outcome.went_live,
             target.database,

@@ -122,7 +122,7 @@ impl Finished {
     /// afterwards, so it stays the last line of stderr.
     pub fn print_outcome(&self) {
         if matches!(self.result, Ok(code) if code != 0) {
-            crate::errln!("restage: {}", self.report.outcome);
+            crate::output::errln!("restage: {}", self.report.outcome);
         }
     }
 }
@@ -185,9 +185,9 @@ pub async fn refresh_reported(config: &Config, args: &RefreshArgs, ui: &Ui) -> F
         );
     }
     if ui.json {
-        crate::outln!("{}", report.to_json());
+        crate::output::outln!("{}", report.to_json());
     } else if ui.verbosity >= 0 || args.dry_run {
-        crate::out!("{}", report.to_text());
+        crate::output::out!("{}", report.to_text());
     }
     let result = Ok(report.exit_code);
     Finished { report, result }
