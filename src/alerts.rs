@@ -205,7 +205,7 @@ pub fn run(args: &AlertsArgs) -> Result<i32> {
             return Err(Error::Usage(format!("{flag}: must be at least 1s")));
         }
     }
-    print!("{}", rules(args));
+    crate::output::out!("{}", rules(args));
     Ok(0)
 }
 

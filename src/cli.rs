@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::alerts::AlertsArgs;
 use crate::config::Config;
@@ -101,6 +101,14 @@ pub enum Command {
     Deploy(DeployCommand),
     /// Create a sample production database and refresh a staging database from it.
     Demo(DemoArgs),
+    /// Print a shell completion script: `restage completions bash > /etc/bash_completion.d/restage`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `restage man > restage.1; man -l restage.1`.
+    Man,
 }
 
 impl Cli {
@@ -119,6 +127,40 @@ impl Cli {
                 ProgressArg::Never => ProgressMode::Never,
             },
         )
+    }
+}
+
+/// What a command line clap refuses ends with: `--help` and `--version` print (a closed
+/// pipe is no failure) and exit 0; a usage mistake is printed in the one error format
+/// ([`crate::error::print_error`]), with its `--json` document when `--json` was given, and
+/// exits 2. Returns the exit code.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                crate::output::errln!("{}", text.trim_end());
+                crate::error::exit::USAGE
+            } else {
+                crate::output::outln!("{}", text.trim_end());
+                crate::error::exit::OK
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            crate::error::print_error(text);
+            if std::env::args().any(|a| a == "--json") {
+                crate::output::outln!(
+                    "{}",
+                    crate::error::error_document("usage", crate::error::exit::USAGE, text)
+                );
+            }
+            crate::error::exit::USAGE
+        }
     }
 }
 
@@ -143,6 +185,20 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
     }
     if let Command::Init(args) = &cli.command {
         return crate::init::run(args, &ui).await;
+    }
+    if let Command::Completions { shell } = &cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "restage", &mut script);
+        crate::output::out!("{}", String::from_utf8_lossy(&script));
+        return Ok(0);
+    }
+    if let Command::Man = &cli.command {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .map_err(|e| Error::io("rendering the man page", e))?;
+        crate::output::out!("{}", String::from_utf8_lossy(&page));
+        return Ok(0);
     }
     let config = Config::load(&cli.config)?;
     if !config.exists {
@@ -171,7 +227,11 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Copies(args) => crate::copies::copies(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
-        Command::Demo(_) | Command::Alerts(_) | Command::Init(_) => {
+        Command::Demo(_)
+        | Command::Alerts(_)
+        | Command::Init(_)
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled above")
         }
     }

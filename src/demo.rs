@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::copy_text::encode;
-use crate::db::{self, DbError, PgEndpoint, Role, TlsMode, quote_ident, quote_literal};
+use crate::db::{self, DbError, PgEndpoint, Role, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 use crate::progress::{Stage, Ui};
 use crate::refresh::RefreshArgs;
@@ -46,6 +46,11 @@ pub struct DemoArgs {
     /// Only create the sample production database (for benchmarks and experiments).
     #[arg(long)]
     pub generate_only: bool,
+    /// Remove what the demo made, and nothing else: the production database it marked, the
+    /// staging database restage built, its generations and control database, and its Redis
+    /// keys (`<staging database>:user:`).
+    #[arg(long, conflicts_with = "generate_only")]
+    pub clean: bool,
 }
 
 /// The rules the demo uses: the shipped file, embedded so the demo runs from anywhere.
@@ -143,22 +148,25 @@ CREATE MATERIALIZED VIEW user_order_totals AS
 CREATE UNIQUE INDEX user_order_totals_user ON user_order_totals (user_id);
 "#;
 
-/// The demo's connection settings from the libpq environment.
-fn endpoint_from_env(dbname: &str) -> PgEndpoint {
-    let mut config = tokio_postgres::Config::new();
-    config.host(std::env::var("PGHOST").unwrap_or_else(|_| "127.0.0.1".to_string()));
-    config.port(
-        std::env::var("PGPORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(5432),
+/// The demo's connection settings: the libpq environment and files, as every command reads
+/// them ([`PgEndpoint::parse`]), with the local server's `127.0.0.1` and `postgres` in place of
+/// libpq's socket and operating-system user when neither `PGHOST`/`PGHOSTADDR` nor
+/// `PGUSER` (nor `PGSERVICE`) says otherwise: the README's "fresh machine" setup.
+fn endpoint_from_env(dbname: &str) -> Result<PgEndpoint> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let mut conninfo = format!(
+        "dbname='{}'",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'")
     );
-    config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_string()));
-    if let Ok(pw) = std::env::var("PGPASSWORD") {
-        config.password(pw);
+    if !set("PGSERVICE") {
+        if !set("PGHOST") && !set("PGHOSTADDR") {
+            conninfo.push_str(" host=127.0.0.1");
+        }
+        if !set("PGUSER") {
+            conninfo.push_str(" user=postgres");
+        }
     }
-    config.dbname(dbname);
-    PgEndpoint::from_config(config, TlsMode::Prefer)
+    PgEndpoint::parse(&crate::secret::Secret::new(conninfo)).map_err(Error::Usage)
 }
 
 /// A key=value connection string for the generated config (password quoted).
@@ -176,6 +184,7 @@ fn conninfo(e: &PgEndpoint) -> String {
             .replace('\'', "\\'");
         s.push_str(&format!(" password='{pw}'"));
     }
+    s.push_str(&format!(" sslmode={}", e.tls.mode.libpq_sslmode()));
     s
 }
 
@@ -186,9 +195,12 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
         ));
     }
     let maintenance = std::env::var("PGDATABASE").unwrap_or_else(|_| "postgres".to_string());
-    let admin_endpoint = endpoint_from_env(&maintenance);
-    let source_endpoint = endpoint_from_env(&args.source_db);
+    let admin_endpoint = endpoint_from_env(&maintenance)?;
+    let source_endpoint = endpoint_from_env(&args.source_db)?;
     let admin = db::connect(&admin_endpoint, Role::Target).await?;
+    if args.clean {
+        return clean(args, &admin, &admin_endpoint, ui).await;
+    }
 
     let stage = Stage::start(ui, "demo data");
     create_source(&admin, &admin_endpoint.display, &args.source_db).await?;
@@ -196,9 +208,13 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let counts = generate(&source, &source_endpoint.display, args.scale).await?;
     stage.done();
     if !ui.json {
-        eprintln!(
+        crate::output::errln!(
             "demo: production database {} on {} with {} users, {} orders, {} events (synthetic personal data)",
-            args.source_db, admin_endpoint.display, counts.users, counts.orders, counts.events
+            args.source_db,
+            admin_endpoint.display,
+            counts.users,
+            counts.orders,
+            counts.events
         );
     }
     if args.generate_only {
@@ -224,10 +240,10 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
     let before = sample_users(&source).await;
     let report = crate::refresh::run(&config, &RefreshArgs::default(), ui).await?;
     if ui.json {
-        println!("{}", report.to_json());
+        crate::output::outln!("{}", report.to_json());
         return Ok(());
     }
-    print!("{}", report.to_text());
+    crate::output::out!("{}", report.to_text());
 
     let staging = db::connect(&admin_endpoint.with_database(&args.target_db), Role::Source).await?;
     let after = sample_users(&staging).await;
@@ -245,7 +261,136 @@ pub async fn run(args: &DemoArgs, ui: &Ui) -> Result<()> {
         admin_endpoint.config.get_user().unwrap_or("postgres"),
         args.target_db
     );
-    print!("{out}");
+    crate::output::out!("{out}");
+    Ok(())
+}
+
+/// `restage demo --clean`: drops what the demo made and only that — the production database
+/// if it carries the demo's marker comment, the staging database if restage built it (its
+/// `_restage` schema says so), every generation (`<staging>__restage_…`, names restage
+/// reserves) and the control database (`<staging>__restage`) — and removes the Redis keys
+/// under `<staging>:user:` when a Redis answers (`REDIS_URL`). A database in use is not
+/// forced: the error names it. Running it twice is fine: the second finds nothing.
+async fn clean(args: &DemoArgs, admin: &Client, endpoint: &PgEndpoint, ui: &Ui) -> Result<()> {
+    let server = &endpoint.display;
+    let names = crate::refresh::names::Names::of(&args.target_db);
+    let mut removed: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    let comment_of = |name: String| async move {
+        admin
+            .query_opt(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .map(|row| row.map(|r| r.get::<_, String>(0)))
+            .map_err(|e| DbError::new(server, "looking for the demo's databases", e))
+    };
+    let drop = |name: String| async move {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name)))
+            .await
+            .map_err(|e| DbError::new(server, format!("dropping {name}"), e))
+    };
+    // The production database: only with the demo's marker.
+    match comment_of(args.source_db.clone()).await? {
+        Some(c) if c == DEMO_MARKER => {
+            drop(args.source_db.clone()).await?;
+            removed.push(args.source_db.clone());
+        }
+        Some(_) => kept.push(format!(
+            "{}: not made by `restage demo` (no demo marker)",
+            args.source_db
+        )),
+        None => {}
+    }
+    // The staging database: only when restage built it.
+    if comment_of(args.target_db.clone()).await?.is_some() {
+        let built = match db::connect(&endpoint.with_database(&args.target_db), Role::Target).await
+        {
+            Ok(client) => client
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = '_restage'", &[])
+                .await
+                .map(|r| r.is_some())
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if built {
+            drop(args.target_db.clone()).await?;
+            removed.push(args.target_db.clone());
+        } else {
+            kept.push(format!(
+                "{}: not built by restage (no _restage schema)",
+                args.target_db
+            ));
+        }
+    }
+    // Generations and the control database: names restage reserves for this staging database.
+    let pattern = format!(
+        "{}%",
+        names
+            .prefix()
+            .replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%")
+    );
+    let generations = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 OR datname = $2 ORDER BY datname = $2, datname",
+            &[&pattern, &names.control()],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "listing the demo's generations", e))?;
+    for row in generations {
+        let name: String = row.get(0);
+        drop(name.clone()).await?;
+        removed.push(name);
+    }
+    // Redis keys, when a Redis answers.
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string());
+    let cache = crate::refresh::warm::Cache::new(crate::secret::Secret::new(redis_url.clone()));
+    let shown = crate::secret::redact_url(&redis_url);
+    let prefix = format!("{}:user:", args.target_db);
+    let keys = match tokio::time::timeout(std::time::Duration::from_secs(3), cache.connect()).await
+    {
+        Ok(Ok(mut conn)) => Some(
+            crate::refresh::warm::flush(&mut conn, &shown, std::slice::from_ref(&prefix)).await?,
+        ),
+        _ => {
+            kept.push(format!(
+                "Redis keys under {prefix}: no Redis answers at {shown} (nothing removed there)"
+            ));
+            None
+        }
+    };
+    if ui.json {
+        crate::output::outln!(
+            "{}",
+            serde_json::json!({
+                "outcome": "cleaned",
+                "exit_code": 0,
+                "server": server,
+                "databases_removed": removed,
+                "redis_keys_removed": keys,
+                "redis_prefix": prefix,
+                "kept": kept,
+            })
+        );
+        return Ok(());
+    }
+    for name in &removed {
+        crate::output::outln!("removed database {name} on {server}");
+    }
+    if let Some(n) = keys {
+        crate::output::outln!("removed {n} Redis keys under {prefix} on {shown}");
+    }
+    for k in &kept {
+        crate::output::outln!("kept {k}");
+    }
+    if removed.is_empty() && keys.unwrap_or(0) == 0 {
+        crate::output::outln!("nothing of the demo's is left on {server}");
+    }
     Ok(())
 }
 

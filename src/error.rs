@@ -61,6 +61,51 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The one error format of every command (issue 15): each line of the message on stderr as
+/// `restage: error: LINE` (a multi-line message, such as the problems of a rules file, has
+/// every line prefixed, so `grep 'restage: error'` finds them all). With `--json`, the same
+/// also goes to stdout as one document ([`error_document`]).
+pub fn print_error(message: &str) {
+    print_lines("error", message);
+}
+
+/// A warning in the same format: `restage: warning: LINE`.
+pub fn print_warning(message: &str) {
+    print_lines("warning", message);
+}
+
+fn print_lines(level: &str, message: &str) {
+    let mut lines = message.lines().filter(|l| !l.trim().is_empty()).peekable();
+    if lines.peek().is_none() {
+        crate::output::errln!("restage: {level}: (no message)");
+    }
+    for line in lines {
+        crate::output::errln!("restage: {level}: {line}");
+    }
+}
+
+/// The `--json` form of a failed command, on stdout: `outcome` (`error`), `exit_code`, `kind`
+/// (config, rules, usage, database, io, runtime, verification, locked, interrupted),
+/// `error` (the message) and `errors` (its lines).
+pub fn error_document(kind: &str, exit_code: i32, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "outcome": "error",
+        "exit_code": exit_code,
+        "kind": kind,
+        "error": message,
+        "errors": message.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints `err` in the one format, and with `json` its document on stdout.
+pub fn report(err: &Error, json: bool) {
+    let message = err.to_string();
+    print_error(&message);
+    if json {
+        crate::output::outln!("{}", error_document(err.kind(), err.exit_code(), &message));
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -70,6 +115,21 @@ impl Error {
             Error::Db(_) | Error::Io { .. } | Error::Runtime(_) | Error::Interrupted { .. } => {
                 exit::RUNTIME
             }
+        }
+    }
+
+    /// What kind of failure, for `--json` documents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Rules(_) => "rules",
+            Error::Usage(_) => "usage",
+            Error::Db(_) => "database",
+            Error::Io { .. } => "io",
+            Error::Runtime(_) => "runtime",
+            Error::Verify(_) => "verification",
+            Error::Locked(_) => "locked",
+            Error::Interrupted { .. } => "interrupted",
         }
     }
 
@@ -92,5 +152,13 @@ mod tests {
         assert_eq!(Error::Verify("x".into()).exit_code(), 3);
         assert_eq!(Error::Locked("x".into()).exit_code(), 4);
         assert_eq!(Error::Runtime("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn error_documents_carry_outcome_and_exit_code() {
+        let doc = error_document("rules", 2, "a: no such column\nb: no such table\n");
+        assert_eq!(doc["outcome"], "error");
+        assert_eq!(doc["exit_code"], 2);
+        assert_eq!(doc["errors"].as_array().map(Vec::len), Some(2));
     }
 }

@@ -19,6 +19,7 @@
 pub mod checksum;
 pub mod copy_text;
 pub mod http;
+pub mod output;
 pub mod pg_encoding;
 pub mod prehashed;
 pub mod secret;

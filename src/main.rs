@@ -9,12 +9,16 @@ fn main() {
     if let Ok(message) = std::env::var("RESTAGE_TEST_PANIC") {
         panic!("{message}");
     }
-    let cli = restage::cli::Cli::parse();
+    let cli = match restage::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(restage::cli::usage_error(e)),
+    };
     restage::progress::init_logging(cli.verbosity());
+    let json = cli.json;
     let code = match restage::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("restage: error: {err}");
+            restage::error::report(&err, json);
             err.exit_code()
         }
     };

@@ -103,9 +103,9 @@ impl DataProgress {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             let total = multi.add(ProgressBar::new(total_bytes_estimate.max(1)));
             total.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:<{LABEL_WIDTH}.bold}} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} {{msg}}"
+                ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
@@ -159,13 +159,13 @@ impl DataProgress {
         let bar = self.multi.as_ref().map(|multi| {
             let bar = multi.insert_from_back(1, ProgressBar::new(estimated_rows.max(1)));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {human_pos}/{human_len} rows {per_sec:0} eta {eta} {msg}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:<{LABEL_WIDTH}}} [{{bar:30}}] {{human_pos}}/{{human_len}} rows {{per_sec:0}} eta {{eta}} {{msg}}"
+                ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            bar.set_prefix(truncate_label(label, 40));
+            bar.set_prefix(truncate_label(label, LABEL_WIDTH));
             bar
         });
         TableBar {
@@ -193,7 +193,7 @@ impl DataProgress {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            None => crate::output::errln!("{line}"),
         }
     }
 }
@@ -203,6 +203,11 @@ impl Drop for DataProgress {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The width of every bar's and spinner's label (stages, the total, tables), so that all
+/// bars start in one column (issue 15: a table label of 40 characters used to push its bar
+/// past the others' 12); longer table names lose their head (`…ng_schema.table`).
+pub const LABEL_WIDTH: usize = 28;
 
 fn truncate_label(label: &str, max: usize) -> String {
     if label.chars().count() <= max {
@@ -265,10 +270,12 @@ impl Stage {
             let s = ProgressBar::new_spinner();
             s.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             s.set_style(
-                ProgressStyle::with_template("{prefix:>12.bold} {spinner} {msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:<{LABEL_WIDTH}.bold}} {{spinner}} {{msg}} {{elapsed}}"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            s.set_prefix(name.to_string());
+            s.set_prefix(truncate_label(name, LABEL_WIDTH));
             s.enable_steady_tick(Duration::from_millis(120));
             s
         });

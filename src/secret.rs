@@ -395,13 +395,13 @@ pub fn redact_panics() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        crate::output::errln!(
             "restage: internal error (a bug, please report it){at}: {}",
             redact_text(&payload)
         );
         let backtrace = std::backtrace::Backtrace::capture();
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{backtrace}");
+            crate::output::errln!("{backtrace}");
         }
     }));
 }

@@ -64,12 +64,12 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<i32> {
     let target = TargetSettings::from_config(config, "status")?;
     let state = read(&target).await?;
     if ui.json {
-        println!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&state).unwrap_or_else(|_| "{}".to_string())
         );
     } else {
-        println!("{}", line(&state, Utc::now()));
+        crate::output::outln!("{}", line(&state, Utc::now()));
     }
     Ok(0)
 }

@@ -71,10 +71,21 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     // database can hold hundreds of thousands (issue 11).
     let problems_total = problems.len();
     let shown_problems = &problems[..problems_total.min(crate::yaml::MAX_PROBLEMS_SHOWN)];
+    let code = if !problems.is_empty() {
+        exit::USAGE
+    } else if !environment.is_empty() {
+        exit::RUNTIME
+    } else {
+        exit::OK
+    };
+    // Problems and the environment's failures in the one error format on stderr, as every
+    // command prints its errors (issue 15); `--json` carries them in its document instead.
     if ui.json {
-        println!(
+        crate::output::outln!(
             "{}",
             serde_json::json!({
+                "outcome": if code == exit::OK { "valid" } else { "error" },
+                "exit_code": code,
                 "valid": problems.is_empty() && environment.is_empty(),
                 "problems": shown_problems,
                 "problems_total": problems_total,
@@ -85,20 +96,20 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
             })
         );
     } else {
+        for w in &inspection.warnings {
+            crate::error::print_warning(w);
+        }
         for p in shown_problems {
-            println!("error: {p}");
+            crate::error::print_error(p);
         }
         if let Some(more) = crate::yaml::more_problems(problems_total) {
-            println!("error: {more}");
+            crate::error::print_error(&more);
         }
         for p in &environment {
-            println!("environment: {p}");
-        }
-        for w in &inspection.warnings {
-            println!("warning: {w}");
+            crate::error::print_error(p);
         }
         if problems.is_empty() && environment.is_empty() {
-            println!(
+            crate::output::outln!(
                 "valid: {} tables in {}, {} with rules; staging server {} ready",
                 catalog.data_tables().count(),
                 settings.source.display,
@@ -111,16 +122,10 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     if let (Some(n), Some(b)) = (args.preview, &inspection.rules)
         && problems.is_empty()
     {
-        print!("{}", preview(source, catalog, b, n).await?);
+        crate::output::out!("{}", preview(source, catalog, b, n).await?);
     }
 
-    Ok(if !problems.is_empty() {
-        exit::USAGE
-    } else if !environment.is_empty() {
-        exit::RUNTIME
-    } else {
-        exit::OK
-    })
+    Ok(code)
 }
 
 /// N rows of each ruled table, before and after, ruled columns only.

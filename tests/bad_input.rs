@@ -68,12 +68,16 @@ impl Bad {
 }
 
 /// What every refusal shows: the exit code, stderr ending with `restage: error: <message>`
-/// (one line: the last line is exactly that; several: stderr ends with them), and no
-/// database named `staging`.
+/// (one line: the last line is exactly that; several: stderr ends with them, each line
+/// prefixed, issue 15), and no database named `staging`.
 async fn assert_refused(run: &(i32, String, String), code: i32, message: &str, staging: &str) {
     let (got, out, err) = run;
     assert_eq!(*got, code, "stdout:\n{out}\nstderr:\n{err}");
-    let expected = format!("restage: error: {message}");
+    let expected = message
+        .lines()
+        .map(|l| format!("restage: error: {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     if expected.contains('\n') {
         assert!(err.trim_end().ends_with(&expected), "stderr:\n{err}");
     } else {

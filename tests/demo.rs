@@ -102,3 +102,107 @@ fn demo_refreshes_an_anonymized_staging_database() {
         assert_eq!(joined, orders, "every order's customer_email matches its user's fake email");
     });
 }
+
+/// `restage demo --clean` removes what the demo made — its production database, the staging
+/// database, generations and control database, its Redis keys — and nothing else: a
+/// database of the same name that the demo did not make, another database, other keys stay.
+#[test]
+fn demo_clean_removes_only_what_the_demo_made() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = harness::unique_name("democlean");
+    let target = format!("{source}_stg");
+    let _cleanup = Cleanup(source.clone());
+    let names = [
+        "--source-db",
+        source.as_str(),
+        "--target-db",
+        target.as_str(),
+    ];
+    let out = harness::restage()
+        .args(["demo", "--scale", "0.1"])
+        .args(names)
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let bystander = format!("{source}_bystander");
+    let redis = redis::Client::open(harness::redis_url()).expect("redis url");
+    rt.block_on(async {
+        let admin = harness::connect(&harness::admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{bystander}\""))
+            .await
+            .expect("bystander");
+        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+            let _: () = redis::cmd("SET")
+                .arg(format!("{target}:other"))
+                .arg("x")
+                .query_async(&mut conn)
+                .await
+                .expect("set");
+        }
+    });
+    let before = rt.block_on(harness::databases_like(&source));
+    assert!(before.len() >= 3, "{before:?}");
+    // The control database and generations: names restage shortens for long staging names.
+    let prefix = harness::generations_prefix(&target);
+    let control = prefix.trim_end_matches('_').to_string();
+    assert!(
+        !rt.block_on(harness::databases_like(&control)).is_empty(),
+        "no control database {control}"
+    );
+
+    let out = harness::restage()
+        .args(["demo", "--clean"])
+        .args(names)
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!("removed database {source}")),
+        "{}",
+        out.stdout
+    );
+    let after = rt.block_on(harness::databases_like(&source));
+    assert_eq!(after, vec![bystander.clone()], "{}", out.stdout);
+    let left = rt.block_on(harness::databases_like(&control));
+    assert!(left.is_empty(), "{left:?}\n{}", out.stdout);
+    rt.block_on(async {
+        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{target}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            assert_eq!(keys, vec![format!("{target}:other")]);
+            let _: Result<(), _> = redis::cmd("DEL")
+                .arg(format!("{target}:other"))
+                .query_async(&mut conn)
+                .await;
+        }
+    });
+
+    // Databases of those names that the demo did not make are kept, and said to be.
+    rt.block_on(async {
+        let admin = harness::connect(&harness::admin_url()).await;
+        for db in [&source, &target] {
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{db}\""))
+                .await
+                .expect("hand-made");
+        }
+    });
+    let out = harness::restage()
+        .args(["--json", "demo", "--clean"])
+        .args(names)
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["databases_removed"], serde_json::json!([]), "{doc}");
+    assert!(
+        doc["kept"].as_array().map(Vec::len).unwrap_or(0) >= 2,
+        "{doc}"
+    );
+    let mut left = rt.block_on(harness::databases_like(&source));
+    left.sort();
+    let mut expected = vec![source.clone(), bystander, target.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+}

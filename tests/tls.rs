@@ -266,13 +266,14 @@ fn verify_full_with_the_wrong_host_name_fails() {
     assert!(t.created_nothing());
 }
 
-/// Without the CA (the public roots are used) or with another CA, the chain does not verify.
+/// With the public roots (`sslrootcert=system`) or another CA, the chain does not verify.
+/// (Without any `sslrootcert`, libpq's `~/.postgresql/root.crt` is needed: tests/libpq.rs.)
 #[test]
 fn verify_full_without_the_right_ca_fails() {
     let Some(t) = Tls::new("tlsnoca") else { return };
     let good = format!("sslmode=verify-full&sslrootcert={}", t.ca());
     for bad in [
-        "sslmode=verify-full".to_string(),
+        "sslmode=verify-full&sslrootcert=system".to_string(),
         format!("sslmode=verify-full&sslrootcert={}", t.other_ca()),
     ] {
         let (code, out, err) = t.refresh(("localhost", &good), ("localhost", &bad));

@@ -79,7 +79,10 @@ async fn files_over_16_mib_are_not_read() {
         "{}: cannot read: the file is 17.0 MiB, over the limit of 16 MiB for a YAML file restage reads",
         rules.display()
     );
-    assert!(out.contains(&expected), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains(&format!("restage: error: {expected}")),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
     let (code, _, err) = setup.run(&["refresh"]);
     assert_eq!(code, 2);
     assert!(err.contains(&expected), "{err}");
@@ -117,11 +120,15 @@ async fn many_problems_print_the_first_fifty_and_a_count() {
     assert_eq!(listed, 50, "{err}");
     assert!(err.trim_end().ends_with(count_line), "{err}");
 
-    let (code, out, _) = setup.run(&["validate"]);
+    // validate: the same problems, in the one error format on stderr (issue 15).
+    let (code, _, out) = setup.run(&["validate"]);
     assert_eq!(code, 2);
     let listed = out.lines().filter(|l| l.contains("does not exist")).count();
     assert_eq!(listed, 50, "{out}");
-    assert!(out.contains(&format!("error: {count_line}")), "{out}");
+    assert!(
+        out.contains(&format!("restage: error: {count_line}")),
+        "{out}"
+    );
 
     let run = setup.restage().args(["--json", "validate"]).run();
     assert_eq!(run.code, 2);

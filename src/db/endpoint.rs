@@ -1,7 +1,8 @@
 //! A PostgreSQL server to connect to: [`PgEndpoint`], parsed from a libpq URL or key=value
-//! string, with its password kept out of every display, and the TLS mode the user asked for
-//! ([`TlsMode`]), including the libpq `sslmode` names `verify-ca` and `verify-full`, which
-//! tokio-postgres does not parse itself.
+//! string and completed as libpq completes it ([`super::libpq`]), with its password kept out
+//! of every display, and its TLS ([`Tls`]): the mode, including the libpq `sslmode` names
+//! `verify-ca` and `verify-full` that tokio-postgres does not parse itself, and the
+//! certificate files.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,8 +11,9 @@ use std::sync::Arc;
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::libpq::{self, Env, RootCert, TlsFiles};
 use super::tls;
-use crate::secret::{Secret, UrlParts, parse_key_value, redact_url};
+use crate::secret::{Secret, UrlParts, redact_url};
 
 /// A PostgreSQL server to connect to, with its password kept out of any display.
 #[derive(Clone)]
@@ -19,8 +21,11 @@ pub struct PgEndpoint {
     pub config: tokio_postgres::Config,
     /// `user@host:port/dbname`, never with a password: what errors and logs show.
     pub display: String,
-    /// The TLS mode the user asked for, including modes tokio-postgres does not parse.
-    pub tls: TlsMode,
+    /// The TLS mode the user asked for (including modes tokio-postgres does not parse) and
+    /// the certificate files libpq would use.
+    pub tls: Tls,
+    /// The password file that gave the password, when one did (for messages).
+    pub password_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for PgEndpoint {
@@ -36,18 +41,37 @@ impl fmt::Display for PgEndpoint {
 }
 
 impl PgEndpoint {
-    /// Parses a libpq URL or key=value string, as libpq parses it. Errors never include the
-    /// string's secrets: a URL is shown redacted ([`redact_url`]), a key=value string not at
-    /// all (it may be a bare secret: a `cmd:` or variable that gave the password instead).
+    /// Parses a libpq URL or key=value string and completes it as libpq does (environment,
+    /// service file, password file, defaults: see [`super::libpq`]), from this process's
+    /// environment. Errors never include the string's secrets: a URL is shown redacted
+    /// ([`redact_url`]), a key=value string not at all (it may be a bare secret: a `cmd:` or
+    /// variable that gave the password instead).
     ///
     /// A URL whose `@` cannot be placed ([`UrlParts::ambiguity`]: a password holding an
     /// unencoded `@` or `/`) is refused with no part of its authority shown. Such a URL does
     /// not connect with libpq either (its host part holds the rest of the password); refusing
     /// it keeps that rest out of every error, log line and report, where it would show as a
-    /// host name. Once those are refused, tokio-postgres (which takes the first `@` anywhere)
-    /// and libpq (the first before any `/`) read every URL alike.
+    /// host name.
     pub fn parse(raw: &Secret) -> Result<PgEndpoint, String> {
+        PgEndpoint::parse_with(raw, &Env::process())
+    }
+
+    /// [`PgEndpoint::parse`] with a given environment (tests).
+    pub fn parse_with(raw: &Secret, env: &Env) -> Result<PgEndpoint, String> {
         let trimmed = raw.expose().trim();
+        let is_url = trimmed.contains("://");
+        let invalid = |why: String| {
+            if is_url {
+                format!(
+                    "not a valid PostgreSQL connection string ({}): {why}",
+                    redact_url(trimmed)
+                )
+            } else {
+                format!(
+                    "not a valid PostgreSQL connection string: {why} (expected postgres://user@host:port/database or key=value pairs; the value is not shown, it may be a secret)"
+                )
+            }
+        };
         if let Some(parts) = UrlParts::split(trimmed)
             && let Some(why) = parts.ambiguity()
         {
@@ -56,30 +80,71 @@ impl PgEndpoint {
                 parts.redacted()
             ));
         }
-        let (cleaned, tls) = TlsMode::extract(raw.expose())?;
-        let config = tokio_postgres::Config::from_str(&cleaned).map_err(|e| {
-            if trimmed.contains("://") {
-                format!(
-                    "not a valid PostgreSQL connection string ({}): {}",
-                    redact_url(trimmed),
-                    shown_parse_error(trimmed, &e)
-                )
-            } else {
-                format!(
-                    "not a valid PostgreSQL connection string: {} (expected postgres://user@host:port/database or key=value pairs; the value is not shown, it may be a secret)",
-                    shown_parse_error(trimmed, &e)
-                )
-            }
-        })?;
-        Ok(PgEndpoint::from_config(config, tls))
+        let pairs = libpq::split(trimmed).map_err(invalid)?;
+        if let Some((unknown, _)) = pairs
+            .iter()
+            .find(|(k, _)| !LIBPQ_KEYWORDS.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                match crate::yaml::did_you_mean(unknown, LIBPQ_KEYWORDS) {
+                    Some(near) => format!("unknown parameter `{unknown}`, did you mean `{near}`?"),
+                    None => "a parameter name libpq does not know (not shown: it may be a secret)"
+                        .into(),
+                },
+            ));
+        }
+        let resolved = libpq::resolve(pairs, env).map_err(invalid)?;
+        for note in &resolved.notes {
+            tracing::warn!("{note}");
+        }
+        let mode = TlsMode::from_name(resolved.get("sslmode").unwrap_or("prefer"))?;
+        if resolved.get("sslpassword").is_some() {
+            return Err(invalid(
+                "sslpassword (an encrypted client key) is not supported: decrypt the key (`openssl pkey -in KEY -out KEY.plain`) and keep it mode 0600".into(),
+            ));
+        }
+        let mut driver = resolved.driver_string();
+        if resolved.get("application_name").is_none()
+            && let Some(fallback) = resolved.get("fallback_application_name")
+        {
+            driver.push_str(&format!(
+                " application_name='{}'",
+                fallback.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+        let config =
+            tokio_postgres::Config::from_str(&driver).map_err(|e| invalid(e.to_string()))?;
+        let files = TlsFiles::find(&resolved, env);
+        let mut endpoint = PgEndpoint::from_config(config, Tls { mode, files });
+        endpoint.password_file = resolved.password_file.clone();
+        Ok(endpoint)
     }
 
-    pub fn from_config(config: tokio_postgres::Config, tls: TlsMode) -> PgEndpoint {
+    pub fn from_config(config: tokio_postgres::Config, tls: Tls) -> PgEndpoint {
         let display = describe_pg(&config);
         PgEndpoint {
             config,
             display,
             tls,
+            password_file: None,
+        }
+    }
+
+    /// Whether the (first) host is a Unix socket directory: libpq uses no TLS there.
+    pub fn is_unix_socket(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(tokio_postgres::config::Host::Unix(_)) = self.config.get_hosts().first() {
+            return true;
+        }
+        false
+    }
+
+    /// The sslmode handed to the driver: none over a Unix socket, as in libpq.
+    pub fn driver_ssl_mode(&self) -> tokio_postgres::config::SslMode {
+        if self.is_unix_socket() {
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            self.tls.mode.driver_mode()
         }
     }
 
@@ -87,7 +152,9 @@ impl PgEndpoint {
     pub fn with_database(&self, dbname: &str) -> PgEndpoint {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        PgEndpoint::from_config(config, self.tls.clone())
+        let mut endpoint = PgEndpoint::from_config(config, self.tls.clone());
+        endpoint.password_file = self.password_file.clone();
+        endpoint
     }
 
     pub fn dbname(&self) -> String {
@@ -104,7 +171,10 @@ impl PgEndpoint {
             Some(Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
             Some(Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".to_string(),
+            None => match self.config.get_hostaddrs().first() {
+                Some(addr) => addr.to_string(),
+                None => "localhost".to_string(),
+            },
         }
     }
 
@@ -135,9 +205,21 @@ impl PgEndpoint {
         if let Some(name) = self.config.get_application_name() {
             env.push(("PGAPPNAME", name.to_string()));
         }
-        env.push(("PGSSLMODE", self.tls.libpq_sslmode().to_string()));
-        if let Some(root) = self.tls.root_cert() {
-            env.push(("PGSSLROOTCERT", root.display().to_string()));
+        if let Some(addr) = self.config.get_hostaddrs().first() {
+            env.push(("PGHOSTADDR", addr.to_string()));
+        }
+        env.push(("PGSSLMODE", self.tls.mode.libpq_sslmode().to_string()));
+        match &self.tls.files.root {
+            RootCert::System => env.push(("PGSSLROOTCERT", "system".to_string())),
+            root => {
+                if let Some(file) = root.file() {
+                    env.push(("PGSSLROOTCERT", file.display().to_string()));
+                }
+            }
+        }
+        if let Some((cert, key)) = &self.tls.files.client {
+            env.push(("PGSSLCERT", cert.display().to_string()));
+            env.push(("PGSSLKEY", key.display().to_string()));
         }
         env.push((
             "PGCONNECT_TIMEOUT",
@@ -196,35 +278,6 @@ const LIBPQ_KEYWORDS: &[&str] = &[
     "require_auth",
 ];
 
-/// The driver's parse error, when it can be shown: it names a parameter the string holds,
-/// and a name that is no libpq parameter may be a secret written in its place (`hunter2=x`),
-/// so then only what kind of mistake it is.
-fn shown_parse_error(raw: &str, e: &tokio_postgres::Error) -> String {
-    let keys: Vec<String> = match UrlParts::split(raw) {
-        Some(parts) => parts
-            .query
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.to_string()))
-            .collect(),
-        None => parse_key_value(raw)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect(),
-    };
-    match keys.iter().find(|k| !LIBPQ_KEYWORDS.contains(&k.as_str())) {
-        Some(unknown) => match crate::yaml::did_you_mean(unknown, LIBPQ_KEYWORDS) {
-            Some(near) => format!("unknown parameter `{unknown}`, did you mean `{near}`?"),
-            None => "a parameter name libpq does not know (not shown: it may be a secret)".into(),
-        },
-        None if parse_key_value(raw).is_none() && !raw.contains("://") => {
-            "a parameter without `=`, or a quote that does not end".to_string()
-        }
-        None => e.to_string(),
-    }
-}
-
 fn normalize_host(h: &str) -> String {
     match h {
         "localhost" | "127.0.0.1" | "::1" => "localhost".to_string(),
@@ -238,7 +291,10 @@ fn describe_pg(config: &tokio_postgres::Config) -> String {
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
         Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
+        None => match config.get_hostaddrs().first() {
+            Some(addr) => addr.to_string(),
+            None => "localhost".to_string(),
+        },
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("");
@@ -251,78 +307,40 @@ fn describe_pg(config: &tokio_postgres::Config) -> String {
 }
 
 /// TLS as libpq names it. `prefer` and `require` encrypt without checking the certificate
-/// (libpq does the same unless a root certificate is given); `verify-ca` checks the chain,
-/// `verify-full` the chain and the host name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// unless a root certificate file is there (`sslrootcert`, or `~/.postgresql/root.crt`): then
+/// they check the chain, as libpq does. `verify-ca` checks the chain, `verify-full` the chain
+/// and the host name; both need the root file (`sslrootcert=system`: the public web roots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TlsMode {
     Disable,
     #[default]
     Prefer,
     Require,
-    VerifyCa(Option<PathBuf>),
-    VerifyFull(Option<PathBuf>),
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A connection's TLS: the mode and the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    pub files: TlsFiles,
 }
 
 impl TlsMode {
-    /// Takes `sslmode` and `sslrootcert` out of a connection string (URL or key=value) and
-    /// returns the string tokio-postgres can parse, with `sslmode` set to what it understands.
-    pub fn extract(raw: &str) -> Result<(String, TlsMode), String> {
-        let mut mode = None::<String>;
-        let mut root = None::<PathBuf>;
-        let raw = raw.trim();
-        let cleaned = if raw.contains("://") {
-            let (base, query) = match raw.split_once('?') {
-                Some((b, q)) => (b, q),
-                None => (raw, ""),
-            };
-            let mut kept = Vec::new();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                match pair.split_once('=') {
-                    Some(("sslmode", v)) => mode = Some(v.to_string()),
-                    Some(("sslrootcert", v)) => root = Some(PathBuf::from(percent_decode(v))),
-                    _ => kept.push(pair.to_string()),
-                }
-            }
-            if kept.is_empty() {
-                base.to_string()
-            } else {
-                format!("{base}?{}", kept.join("&"))
-            }
-        } else {
-            // Split as libpq splits it (quotes, backslashes, spaces around `=`), and written
-            // back quoted, so a quoted value with spaces or an `sslmode=` inside it stays
-            // whole. One libpq refuses is passed on as it is, for the driver to refuse.
-            match parse_key_value(raw) {
-                Some(pairs) => {
-                    let mut kept = Vec::new();
-                    for (key, value) in pairs {
-                        match key.as_str() {
-                            "sslmode" => mode = Some(value),
-                            "sslrootcert" => root = Some(PathBuf::from(value)),
-                            _ => kept.push(format!(
-                                "{key}='{}'",
-                                value.replace('\\', "\\\\").replace('\'', "\\'")
-                            )),
-                        }
-                    }
-                    kept.join(" ")
-                }
-                None => raw.to_string(),
-            }
-        };
-        let mode = match mode.as_deref() {
-            None | Some("prefer") | Some("allow") => TlsMode::Prefer,
-            Some("disable") => TlsMode::Disable,
-            Some("require") => TlsMode::Require,
-            Some("verify-ca") => TlsMode::VerifyCa(root),
-            Some("verify-full") => TlsMode::VerifyFull(root),
-            Some(other) => {
+    pub fn from_name(name: &str) -> Result<TlsMode, String> {
+        Ok(match name {
+            "prefer" | "allow" => TlsMode::Prefer,
+            "disable" => TlsMode::Disable,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            other => {
                 return Err(format!(
                     "unknown sslmode `{other}` (use disable, prefer, require, verify-ca or verify-full)"
                 ));
             }
-        };
-        Ok((cleaned, mode))
+        })
     }
 
     pub(super) fn driver_mode(&self) -> tokio_postgres::config::SslMode {
@@ -339,105 +357,172 @@ impl TlsMode {
             TlsMode::Disable => "disable",
             TlsMode::Prefer => "prefer",
             TlsMode::Require => "require",
-            TlsMode::VerifyCa(_) => "verify-ca",
-            TlsMode::VerifyFull(_) => "verify-full",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl Tls {
+    pub fn new(mode: TlsMode) -> Tls {
+        Tls {
+            mode,
+            files: TlsFiles::default(),
         }
     }
 
-    pub fn root_cert(&self) -> Option<&PathBuf> {
-        match self {
-            TlsMode::VerifyCa(Some(p)) | TlsMode::VerifyFull(Some(p)) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// The rustls connector for this mode.
+    /// The rustls connector for this mode and these files.
     pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?;
-        let config = match self {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => builder
+        let verify = matches!(self.mode, TlsMode::VerifyCa | TlsMode::VerifyFull);
+        let roots = match (&self.files.root, verify) {
+            (RootCert::System, _) => Some(tls::root_store(None)?),
+            (root, _) if root.file().is_some() => Some(tls::root_store(root.file())?),
+            (RootCert::File { path, .. }, true) => {
+                return Err(format!(
+                    "root certificate file \"{}\" does not exist (sslmode={} needs one: give sslrootcert=FILE, use the public roots with sslrootcert=system, or use sslmode=require)",
+                    path.display(),
+                    self.mode.libpq_sslmode()
+                ));
+            }
+            (RootCert::None, true) => {
+                return Err(format!(
+                    "sslmode={} needs a root certificate: give sslrootcert=FILE (no home directory for ~/.postgresql/root.crt)",
+                    self.mode.libpq_sslmode()
+                ));
+            }
+            (_, false) => None,
+        };
+        let builder = match roots {
+            None => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(tls::AcceptAny(provider)))
-                .with_no_client_auth(),
-            TlsMode::VerifyCa(root) | TlsMode::VerifyFull(root) => {
-                let roots = tls::root_store(root.as_ref())?;
+                .with_custom_certificate_verifier(Arc::new(tls::AcceptAny(provider))),
+            Some(roots) => {
                 let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
                     Arc::new(roots),
                     provider,
                 )
                 .build()
                 .map_err(|e| format!("TLS setup: {e}"))?;
-                if matches!(self, TlsMode::VerifyCa(_)) {
+                if self.mode == TlsMode::VerifyFull {
+                    builder.with_webpki_verifier(verifier)
+                } else {
+                    // verify-ca, and require/prefer with a root file: the chain only.
                     builder
                         .dangerous()
                         .with_custom_certificate_verifier(Arc::new(tls::ChainOnly(verifier)))
-                        .with_no_client_auth()
-                } else {
-                    builder.with_webpki_verifier(verifier).with_no_client_auth()
                 }
+            }
+        };
+        let config = match &self.files.client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let (chain, key) = tls::client_identity(cert, key)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("sslcert {}: {e}", cert.display()))?
             }
         };
         Ok(MakeRustlsConnect::new(config))
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn tls_mode_from_url() {
-        let (s, m) = TlsMode::extract(
-            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
-        )
-        .unwrap();
-        assert_eq!(s, "postgres://u@h/db?application_name=x");
-        assert_eq!(m, TlsMode::VerifyFull(Some(PathBuf::from("/tmp/ca.pem"))));
-        let (s, m) = TlsMode::extract("postgres://u@h/db").unwrap();
-        assert_eq!(s, "postgres://u@h/db");
-        assert_eq!(m, TlsMode::Prefer);
+    fn parse(raw: &str) -> Result<PgEndpoint, String> {
+        PgEndpoint::parse_with(&Secret::new(raw), &Env::with(&[], "osuser"))
     }
 
     #[test]
-    fn tls_mode_from_key_value() {
-        let (s, m) = TlsMode::extract("host=h sslmode=require dbname=d").unwrap();
-        assert_eq!(s, "host='h' dbname='d'");
-        assert_eq!(m, TlsMode::Require);
-        assert!(TlsMode::extract("host=h sslmode=bogus").is_err());
-        // Quoted values stay whole: two spaces, a quote, a backslash, an `sslmode=` inside.
-        let (s, m) = TlsMode::extract(
-            "host=h password = 'a  b\\'c\\\\ sslmode=disable' sslmode = verify-ca",
+    fn tls_mode_from_url_and_key_value() {
+        let e = parse(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
         )
         .unwrap();
-        assert_eq!(m, TlsMode::VerifyCa(None));
-        let config = tokio_postgres::Config::from_str(&s).unwrap();
+        assert_eq!(e.tls.mode, TlsMode::VerifyFull);
         assert_eq!(
-            config.get_password(),
+            e.tls.files.root,
+            RootCert::File {
+                path: PathBuf::from("/tmp/ca.pem"),
+                explicit: true
+            }
+        );
+        assert_eq!(e.config.get_application_name(), Some("x"));
+        assert_eq!(
+            parse("postgres://u@h/db").unwrap().tls.mode,
+            TlsMode::Prefer
+        );
+        assert_eq!(
+            parse("host=h sslmode=require dbname=d").unwrap().tls.mode,
+            TlsMode::Require
+        );
+        assert!(parse("host=h sslmode=bogus").is_err());
+        // Quoted values stay whole: two spaces, a quote, a backslash, an `sslmode=` inside.
+        let e =
+            parse("host=h password = 'a  b\\'c\\\\ sslmode=disable' sslmode = verify-ca").unwrap();
+        assert_eq!(e.tls.mode, TlsMode::VerifyCa);
+        assert_eq!(
+            e.config.get_password(),
             Some(&b"a  b'c\\ sslmode=disable"[..])
+        );
+    }
+
+    /// Issue 15: `postgresql:///db` with PGHOST set connects to PGHOST, and says so.
+    #[test]
+    fn environment_decides_what_the_string_leaves_out() {
+        let env = Env::with(
+            &[("PGHOST", "envhost"), ("PGPORT", "6001"), ("PGUSER", "al")],
+            "o",
+        );
+        let e = PgEndpoint::parse_with(&Secret::new("postgresql:///db"), &env).unwrap();
+        assert_eq!(e.display, "al@envhost:6001/db");
+        let e = PgEndpoint::parse_with(&Secret::new("dbname=db"), &env).unwrap();
+        assert_eq!(e.display, "al@envhost:6001/db");
+        let e = parse("postgresql://%2Ftmp%2Fsock:5999/db").unwrap();
+        assert!(e.is_unix_socket());
+        assert_eq!(e.display, "osuser@/tmp/sock:5999/db");
+        assert_eq!(
+            e.driver_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
+        let e = parse("hostaddr=127.0.0.1 port=5433").unwrap();
+        assert_eq!(e.display, "osuser@127.0.0.1:5433/osuser");
+    }
+
+    #[test]
+    fn unknown_parameters_are_named_only_when_near_a_known_one() {
+        let err = parse("host=h sslmdoe=require").unwrap_err();
+        assert!(err.contains("did you mean `sslmode`"), "{err}");
+        let err = parse("host=h hunter2=x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn verify_modes_need_a_root_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::with(&[("HOME", dir.path().to_str().unwrap())], "o");
+        let e = PgEndpoint::parse_with(&Secret::new("host=h sslmode=verify-full"), &env).unwrap();
+        let err = e.tls.connector().err().unwrap();
+        assert!(
+            err.contains(".postgresql/root.crt\" does not exist"),
+            "{err}"
+        );
+        let e = PgEndpoint::parse_with(&Secret::new("host=h sslmode=require"), &env).unwrap();
+        assert!(e.tls.connector().is_ok());
+        let e = PgEndpoint::parse_with(
+            &Secret::new("host=h sslmode=verify-full sslrootcert=system"),
+            &env,
+        )
+        .unwrap();
+        assert!(e.tls.connector().is_ok());
+        assert!(
+            e.libpq_env()
+                .contains(&("PGSSLROOTCERT", "system".to_string()))
         );
     }
 
@@ -450,28 +535,26 @@ mod tests {
             "postgres://u:12/34@h/db",
             "postgres://h/db@x",
         ] {
-            let err = PgEndpoint::parse(&Secret::new(url)).unwrap_err();
+            let err = parse(url).unwrap_err();
             assert!(err.contains("://***): "), "{url}: {err}");
             assert!(
                 !err.contains("Pw0rd") && !err.contains("34") && !err.contains("db"),
                 "{err}"
             );
         }
-        let e = PgEndpoint::parse(&Secret::new("postgresql://user:Pw0rd%40QzX@host/db")).unwrap();
+        let e = parse("postgresql://user:Pw0rd%40QzX@host/db").unwrap();
         assert_eq!(e.display, "user@host:5432/db");
         assert_eq!(e.config.get_password(), Some(&b"Pw0rd@QzX"[..]));
-        let e = PgEndpoint::parse(&Secret::new("postgres://h/db?password=Pw%40rd")).unwrap();
+        let e = parse("postgres://h/db?password=Pw%40rd").unwrap();
         assert_eq!(e.config.get_password(), Some(&b"Pw@rd"[..]));
     }
 
     #[test]
     fn pg_endpoint_display_hides_password() {
-        let e =
-            PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db.example:6543/prod")).unwrap();
+        let e = parse("postgres://alice:pw123@db.example:6543/prod").unwrap();
         assert_eq!(e.display, "alice@db.example:6543/prod");
         assert!(!format!("{e:?}").contains("pw123"));
-        let bad =
-            PgEndpoint::parse(&Secret::new("postgres://alice:pw123@db:notaport/x")).unwrap_err();
+        let bad = parse("postgres://alice:pw123@db:notaport/x").unwrap_err();
         assert!(!bad.contains("pw123"), "{bad}");
     }
 }

@@ -3,8 +3,9 @@
 //! tuned for bulk loading.
 //!
 //! ```text
-//! endpoint.rs   PgEndpoint (a server, its password kept out of every display) + TlsMode
-//! tls.rs        the rustls verifiers behind libpq's sslmode names
+//! endpoint.rs   PgEndpoint (a server, its password kept out of every display) + Tls
+//! libpq.rs      connection strings completed as libpq does (PG*, service, .pgpass, defaults)
+//! tls.rs        the rustls verifiers behind libpq's sslmode names, client certificates
 //! mod.rs        Role, session settings, connect, the target pool, DbError, SQL quoting
 //! ```
 //!
@@ -13,6 +14,7 @@
 //! reads the configuration.
 
 mod endpoint;
+pub mod libpq;
 pub mod snapshot;
 mod tls;
 
@@ -22,7 +24,7 @@ use tokio_postgres::Client;
 
 use crate::secret::redact_text;
 
-pub use endpoint::{PgEndpoint, TlsMode};
+pub use endpoint::{PgEndpoint, Tls, TlsMode};
 
 /// What a session is for; decides its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +258,7 @@ pub fn tool_stderr(text: &str) -> String {
 /// The driver config for a session of `role` on `endpoint`.
 pub fn session_config(endpoint: &PgEndpoint, role: Role) -> tokio_postgres::Config {
     let mut config = endpoint.config.clone();
-    config.ssl_mode(endpoint.tls.driver_mode());
+    config.ssl_mode(endpoint.driver_ssl_mode());
     if config.get_application_name().is_none() {
         config.application_name("restage");
     }

@@ -1,13 +1,14 @@
 //! The rustls side of libpq's `sslmode`: the certificate verifiers for `prefer`/`require`
 //! (encrypt, do not authenticate: libpq's meaning) and `verify-ca` (the chain, not the name),
-//! and the root store of `sslrootcert` (or the webpki roots).
+//! the root store of `sslrootcert` (or the webpki roots for `sslrootcert=system`), and the
+//! client certificate of `sslcert`/`sslkey`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error, SignatureScheme};
 
 /// The roots a `verify-*` mode trusts: the PEM certificates of `sslrootcert`, or the webpki
@@ -132,4 +133,43 @@ impl ServerCertVerifier for ChainOnly {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// The client certificate chain and key of `sslcert`/`sslkey`. The key file must not be
+/// readable by group or others, libpq's rule (0640 is allowed for a root-owned key, as libpq
+/// allows it for system-managed keys). Errors name the files, never their content.
+pub fn client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let file = std::fs::File::open(cert)
+        .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
+    let chain = rustls_pemfile::certs(&mut std::io::BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("sslcert {} holds no certificate", cert.display()));
+    }
+    let meta =
+        std::fs::metadata(key).map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+    let mode = meta.permissions().mode();
+    let allowed = if meta.uid() == 0 { 0o037 } else { 0o077 };
+    if mode & allowed != 0 {
+        return Err(format!(
+            "private key file \"{}\" has group or world access; it must be u=rw (0600) or less if owned by the current user, or u=rw,g=r (0640) or less if owned by root",
+            key.display()
+        ));
+    }
+    let file = std::fs::File::open(key)
+        .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+    let private = rustls_pemfile::private_key(&mut std::io::BufReader::new(file))
+        .map_err(|e| format!("sslkey {}: {e}", key.display()))?
+        .ok_or_else(|| {
+            format!(
+                "sslkey {} holds no unencrypted private key (PKCS#8, PKCS#1 or SEC1 PEM)",
+                key.display()
+            )
+        })?;
+    Ok((chain, private))
 }

@@ -372,7 +372,7 @@ fn print_outcome(
     if ui.json {
         let doc = serde_json::json!({ "deployment": record, "rollback": rollback });
         match serde_json::to_string_pretty(&doc) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::output::outln!("{text}"),
             Err(e) => tracing::error!("cannot render the outcome: {e}"),
         }
         return;
@@ -383,23 +383,25 @@ fn print_outcome(
         format!("{} deployment of {}", record.strategy, record.to)
     };
     match result {
-        Ok(summary) => println!("{what} succeeded: {summary}"),
+        Ok(summary) => crate::output::outln!("{what} succeeded: {summary}"),
         Err(error) => {
-            println!("{what} failed: {error}");
+            crate::output::outln!("{what} failed: {error}");
             match rollback {
-                Some(r) if r.outcome == Outcome::Succeeded => println!("rolled back to {}", r.to),
-                Some(r) => println!(
+                Some(r) if r.outcome == Outcome::Succeeded => {
+                    crate::output::outln!("rolled back to {}", r.to)
+                }
+                Some(r) => crate::output::outln!(
                     "rollback to {} failed: {}",
                     r.to,
                     r.error.as_deref().unwrap_or("see history")
                 ),
                 None if record.strategy == "blue-green" && record.color.is_some() => {
-                    println!(
+                    crate::output::outln!(
                         "not rolled back; {} serves traffic",
                         record.color.as_deref().unwrap_or("?")
                     )
                 }
-                None => println!("not rolled back"),
+                None => crate::output::outln!("not rolled back"),
             }
         }
     }
@@ -487,11 +489,11 @@ async fn list(history: &History, args: &DeployHistoryArgs, ui: &Ui) -> Result<i3
     if ui.json {
         let text = serde_json::to_string_pretty(shown)
             .map_err(|e| Error::Runtime(format!("cannot render history: {e}")))?;
-        println!("{text}");
+        crate::output::outln!("{text}");
         return Ok(0);
     }
     if shown.is_empty() {
-        println!("no deployments recorded in {}", history.describe());
+        crate::output::outln!("no deployments recorded in {}", history.describe());
         return Ok(0);
     }
     for r in shown {
@@ -513,7 +515,7 @@ async fn list(history: &History, args: &DeployHistoryArgs, ui: &Ui) -> Result<i3
         if let Some(error) = &r.error {
             line.push_str(&format!("  error: {error}"));
         }
-        println!("{line}");
+        crate::output::outln!("{line}");
     }
     Ok(0)
 }

@@ -165,15 +165,15 @@ fn print(doc: &StatusDocument, ui: &Ui, repeat: bool) {
             serde_json::to_string_pretty(doc)
         };
         match text {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::output::outln!("{text}"),
             Err(e) => tracing::error!("cannot render the status document: {e}"),
         }
         return;
     }
-    println!("{} {}", doc.status.as_str(), doc.timestamp);
+    crate::output::outln!("{} {}", doc.status.as_str(), doc.timestamp);
     let width = doc.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &doc.checks {
-        println!(
+        crate::output::outln!(
             "  {:<4}  {:<width$}  {:<8}  {:>6}  {}",
             if c.healthy { "ok" } else { "FAIL" },
             c.name,

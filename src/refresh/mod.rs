@@ -123,7 +123,7 @@ impl Finished {
     /// afterwards, so it stays the last line of stderr.
     pub fn print_outcome(&self) {
         if matches!(self.result, Ok(code) if code != 0) {
-            eprintln!("restage: {}", self.report.outcome);
+            crate::output::errln!("restage: {}", self.report.outcome);
         }
     }
 }
@@ -199,9 +199,9 @@ pub async fn refresh_reported_with(
         );
     }
     if ui.json {
-        println!("{}", report.to_json());
+        crate::output::outln!("{}", report.to_json());
     } else if ui.verbosity >= 0 || args.dry_run {
-        print!("{}", report.to_text());
+        crate::output::out!("{}", report.to_text());
     }
     let result = Ok(report.exit_code);
     Finished { report, result }

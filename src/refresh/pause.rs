@@ -59,12 +59,12 @@ pub async fn point(name: &'static str) {
     use tokio::signal::unix::{SignalKind, signal};
     // Listen before saying so: the test may send SIGUSR1 as soon as it reads the line.
     let mut resume = signal(SignalKind::user_defined1()).ok();
-    eprintln!("restage: paused at {name} (testing hook {VAR}; SIGUSR1 resumes)");
+    crate::output::errln!("restage: paused at {name} (testing hook {VAR}; SIGUSR1 resumes)");
     match resume.as_mut() {
         Some(s) => {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
     }
-    eprintln!("restage: resumed at {name}");
+    crate::output::errln!("restage: resumed at {name}");
 }

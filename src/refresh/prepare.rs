@@ -127,9 +127,10 @@ pub fn secret_problems(settings: &Settings, rules: Option<&BoundRules>) -> Vec<S
             .values()
             .any(|s| s.percent.is_some() || s.max_rows.is_some())
     {
-        problems.push(
-            "sample: percent and max_rows choose rows by a keyed hash; restage.yaml needs `secret:`".into(),
-        );
+        problems.push(format!(
+            "sample: percent and max_rows choose rows by a keyed hash; {} needs `secret:`",
+            settings.rules.config_file
+        ));
     }
     if let (None, Some(rules)) = (&settings.rules.secret, rules) {
         let keyed: Vec<String> = rules
@@ -144,8 +145,9 @@ pub fn secret_problems(settings: &Settings, rules: Option<&BoundRules>) -> Vec<S
             .collect();
         if !keyed.is_empty() {
             problems.push(format!(
-                "rules transform {} but restage.yaml has no `secret:` (the key of every pseudonym)",
-                keyed.join(", ")
+                "rules transform {} but {} has no `secret:` (the key of every pseudonym)",
+                keyed.join(", "),
+                settings.rules.config_file
             ));
         }
     }

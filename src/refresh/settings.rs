@@ -67,6 +67,8 @@ pub struct TargetSettings {
 #[derive(Debug)]
 pub struct RulesSettings {
     pub secret: Option<Secret>,
+    /// The configuration file, as given (`-c other.yaml`), for messages about its keys.
+    pub config_file: String,
     pub path: PathBuf,
     /// No `rules:` in the file: a missing default `rules/` folder is not an error.
     pub optional: bool,
@@ -287,6 +289,7 @@ impl RulesSettings {
             .map_err(|message| config.value_error(&["locale"], message))?;
         Ok(RulesSettings {
             secret,
+            config_file: config.path.display().to_string(),
             path: config.rules_path(),
             optional: config.file.rules.is_none(),
             strict: config.strictness(),
