@@ -120,7 +120,7 @@ pub async fn run(args: &InitArgs, ui: &Ui) -> Result<i32> {
         }
     }
     if ui.verbosity >= 0 {
-        println!(
+        crate::output::outln!(
             "wrote {} and {} (secret in {})\nnext: restage -c {} validate --preview 5, then refresh --dry-run, then refresh",
             files.config.display(),
             files.rules.display(),

@@ -193,12 +193,12 @@ pub async fn copy(config: &Config, args: &CopyArgs, ui: &Ui) -> Result<i32> {
         tracing::warn!("{w}");
     }
     if ui.json {
-        println!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&made).unwrap_or_default()
         );
     } else {
-        println!(
+        crate::output::outln!(
             "copied {} as {} ({}{}) in {:.1}s; it expires at {} (`restage copies prune` drops it then)",
             made.from,
             made.name,
@@ -214,7 +214,7 @@ pub async fn copy(config: &Config, args: &CopyArgs, ui: &Ui) -> Result<i32> {
             made.template.copy_seconds,
             made.expires_at
         );
-        println!(
+        crate::output::outln!(
             "{}: new connections were refused for {} ms and waited {:.1}s for the copy; {} session(s) on it were ended",
             made.from,
             made.template.refused_ms,
@@ -527,17 +527,17 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
     match &args.action {
         None => {
             if ui.json {
-                println!(
+                crate::output::outln!(
                     "{}",
                     serde_json::to_string_pretty(&listed).unwrap_or_else(|_| "[]".into())
                 );
             } else if listed.is_empty() {
-                println!(
+                crate::output::outln!(
                     "no copies of {} on {}",
                     target.database, target.admin.display
                 );
             } else {
-                print!("{}", listing_text(&listed));
+                crate::output::out!("{}", listing_text(&listed));
             }
             Ok(0)
         }
@@ -549,23 +549,23 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
                 }
             }
             if ui.json {
-                println!(
+                crate::output::outln!(
                     "{}",
                     serde_json::to_string_pretty(&pruned).unwrap_or_default()
                 );
             } else {
                 for name in &pruned.dropped {
-                    println!("dropped {name}");
+                    crate::output::outln!("dropped {name}");
                 }
                 for s in &pruned.skipped {
-                    println!("skipped {}: {}", s.name, s.reason);
+                    crate::output::outln!("skipped {}: {}", s.name, s.reason);
                 }
                 for name in &pruned.forgotten {
-                    println!(
+                    crate::output::outln!(
                         "forgot {name} (dropped or renamed by hand; never dropped by restage)"
                     );
                 }
-                println!(
+                crate::output::outln!(
                     "{} dropped, {} skipped, {} kept (not expired)",
                     pruned.dropped.len(),
                     pruned.skipped.len(),
@@ -606,9 +606,9 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
                 )));
             }
             if ui.json {
-                println!("{}", serde_json::json!({ "dropped": name }));
+                crate::output::outln!("{}", serde_json::json!({ "dropped": name }));
             } else {
-                println!("dropped {name}");
+                crate::output::outln!("dropped {name}");
             }
             Ok(0)
         }
