@@ -10,6 +10,7 @@ use crate::alerts::AlertsArgs;
 use crate::config::Config;
 use crate::demo::DemoArgs;
 use crate::deploy::DeployCommand;
+use crate::dump::{DumpArgs, RestoreArgs};
 use crate::error::{Error, Result};
 use crate::health::HealthArgs;
 use crate::progress::{ProgressMode, Ui};
@@ -91,6 +92,10 @@ pub enum Command {
     Deploy(DeployCommand),
     /// Create a sample production database and refresh a staging database from it.
     Demo(DemoArgs),
+    /// Write an anonymized, verified archive of the source (schema, compressed data, manifest).
+    Dump(DumpArgs),
+    /// Build staging from an archive of `restage dump`: verify, swap, as `refresh` does.
+    Restore(RestoreArgs),
 }
 
 impl Cli {
@@ -150,6 +155,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Status => crate::status::run(&config, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
+        Command::Dump(args) => crate::dump::dump(&config, &args, &ui).await,
+        Command::Restore(args) => crate::dump::restore(&config, &args, &ui).await,
         Command::Demo(_) | Command::Alerts(_) => unreachable!("handled above"),
     }
 }

@@ -56,6 +56,7 @@ pub mod status;
 // Commands, then the command line that assembles them.
 pub mod demo;
 pub mod deploy;
+pub mod dump;
 pub mod health;
 pub mod scan;
 pub mod validate;

@@ -46,6 +46,20 @@ pub struct ConfigFile {
     /// Who is told when a run fails or succeeds.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// `restage dump` / `restage restore`: where archives go and how many are kept.
+    pub dump: Option<DumpConfig>,
+}
+
+/// The `dump:` section (issue 17): the archives of `restage dump`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpConfig {
+    /// The folder archives are written into (`--to` overrides it).
+    pub destination: Option<PathBuf>,
+    /// Archives kept in the destination after a successful dump (default 3).
+    pub keep: Option<u32>,
+    /// zstd level of the data parts (1–19, default 3).
+    pub level: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]

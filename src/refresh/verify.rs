@@ -121,6 +121,17 @@ impl std::fmt::Debug for LeakProbe {
 }
 
 impl LeakProbe {
+    /// A probe with no sampled value (`restage restore`: the source is not reachable; the
+    /// archive was checked when it was written).
+    pub fn empty() -> LeakProbe {
+        LeakProbe {
+            state: RandomState::new(),
+            hashes: Default::default(),
+            origins: Vec::new(),
+            replaced: Default::default(),
+        }
+    }
+
     pub fn values(&self) -> usize {
         self.hashes.len()
     }
@@ -354,24 +365,7 @@ pub async fn verify(
     // One pass per table: its text-like columns (for leaks) and its row count.
     let tables: Vec<(QualifiedName, Vec<String>)> = catalog
         .data_tables()
-        .map(|t| {
-            let cols = t
-                .columns
-                .iter()
-                .filter(|c| {
-                    matches!(
-                        c.ty.kind,
-                        TypeKind::Text
-                            | TypeKind::Json
-                            | TypeKind::Jsonb
-                            | TypeKind::Inet
-                            | TypeKind::Uuid
-                    ) && !probe.replaced.contains(&(t.name.clone(), c.name.clone()))
-                })
-                .map(|c| c.name.clone())
-                .collect();
-            (t.name.clone(), cols)
-        })
+        .map(|t| (t.name.clone(), scanned_columns(probe, t)))
         .collect();
     // Without counts to check, only tables with text-like columns need reading, and none at
     // all when there is nothing to look for.
@@ -396,34 +390,13 @@ pub async fn verify(
         .collect()
         .await;
     let mut counts = BTreeMap::new();
-    let mut hits: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+    let mut scans = Vec::new();
     for r in results {
         let scan = r?;
-        report.staging_values_scanned += scan.values;
-        for (column, origin, n, values) in scan.hits {
-            let e = hits.entry((column, origin)).or_default();
-            e.0 += n;
-            e.1 = e.1.max(values);
-        }
-        counts.insert(scan.table, scan.rows);
+        counts.insert(scan.table.clone(), scan.rows);
+        scans.push(scan);
     }
-    for ((column, origin), (n, values)) in hits {
-        let Some(o) = probe.origins.get(origin as usize) else {
-            continue;
-        };
-        let (lambda, threshold) = leak_threshold(values, o);
-        let plural = if n == 1 { "" } else { "s" };
-        if n >= threshold {
-            report
-                .leaks
-                .push(format!("{column} ← {} ({n} value{plural})", o.name));
-        } else {
-            report.notes.push(format!(
-                "{column}: {n} value{plural} equal to sampled values of {} — chance, not a leak ({lambda:.2} expected among {values} values drawn from about {:.1e})",
-                o.name, o.space
-            ));
-        }
-    }
+    judge_leaks(probe, scans, &mut report);
 
     if let Some(expected) = expected {
         for (table, want) in expected {
@@ -498,7 +471,58 @@ pub async fn verify(
     Ok(report)
 }
 
-struct TableScan {
+/// Judges the matches of table scans (a staging database's, or an archive's rows as
+/// `restage dump` writes them): leaks (above chance) into `report.leaks`, chance matches
+/// into its notes; the values scanned added up.
+pub fn judge_leaks(probe: &LeakProbe, scans: Vec<TableScan>, report: &mut VerifyReport) {
+    let mut hits: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+    for scan in scans {
+        report.staging_values_scanned += scan.values;
+        for (column, origin, n, values) in scan.hits {
+            let e = hits.entry((column, origin)).or_default();
+            e.0 += n;
+            e.1 = e.1.max(values);
+        }
+    }
+    for ((column, origin), (n, values)) in hits {
+        let Some(o) = probe.origins.get(origin as usize) else {
+            continue;
+        };
+        let (lambda, threshold) = leak_threshold(values, o);
+        let plural = if n == 1 { "" } else { "s" };
+        if n >= threshold {
+            report
+                .leaks
+                .push(format!("{column} ← {} ({n} value{plural})", o.name));
+        } else {
+            report.notes.push(format!(
+                "{column}: {n} value{plural} equal to sampled values of {} — chance, not a leak ({lambda:.2} expected among {values} values drawn from about {:.1e})",
+                o.name, o.space
+            ));
+        }
+    }
+}
+
+/// The columns of `table` the leak scan reads: text-like ones whose every value a rule did
+/// not replace.
+pub fn scanned_columns(probe: &LeakProbe, table: &crate::catalog::Table) -> Vec<String> {
+    table
+        .columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.ty.kind,
+                TypeKind::Text | TypeKind::Json | TypeKind::Jsonb | TypeKind::Inet | TypeKind::Uuid
+            ) && !probe
+                .replaced
+                .contains(&(table.name.clone(), c.name.clone()))
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// What the scan of one table found.
+pub struct TableScan {
     table: QualifiedName,
     rows: u64,
     values: u64,
@@ -540,59 +564,104 @@ async fn scan_table(
         .await
         .map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
     let mut stream = std::pin::pin!(stream);
-    let mut rows = 0u64;
-    let mut values = 0u64;
-    let mut hits: HashMap<(usize, u32), u64> = HashMap::new();
-    let mut column_values = vec![0u64; columns.len()];
-    let mut text = String::new();
-    let mut raw = Vec::new();
+    let positions = (0..columns.len()).collect();
+    let mut scan = RowScan::new(table.clone(), columns.to_vec(), positions);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| DbError::new(server, format!("scanning {table}"), e))?;
-        rows += 1;
-        if columns.is_empty() || probe.values() == 0 {
-            continue;
+        scan.line(probe, &chunk);
+    }
+    Ok(scan.finish())
+}
+
+/// The leak scan of one table's COPY text rows, row by row: of a staging table (the columns
+/// selected), or of the rows `restage dump` writes (the scanned columns at their positions
+/// in the row).
+pub struct RowScan {
+    table: QualifiedName,
+    columns: Vec<String>,
+    /// The field index of each scanned column in a row.
+    positions: Vec<usize>,
+    rows: u64,
+    values: u64,
+    hits: HashMap<(usize, u32), u64>,
+    column_values: Vec<u64>,
+    text: String,
+    raw: Vec<u8>,
+}
+
+impl RowScan {
+    /// A scan of `columns`, found at `positions` (field indexes) of each row.
+    pub fn new(table: QualifiedName, columns: Vec<String>, positions: Vec<usize>) -> RowScan {
+        RowScan {
+            table,
+            column_values: vec![0; columns.len()],
+            columns,
+            positions,
+            rows: 0,
+            values: 0,
+            hits: HashMap::new(),
+            text: String::new(),
+            raw: Vec::new(),
         }
-        let line = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
-        for (i, field) in copy_text::fields(line).enumerate() {
+    }
+
+    /// One row of COPY text (its newline optional).
+    pub fn line(&mut self, probe: &LeakProbe, line: &[u8]) {
+        self.rows += 1;
+        if self.columns.is_empty() || probe.values() == 0 {
+            return;
+        }
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        for (f, field) in copy_text::fields(line).enumerate() {
+            let Some(i) = self.positions.iter().position(|p| *p == f) else {
+                continue;
+            };
             if copy_text::is_null(field) {
                 continue;
             }
-            text.clear();
-            raw.clear();
-            if copy_text::unescape(field, &mut raw).is_err()
-                || TextEncoding::SqlAscii.decode(&raw, &mut text).is_err()
+            self.text.clear();
+            self.raw.clear();
+            if copy_text::unescape(field, &mut self.raw).is_err()
+                || TextEncoding::SqlAscii
+                    .decode(&self.raw, &mut self.text)
+                    .is_err()
             {
                 continue;
             }
-            values += 1;
-            if let Some(n) = column_values.get_mut(i) {
+            self.values += 1;
+            if let Some(n) = self.column_values.get_mut(i) {
                 *n += 1;
             }
-            if let Some(origin) = probe.find(&text) {
-                *hits.entry((i, origin)).or_default() += 1;
+            if let Some(origin) = probe.find(&self.text) {
+                *self.hits.entry((i, origin)).or_default() += 1;
             }
         }
     }
-    let hits = hits
-        .into_iter()
-        .map(|((i, origin), n)| {
-            (
-                format!(
-                    "{table}.{}",
-                    columns.get(i).map(String::as_str).unwrap_or("?")
-                ),
-                origin,
-                n,
-                column_values.get(i).copied().unwrap_or(0),
-            )
-        })
-        .collect();
-    Ok(TableScan {
-        table: table.clone(),
-        rows,
-        values,
-        hits,
-    })
+
+    pub fn finish(self) -> TableScan {
+        let table = &self.table;
+        let hits = self
+            .hits
+            .into_iter()
+            .map(|((i, origin), n)| {
+                (
+                    format!(
+                        "{table}.{}",
+                        self.columns.get(i).map(String::as_str).unwrap_or("?")
+                    ),
+                    origin,
+                    n,
+                    self.column_values.get(i).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        TableScan {
+            table: self.table,
+            rows: self.rows,
+            values: self.values,
+            hits,
+        }
+    }
 }
 
 #[cfg(test)]
