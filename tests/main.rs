@@ -15,6 +15,7 @@ mod bad_input;
 mod constraints;
 mod demo;
 mod deploy;
+mod dump;
 mod faults;
 mod fidelity;
 mod generations;
