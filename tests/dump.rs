@@ -417,3 +417,124 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Encryption at rest: an archive encrypted to an age recipient restores only with its
+/// identity (none given: exit 2; another identity: exit 2; a passphrase: exit 2), and then
+/// equals the plain one; a passphrase archive opens only with the passphrase. No file of an
+/// encrypted archive holds a source or written value in clear.
+#[tokio::test]
+async fn an_encrypted_archive_restores_only_with_its_key() {
+    let mine = age::x25519::Identity::generate();
+    let other = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret;
+    let setup = Setup::new(
+        "dumpage",
+        PEOPLE,
+        &format!(
+            "strict: off\ndump:\n  encryption:\n    recipients: [\"{}\"]",
+            mine.to_public()
+        ),
+    )
+    .await;
+    setup.write_rules("people.yaml", RULES);
+    let archives = setup.dir.path().join("archives");
+    let (code, _, stderr) = dump(&setup, &archives, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let archive = only_archive(&archives);
+    for entry in entries(&archive.join("data")) {
+        let bytes = std::fs::read(archive.join("data").join(&entry)).expect("part");
+        assert!(bytes.starts_with(b"age-encryption.org/v1"), "{entry}");
+    }
+    let schema = std::fs::read(archive.join("schema.dump")).expect("schema");
+    assert!(schema.starts_with(b"age-encryption.org/v1"));
+    assert!(!schema.windows(6).any(|w| w == b"people"));
+
+    let restored_db = setup.source.sibling("rst");
+    let identity_file = setup.dir.path().join("key.txt");
+    let key_config = |identity: &str| {
+        std::fs::write(&identity_file, identity).expect("write the identity");
+        restore_config(
+            &setup,
+            &restored_db,
+            &format!(
+                "dump:\n  encryption:\n    identity: file:{}",
+                identity_file.display()
+            ),
+        )
+    };
+    // No key.
+    let plain = restore_config(&setup, &restored_db, "");
+    let (code, _, stderr) = restore(&plain, &archives);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("the archive is encrypted"), "{stderr}");
+    // Another key: exit 2, and its text never printed.
+    let wrong = other.to_string();
+    let config = key_config(&format!("# another key\n{}\n", wrong.expose_secret()));
+    let (code, stdout, stderr) = restore(&config, &archives);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not open it"), "{stderr}");
+    assert!(!stderr.contains(wrong.expose_secret()) && !stdout.contains(wrong.expose_secret()));
+    // A passphrase where a recipient's identity is needed.
+    let config_pass = restore_config(
+        &setup,
+        &restored_db,
+        "dump:\n  encryption:\n    passphrase: a-long-passphrase-here",
+    );
+    let (code, _, stderr) = restore(&config_pass, &archives);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        harness::databases_like(&harness::generations_prefix(&restored_db))
+            .await
+            .is_empty(),
+        "nothing was created"
+    );
+    // The right key.
+    let right = mine.to_string();
+    let config = key_config(right.expose_secret());
+    let (code, stdout, stderr) = restore(&config, &archives);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stderr.contains(right.expose_secret()) && !stdout.contains(right.expose_secret()));
+    let restored = harness::table_checksums(&harness::url_for(&restored_db)).await;
+    assert_eq!(restored["public.people"].0, 3000);
+
+    // The same source, unencrypted: the same tables.
+    let plain_archives = setup.dir.path().join("plain");
+    setup.write_config("strict: off");
+    let (code, _, stderr) = dump(&setup, &plain_archives, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = restore(&plain, &plain_archives);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        harness::table_checksums(&harness::url_for(&restored_db)).await,
+        restored
+    );
+
+    // A passphrase archive (the passphrase from the environment of the dump only).
+    setup.write_config("strict: off\ndump:\n  encryption:\n    passphrase: ${DUMP_PASSPHRASE}");
+    let pass_archives = setup.dir.path().join("pass");
+    let (code, stdout, stderr) = setup
+        .restage()
+        .env("DUMP_PASSPHRASE", "correct horse battery staple")
+        .arg("dump")
+        .arg("--to")
+        .arg(&pass_archives)
+        .run()
+        .into_parts();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("horse") && !stderr.contains("horse"));
+    let (code, _, stderr) = restore(&config_pass, &pass_archives);
+    assert_eq!(code, 2, "a wrong passphrase: {stderr}");
+    assert!(stderr.contains("does not open it"), "{stderr}");
+    let config_right = restore_config(
+        &setup,
+        &restored_db,
+        "dump:\n  encryption:\n    passphrase: correct horse battery staple",
+    );
+    let (code, _, stderr) = restore(&config_right, &pass_archives);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        harness::table_checksums(&harness::url_for(&restored_db)).await,
+        restored
+    );
+    harness::drop_restage_family(&restored_db).await;
+}

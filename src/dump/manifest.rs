@@ -19,6 +19,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const SCHEMA: &str = "schema.dump";
 pub const DATA: &str = "data";
+pub const KEY: &str = "key.age";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -40,6 +41,12 @@ pub struct Manifest {
     /// The schema defines foreign servers (`restore` refuses such an archive: see docs).
     pub foreign_servers: bool,
     pub schema: FileEntry,
+    /// `"age"` when the files are encrypted ([`super::crypt`]); their key is `key`.
+    #[serde(default)]
+    pub encryption: Option<String>,
+    /// `key.age`: the archive's key, encrypted to the recipients or the passphrase.
+    #[serde(default)]
+    pub key: Option<FileEntry>,
     pub sequences: Vec<SequenceEntry>,
     pub tables: Vec<TableEntry>,
     /// The verification of the rows written (always passed: a failed one publishes nothing).
@@ -88,8 +95,9 @@ pub struct PartEntry {
 impl Manifest {
     /// Every file the manifest names, the schema first.
     pub fn files(&self) -> impl Iterator<Item = (&FileEntry, String)> {
-        std::iter::once((&self.schema, "the schema".to_string())).chain(
-            self.tables.iter().flat_map(|t| {
+        std::iter::once((&self.schema, "the schema".to_string()))
+            .chain(self.key.iter().map(|k| (k, "the key".to_string())))
+            .chain(self.tables.iter().flat_map(|t| {
                 t.parts.iter().enumerate().map(move |(i, p)| {
                     (
                         &p.file,
@@ -102,8 +110,7 @@ impl Manifest {
                         ),
                     )
                 })
-            }),
-        )
+            }))
     }
 }
 

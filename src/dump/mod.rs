@@ -7,6 +7,7 @@
 //! that cannot be restored as it is — no manifest, a garbled one, a part missing, truncated
 //! or corrupted — is 1 (a runtime failure: staging unchanged), like any failure of the build.
 
+pub mod crypt;
 pub mod manifest;
 pub mod restore;
 pub mod write;

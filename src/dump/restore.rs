@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::RestoreArgs;
+use super::crypt::{self, ArchiveKey, Opening};
 use super::manifest::{self, HashingReader, Manifest, PartEntry, TableEntry};
 use crate::catalog::QualifiedName;
 use crate::config::Config;
@@ -49,6 +50,7 @@ use crate::refresh::{
     CacheSettings, access, build, foreign, generations, source_database, swap, warm,
 };
 use crate::report::{Report, StageTiming, TableReport, Totals};
+use sha2::Digest;
 
 /// What a restore needs of restage.yaml: `target:`, `search:`, `cache:`, `jobs` — no
 /// `source:` (the staging side of an air-gapped setup has none).
@@ -84,7 +86,7 @@ fn locate(from: &Path) -> Result<PathBuf> {
 
 /// Reads the manifest and checks, before anything is created, that every file it names is
 /// there with its recorded size, and that the schema's checksum matches.
-fn open(dir: &Path) -> Result<Manifest> {
+fn open(dir: &Path, opening: Option<&Opening>) -> Result<(Manifest, Option<Arc<ArchiveKey>>)> {
     let m =
         manifest::read(dir).map_err(|e| Error::Runtime(format!("{e} (staging is unchanged)")))?;
     for (entry, what) in m.files() {
@@ -128,13 +130,45 @@ fn open(dir: &Path) -> Result<Manifest> {
             m.schema.file
         )));
     }
+    let key = match (&m.encryption, &m.key, opening) {
+        (None, _, _) => None,
+        (Some(_), None, _) => {
+            return Err(Error::Runtime(format!(
+                "{}: the manifest says the archive is encrypted but names no key file (staging is unchanged)",
+                dir.display()
+            )));
+        }
+        (Some(_), Some(_), None) => {
+            return Err(Error::Usage(format!(
+                "{}: the archive is encrypted: restore needs dump.encryption.identity (or passphrase) (nothing was changed)",
+                dir.display()
+            )));
+        }
+        (Some(_), Some(entry), Some(opening)) => {
+            let path = dir.join(&entry.file);
+            let sealed = std::fs::read(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if manifest::hex(&sha2::Sha256::digest(&sealed)) != entry.sha256 {
+                return Err(Error::Runtime(format!(
+                    "{}: the key ({}) is corrupted: its SHA-256 is not the manifest's (staging is unchanged)",
+                    dir.display(),
+                    entry.file
+                )));
+            }
+            Some(Arc::new(ArchiveKey::open(
+                &sealed,
+                opening,
+                &dir.display().to_string(),
+            )?))
+        }
+    };
     if m.foreign_servers {
         return Err(Error::Usage(format!(
             "{}: the archive's schema defines foreign servers, which restore does not create (they would point at production's network); see docs/dump.md (nothing was changed)",
             dir.display()
         )));
     }
-    Ok(m)
+    Ok((m, key))
 }
 
 /// `restage restore`: the report of a restore that swapped.
@@ -162,7 +196,8 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
     };
     let dir = locate(&from)?;
     let stage = Stage::start(ui, "open archive");
-    let manifest = open(&dir)?;
+    let opening = crypt::opening(config)?;
+    let (manifest, key) = open(&dir, opening.as_ref())?;
     let tools = PgTools::find(manifest.server_version / 10000).await?;
     let open_seconds = stage.done().as_secs_f64();
 
@@ -175,7 +210,12 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
     )
     .await?;
     let lock = lock::acquire(&admin, &settings.target, "restore").await?;
-    let result = locked(&admin, &lock, &settings, &dir, &manifest, &tools, ui).await;
+    let archive = Archive {
+        dir: &dir,
+        manifest: &manifest,
+        key,
+    };
+    let result = locked(&admin, &lock, &settings, &archive, &tools, ui).await;
     let outcome = match &result {
         Ok(done) => done.outcome.clone(),
         Err(e) => format!("failed: {e}"),
@@ -215,6 +255,13 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
     })
 }
 
+/// The archive being restored: its folder, manifest and key.
+struct Archive<'a> {
+    dir: &'a Path,
+    manifest: &'a Manifest,
+    key: Option<Arc<ArchiveKey>>,
+}
+
 /// What the locked part of a restore returns for the report.
 struct Done {
     building: String,
@@ -244,11 +291,11 @@ async fn locked(
     admin: &Client,
     lock: &RunLock,
     settings: &RestoreSettings,
-    dir: &Path,
-    manifest: &Manifest,
+    archive: &Archive<'_>,
     tools: &PgTools,
     ui: &Ui,
 ) -> Result<Done> {
+    let manifest = archive.manifest;
     let mut shutdown = crate::signal::Shutdown::new()
         .map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
     let mut signal = std::pin::pin!(shutdown.wait());
@@ -263,7 +310,7 @@ async fn locked(
     let built = async {
         let locale_warning =
             generations::create_building(lock, &building, &manifest.database.locale).await?;
-        let mut built = build(settings, dir, manifest, tools, &building, ui).await?;
+        let mut built = build(settings, archive, tools, &building, ui).await?;
         built.warnings.splice(0..0, locale_warning);
         Ok::<_, Error>(built)
     };
@@ -391,18 +438,40 @@ struct Built {
 /// Builds the new database `building` (created empty) from the archive and verifies it.
 async fn build(
     settings: &RestoreSettings,
-    dir: &Path,
-    manifest: &Manifest,
+    source: &Archive<'_>,
     tools: &PgTools,
     building: &str,
     ui: &Ui,
 ) -> Result<Built> {
+    let (dir, manifest) = (source.dir, source.manifest);
     let target = settings.target.admin.with_database(building);
     let server = target.display.clone();
     let mut stages = Vec::new();
 
     let stage = Stage::start(ui, "schema");
-    let archive = schema::load(tools, &dir.join(&manifest.schema.file)).await?;
+    let schema_file = dir.join(&manifest.schema.file);
+    let archive = match &source.key {
+        None => schema::load(tools, &schema_file).await?,
+        Some(key) => {
+            // Decrypted into a folder of its own, removed when done.
+            let plain = tempfile::Builder::new()
+                .prefix("restage-schema-")
+                .tempdir()
+                .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
+            let plain_file = plain.path().join(manifest::SCHEMA);
+            let decrypted = (|| {
+                let mut reader = key.unwrap(std::fs::File::open(&schema_file)?)?;
+                std::io::copy(&mut reader, &mut std::fs::File::create(&plain_file)?).map(drop)
+            })();
+            decrypted.map_err(|e| {
+                Error::Runtime(format!(
+                    "{}: the schema cannot be decrypted: {e} (staging is unchanged)",
+                    dir.display()
+                ))
+            })?;
+            schema::load(tools, &plain_file).await?
+        }
+    };
     schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
     let mut left_out = Vec::new();
     if archive.user_mappings_left_out > 0 {
@@ -420,7 +489,7 @@ async fn build(
     // The build's own session, verification's, and the workers.
     let pool = db::target_pool(&target, settings.jobs + 2).map_err(Error::Runtime)?;
     let stage = Stage::start(ui, "data");
-    let tables = load(&pool, &server, dir, manifest, settings.jobs).await?;
+    let tables = load(&pool, &server, source, settings.jobs).await?;
     stages.push(timing("data", stage.done().as_secs_f64()));
 
     let client = pool
@@ -512,10 +581,10 @@ async fn build(
 async fn load(
     pool: &deadpool_postgres::Pool,
     server: &str,
-    dir: &Path,
-    manifest: &Manifest,
+    archive: &Archive<'_>,
     jobs: usize,
 ) -> Result<BTreeMap<QualifiedName, TableReport>> {
+    let manifest = archive.manifest;
     let mut tables: BTreeMap<QualifiedName, TableReport> = manifest
         .tables
         .iter()
@@ -540,7 +609,7 @@ async fn load(
     let mut running = futures_util::stream::iter(work)
         .map(|(t, i, p)| async move {
             let started = Instant::now();
-            let rows = load_part(pool, server, dir, t, i, p).await?;
+            let rows = load_part(pool, server, archive, t, i, p).await?;
             Ok::<_, Error>((t, p, rows, started.elapsed().as_secs_f64()))
         })
         .buffer_unordered(jobs.max(1));
@@ -577,33 +646,38 @@ enum PartError {
 /// Reads a part on a blocking thread: decompressed chunks into `tx`, the file hashed as it
 /// is read (to its end even when the receiver stopped, so a COPY that failed on corrupted
 /// rows is told apart from a corrupted part).
-fn read_part(path: &Path, part: &PartEntry, tx: mpsc::Sender<Bytes>) -> Result<(), PartError> {
+fn read_part(
+    path: &Path,
+    part: &PartEntry,
+    key: Option<&ArchiveKey>,
+    tx: mpsc::Sender<Bytes>,
+) -> Result<(), PartError> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => PartError::Missing,
         _ => PartError::Io(e),
     })?;
-    let mut decoder =
-        zstd::stream::read::Decoder::new(HashingReader::new(file)).map_err(PartError::Io)?;
-    let mut decode_error = None;
-    loop {
-        let mut buf = vec![0u8; WRITE_PIECE];
-        match decoder.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.blocking_send(Bytes::from(buf)).is_err() {
-                    break;
-                }
+    let mut hashing = HashingReader::new(file);
+    let decoded = (|| {
+        let source: Box<dyn Read + '_> = match key {
+            None => Box::new(&mut hashing),
+            Some(key) => Box::new(key.unwrap(&mut hashing)?),
+        };
+        let mut decoder = zstd::stream::read::Decoder::new(source)?;
+        loop {
+            let mut buf = vec![0u8; WRITE_PIECE];
+            let n = decoder.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            Err(e) => {
-                decode_error = Some(e);
-                break;
+            buf.truncate(n);
+            if tx.blocking_send(Bytes::from(buf)).is_err() {
+                return Ok(());
             }
         }
-    }
-    let mut rest = decoder.finish();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(PartError::Io)?;
-    let (sha256, bytes) = rest.into_inner().finish();
+    })();
+    // To the end of the file, whatever the decoder did: the checksum is of the whole file.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(PartError::Io)?;
+    let (sha256, bytes) = hashing.finish();
     if bytes < part.file.bytes {
         return Err(PartError::Truncated {
             got: bytes,
@@ -619,21 +693,19 @@ fn read_part(path: &Path, part: &PartEntry, tx: mpsc::Sender<Bytes>) -> Result<(
     if sha256 != part.file.sha256 {
         return Err(PartError::Checksum);
     }
-    match decode_error {
-        Some(e) => Err(PartError::Decode(e)),
-        None => Ok(()),
-    }
+    decoded.map_err(PartError::Decode)
 }
 
 /// Streams part `index` of `table` into the new database; returns the rows stored.
 async fn load_part(
     pool: &deadpool_postgres::Pool,
     server: &str,
-    dir: &Path,
+    archive: &Archive<'_>,
     table: &TableEntry,
     index: usize,
     part: &PartEntry,
 ) -> Result<u64> {
+    let dir = archive.dir;
     let name = QualifiedName::new(&table.schema, &table.name);
     let what = format!(
         "{}: part {} of {} of table {name} ({})",
@@ -663,7 +735,7 @@ async fn load_part(
         .get()
         .await
         .map_err(|e| Error::Runtime(format!("{server}: connecting to the new database: {e}")))?;
-    let result = copy_part(&client, server, dir, &job, part, &what).await;
+    let result = copy_part(&client, server, archive, &job, part, &what).await;
     if result.is_err() {
         // Inside a failed transaction or an aborted COPY: never back into the pool.
         drop(deadpool_postgres::Object::take(client));
@@ -674,7 +746,7 @@ async fn load_part(
 async fn copy_part(
     client: &Client,
     server: &str,
-    dir: &Path,
+    archive: &Archive<'_>,
     job: &CopyJob,
     part: &PartEntry,
     what: &str,
@@ -695,9 +767,10 @@ async fn copy_part(
         .map_err(|e| db_err("starting COPY FROM into", e))?;
     let mut sink = std::pin::pin!(sink);
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let path = dir.join(&part.file.file);
+    let path = archive.dir.join(&part.file.file);
     let entry = part.clone();
-    let reader = tokio::task::spawn_blocking(move || read_part(&path, &entry, tx));
+    let key = archive.key.clone();
+    let reader = tokio::task::spawn_blocking(move || read_part(&path, &entry, key.as_deref(), tx));
     let mut copy_error = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = sink.feed(chunk).await {

@@ -31,6 +31,7 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
 use super::DumpArgs;
+use super::crypt::{ArchiveKey, Sink};
 use super::manifest::{self, FileEntry, Hashing, Manifest, PartEntry, SequenceEntry, TableEntry};
 use crate::catalog::{Catalog, QualifiedName};
 use crate::config::Config;
@@ -173,6 +174,8 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         )));
     }
     let settings = settings(config)?;
+    let sealing = super::crypt::sealing(config)?;
+    let key = sealing.as_ref().map(|_| Arc::new(ArchiveKey::generate()));
     let rules_digest =
         crate::rules::RuleSet::load(&config.rules_path(), config.file.rules.is_none())
             .ok()
@@ -219,15 +222,20 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
     )
     .await?;
     let schema_path = partial.path.join(manifest::SCHEMA);
-    std::fs::copy(archive.path(), &schema_path)
-        .and_then(|_| std::fs::File::open(&schema_path)?.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", schema_path.display()), e))?;
-    let (sha256, bytes) = manifest::hash_file(&schema_path)
-        .map_err(|e| Error::io(format!("reading {}", schema_path.display()), e))?;
-    let schema_entry = FileEntry {
-        file: manifest::SCHEMA.into(),
-        bytes,
-        sha256,
+    let schema_entry = write_file(&schema_path, manifest::SCHEMA, key.as_deref(), |sink| {
+        std::io::copy(&mut std::fs::File::open(archive.path())?, sink).map(drop)
+    })?;
+    let key_entry = match (&sealing, &key) {
+        (Some(sealing), Some(key)) => {
+            let sealed = key.sealed(sealing)?;
+            Some(write_file(
+                &partial.path.join(manifest::KEY),
+                manifest::KEY,
+                None,
+                |sink| sink.write_all(&sealed),
+            )?)
+        }
+        _ => None,
     };
     stage.done();
 
@@ -257,6 +265,7 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         &partial.path,
         settings.jobs,
         level,
+        key.clone(),
     )
     .await?;
     stage.done();
@@ -314,6 +323,8 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         database: source_db,
         foreign_servers: archive.has_servers,
         schema: schema_entry,
+        encryption: key.as_ref().map(|_| "age".to_string()),
+        key: key_entry,
         sequences: sequence_values
             .iter()
             .map(|s| SequenceEntry {
@@ -368,6 +379,28 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
     })
 }
 
+/// Writes a file of the archive (through the archive's key when there is one), fsynced;
+/// returns its entry (size and SHA-256 of the bytes stored).
+fn write_file(
+    path: &Path,
+    name: &str,
+    key: Option<&ArchiveKey>,
+    fill: impl FnOnce(&mut Sink<Hashing<std::fs::File>>) -> std::io::Result<()>,
+) -> Result<FileEntry> {
+    let written = (|| {
+        let mut sink = Sink::new(key, Hashing::new(std::fs::File::create(path)?))?;
+        fill(&mut sink)?;
+        let (file, sha256, bytes) = sink.finish()?.finish();
+        file.sync_all()?;
+        Ok::<_, std::io::Error>(FileEntry {
+            file: name.to_string(),
+            bytes,
+            sha256,
+        })
+    })();
+    written.map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
 /// The archives restage wrote in `destination` (a folder with a manifest of [`manifest::FORMAT`]),
 /// oldest first (by run, which is a UTC time).
 pub fn archives(destination: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
@@ -402,7 +435,7 @@ fn retain(destination: &Path, keep: u32) -> std::io::Result<Vec<String>> {
 
 /// One part being written: the compressor over the hashed file, the leak scan, the counts.
 struct PartState {
-    encoder: zstd::Encoder<'static, Hashing<std::fs::File>>,
+    encoder: zstd::Encoder<'static, Sink<Hashing<std::fs::File>>>,
     scan: RowScan,
     rows: u64,
     text_bytes: u64,
@@ -458,6 +491,7 @@ async fn write_parts(
     dir: &Path,
     workers: usize,
     level: i32,
+    key: Option<Arc<ArchiveKey>>,
 ) -> Result<Vec<(CopyJob, PartEntry, TableScan)>> {
     jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.estimated_bytes));
     // Each job's scanned columns, at their positions in its rows.
@@ -486,6 +520,7 @@ async fn write_parts(
         let snapshot = snapshot.clone();
         let probe = probe.clone();
         let dir = dir.to_path_buf();
+        let key = key.clone();
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
@@ -494,8 +529,17 @@ async fn write_parts(
                 };
                 let file = format!("{}/{i:05}.copy.zst", manifest::DATA);
                 let scan = RowScan::new(job.table.clone(), columns, positions);
-                let (part, scan) =
-                    write_part(&snapshot, &job, &dir, file, scan, probe.clone(), level).await?;
+                let (part, scan) = write_part(
+                    &snapshot,
+                    &job,
+                    &dir,
+                    file,
+                    scan,
+                    probe.clone(),
+                    level,
+                    key.as_deref(),
+                )
+                .await?;
                 done.push((job, part, scan));
             }
             Ok::<_, Error>(done)
@@ -528,6 +572,7 @@ async fn write_part(
     scan: RowScan,
     probe: Arc<LeakProbe>,
     level: i32,
+    key: Option<&ArchiveKey>,
 ) -> Result<(PartEntry, TableScan)> {
     let label = job.label();
     let server = snapshot.endpoint().display.clone();
@@ -538,7 +583,8 @@ async fn write_part(
         crate::db::DbError::new(&server, format!("reading {label}: starting COPY TO"), e)
     })?;
     let out = std::fs::File::create(&path).map_err(io_err)?;
-    let encoder = zstd::Encoder::new(Hashing::new(out), level).map_err(io_err)?;
+    let sink = Sink::new(key, Hashing::new(out)).map_err(io_err)?;
+    let encoder = zstd::Encoder::new(sink, level).map_err(io_err)?;
     let mut state = Some(PartState {
         encoder,
         scan,
@@ -596,7 +642,7 @@ async fn write_part(
         text_bytes,
     } = state;
     let finished = tokio::task::spawn_blocking(move || {
-        let hashing = encoder.finish()?;
+        let hashing = encoder.finish()?.finish()?;
         let (file, sha256, bytes) = hashing.finish();
         file.sync_all()?;
         Ok::<_, std::io::Error>((sha256, bytes))
