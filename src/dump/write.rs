@@ -483,6 +483,7 @@ enum BatchError {
 
 /// Writes every job's part, `workers` at once, biggest first; returns each job with its part
 /// and its leak scan. Stops at the first failure.
+#[allow(clippy::too_many_arguments)]
 async fn write_parts(
     mut jobs: Vec<(usize, CopyJob)>,
     snapshot: Arc<Snapshot>,
@@ -564,6 +565,7 @@ async fn write_parts(
 }
 
 /// Streams one job from the snapshot into its part.
+#[allow(clippy::too_many_arguments)]
 async fn write_part(
     snapshot: &Snapshot,
     job: &CopyJob,
