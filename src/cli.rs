@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::copies::{CopiesArgs, CopyArgs};
 use crate::demo::DemoArgs;
 use crate::deploy::DeployCommand;
+use crate::dump::{DumpArgs, RestoreArgs};
 use crate::error::{Error, Result};
 use crate::health::HealthArgs;
 use crate::progress::{ProgressMode, Ui};
@@ -109,6 +110,10 @@ pub enum Command {
     },
     /// Print the man page (roff): `restage man > restage.1; man -l restage.1`.
     Man,
+    /// Write an anonymized, verified archive of the source (schema, compressed data, manifest).
+    Dump(DumpArgs),
+    /// Build staging from an archive of `restage dump`: verify, swap, as `refresh` does.
+    Restore(RestoreArgs),
 }
 
 impl Cli {
@@ -227,6 +232,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Copies(args) => crate::copies::copies(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
+        Command::Dump(args) => crate::dump::dump(&config, &args, &ui).await,
+        Command::Restore(args) => crate::dump::restore(&config, &args, &ui).await,
         Command::Demo(_)
         | Command::Alerts(_)
         | Command::Init(_)

@@ -58,6 +58,7 @@ pub mod status;
 pub mod copies;
 pub mod demo;
 pub mod deploy;
+pub mod dump;
 pub mod health;
 pub mod init;
 pub mod scan;

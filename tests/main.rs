@@ -16,6 +16,7 @@ mod constraints;
 mod copies;
 mod demo;
 mod deploy;
+mod dump;
 mod faults;
 mod fidelity;
 mod generations;

@@ -46,6 +46,34 @@ pub struct ConfigFile {
     /// Who is told when a run fails or succeeds.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// `restage dump` / `restage restore`: where archives go and how many are kept.
+    pub dump: Option<DumpConfig>,
+}
+
+/// The `dump:` section (issue 17): the archives of `restage dump`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpConfig {
+    /// The folder archives are written into (`--to` overrides it).
+    pub destination: Option<PathBuf>,
+    /// Archives kept in the destination after a successful dump (default 3).
+    pub keep: Option<u32>,
+    /// zstd level of the data parts (1–19, default 3).
+    pub level: Option<i32>,
+    /// Encryption at rest with age (docs/dump.md).
+    pub encryption: Option<DumpEncryptionConfig>,
+}
+
+/// `dump.encryption`: a dump encrypts to `recipients` (age public keys) or `passphrase`; a
+/// restore opens with `identity` (an age identity file's text, e.g. `file:/etc/…/key.txt`)
+/// or `passphrase`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpEncryptionConfig {
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub passphrase: Option<RawValue>,
+    pub identity: Option<RawValue>,
 }
 
 #[derive(Debug, Deserialize)]

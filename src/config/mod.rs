@@ -34,9 +34,9 @@ use std::path::PathBuf;
 
 pub use deploy::DeployConfig;
 pub use file::{
-    CacheConfig, ConfigFile, Dangling, DerivedColumnConfig, ForeignKeyPolicy, SampleConfig,
-    SampleSpecConfig, SearchConfig, SettingValue, SourceConfig, SourceMode, Strictness,
-    TargetConfig, UnruledTsvector, WarmConfig,
+    CacheConfig, ConfigFile, Dangling, DerivedColumnConfig, DumpConfig, DumpEncryptionConfig,
+    ForeignKeyPolicy, SampleConfig, SampleSpecConfig, SearchConfig, SettingValue, SourceConfig,
+    SourceMode, Strictness, TargetConfig, UnruledTsvector, WarmConfig,
 };
 pub use health::HealthConfig;
 pub use monitoring::{MetricsConfig, NotifyConfig, NotifyEvent, NotifyFormat};

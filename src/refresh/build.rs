@@ -310,7 +310,7 @@ async fn measure_sizes(
 /// Records the plan in the new database (schema `_restage`), so `restage verify` can check a
 /// live staging database's counts later without the report. Tables are rows of (schema,
 /// name): two tables never share a row however their names look printed.
-async fn record_plan(
+pub(crate) async fn record_plan(
     client: &Client,
     server: &str,
     source: &str,

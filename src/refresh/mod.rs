@@ -414,7 +414,7 @@ struct AfterSwap {
 }
 
 /// When the source snapshot was taken (the start of its transaction).
-async fn snapshot_time(prepared: &Prepared) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(crate) async fn snapshot_time(prepared: &Prepared) -> Option<chrono::DateTime<chrono::Utc>> {
     prepared.snapshot.taken_at().await.ok()
 }
 
@@ -482,7 +482,7 @@ struct Warmed {
 }
 
 /// The plan stage: the check sequence's steps 2–10 and the copy jobs.
-async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
+pub(crate) async fn plan(settings: &Settings, allow_unclassified: bool) -> Result<Prepared> {
     let checked = checks::inspect(settings, allow_unclassified)
         .await?
         .checked()?;
@@ -524,7 +524,7 @@ async fn plan_on_staging(
 
 /// Removes the database this run reserved or built, after a failure; returns the failure,
 /// saying so when the database could not be removed.
-async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Error {
+pub(crate) async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Error {
     if let Err(cleanup) = generations::drop_own(lock, building).await {
         tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
         if let Error::Interrupted { outcome, .. } = &mut e {
@@ -537,7 +537,7 @@ async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Error {
 }
 
 /// With `cache.required`, the cache must answer before staging changes.
-async fn require_cache(settings: &Settings) -> Result<()> {
+pub(crate) async fn require_cache(settings: &Settings) -> Result<()> {
     if let Some(cache) = &settings.cache
         && cache.required
         && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await

@@ -194,7 +194,7 @@ pub async fn dump(
         .prefix("restage-schema-")
         .tempdir()
         .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
-    let mut archive = SchemaArchive {
+    let archive = SchemaArchive {
         dir,
         user_mappings_left_out: 0,
         has_servers: false,
@@ -223,6 +223,29 @@ pub async fn dump(
         None,
     )
     .await?;
+    write_lists(tools, archive).await
+}
+
+/// A schema archive another run wrote (`restage dump`: the file `schema`), copied into a
+/// temporary folder, with its lists of entries.
+pub async fn load(tools: &PgTools, schema: &Path) -> Result<SchemaArchive, Error> {
+    let dir = tempfile::Builder::new()
+        .prefix("restage-schema-")
+        .tempdir()
+        .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
+    let archive = SchemaArchive {
+        dir,
+        user_mappings_left_out: 0,
+        has_servers: false,
+    };
+    std::fs::copy(schema, archive.path())
+        .map_err(|e| Error::io(format!("copying {}", schema.display()), e))?;
+    write_lists(tools, archive).await
+}
+
+/// Reads the archive's table of contents and writes the lists of its [`Part`]s.
+async fn write_lists(tools: &PgTools, mut archive: SchemaArchive) -> Result<SchemaArchive, Error> {
+    let path = archive.path();
     let toc = list_entries(tools, &path).await?;
     let (parts, mappings, servers) = lists(&toc);
     archive.user_mappings_left_out = mappings;

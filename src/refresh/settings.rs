@@ -227,7 +227,11 @@ impl TargetSettings {
     /// Refuses a target that could damage production or the live staging database: one that
     /// the URLs show to be the source (for a command that uses the source), or a maintenance
     /// connection to a database restage renames.
-    fn check(&self, config: &Config, source: Option<&PgEndpoint>) -> Result<(), ConfigError> {
+    pub(crate) fn check(
+        &self,
+        config: &Config,
+        source: Option<&PgEndpoint>,
+    ) -> Result<(), ConfigError> {
         if let Some(source) = source {
             self.check_not_source(config, source)?;
         }
@@ -343,7 +347,7 @@ impl CacheSettings {
     }
 }
 
-fn split_bytes() -> u64 {
+pub(crate) fn split_bytes() -> u64 {
     std::env::var("RESTAGE_SPLIT_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())

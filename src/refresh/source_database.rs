@@ -32,7 +32,7 @@ use crate::db::{DbError, PgEndpoint, Role, quote_ident, quote_literal};
 use crate::error::{Error, Result};
 
 /// How a database's locale is provided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LocaleProvider {
     Libc,
     /// ICU, with the database's ICU locale.
@@ -42,7 +42,7 @@ pub enum LocaleProvider {
 }
 
 /// The encoding and locale of the source database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseLocale {
     pub encoding: String,
     pub collate: String,
@@ -52,7 +52,7 @@ pub struct DatabaseLocale {
 
 /// One stored setting: of the whole database (`role` None) or of a role in it, as PostgreSQL
 /// keeps it (`pg_db_role_setting`: `name=value`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct DbSetting {
     pub role: Option<String>,
     pub name: String,
@@ -100,7 +100,7 @@ impl DbSetting {
 }
 
 /// What the source database gives the new one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SourceDatabase {
     pub locale: DatabaseLocale,
     pub settings: Vec<DbSetting>,

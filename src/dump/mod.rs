@@ -1,0 +1,81 @@
+//! Anonymized archives (issue 17): `restage dump` writes the refresh pipeline's output to a
+//! folder instead of a database ([`write`]); `restage restore` builds a staging database
+//! from one, with refresh's build-beside, verification, swap, generations and cache steps
+//! ([`restore`]). The layout and its checks are in [`manifest`] and docs/dump.md.
+//!
+//! Exit codes: a dump whose verification finds a leak is 3 (nothing published); an archive
+//! that cannot be restored as it is — no manifest, a garbled one, a part missing, truncated
+//! or corrupted — is 1 (a runtime failure: staging unchanged), like any failure of the build.
+
+pub mod crypt;
+pub mod manifest;
+pub mod restore;
+pub mod write;
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::progress::Ui;
+
+/// `restage dump` options.
+#[derive(Debug, clap::Args, Default, Clone)]
+pub struct DumpArgs {
+    /// The folder the archive is written into (default: `dump.destination`).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Archives kept in the destination after this one (default: `dump.keep`, else 3).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+    /// Copy columns that look personal but have no rule, for this run only.
+    #[arg(long)]
+    pub allow_unclassified: bool,
+}
+
+/// `restage restore` options.
+#[derive(Debug, clap::Args, Default, Clone)]
+pub struct RestoreArgs {
+    /// An archive folder, or a destination holding archives (the newest is restored).
+    /// Default: `dump.destination`.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Let this run retire a `target.database` restage did not build (see `refresh --adopt`).
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+/// `restage dump`.
+pub async fn dump(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<i32> {
+    let report = write::run(config, args, ui).await?;
+    if ui.json {
+        crate::output::outln!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if ui.verbosity >= 0 {
+        crate::output::out!("{}", report.to_text());
+    }
+    Ok(0)
+}
+
+/// `restage restore`.
+pub async fn restore(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<i32> {
+    let report = restore::run(config, args, ui).await?;
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the report");
+    }
+    if ui.json {
+        crate::output::outln!("{}", report.to_json());
+    } else if ui.verbosity >= 0 {
+        crate::output::out!("{}", report.to_text());
+    }
+    if report.exit_code != 0 {
+        eprintln!("restage: {}", report.outcome);
+    }
+    Ok(report.exit_code)
+}

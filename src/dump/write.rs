@@ -1,0 +1,642 @@
+//! `restage dump`: refresh's plan stage (snapshot, catalog, rules, strict mode, the sample
+//! plan, the copy jobs: [`crate::refresh::plan`]), then an archive instead of a database:
+//!
+//! 1. a folder `DIR/.partial-<run>` (nothing else in `DIR` is touched until step 5);
+//! 2. the schema: pg_dump's custom-format archive, pre- and post-data, as refresh takes it
+//!    ([`schema::dump`]);
+//! 3. the data: every copy job (a table, or a ctid range of a big one) streamed from the
+//!    snapshot through the rules ([`process_shared`]), compressed with zstd into a part
+//!    `data/NNNNN.copy.zst`, hashed as it is written, `jobs` parts at once; the rows written
+//!    are checked as they go by refresh's stream verification ([`verify::sample_source`],
+//!    [`verify::StreamVerifier`]: the unchanged-value check of every ruled column and the
+//!    leak probe of every text-like output column);
+//! 4. the verification: a leak is exit 3 and the partial folder is removed: nothing is
+//!    published;
+//! 5. the manifest written last, atomically ([`manifest::write`]), the folder fsynced and
+//!    renamed to `DIR/restage-<run>`;
+//! 6. retention: the oldest archives beyond `keep` removed — only folders whose manifest says
+//!    restage wrote them.
+//!
+//! What a dump does not do that a refresh does: `max_storage` (it measures the restored
+//! database; a dump has none: a warning says so), the NOT VALID foreign-key check (the
+//! restore's verification does it, on the restored data).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::Mutex;
+
+use super::DumpArgs;
+use super::crypt::{ArchiveKey, Sink};
+use super::manifest::{self, FileEntry, Hashing, Manifest, PartEntry, SequenceEntry, TableEntry};
+use crate::catalog::QualifiedName;
+use crate::config::Config;
+use crate::db::snapshot::Snapshot;
+use crate::error::{Error, Result};
+use crate::progress::{Stage, Ui};
+use crate::refresh::copy::{BATCH_BYTES, CopyJob};
+use crate::refresh::rows::{RowError, process_shared};
+use crate::refresh::schema::{self, PgTools};
+use crate::refresh::verify::{self, StreamVerifier, VerifyReport};
+use crate::refresh::{Settings, sequences, source_database};
+
+/// The zstd level when `dump.level` does not say.
+pub const DEFAULT_LEVEL: i32 = 3;
+/// Archives kept when `dump.keep` does not say.
+pub const DEFAULT_KEEP: u32 = 3;
+
+/// What `restage dump` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct DumpReport {
+    pub archive: String,
+    pub source: String,
+    pub snapshot: String,
+    pub snapshot_at: Option<String>,
+    pub tables: usize,
+    pub parts: usize,
+    pub rows: u64,
+    pub text_bytes: u64,
+    pub archive_bytes: u64,
+    pub seconds: f64,
+    pub verification: VerifyReport,
+    pub archives_removed: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl DumpReport {
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "archive {} written: {} tables, {} parts, {} rows, {} bytes of COPY text in {} bytes, {:.1} s\nsource {} snapshot {}{}\nverification passed: {} source values checked against {} values written\n",
+            self.archive,
+            self.tables,
+            self.parts,
+            self.rows,
+            self.text_bytes,
+            self.archive_bytes,
+            self.seconds,
+            self.source,
+            self.snapshot,
+            self.snapshot_at
+                .as_ref()
+                .map(|t| format!(" (taken {t})"))
+                .unwrap_or_default(),
+            self.verification.leak_values_checked,
+            self.verification.staging_values_scanned,
+        );
+        for removed in &self.archives_removed {
+            out.push_str(&format!("removed old archive {removed}\n"));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}
+
+/// The settings of a dump: refresh's, with `target:` optional (a production-side dump job
+/// has no staging server). Without one, the target below is never connected to: the plan
+/// stage reads only the source.
+fn settings(config: &Config) -> Result<Settings> {
+    if config.file.target.is_some() {
+        return Settings::from_config(config, "dump");
+    }
+    let source = config.source("dump")?;
+    Ok(Settings {
+        target: crate::refresh::settings::TargetSettings {
+            admin: source.clone(),
+            database: String::new(),
+            keep: 0,
+            grants: vec![],
+            adopt: false,
+            lock_timeout: config.lock_timeout(),
+            settings: Default::default(),
+        },
+        source,
+        jobs: config.jobs(),
+        lock_timeout: config.lock_timeout(),
+        rules: crate::refresh::settings::RulesSettings::from_config(config, "dump")?,
+        search: crate::refresh::settings::SearchSettings::from_config(config)?,
+        split_bytes: crate::refresh::settings::split_bytes(),
+        cache: None,
+        sample: crate::plan::SampleSettings::from_config(config)?,
+        // A dump reads production: `source.mode: synthetic` is `restage generate`'s.
+        synthetic: None,
+    })
+}
+
+/// Removes the partial folder unless the archive was published.
+struct Partial {
+    path: PathBuf,
+    published: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.published
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove the unfinished archive");
+        }
+    }
+}
+
+/// `restage dump`.
+pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport> {
+    let started = Instant::now();
+    let section = config.file.dump.as_ref();
+    let destination = args
+        .to
+        .clone()
+        .or_else(|| section.and_then(|d| d.destination.clone()))
+        .ok_or_else(|| {
+            Error::Usage(
+                "restage dump: no destination: give --to DIR or dump.destination (nothing was changed)"
+                    .into(),
+            )
+        })?;
+    let keep = args
+        .keep
+        .or_else(|| section.and_then(|d| d.keep))
+        .unwrap_or(DEFAULT_KEEP);
+    if keep == 0 {
+        return Err(Error::Usage(
+            "dump.keep: 0 would remove the archive just written; at least 1 (nothing was changed)"
+                .into(),
+        ));
+    }
+    let level = section.and_then(|d| d.level).unwrap_or(DEFAULT_LEVEL);
+    if !(1..=19).contains(&level) {
+        return Err(Error::Usage(format!(
+            "dump.level: {level} is not a zstd level from 1 to 19 (nothing was changed)"
+        )));
+    }
+    let settings = settings(config)?;
+    let sealing = super::crypt::sealing(config)?;
+    let key = sealing.as_ref().map(|_| Arc::new(ArchiveKey::generate()));
+    let rules_digest =
+        crate::rules::RuleSet::load(&config.rules_path(), config.file.rules.is_none())
+            .ok()
+            .map(|r| r.digest());
+
+    let stage = Stage::start(ui, "plan");
+    let prepared = crate::refresh::plan(&settings, args.allow_unclassified).await?;
+    let snapshot_at = crate::refresh::snapshot_time(&prepared)
+        .await
+        .map(|t| t.to_rfc3339());
+    let server_version = prepared.catalog.server_version;
+    let source_db = source_database::read(
+        prepared.snapshot.leader(),
+        &settings.source.display,
+        server_version,
+    )
+    .await?;
+    let tools = PgTools::find(server_version / 10000).await?;
+    stage.done();
+    let mut warnings = prepared.warnings.clone();
+    if settings.sample.storage.is_some() {
+        warnings.push(
+            "sample.max_storage is not applied by dump (it measures the restored database); the sample plan is"
+                .into(),
+        );
+    }
+
+    std::fs::create_dir_all(&destination)
+        .map_err(|e| Error::io(format!("creating {}", destination.display()), e))?;
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ").to_string();
+    let mut partial = Partial {
+        path: destination.join(format!(".partial-{run_id}")),
+        published: false,
+    };
+    std::fs::create_dir_all(partial.path.join(manifest::DATA))
+        .map_err(|e| Error::io(format!("creating {}", partial.path.display()), e))?;
+
+    let stage = Stage::start(ui, "schema");
+    let archive = schema::dump(
+        &tools,
+        &settings.source,
+        &prepared.snapshot.id,
+        settings.lock_timeout,
+    )
+    .await?;
+    let schema_path = partial.path.join(manifest::SCHEMA);
+    let schema_entry = write_file(&schema_path, manifest::SCHEMA, key.as_deref(), |sink| {
+        std::io::copy(&mut std::fs::File::open(archive.path())?, sink).map(drop)
+    })?;
+    let key_entry = match (&sealing, &key) {
+        (Some(sealing), Some(key)) => {
+            let sealed = key.sealed(sealing)?;
+            Some(write_file(
+                &partial.path.join(manifest::KEY),
+                manifest::KEY,
+                None,
+                |sink| sink.write_all(&sealed),
+            )?)
+        }
+        _ => None,
+    };
+    stage.done();
+
+    let sequence_values = sequences::read(
+        prepared.snapshot.leader(),
+        &settings.source.display,
+        &prepared.catalog.sequences,
+    )
+    .await?;
+    let probe = verify::sample_source(
+        prepared.snapshot.leader(),
+        &settings.source.display,
+        &prepared.catalog,
+        &prepared.rules,
+    )
+    .await?;
+    let verifier: Arc<StreamVerifier> =
+        StreamVerifier::new(probe, &prepared.catalog, &prepared.rules);
+
+    let stage = Stage::start(ui, "data");
+    // Each job's row plan takes its table's checks, as refresh's data stage does.
+    let jobs: Vec<(usize, CopyJob)> = prepared
+        .jobs
+        .iter()
+        .cloned()
+        .map(|mut job| {
+            let mut plan = (*job.plan).clone();
+            plan.check = verifier.table(&job.table);
+            job.plan = Arc::new(plan);
+            job
+        })
+        .enumerate()
+        .collect();
+    let written = write_parts(
+        jobs,
+        prepared.snapshot.clone(),
+        &partial.path,
+        settings.jobs,
+        level,
+        key.clone(),
+    )
+    .await?;
+    stage.done();
+    drop(prepared.snapshot.clone());
+
+    let mut verification = verifier.report();
+    let mut tables: Vec<TableEntry> = Vec::new();
+    let mut by_name: std::collections::BTreeMap<QualifiedName, usize> = Default::default();
+    for (job, part) in written {
+        let i = *by_name.entry(job.table.clone()).or_insert_with(|| {
+            tables.push(TableEntry {
+                schema: job.table.schema.clone(),
+                name: job.table.name.clone(),
+                columns: job.columns.clone(),
+                encoding: job.encoding.clone(),
+                rows: 0,
+                parts: vec![],
+            });
+            tables.len() - 1
+        });
+        tables[i].rows += part.rows;
+        tables[i].parts.push(part);
+    }
+    verification.notes.push(
+        "foreign keys are checked by restore (the constraints are validated as they are created)"
+            .into(),
+    );
+    if !verification.passed {
+        return Err(Error::Verify(format!(
+            "{}; no archive was published (nothing written to {})",
+            verification.summary(),
+            destination.display()
+        )));
+    }
+
+    let name = format!("restage-{run_id}");
+    let manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
+        restage_version: env!("CARGO_PKG_VERSION").into(),
+        run: run_id.clone(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        source: settings.source.display.clone(),
+        snapshot: prepared.snapshot.id.clone(),
+        snapshot_at: snapshot_at.clone(),
+        rules_digest,
+        server_version,
+        database: source_db,
+        foreign_servers: archive.has_servers,
+        schema: schema_entry,
+        encryption: key.as_ref().map(|_| "age".to_string()),
+        key: key_entry,
+        sequences: sequence_values
+            .iter()
+            .map(|s| SequenceEntry {
+                schema: s.name.schema.clone(),
+                name: s.name.name.clone(),
+                last_value: s.last_value,
+                is_called: s.is_called,
+            })
+            .collect(),
+        tables,
+        verification: serde_json::to_value(&verification).unwrap_or_default(),
+        warnings: warnings.clone(),
+    };
+    manifest::sync_dir(&partial.path.join(manifest::DATA))?;
+    // Last: an archive with a manifest is complete.
+    manifest::write(&partial.path, &manifest)?;
+    let published = destination.join(&name);
+    std::fs::rename(&partial.path, &published)
+        .map_err(|e| Error::io(format!("publishing {}", published.display()), e))?;
+    partial.published = true;
+    manifest::sync_dir(&destination)?;
+
+    let archives_removed = match retain(&destination, keep) {
+        Ok(removed) => removed,
+        Err(e) => {
+            warnings.push(format!("old archives were not removed: {e}"));
+            vec![]
+        }
+    };
+    let parts: usize = manifest.tables.iter().map(|t| t.parts.len()).sum();
+    let (text_bytes, archive_bytes) = manifest
+        .tables
+        .iter()
+        .flat_map(|t| &t.parts)
+        .fold((0, manifest.schema.bytes), |(t, a), p| {
+            (t + p.text_bytes, a + p.file.bytes)
+        });
+    Ok(DumpReport {
+        archive: published.display().to_string(),
+        source: manifest.source.clone(),
+        snapshot: manifest.snapshot.clone(),
+        snapshot_at,
+        tables: manifest.tables.len(),
+        parts,
+        rows: manifest.tables.iter().map(|t| t.rows).sum(),
+        text_bytes,
+        archive_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        verification,
+        archives_removed,
+        warnings,
+    })
+}
+
+/// Writes a file of the archive (through the archive's key when there is one), fsynced;
+/// returns its entry (size and SHA-256 of the bytes stored).
+fn write_file(
+    path: &Path,
+    name: &str,
+    key: Option<&ArchiveKey>,
+    fill: impl FnOnce(&mut Sink<Hashing<std::fs::File>>) -> std::io::Result<()>,
+) -> Result<FileEntry> {
+    let written = (|| {
+        let mut sink = Sink::new(key, Hashing::new(std::fs::File::create(path)?))?;
+        fill(&mut sink)?;
+        let (file, sha256, bytes) = sink.finish()?.finish();
+        file.sync_all()?;
+        Ok::<_, std::io::Error>(FileEntry {
+            file: name.to_string(),
+            bytes,
+            sha256,
+        })
+    })();
+    written.map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The archives restage wrote in `destination` (a folder with a manifest of [`manifest::FORMAT`]),
+/// oldest first (by run, which is a UTC time).
+pub fn archives(destination: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(destination)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if let Ok(m) = manifest::read(&path) {
+            found.push((m.run, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes the oldest archives restage wrote beyond `keep`; returns their paths.
+fn retain(destination: &Path, keep: u32) -> std::io::Result<Vec<String>> {
+    let found = archives(destination)?;
+    let beyond = found.len().saturating_sub(keep as usize);
+    let mut removed = Vec::new();
+    for (_, path) in found.into_iter().take(beyond) {
+        // The manifest first: a folder half removed is no longer taken for an archive.
+        std::fs::remove_file(path.join(manifest::MANIFEST))?;
+        std::fs::remove_dir_all(&path)?;
+        removed.push(path.display().to_string());
+    }
+    Ok(removed)
+}
+
+/// One part being written: the compressor over the hashed file, the counts.
+struct PartState {
+    encoder: zstd::Encoder<'static, Sink<Hashing<std::fs::File>>>,
+    rows: u64,
+    text_bytes: u64,
+}
+
+impl PartState {
+    /// Transforms and checks one batch (unless the job passes rows through), compresses it.
+    fn batch(
+        &mut self,
+        job: &CopyJob,
+        data: Bytes,
+        rows_in: u64,
+    ) -> Result<(), BatchError> {
+        let (pieces, rows_out) = if job.plan.is_passthrough() {
+            (vec![data], rows_in)
+        } else {
+            let out = process_shared(&job.plan, &data)?;
+            (out.pieces, out.rows_out)
+        };
+        let joined;
+        let text: &[u8] = if pieces.len() == 1 {
+            &pieces[0]
+        } else {
+            joined = pieces.concat();
+            &joined
+        };
+        self.encoder.write_all(text)?;
+        self.text_bytes += text.len() as u64;
+        self.rows += rows_out;
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("{0}")]
+    Row(#[from] RowError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes every job's part, `workers` at once, biggest first; returns each job with its part
+/// (the rows were checked by the stream verifier of its row plan). Stops at the first failure.
+#[allow(clippy::too_many_arguments)]
+async fn write_parts(
+    mut jobs: Vec<(usize, CopyJob)>,
+    snapshot: Arc<Snapshot>,
+    dir: &Path,
+    workers: usize,
+    level: i32,
+    key: Option<Arc<ArchiveKey>>,
+) -> Result<Vec<(CopyJob, PartEntry)>> {
+    jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.estimated_bytes));
+    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let queue = queue.clone();
+        let snapshot = snapshot.clone();
+        let dir = dir.to_path_buf();
+        let key = key.clone();
+        set.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let Some((i, job)) = queue.lock().await.pop_front() else {
+                    break;
+                };
+                let file = format!("{}/{i:05}.copy.zst", manifest::DATA);
+                let part = write_part(
+                    &snapshot,
+                    &job,
+                    &dir,
+                    file,
+                    level,
+                    key.as_deref(),
+                )
+                .await?;
+                done.push((job, part));
+            }
+            Ok::<_, Error>(done)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(mut r)) => results.append(&mut r),
+            Ok(Err(e)) => {
+                set.abort_all();
+                return Err(e);
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                set.abort_all();
+                return Err(Error::Runtime(format!("a dump worker failed: {e}")));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Streams one job from the snapshot into its part.
+#[allow(clippy::too_many_arguments)]
+async fn write_part(
+    snapshot: &Snapshot,
+    job: &CopyJob,
+    dir: &Path,
+    file: String,
+    level: i32,
+    key: Option<&ArchiveKey>,
+) -> Result<PartEntry> {
+    let label = job.label();
+    let server = snapshot.endpoint().display.clone();
+    let path = dir.join(&file);
+    let io_err = |e: std::io::Error| Error::io(format!("writing {}", path.display()), e);
+    let session = snapshot.session().await?;
+    let stream = session.copy_out(&job.source_sql()).await.map_err(|e| {
+        crate::db::DbError::new(&server, format!("reading {label}: starting COPY TO"), e)
+    })?;
+    let out = std::fs::File::create(&path).map_err(io_err)?;
+    let sink = Sink::new(key, Hashing::new(out)).map_err(io_err)?;
+    let encoder = zstd::Encoder::new(sink, level).map_err(io_err)?;
+    let mut state = Some(PartState {
+        encoder,
+        rows: 0,
+        text_bytes: 0,
+    });
+    let mut stream = std::pin::pin!(stream);
+    let mut buffer = BytesMut::with_capacity(BATCH_BYTES + 64 * 1024);
+    let mut rows_in_buffer = 0u64;
+    let flush = |state: &mut Option<PartState>, data: Bytes, rows: u64| {
+        let mut taken = state.take();
+        let job = job.clone();
+        let label = job.label();
+        async move {
+            let result = tokio::task::spawn_blocking(move || {
+                let r = match taken.as_mut() {
+                    Some(s) => s.batch(&job, data, rows),
+                    None => Ok(()),
+                };
+                (taken, r)
+            })
+            .await
+            .map_err(|e| Error::Runtime(format!("{label}: a dump worker failed: {e}")))?;
+            Ok::<_, Error>(result)
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            crate::db::DbError::new(&server, format!("reading {label}: reading rows"), e)
+        })?;
+        rows_in_buffer += 1;
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() >= BATCH_BYTES {
+            let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer).await?;
+            state = back;
+            r.map_err(|e| batch_error(&label, &path, e))?;
+            rows_in_buffer = 0;
+        }
+    }
+    if !buffer.is_empty() {
+        let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer).await?;
+        state = back;
+        r.map_err(|e| batch_error(&label, &path, e))?;
+    }
+    let Some(state) = state else {
+        return Err(Error::Runtime(format!(
+            "{label}: the part's writer was lost"
+        )));
+    };
+    let PartState {
+        encoder,
+        rows,
+        text_bytes,
+    } = state;
+    let finished = tokio::task::spawn_blocking(move || {
+        let hashing = encoder.finish()?.finish()?;
+        let (file, sha256, bytes) = hashing.finish();
+        file.sync_all()?;
+        Ok::<_, std::io::Error>((sha256, bytes))
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("{label}: a dump worker failed: {e}")))?;
+    let (sha256, bytes) = finished.map_err(io_err)?;
+    Ok(PartEntry {
+        file: FileEntry {
+            file,
+            bytes,
+            sha256,
+        },
+        rows,
+        text_bytes,
+    })
+}
+
+fn batch_error(label: &str, path: &Path, e: BatchError) -> Error {
+    match e {
+        BatchError::Row(e) => Error::Runtime(format!("{label}: {e}")),
+        BatchError::Io(e) => Error::io(format!("writing {}", path.display()), e),
+    }
+}
