@@ -534,7 +534,8 @@ pub async fn copies(config: &Config, args: &CopiesArgs, ui: &Ui) -> Result<i32> 
             } else if listed.is_empty() {
                 crate::output::outln!(
                     "no copies of {} on {}",
-                    target.database, target.admin.display
+                    target.database,
+                    target.admin.display
                 );
             } else {
                 crate::output::out!("{}", listing_text(&listed));

@@ -75,7 +75,7 @@ pub async fn restore(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<i32
         crate::output::out!("{}", report.to_text());
     }
     if report.exit_code != 0 {
-        eprintln!("restage: {}", report.outcome);
+        crate::output::errln!("restage: {}", report.outcome);
     }
     Ok(report.exit_code)
 }

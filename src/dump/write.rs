@@ -448,12 +448,7 @@ struct PartState {
 
 impl PartState {
     /// Transforms and checks one batch (unless the job passes rows through), compresses it.
-    fn batch(
-        &mut self,
-        job: &CopyJob,
-        data: Bytes,
-        rows_in: u64,
-    ) -> Result<(), BatchError> {
+    fn batch(&mut self, job: &CopyJob, data: Bytes, rows_in: u64) -> Result<(), BatchError> {
         let (pieces, rows_out) = if job.plan.is_passthrough() {
             (vec![data], rows_in)
         } else {
@@ -508,15 +503,7 @@ async fn write_parts(
                     break;
                 };
                 let file = format!("{}/{i:05}.copy.zst", manifest::DATA);
-                let part = write_part(
-                    &snapshot,
-                    &job,
-                    &dir,
-                    file,
-                    level,
-                    key.as_deref(),
-                )
-                .await?;
+                let part = write_part(&snapshot, &job, &dir, file, level, key.as_deref()).await?;
                 done.push((job, part));
             }
             Ok::<_, Error>(done)

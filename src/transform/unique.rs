@@ -277,7 +277,6 @@ impl Part {
         for (d, t) in fresh {
             emit(d, t)?;
         }
-        drop(emit);
         out.flush()?;
         drop(out);
         self.run = Some(Run {
