@@ -167,9 +167,6 @@ impl BoundTable {
 #[derive(Debug, Clone, Default)]
 pub struct BoundRules {
     pub tables: HashMap<QualifiedName, BoundTable>,
-    /// The build's verification in the stream: the row plans of the data stage take their
-    /// table's checks from it (see `refresh::verify`). None outside a build.
-    pub verifier: Option<std::sync::Arc<crate::refresh::verify::StreamVerifier>>,
 }
 
 impl BoundRules {

@@ -65,7 +65,7 @@ pub async fn build(
         snapshot,
         catalog,
         jobs,
-        rules: mut prepared_rules,
+        rules: prepared_rules,
         transforms,
         plan,
         ..
@@ -132,7 +132,6 @@ pub async fn build(
     .await?;
     stages.push(timing("leak sample", stage.done().as_secs_f64()));
     let verifier = verify::StreamVerifier::new(probe, &catalog, checked_rules);
-    prepared_rules.verifier = Some(verifier.clone());
     // The jobs were planned before: their row plans take their table's checks now (a reload
     // after a rescale plans its jobs from the rules, which hold the verifier).
     let jobs: Vec<_> = jobs
@@ -152,6 +151,7 @@ pub async fn build(
         settings,
         catalog: &catalog,
         rules: &prepared_rules,
+        verifier: &verifier,
         snapshot: &snapshot,
         pool: &pool,
         server: &server,

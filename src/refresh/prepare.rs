@@ -43,7 +43,13 @@ pub struct Prepared {
 impl Prepared {
     /// The copy jobs of what the checks decided.
     pub fn new(checked: Checked, settings: &Settings) -> Prepared {
-        let jobs = copy_jobs(&checked.catalog, &checked.rules, &checked.plan, settings);
+        let jobs = copy_jobs(
+            &checked.catalog,
+            &checked.rules,
+            None,
+            &checked.plan,
+            settings,
+        );
         Prepared {
             snapshot: checked.snapshot,
             catalog: checked.catalog,
@@ -231,6 +237,7 @@ pub fn row_plan(table: &crate::catalog::Table, bound: &crate::rules::BoundTable)
 pub(crate) fn copy_jobs(
     catalog: &Catalog,
     rules: &BoundRules,
+    verifier: Option<&super::verify::StreamVerifier>,
     plan: &Plan,
     settings: &Settings,
 ) -> Vec<CopyJob> {
@@ -261,7 +268,7 @@ pub(crate) fn copy_jobs(
             },
         };
         // Verification in the stream, when the build set it up (see refresh::verify).
-        plan.check = rules.verifier.as_ref().and_then(|v| v.table(&table.name));
+        plan.check = verifier.and_then(|v| v.table(&table.name));
         // The data stage's sessions speak the source's encoding (see crate::pg_encoding).
         plan.encoding = TextEncoding::of(&catalog.encoding);
         // A derived column is recomputed after the load: its original content (the

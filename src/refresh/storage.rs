@@ -48,6 +48,9 @@ pub struct Loader<'a> {
     pub settings: &'a Settings,
     pub catalog: &'a Catalog,
     pub rules: &'a BoundRules,
+    /// The build's verification in the stream: the jobs of a reload after a rescale take
+    /// their table's checks from it, as the first jobs did (see [`super::verify`]).
+    pub verifier: &'a Arc<super::verify::StreamVerifier>,
     pub snapshot: &'a Arc<Snapshot>,
     pub pool: &'a deadpool_postgres::Pool,
     /// The staging server, for errors.
@@ -263,10 +266,16 @@ impl Loader<'_> {
             .batch_execute(&format!("TRUNCATE ONLY {}", names.join(", ")))
             .await
             .map_err(|e| DbError::new(self.server, "emptying the sampled tables", e))?;
-        let jobs: Vec<CopyJob> = prepare::copy_jobs(self.catalog, self.rules, next, self.settings)
-            .into_iter()
-            .filter(|j| sampled.contains(&j.table))
-            .collect();
+        let jobs: Vec<CopyJob> = prepare::copy_jobs(
+            self.catalog,
+            self.rules,
+            Some(self.verifier),
+            next,
+            self.settings,
+        )
+        .into_iter()
+        .filter(|j| sampled.contains(&j.table))
+        .collect();
         let again = self.copy(jobs, None).await?;
         results.retain(|r| !sampled.contains(&r.table));
         results.extend(again);

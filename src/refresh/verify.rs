@@ -56,6 +56,12 @@ use crate::transform::registry::{ChanceUnchanged, Kept, TransformDef, noise_chan
 
 /// Values and tokens shorter than this (in characters, normalized) are not compared.
 pub const MIN_LEN: usize = 6;
+/// Longest source value sampled for the cross-column probe, in bytes. Identifying values
+/// (emails, names, phones, SSNs, addresses, IBANs) are far shorter; a longer one (a whole
+/// document, a 40 MiB text) is not sampled, so the sample's memory stays bounded
+/// (`SAMPLE_PER_COLUMN` × this, at most 40 MiB) whatever the data. Such values are still
+/// covered in their own column by the unchanged-value check.
+pub const MAX_SAMPLED_BYTES: usize = 4096;
 /// Source values sampled per checked column. The chance to catch a leak of a few rows grows
 /// with it; memory is about 16 bytes a value.
 pub const SAMPLE_PER_COLUMN: u64 = 10_000;
@@ -170,6 +176,14 @@ pub struct Tokens {
 
 const RUN_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// The run of every token of a value so far: its hash, length in characters, tokens.
+#[derive(Default)]
+struct Run {
+    hash: u64,
+    len: usize,
+    tokens: usize,
+}
+
 impl LeakProbe {
     fn empty() -> LeakProbe {
         let key = || rand::random::<u64>() | 1;
@@ -277,36 +291,84 @@ impl LeakProbe {
     /// The origin (index) of the first protected value found in `text`: the whole text, or
     /// a run of its consecutive tokens, case-folded (so `JANE@CORP.COM`, an address inside a
     /// sentence and `(206) 555-9857` for `206-555-9857` are found).
+    ///
+    /// Tokens are hashed as they are read and only the last [`MAX_RUN`] are held, so memory
+    /// does not grow with the value (a 40 MiB text is millions of tokens: tests/huge_values.rs).
     pub fn find(&self, text: &str, t: &mut Tokens) -> Option<u32> {
         if self.hashes.is_empty() {
             return None;
         }
-        self.tokenize(text, t);
-        let n = t.hashes.len();
-        if self.long && n > MAX_RUN {
-            let (h, len) = self.run(t, 0, n);
-            if len >= MIN_LEN
-                && let Some(o) = self.hashes.get(&h)
-            {
-                return Some(*o);
+        // The longest run any sampled value has.
+        let longest = ((32 - self.runs.leading_zeros()).saturating_sub(1) as usize).max(1);
+        t.hashes.clear();
+        t.chars.clear();
+        t.token.clear();
+        let mut whole = Run::default();
+        let mut chars = 0;
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                if c.is_ascii() {
+                    t.token.push(c.to_ascii_lowercase());
+                } else {
+                    t.token.extend(c.to_lowercase());
+                }
+                chars += 1;
+            } else if !t.token.is_empty() {
+                if let Some(o) = self.token_ends(t, chars, longest, &mut whole) {
+                    return Some(o);
+                }
+                chars = 0;
             }
         }
-        // The longest run any sampled value has.
-        let longest = (32 - self.runs.leading_zeros()).saturating_sub(1) as usize;
-        for i in 0..n {
-            // The run's hash and length, grown one token at a time.
-            let mut h = 0u64;
-            let mut len = 0usize;
-            for k in 1..=longest.min(n - i) {
-                let j = i + k - 1;
-                h = h.wrapping_mul(RUN_BASE).wrapping_add(t.hashes[j]);
-                len += t.chars[j] + usize::from(k > 1);
-                if self.runs & (1 << k) == 0 || len < MIN_LEN {
-                    continue;
-                }
-                if let Some(o) = self.hashes.get(&mum(h ^ k as u64, self.key.1)) {
-                    return Some(*o);
-                }
+        if !t.token.is_empty()
+            && let Some(o) = self.token_ends(t, chars, longest, &mut whole)
+        {
+            return Some(o);
+        }
+        if self.long && whole.tokens > MAX_RUN && whole.len >= MIN_LEN {
+            return self
+                .hashes
+                .get(&mum(whole.hash ^ whole.tokens as u64, self.key.1))
+                .copied();
+        }
+        None
+    }
+
+    /// A token of `chars` characters (in `t.token`) has been read: hashes it into the whole
+    /// value's run and into the window of the last `longest` tokens, then looks up every run
+    /// that ends with it (the same hashes as [`LeakProbe::run`]).
+    fn token_ends(
+        &self,
+        t: &mut Tokens,
+        chars: usize,
+        longest: usize,
+        whole: &mut Run,
+    ) -> Option<u32> {
+        let x = self.token_hash(&t.token);
+        t.token.clear();
+        whole.hash = whole.hash.wrapping_mul(RUN_BASE).wrapping_add(x);
+        whole.len += chars + usize::from(whole.tokens > 0);
+        whole.tokens += 1;
+        if t.hashes.len() == longest {
+            t.hashes.remove(0);
+            t.chars.remove(0);
+        }
+        t.hashes.push(x);
+        t.chars.push(chars);
+        // Runs ending here, one token longer each step: sum of x_m * B^(end - m).
+        let mut h = 0u64;
+        let mut power = 1u64;
+        let mut len = 0usize;
+        for k in 1..=t.hashes.len() {
+            let m = t.hashes.len() - k;
+            h = h.wrapping_add(t.hashes[m].wrapping_mul(power));
+            power = power.wrapping_mul(RUN_BASE);
+            len += t.chars[m] + usize::from(k > 1);
+            if self.runs & (1 << k) == 0 || len < MIN_LEN {
+                continue;
+            }
+            if let Some(o) = self.hashes.get(&mum(h ^ k as u64, self.key.1)) {
+                return Some(*o);
             }
         }
         None
@@ -465,7 +527,7 @@ async fn sample_values(
         String::new()
     };
     let sql = format!(
-        "SELECT v FROM (SELECT {value} AS v FROM ONLY {}{sample}) s WHERE v IS NOT NULL LIMIT {SAMPLE_PER_COLUMN}",
+        "SELECT v FROM (SELECT {value} AS v FROM ONLY {}{sample}) s WHERE v IS NOT NULL AND octet_length(v) <= {MAX_SAMPLED_BYTES} LIMIT {SAMPLE_PER_COLUMN}",
         table.name.sql()
     );
     let origin = probe.origins[index as usize].name.clone();
