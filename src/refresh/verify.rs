@@ -184,6 +184,40 @@ struct Run {
     tokens: usize,
 }
 
+/// Calls `f` with each token of `text` (a maximal run of letters and digits, lower case, in
+/// `buffer`) and its length in characters, until `f` returns Some.
+fn for_each_token<T>(
+    text: &str,
+    buffer: &mut String,
+    mut f: impl FnMut(&str, usize) -> Option<T>,
+) -> Option<T> {
+    buffer.clear();
+    let mut chars = 0;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if c.is_ascii() {
+                buffer.push(c.to_ascii_lowercase());
+            } else {
+                buffer.extend(c.to_lowercase());
+            }
+            chars += 1;
+        } else if !buffer.is_empty() {
+            let found = f(buffer, chars);
+            buffer.clear();
+            chars = 0;
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    if buffer.is_empty() {
+        return None;
+    }
+    let found = f(buffer, chars);
+    buffer.clear();
+    found
+}
+
 impl LeakProbe {
     fn empty() -> LeakProbe {
         let key = || rand::random::<u64>() | 1;
@@ -216,28 +250,13 @@ impl LeakProbe {
     fn tokenize(&self, text: &str, t: &mut Tokens) {
         t.hashes.clear();
         t.chars.clear();
-        t.token.clear();
-        let mut chars = 0;
-        for c in text.chars() {
-            if c.is_alphanumeric() {
-                if c.is_ascii() {
-                    t.token.push(c.to_ascii_lowercase());
-                } else {
-                    t.token.extend(c.to_lowercase());
-                }
-                chars += 1;
-            } else if !t.token.is_empty() {
-                t.hashes.push(self.token_hash(&t.token));
-                t.chars.push(chars);
-                t.token.clear();
-                chars = 0;
-            }
-        }
-        if !t.token.is_empty() {
-            t.hashes.push(self.token_hash(&t.token));
+        let mut token = std::mem::take(&mut t.token);
+        for_each_token(text, &mut token, |token, chars| {
+            t.hashes.push(self.token_hash(token));
             t.chars.push(chars);
-            t.token.clear();
-        }
+            None::<()>
+        });
+        t.token = token;
     }
 
     /// The hash of tokens `i..j` as one run, and its length in characters (tokens joined by
@@ -302,28 +321,14 @@ impl LeakProbe {
         let longest = ((32 - self.runs.leading_zeros()).saturating_sub(1) as usize).max(1);
         t.hashes.clear();
         t.chars.clear();
-        t.token.clear();
         let mut whole = Run::default();
-        let mut chars = 0;
-        for c in text.chars() {
-            if c.is_alphanumeric() {
-                if c.is_ascii() {
-                    t.token.push(c.to_ascii_lowercase());
-                } else {
-                    t.token.extend(c.to_lowercase());
-                }
-                chars += 1;
-            } else if !t.token.is_empty() {
-                if let Some(o) = self.token_ends(t, chars, longest, &mut whole) {
-                    return Some(o);
-                }
-                chars = 0;
-            }
-        }
-        if !t.token.is_empty()
-            && let Some(o) = self.token_ends(t, chars, longest, &mut whole)
-        {
-            return Some(o);
+        let mut token = std::mem::take(&mut t.token);
+        let found = for_each_token(text, &mut token, |token, chars| {
+            self.token_ends(t, token, chars, longest, &mut whole)
+        });
+        t.token = token;
+        if found.is_some() {
+            return found;
         }
         if self.long && whole.tokens > MAX_RUN && whole.len >= MIN_LEN {
             return self
@@ -334,18 +339,17 @@ impl LeakProbe {
         None
     }
 
-    /// A token of `chars` characters (in `t.token`) has been read: hashes it into the whole
-    /// value's run and into the window of the last `longest` tokens, then looks up every run
+    /// `token`, of `chars` characters, has been read: hashes it into the whole value's run and into the window of the last `longest` tokens, then looks up every run
     /// that ends with it (the same hashes as [`LeakProbe::run`]).
     fn token_ends(
         &self,
         t: &mut Tokens,
+        token: &str,
         chars: usize,
         longest: usize,
         whole: &mut Run,
     ) -> Option<u32> {
-        let x = self.token_hash(&t.token);
-        t.token.clear();
+        let x = self.token_hash(token);
         whole.hash = whole.hash.wrapping_mul(RUN_BASE).wrapping_add(x);
         whole.len += chars + usize::from(whole.tokens > 0);
         whole.tokens += 1;
