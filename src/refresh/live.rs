@@ -329,31 +329,7 @@ fn listing_text(listed: &[Listed]) -> String {
     let header = [
         "database", "state", "built", "live", "pinned", "snapshot", "size",
     ];
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: &[&str], out: &mut String| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i == cells.len() - 1 {
-                text.push_str(&format!("{cell:>w$}"));
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&header, &mut out);
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells, &mut out);
-    }
-    out
+    crate::output::text_table(header, &rows)
 }
 
 /// `restage generations --pin NAME` / `--unpin NAME`.
