@@ -325,37 +325,13 @@ async fn locked(
         Ok(built) => built,
         Err(e) => return Err(crate::refresh::abandon(lock, &building, e).await),
     };
-    if let Some(cache) = &settings.cache
-        && cache.required
-        && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await
-    {
-        let e = Error::Runtime(format!(
-            "{e}; cache.required is true, so staging was not swapped (unchanged)"
-        ));
+    if let Err(e) = crate::refresh::require_cache(settings.cache.as_ref()).await {
         return Err(crate::refresh::abandon(lock, &building, e).await);
     }
 
     let stage = Stage::start(ui, "swap");
-    let outcome = match swap::swap(
-        lock,
-        admin,
-        &building,
-        settings.target.adopt,
-        settings.target.lock_timeout,
-        &mut signal,
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        Err(mut e) => {
-            if let Error::Interrupted { outcome, .. } = &mut e {
-                *outcome = "the database this run built was removed, staging is unchanged".into();
-            } else if let Error::Runtime(message) = &mut e {
-                message.push_str("; the database this run built was removed");
-            }
-            return Err(crate::refresh::abandon(lock, &building, e).await);
-        }
-    };
+    let outcome =
+        crate::refresh::swap_built(lock, admin, &building, &settings.target, &mut signal).await?;
     built
         .stages
         .push(timing("swap", stage.done().as_secs_f64()));

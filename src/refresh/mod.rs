@@ -319,32 +319,13 @@ async fn locked(
     };
 
     // A required cache must be reachable before staging changes.
-    if let Err(e) = require_cache(settings).await {
+    if let Err(e) = require_cache(settings.cache.as_ref()).await {
         return Err(abandon(lock, &building, e).await);
     }
     pause::point("before-swap").await;
 
     let stage = Stage::start(ui, "swap");
-    let outcome = match swap::swap(
-        lock,
-        admin,
-        &building,
-        settings.target.adopt,
-        settings.target.lock_timeout,
-        &mut signal,
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        Err(mut e) => {
-            if let Error::Interrupted { outcome, .. } = &mut e {
-                *outcome = "the database this run built was removed, staging is unchanged".into();
-            } else if let Error::Runtime(message) = &mut e {
-                message.push_str("; the database this run built was removed");
-            }
-            return Err(abandon(lock, &building, e).await);
-        }
-    };
+    let outcome = swap_built(lock, admin, &building, &settings.target, &mut signal).await?;
     let swap_seconds = stage.done().as_secs_f64();
 
     // Staging is live. A signal that came during the COMMIT is acted on now.
@@ -524,6 +505,40 @@ async fn plan_on_staging(
 
 /// Removes the database this run reserved or built, after a failure; returns the failure,
 /// saying so when the database could not be removed.
+/// Swaps `building` in (see [`swap::swap`]); when the swap fails, the database this run
+/// built is removed ([`abandon`]) and the error says so. `refresh` and `restore` end with it.
+pub(crate) async fn swap_built<S>(
+    lock: &RunLock,
+    admin: &Client,
+    building: &str,
+    target: &settings::TargetSettings,
+    signal: &mut S,
+) -> Result<SwapOutcome>
+where
+    S: std::future::Future<Output = &'static str> + Unpin,
+{
+    match swap::swap(
+        lock,
+        admin,
+        building,
+        target.adopt,
+        target.lock_timeout,
+        signal,
+    )
+    .await
+    {
+        Ok(outcome) => Ok(outcome),
+        Err(mut e) => {
+            if let Error::Interrupted { outcome, .. } = &mut e {
+                *outcome = "the database this run built was removed, staging is unchanged".into();
+            } else if let Error::Runtime(message) = &mut e {
+                message.push_str("; the database this run built was removed");
+            }
+            Err(abandon(lock, building, e).await)
+        }
+    }
+}
+
 pub(crate) async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Error {
     if let Err(cleanup) = generations::drop_own(lock, building).await {
         tracing::warn!(error = %cleanup, "could not remove the half-built database; the next run will");
@@ -537,8 +552,8 @@ pub(crate) async fn abandon(lock: &RunLock, building: &str, mut e: Error) -> Err
 }
 
 /// With `cache.required`, the cache must answer before staging changes.
-pub(crate) async fn require_cache(settings: &Settings) -> Result<()> {
-    if let Some(cache) = &settings.cache
+pub(crate) async fn require_cache(cache: Option<&CacheSettings>) -> Result<()> {
+    if let Some(cache) = cache
         && cache.required
         && let Err(e) = warm::Cache::new(cache.url.clone()).connect().await
     {
