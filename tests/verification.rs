@@ -378,3 +378,181 @@ async fn a_spaced_or_parenthesised_phone_inside_a_sentence_is_caught() {
     )
     .await;
 }
+
+/// A `choice` whose listed values are the column's own (all of them, or one of several), in
+/// a column, in array elements and in a json path: exit 3 naming the column, no value
+/// printed, live staging unchanged. Invented values that meet a real one now and then pass;
+/// `allow_own_values: true` says shuffling the column's own categories is intended (and must
+/// be a boolean). A mask whose kept ends cover a `char(n)` is refused at load time (exit 2).
+#[tokio::test]
+async fn a_choice_of_the_columns_own_values_fails() {
+    let setup = Setup::new(
+        "vfychoice",
+        r#"
+        CREATE TABLE members (
+            id int PRIMARY KEY,
+            tier text NOT NULL,
+            tags text[] NOT NULL,
+            prefs jsonb NOT NULL,
+            company text NOT NULL,
+            code char(4) NOT NULL
+        );
+        INSERT INTO members SELECT g,
+               (ARRAY['bronzetier', 'silvertier', 'goldtier'])[1 + g % 3],
+               ARRAY[(ARRAY['redtag', 'bluetag'])[1 + g % 2]],
+               jsonb_build_object('color', (ARRAY['redcolor', 'bluecolor', 'greencolor'])[1 + g % 3]),
+               CASE WHEN g % 500 = 0 THEN 'Acme Corp' ELSE 'Company ' || g END,
+               lpad((g % 10000)::text, 4, '0')
+          FROM generate_series(1, 3000) g;
+        "#,
+        "strict: off",
+    )
+    .await;
+    let rules = |tier: &str, tags: &str, color: &str, code: &str| {
+        format!(
+            r#"
+tables:
+  public.members:
+    tier: {tier}
+    tags: {tags}
+    prefs: {{ transform: json, paths: {{ "$.color": {color} }} }}
+    company: {{ transform: choice, values: [Acme Corp, Globex, Initech] }}
+    code: {code}
+"#
+        )
+    };
+    let good = rules(
+        "{ transform: choice, values: [tin, lead, zinc] }",
+        "{ transform: choice, values: [alpha, beta] }",
+        "{ transform: choice, values: [mauve, teal] }",
+        "{ transform: mask, keep_last: 2 }",
+    );
+    setup.write_rules("r.yaml", &good);
+    // Invented values: 'Acme Corp' is a real company of 6 rows in 3,000, below 1 %.
+    let (code, stdout, stderr) = setup.run(&["refresh", "--json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
+    let company = report["verification"]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .find(|c| c["column"] == "public.members.company")
+        .expect("company verdict")
+        .clone();
+    assert_eq!(company["among_listed"], 6, "{company}");
+    assert_eq!(company["verdict"], "ok", "{company}");
+
+    let own = "{ transform: choice, values: [bronzetier, silvertier, goldtier] }";
+    let one_own = "{ transform: choice, values: [goldtier, platinum, diamond] }";
+    let cases = [
+        (
+            rules(
+                own,
+                "{ transform: choice, values: [alpha, beta] }",
+                "{ transform: choice, values: [mauve, teal] }",
+                "{ transform: mask, keep_last: 2 }",
+            ),
+            "public.members.tier (choice): 3000 of 3000 values are among the rule's listed values",
+        ),
+        (
+            rules(
+                one_own,
+                "{ transform: choice, values: [alpha, beta] }",
+                "{ transform: choice, values: [mauve, teal] }",
+                "{ transform: mask, keep_last: 2 }",
+            ),
+            "public.members.tier (choice): 1000 of 3000 values are among the rule's listed values",
+        ),
+        (
+            rules(
+                "{ transform: choice, values: [tin, lead, zinc] }",
+                "{ transform: choice, values: [bluetag, redtag] }",
+                "{ transform: choice, values: [mauve, teal] }",
+                "{ transform: mask, keep_last: 2 }",
+            ),
+            "public.members.tags (choice): 3000 of 3000 values are among the rule's listed values",
+        ),
+        (
+            rules(
+                "{ transform: choice, values: [tin, lead, zinc] }",
+                "{ transform: choice, values: [alpha, beta] }",
+                "{ transform: choice, values: [greencolor, redcolor, bluecolor] }",
+                "{ transform: mask, keep_last: 2 }",
+            ),
+            "public.members.prefs $.color (choice): 3000 of 3000 values are among the rule's listed values",
+        ),
+    ];
+    for (rules, expected) in &cases {
+        setup.write_rules("r.yaml", rules);
+        let (code, stdout, stderr) = setup.run(&["refresh"]);
+        let out = format!("{stdout}\n{stderr}");
+        assert_eq!(code, 3, "{rules}\n{out}");
+        assert!(stderr.contains(expected), "{expected}\n{out}");
+        assert!(stderr.contains("allow_own_values: true"), "{out}");
+        assert!(stderr.contains("staging was not swapped"), "{out}");
+        for value in [
+            "bronzetier",
+            "silvertier",
+            "goldtier",
+            "redtag",
+            "bluetag",
+            "redcolor",
+            "greencolor",
+            "Company 1",
+            "0001",
+        ] {
+            assert!(
+                !out.contains(value),
+                "a value ({value}) in the output:\n{out}"
+            );
+        }
+        let staging = setup.staging().await;
+        let n: i64 = harness::scalar(
+            &staging,
+            "SELECT count(*) FROM members WHERE tier LIKE '%tier' OR tags::text LIKE '%tag%' OR prefs->>'color' LIKE '%color'",
+        )
+        .await;
+        assert_eq!(n, 0, "live staging changed: {rules}");
+    }
+
+    // Intended: the column's own categories shuffled.
+    setup.write_rules(
+        "r.yaml",
+        &rules(
+            "{ transform: choice, values: [bronzetier, silvertier, goldtier], allow_own_values: true }",
+            "{ transform: choice, values: [alpha, beta] }",
+            "{ transform: choice, values: [mauve, teal] }",
+            "{ transform: mask, keep_last: 2 }",
+        ),
+    );
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // Load-time mistakes: exit 2, nothing built.
+    for (tier, code_rule, expected) in [
+        (
+            "{ transform: choice, values: [tin], allow_own_values: maybe }",
+            "{ transform: mask, keep_last: 2 }",
+            "allow_own_values",
+        ),
+        (
+            "{ transform: choice, values: [tin] }",
+            "{ transform: mask, keep_last: 4 }",
+            "covers every value of character(4)",
+        ),
+    ] {
+        setup.write_rules(
+            "r.yaml",
+            &rules(
+                tier,
+                "{ transform: choice, values: [alpha, beta] }",
+                "{ transform: choice, values: [mauve, teal] }",
+                code_rule,
+            ),
+        );
+        let (code, stdout, stderr) = setup.run(&["refresh"]);
+        assert_eq!(code, 2, "{tier} {code_rule}\n{stdout}\n{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains("members"), "{stderr}");
+    }
+}

@@ -72,48 +72,11 @@ pub async fn build(
     } = prepared;
     let mut stages = Vec::new();
 
-    let stage = Stage::start(ui, "schema");
-    let archive =
-        schema::dump(tools, &settings.source, &snapshot.id, settings.lock_timeout).await?;
-    schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
-    let mut left_out = Vec::new();
-    if archive.user_mappings_left_out > 0 {
-        left_out.push(format!(
-            "{} user mapping(s) of production (remote users and passwords)",
-            archive.user_mappings_left_out
-        ));
-    }
-    if archive.has_servers {
-        let servers = foreign::read_servers(snapshot.leader(), &settings.source.display).await?;
-        let client = db::connect(&target, db::Role::Target).await?;
-        left_out.extend(foreign::create_servers(&client, &server, &servers).await?);
-        drop(client);
-        schema::restore(
-            tools,
-            &archive,
-            &target,
-            schema::Section::PreDataAfterServers,
-            1,
-        )
-        .await?;
-    }
-    {
-        let client = db::connect(&target, db::Role::Target).await?;
-        left_out.extend(foreign::strip_wrapper_options(&client, &server).await?);
-    }
-    stages.push(timing("schema (pre-data)", stage.done().as_secs_f64()));
-    pause::point("pre-data").await;
-
-    let sequence_values = sequences::read(
-        snapshot.leader(),
-        &settings.source.display,
-        &catalog.sequences,
-    )
-    .await?;
-
     // The leak probe's sample of the source, before the data stage: the rows are checked as
     // they go through (the identity check and the probe, see verify.rs), and nothing is read
-    // back from the new database.
+    // back from the new database. It reads production in the snapshot while pre-data is
+    // restored into the new database (pg_restore, another server session), so it costs only
+    // what it takes longer than pre-data: that wait is its stage timing.
     // Generated data (`source.mode: synthetic`) holds no production value to look for and no
     // production input a rule could leave unchanged: no rule's source is sampled or checked.
     let no_rules = crate::rules::BoundRules::default();
@@ -122,15 +85,65 @@ pub async fn build(
     } else {
         &prepared_rules
     };
-    let stage = Stage::start(ui, "leak sample");
-    let probe = verify::sample_source(
+    let sample = verify::sample_source(
         snapshot.leader(),
         &settings.source.display,
         &catalog,
         checked_rules,
+    );
+    let pre_data = async {
+        let stage = Stage::start(ui, "schema");
+        let archive =
+            schema::dump(tools, &settings.source, &snapshot.id, settings.lock_timeout).await?;
+        schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+        let mut left_out = Vec::new();
+        if archive.user_mappings_left_out > 0 {
+            left_out.push(format!(
+                "{} user mapping(s) of production (remote users and passwords)",
+                archive.user_mappings_left_out
+            ));
+        }
+        if archive.has_servers {
+            let servers =
+                foreign::read_servers(snapshot.leader(), &settings.source.display).await?;
+            let client = db::connect(&target, db::Role::Target).await?;
+            left_out.extend(foreign::create_servers(&client, &server, &servers).await?);
+            drop(client);
+            schema::restore(
+                tools,
+                &archive,
+                &target,
+                schema::Section::PreDataAfterServers,
+                1,
+            )
+            .await?;
+        }
+        {
+            let client = db::connect(&target, db::Role::Target).await?;
+            left_out.extend(foreign::strip_wrapper_options(&client, &server).await?);
+        }
+        let seconds = stage.done().as_secs_f64();
+        pause::point("pre-data").await;
+        Ok::<_, Error>((archive, left_out, seconds))
+    };
+    let started = Instant::now();
+    let (probe, pre_data) = tokio::join!(sample, pre_data);
+    let (archive, mut left_out, pre_data_seconds) = pre_data?;
+    let probe = probe?;
+    stages.push(timing("schema (pre-data)", pre_data_seconds));
+    // What the sample added to the wall time: its wait after pre-data was done.
+    stages.push(timing(
+        "leak sample",
+        (started.elapsed().as_secs_f64() - pre_data_seconds).max(0.0),
+    ));
+
+    let sequence_values = sequences::read(
+        snapshot.leader(),
+        &settings.source.display,
+        &catalog.sequences,
     )
     .await?;
-    stages.push(timing("leak sample", stage.done().as_secs_f64()));
+
     let verifier = verify::StreamVerifier::new(probe, &catalog, checked_rules);
     // The jobs were planned before: their row plans take their table's checks now (a reload
     // after a rescale plans its jobs from the rules, which hold the verifier).

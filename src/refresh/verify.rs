@@ -642,7 +642,6 @@ pub async fn verify(
         .get()
         .await
         .map_err(|e| DbError::other(server, format!("connecting for verification: {e}")))?;
-    let catalog = Catalog::read(&client, server).await?;
     let mut report = VerifyReport {
         leak_values_checked: probe.values(),
         ..VerifyReport::default()
@@ -660,9 +659,18 @@ pub async fn verify(
             .collect();
     }
 
-    // One pass per table: its text-like columns (for leaks) and its row count.
+    // One pass per table: its text-like columns (for leaks) and its row count. Without counts
+    // to check and nothing to look for (a refresh: its rows were probed and counted in the
+    // stream), nothing is read, not even the catalog: only the foreign keys remain.
+    let scan_needed = expected.is_some() || probe.values() > 0;
+    let catalog = if scan_needed {
+        Some(Catalog::read(&client, server).await?)
+    } else {
+        None
+    };
     let tables: Vec<(QualifiedName, Vec<(String, ScanAs)>)> = catalog
-        .data_tables()
+        .iter()
+        .flat_map(|catalog| catalog.data_tables())
         .map(|t| {
             let cols = t
                 .columns
@@ -673,18 +681,19 @@ pub async fn verify(
             (t.name.clone(), cols)
         })
         .collect();
-    // Without counts to check, only tables with text-like columns need reading, and none at
-    // all when there is nothing to look for.
+    // Without counts to check, only tables with text-like columns need reading.
     let tables: Vec<(QualifiedName, Vec<(String, ScanAs)>)> = match expected {
         Some(_) => tables,
-        None if probe.values() == 0 => Vec::new(),
         None => tables.into_iter().filter(|(_, c)| !c.is_empty()).collect(),
     };
+    let encoding = catalog
+        .as_ref()
+        .map(|c| c.encoding.as_str())
+        .unwrap_or("UTF8");
     let results: Vec<Result<TableScan, DbError>> = futures_util::stream::iter(tables)
         .map(|(table, columns)| {
             let pool = staging.clone();
             let server = server.to_string();
-            let encoding = &catalog.encoding;
             async move {
                 let client = pool.get().await.map_err(|e| {
                     DbError::other(&server, format!("connecting for verification: {e}"))
@@ -724,62 +733,82 @@ pub async fn verify(
             .push("row counts not checked: this database has no plan recorded by restage".into());
     }
 
-    // Foreign keys: those validated when they were created hold; NOT VALID ones are checked.
+    check_foreign_keys(&client, server, &mut report).await?;
+    report.passed = report.leaks.is_empty()
+        && report.count_mismatches.is_empty()
+        && report.foreign_key_violations.is_empty();
+    Ok(report)
+}
+
+/// Foreign keys, as the database itself holds them (not as production's catalog listed
+/// them): those validated when they were created hold, so only NOT VALID ones are checked,
+/// each with one anti-join. One catalog query; constraints are told apart by their table,
+/// not by name alone (two tables may each have a constraint of the same name). A key on a
+/// partitioned table is checked once, on the parent, which reads every partition.
+async fn check_foreign_keys(
+    client: &Client,
+    server: &str,
+    report: &mut VerifyReport,
+) -> Result<(), DbError> {
     let fks = client
         .query(
             "SELECT con.conname::text, format('%I.%I', n.nspname, c.relname), con.convalidated,
-                    pg_get_constraintdef(con.oid)
-               FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+                    format('%I.%I', rn.nspname, r.relname),
+                    ARRAY(SELECT quote_ident(a.attname::text)
+                            FROM unnest(con.conkey) WITH ORDINALITY k(attnum, i)
+                            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+                           ORDER BY k.i),
+                    ARRAY(SELECT quote_ident(a.attname::text)
+                            FROM unnest(con.confkey) WITH ORDINALITY k(attnum, i)
+                            JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                           ORDER BY k.i)
+               FROM pg_constraint con
+               JOIN pg_class c ON c.oid = con.conrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE con.contype = 'f' AND con.conparentid = 0",
+               JOIN pg_class r ON r.oid = con.confrelid
+               JOIN pg_namespace rn ON rn.oid = r.relnamespace
+              WHERE con.contype = 'f' AND con.conparentid = 0
+              ORDER BY 2, 1",
             &[],
         )
         .await
         .map_err(|e| DbError::new(server, "listing foreign keys", e))?;
     report.foreign_keys_checked = fks.len();
-    for fk in catalog.foreign_keys.iter() {
-        let validated = fks
+    for fk in fks.iter().filter(|r| !r.get::<_, bool>(2)) {
+        let name: String = fk.get(0);
+        let table: String = fk.get(1);
+        let referenced: String = fk.get(3);
+        let columns: Vec<String> = fk.get(4);
+        let referenced_columns: Vec<String> = fk.get(5);
+        let join: Vec<String> = columns
             .iter()
-            .find(|r| r.get::<_, String>(0) == fk.name)
-            .map(|r| r.get::<_, bool>(2))
-            .unwrap_or(true);
-        if validated {
-            continue;
-        }
-        let join: Vec<String> = fk
-            .columns
-            .iter()
-            .zip(&fk.referenced_columns)
-            .map(|(c, r)| format!("p.{} = c.{}", quote_ident(r), quote_ident(c)))
+            .zip(&referenced_columns)
+            .map(|(c, r)| format!("p.{r} = c.{c}"))
             .collect();
-        let not_null: Vec<String> = fk
-            .columns
+        let not_null: Vec<String> = columns
             .iter()
-            .map(|c| format!("c.{} IS NOT NULL", quote_ident(c)))
+            .map(|c| format!("c.{c} IS NOT NULL"))
             .collect();
+        // MATCH SIMPLE (the default): a row with any NULL in the key references nothing.
         let sql = format!(
-            "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-            fk.table.sql(),
+            "SELECT count(*) FROM {table} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE {})",
             not_null.join(" AND "),
-            fk.referenced.sql(),
             join.join(" AND ")
         );
         let bad: i64 = client
             .query_one(&sql, &[])
             .await
-            .map_err(|e| DbError::new(server, format!("checking foreign key {}", fk.name), e))?
+            .map_err(|e| {
+                DbError::new(server, format!("checking foreign key {name} on {table}"), e)
+            })?
             .get(0);
         if bad > 0 {
             report.foreign_key_violations.push(format!(
-                "{} on {} ({bad} rows; the constraint is NOT VALID, so it was not checked when created)",
-                fk.name, fk.table
+                "{name} on {table} ({bad} rows; the constraint is NOT VALID, so it was not checked when created)"
             ));
         }
     }
-    report.passed = report.leaks.is_empty()
-        && report.count_mismatches.is_empty()
-        && report.foreign_key_violations.is_empty();
-    Ok(report)
+    Ok(())
 }
 
 struct TableScan {
@@ -894,6 +923,10 @@ pub struct ColumnVerdict {
     pub unchanged: u64,
     /// How many chance explains.
     pub expected_by_chance: f64,
+    /// For a rule drawing from listed values: how many inputs were among them (see
+    /// [`ALLOW_OWN_VALUES`](crate::transform::registry::ALLOW_OWN_VALUES)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub among_listed: Option<u64>,
     /// `ok`, or what is wrong (never a value).
     pub verdict: String,
     pub failed: bool,
@@ -905,6 +938,8 @@ struct Counted {
     values: u64,
     unchanged: u64,
     expected: f64,
+    /// Inputs among the rule's listed values ([`Identity::listed`]).
+    among_listed: u64,
 }
 
 /// What the rule of a column (or json path) is checked against.
@@ -913,6 +948,12 @@ struct Identity {
     rule: String,
     chance: ChanceUnchanged,
     must_change: bool,
+    /// The values the rule draws its outputs from, when it lists them
+    /// ([`TransformDef::listed_outputs`]): inputs among them are counted.
+    listed: Option<Arc<std::collections::HashSet<String>>>,
+    /// The column is an array: its rule applies to each element, so the inputs compared
+    /// with `listed` are the elements.
+    array: bool,
 }
 
 #[derive(Debug)]
@@ -982,6 +1023,20 @@ fn count(counted: &mut Counted, identity: &Identity, input: &str, output: Option
     counted.expected += chance_of(identity.chance, input);
     if output == Some(input) {
         counted.unchanged += 1;
+    }
+    if let Some(listed) = &identity.listed {
+        if identity.array {
+            // An array literal the rule could read: its non-null elements, each an input.
+            let elements = crate::transform::array::elements(input).unwrap_or_default();
+            let among = elements
+                .iter()
+                .flatten()
+                .filter(|e| listed.contains(e.as_str()))
+                .count();
+            counted.among_listed += among.min(1) as u64;
+        } else if listed.contains(input) {
+            counted.among_listed += 1;
+        }
     }
 }
 
@@ -1138,6 +1193,10 @@ fn identity_of(def: &'static TransformDef, spec: &RuleSpec) -> Identity {
         chance: def.chance_unchanged(spec),
         // A json rule's paths say whether each must reach something.
         must_change: def.must_change_something(spec) && !def.holds_rules_by_path(),
+        listed: def
+            .listed_outputs(spec)
+            .map(|values| Arc::new(values.into_iter().collect())),
+        array: false,
     }
 }
 
@@ -1207,7 +1266,16 @@ impl StreamVerifier {
                         } else {
                             scan_as(&column.ty.kind)
                         },
-                        identity: ruled.as_ref().map(|(d, s)| identity_of(d, s)),
+                        identity: ruled.as_ref().map(|(d, s)| {
+                            let mut identity = identity_of(d, s);
+                            // An enum's values can only be its own labels: no invented
+                            // value could be listed, so the count does not apply.
+                            if column.ty.kind == TypeKind::Enum {
+                                identity.listed = None;
+                            }
+                            identity.array = column.ty.array;
+                            identity
+                        }),
                         paths: ruled
                             .as_ref()
                             .filter(|(d, _)| d.holds_rules_by_path())
@@ -1322,6 +1390,7 @@ impl Counted {
         self.values += other.values;
         self.unchanged += other.unchanged;
         self.expected += other.expected;
+        self.among_listed += other.among_listed;
     }
 }
 
@@ -1342,6 +1411,7 @@ fn judge(
         values_checked: c.values,
         unchanged: c.unchanged,
         expected_by_chance: c.expected,
+        among_listed: identity.listed.as_ref().map(|_| c.among_listed),
         verdict: "ok".into(),
         failed: false,
     };
@@ -1375,6 +1445,23 @@ fn judge(
             c.values,
             plural(c.values),
             c.expected
+        ))
+    } else if identity.listed.is_some()
+        && too_many(
+            c.among_listed,
+            crate::transform::registry::OWN_VALUES_SHARE * c.values as f64,
+        )
+    {
+        // Listed values that are the column's own: each row keeps its value 1 time in as
+        // many as listed, which the count of unchanged values cannot tell from chance.
+        v.verdict = "draws from its own values".into();
+        Some(format!(
+            "{label} ({}): {} of {} value{} are among the rule's listed values — it draws staging's values from the column's own, keeping each row's value by chance (list invented values, or write `{}: true` on the rule if shuffling the column's own categories is intended)",
+            identity.rule,
+            c.among_listed,
+            c.values,
+            plural(c.values),
+            crate::transform::registry::ALLOW_OWN_VALUES
         ))
     } else {
         None
@@ -1600,6 +1687,7 @@ mod tests {
                 values,
                 unchanged,
                 expected,
+                among_listed: 0,
             },
             true,
             &mut Vec::new(),

@@ -188,7 +188,7 @@ pub fn push_element(element: &str, out: &mut String) {
 }
 
 /// Checks a literal and returns its elements (None for NULL), for validating `constant`
-/// values on array columns.
+/// values on array columns and for verification's count of a `choice`'s listed inputs.
 pub fn elements(literal: &str) -> Result<Vec<Option<String>>, TransformError> {
     let mut found = Vec::new();
     let mut sink = String::new();

@@ -133,6 +133,8 @@ pub(crate) fn bind_choice(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindErro
     b.accept()?;
     b.check_locale()?;
     b.refuse_unique("it has only as many outputs as listed values")?;
+    // Read by verification, not by the transform: checked to be a boolean here.
+    b.boolean(super::registry::ALLOW_OWN_VALUES)?;
     let values = match b.get("values") {
         None => return Err(b.missing("values")),
         Some(Value::Sequence(items)) if items.is_empty() => {

@@ -26,6 +26,21 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
     b.check_locale()?;
     b.refuse_unique("it keeps parts of the value, so distinct values can get the same mask")?;
     b.fit()?;
+    // A mask whose kept ends cover the longest value the column can hold keeps nothing: every
+    // value is masked entirely (see `apply`), which is not what its parameters say. Visible
+    // from the type alone, so it is refused at load time rather than found by verification.
+    if let Some(max_len) = b.column.ty.max_len
+        && keep_first + keep_last >= max_len
+    {
+        return Err(b.bad(
+            if keep_last > 0 { "keep_last" } else { "keep_first" },
+            format!(
+                "leaves nothing to mask: keep_first + keep_last = {} covers every value of {} (at most {max_len} characters), so every value would be masked entirely; keep fewer characters",
+                keep_first + keep_last,
+                b.column.ty.name
+            ),
+        ));
+    }
     Ok(Arc::new(Mask {
         keep_first,
         keep_last,
@@ -128,6 +143,56 @@ mod tests {
         assert_eq!(
             bind_err(&RuleSpec::named("mask"), &col(&date)),
             "`mask` does not fit column type date (it takes text types (text, varchar, char, citext) and arrays of them)"
+        );
+    }
+
+    /// Kept ends that cover the longest value the type holds are refused at load time:
+    /// `char(n)`, `varchar(n)` and arrays of them; shorter keeps and unbounded types bind.
+    #[test]
+    fn keeps_covering_the_type_are_refused() {
+        let bounded = |name: &str, n: usize, array: bool| {
+            let mut t = ty(name, TypeKind::Text);
+            t.max_len = Some(n);
+            t.array = array;
+            t
+        };
+        let char4 = bounded("character(4)", 4, false);
+        assert_eq!(
+            bind_err(&spec("{ transform: mask, keep_last: 4 }"), &col(&char4)),
+            "`mask`: parameter `keep_last` leaves nothing to mask: keep_first + keep_last = 4 covers every value of character(4) (at most 4 characters), so every value would be masked entirely; keep fewer characters"
+        );
+        let varchar6 = bounded("character varying(6)", 6, false);
+        assert!(
+            bind_err(
+                &spec("{ transform: mask, keep_first: 3, keep_last: 3 }"),
+                &col(&varchar6)
+            )
+            .contains("keep_first + keep_last = 6")
+        );
+        assert!(
+            bind_err(&spec("{ transform: mask, keep_first: 9 }"), &col(&varchar6))
+                .contains("parameter `keep_first` leaves nothing to mask")
+        );
+        let array = bounded("character(2)[]", 2, true);
+        assert!(
+            bind_err(&spec("{ transform: mask, keep_last: 2 }"), &col(&array))
+                .contains("leaves nothing to mask")
+        );
+        assert!(
+            bind_on(
+                &spec("{ transform: mask, keep_first: 2, keep_last: 3 }"),
+                &varchar6,
+                false
+            )
+            .is_ok()
+        );
+        assert!(
+            bind_on(
+                &spec("{ transform: mask, keep_last: 400 }"),
+                text_col().ty,
+                false
+            )
+            .is_ok()
         );
     }
 

@@ -593,12 +593,20 @@ pub static LOREM: TransformDef = TransformDef {
 pub static CHOICE: TransformDef = TransformDef {
     name: "choice",
     doc: "one of the listed values, picked by the value's seed",
-    params: &[ParamDef {
-        name: "values",
-        kind: ParamKind::Values,
-        need: Need::Required,
-        doc: "a non-empty list of values",
-    }],
+    params: &[
+        ParamDef {
+            name: "values",
+            kind: ParamKind::Values,
+            need: Need::Required,
+            doc: "a non-empty list of values",
+        },
+        ParamDef {
+            name: ALLOW_OWN_VALUES,
+            kind: ParamKind::Bool,
+            need: Need::Optional,
+            doc: "`true`: the listed values may be the column's own values (a category shuffled among its own categories; each row keeps its value 1 time in as many as listed). Without it, verification fails a run where more than 1 % of the column's values are listed values",
+        },
+    ],
     fits: Fits::ANY,
     effect: Effect::ReplacesWhole,
     output_space: OutputSpace::Listed,
@@ -608,11 +616,18 @@ pub static CHOICE: TransformDef = TransformDef {
     in_json: AS_TEXT,
     distinct: Distinct::Never,
     nulls: Nulls::FromNull,
-    examples: &[example(
-        "{ transform: choice, values: [bronze, silver, gold] }",
-        "text",
-        Some("platinum"),
-    )],
+    examples: &[
+        example(
+            "{ transform: choice, values: [bronze, silver, gold] }",
+            "text",
+            Some("platinum"),
+        ),
+        example(
+            "{ transform: choice, values: [new, open, closed], allow_own_values: true }",
+            "text",
+            Some("open"),
+        ),
+    ],
     bind: basic::bind_choice,
 };
 

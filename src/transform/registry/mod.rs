@@ -441,6 +441,31 @@ impl TransformDef {
         }
     }
 
+    /// The outputs a rule of this transform (as written: `spec`) draws from, as text, when
+    /// they are listed in the rule ([`OutputSpace::Listed`]) and the rule does not say
+    /// `allow_own_values: true`: verification counts the inputs among them, since a rule
+    /// whose listed values are the column's own values passes the identity check by chance
+    /// alone (see [`OWN_VALUES_SHARE`]).
+    pub fn listed_outputs(&self, spec: &super::RuleSpec) -> Option<Vec<String>> {
+        if self.output_space != OutputSpace::Listed
+            || matches!(
+                spec.params.get(ALLOW_OWN_VALUES),
+                Some(serde_yaml::Value::Bool(true))
+            )
+        {
+            return None;
+        }
+        match spec.params.get("values") {
+            Some(serde_yaml::Value::Sequence(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(super::params::scalar_text)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// True when a rule of this transform is meant to change part of a value and should
     /// change some value of a column it rules (or reach some document, for a `json` path):
     /// the transforms that keep part of a value, unless the rule says
@@ -476,6 +501,20 @@ impl TransformDef {
         self.bind
     }
 }
+
+/// The parameter of a rule drawing from listed values ([`OutputSpace::Listed`]) saying that
+/// the listed values may be the column's own values (a category shuffled among its own
+/// categories): without it, verification fails a run where more than
+/// [`OWN_VALUES_SHARE`] of a column's inputs are among the rule's listed values (see
+/// [`TransformDef::listed_outputs`]). It does not change any output.
+pub const ALLOW_OWN_VALUES: &str = "allow_own_values";
+
+/// The share of a column's inputs that may be among its rule's listed values before
+/// verification calls the rule a draw from the column's own values: such a rule keeps each
+/// row's value 1 time in as many as it lists, indistinguishably from chance, and rows that
+/// shared a value share its output. Invented values meet real ones rarely; a list that holds
+/// the column's categories meets nearly every input.
+pub const OWN_VALUES_SHARE: f64 = 0.01;
 
 /// True when the rule says `may_match_nothing: true`.
 pub fn may_match_nothing(spec: &super::RuleSpec) -> bool {
