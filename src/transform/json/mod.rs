@@ -14,14 +14,18 @@
 //!
 //! Documents are read with a parser of our own that keeps numbers exactly as written (serde
 //! would round numbers beyond f64 in the fields no rule touches) and key order and duplicate
-//! keys (`json` keeps them). Output is compact.
+//! keys (`json` keeps them). Output is compact. Where no value is both the end of one path
+//! and on the way of another (nearly always), the rules are applied while the document is read
+//! once ([`splice`]), without building its tree.
 //!
 //! The folder holds one concern per file: [`value`] (the document model and its parser),
 //! [`write`] (compact output), [`path`] (the path language and how a path reaches values),
+//! [`splice`] (the rules applied in one reading),
 //! [`sql`] (the same paths in PostgreSQL's SQL/JSON path language, for the leak check); this
 //! file binds the rule and applies it.
 
 mod path;
+mod splice;
 mod sql;
 mod value;
 mod write;
@@ -50,6 +54,9 @@ struct PathRule {
 #[derive(Debug)]
 struct JsonPaths {
     rules: Vec<PathRule>,
+    /// The paths can be applied in one reading of the document ([`splice::splices`]);
+    /// otherwise the document is parsed into a tree and the rules applied one by one.
+    splice: bool,
 }
 
 pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
@@ -121,7 +128,8 @@ pub(crate) fn bind(b: &Binder<'_>) -> Result<Arc<dyn Transform>, BindError> {
             });
         }
     }
-    Ok(Arc::new(JsonPaths { rules }))
+    let splice = splice::splices(&rules);
+    Ok(Arc::new(JsonPaths { rules, splice }))
 }
 
 impl Transform for JsonPaths {
@@ -135,6 +143,10 @@ impl Transform for JsonPaths {
         out: &mut String,
         observe: &mut dyn Observe,
     ) -> Result<Output, TransformError> {
+        if self.splice {
+            splice::apply(&self.rules, value, out, observe)?;
+            return Ok(Output::Value);
+        }
         let mut doc = parse(value)?;
         for rule in &self.rules {
             visit(&mut doc, &rule.steps, &mut |node| {
@@ -199,6 +211,21 @@ fn transform_node(
     };
     *node = new;
     Ok(())
+}
+
+/// An inner rule bound as `json` binds the rules of its paths, for the tests of the readers.
+#[cfg(test)]
+mod tests_support {
+    use std::sync::Arc;
+
+    use super::super::tests::{bind_on, spec};
+    use crate::transform::{Transform, registry};
+
+    pub(super) fn inner_rule(yaml: &str) -> Arc<dyn Transform> {
+        let rule = spec(yaml);
+        let def = registry::get(&rule.transform).expect("test transform");
+        bind_on(&rule, &def.json_value_type(), false).expect("test rule binds")
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use crate::transform::TransformError;
 
 /// Deeper documents are refused rather than risking the stack of a worker thread.
-const MAX_DEPTH: usize = 512;
+pub(super) const MAX_DEPTH: usize = 512;
 
 /// A JSON value as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,17 +20,13 @@ pub enum Json {
     Object(Vec<(String, Json)>),
 }
 
-fn not_json() -> TransformError {
+pub(super) fn not_json() -> TransformError {
     TransformError::new("a value is not valid JSON")
 }
 
 /// Reads a JSON document (RFC 8259, as PostgreSQL's json input accepts it).
 pub fn parse(text: &str) -> Result<Json, TransformError> {
-    let mut p = Parser {
-        bytes: text.as_bytes(),
-        text,
-        pos: 0,
-    };
+    let mut p = Parser::new(text);
     p.skip_ws();
     let value = p.value(0)?;
     p.skip_ws();
@@ -40,20 +36,37 @@ pub fn parse(text: &str) -> Result<Json, TransformError> {
     Ok(value)
 }
 
-struct Parser<'a> {
-    bytes: &'a [u8],
-    text: &'a str,
-    pos: usize,
+/// A reader of one document: the tree parser here, and the splicing reader of
+/// [`super::splice`], which reads the same grammar without building the tree.
+pub(super) struct Parser<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) text: &'a str,
+    pub(super) pos: usize,
 }
 
-impl Parser<'_> {
-    fn skip_ws(&mut self) {
+/// The error for a document nested deeper than [`MAX_DEPTH`].
+pub(super) fn too_deep() -> TransformError {
+    TransformError::new(format!(
+        "a JSON value is nested more than {MAX_DEPTH} levels deep"
+    ))
+}
+
+impl<'a> Parser<'a> {
+    pub(super) fn new(text: &'a str) -> Parser<'a> {
+        Parser {
+            bytes: text.as_bytes(),
+            text,
+            pos: 0,
+        }
+    }
+
+    pub(super) fn skip_ws(&mut self) {
         while matches!(self.bytes.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn eat(&mut self, literal: &str) -> bool {
+    pub(super) fn eat(&mut self, literal: &str) -> bool {
         if self.bytes[self.pos..].starts_with(literal.as_bytes()) {
             self.pos += literal.len();
             true
@@ -62,11 +75,9 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Json, TransformError> {
+    pub(super) fn value(&mut self, depth: usize) -> Result<Json, TransformError> {
         if depth > MAX_DEPTH {
-            return Err(TransformError::new(format!(
-                "a JSON value is nested more than {MAX_DEPTH} levels deep"
-            )));
+            return Err(too_deep());
         }
         match self.bytes.get(self.pos) {
             Some(b'{') => {
@@ -127,6 +138,12 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Result<Json, TransformError> {
+        let (start, end) = self.number_span()?;
+        Ok(Json::Number(self.text[start..end].to_string()))
+    }
+
+    /// Reads a number; where its text starts and ends.
+    pub(super) fn number_span(&mut self) -> Result<(usize, usize), TransformError> {
         let start = self.pos;
         let digits = |p: &mut Self| {
             let from = p.pos;
@@ -153,11 +170,36 @@ impl Parser<'_> {
                 return Err(not_json());
             }
         }
-        Ok(Json::Number(self.text[start..self.pos].to_string()))
+        Ok((start, self.pos))
+    }
+
+    /// A string starting at the opening quote, when it holds no escape (nor a control
+    /// character, which is invalid): its text between the quotes, the reader past the closing
+    /// quote. None, with the reader where it was, when it has an escape (read it with
+    /// [`Parser::string`]). Its text is then exactly what [`super::write_json`] writes.
+    pub(super) fn plain_string(&mut self) -> Result<Option<&'a str>, TransformError> {
+        let start = self.pos + 1;
+        let rest = self.bytes.get(start..).ok_or_else(not_json)?;
+        match memchr::memchr2(b'"', b'\\', rest) {
+            Some(n) if rest[n] == b'"' => {
+                let text = &rest[..n];
+                if text.iter().any(|&b| b < 0x20) {
+                    return Err(not_json());
+                }
+                self.pos = start + n + 1;
+                // The run ends at an ASCII byte, so it is a whole number of characters.
+                self.text
+                    .get(start..start + n)
+                    .map(Some)
+                    .ok_or_else(not_json)
+            }
+            Some(_) => Ok(None),
+            None => Err(not_json()),
+        }
     }
 
     /// A string starting at the opening quote.
-    fn string(&mut self) -> Result<String, TransformError> {
+    pub(super) fn string(&mut self) -> Result<String, TransformError> {
         self.pos += 1;
         let mut s = String::new();
         loop {

@@ -38,7 +38,7 @@ pub fn write_json(value: &Json, out: &mut String) {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+pub(super) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
