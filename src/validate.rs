@@ -42,8 +42,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
         return validate(config, args, ui, &settings, None).await;
     }
     let mut scratch = None;
-    let result = match crate::synthetic::resolve_settings(config, "validate", &mut scratch).await
-    {
+    let result = match crate::synthetic::resolve_settings(config, "validate", &mut scratch).await {
         Ok((settings, synthesizer)) => {
             validate(config, args, ui, &settings, Some(&synthesizer)).await
         }

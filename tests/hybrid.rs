@@ -60,7 +60,10 @@ async fn assert_remap_is_a_function(
             .unwrap_or_else(|| panic!("{key_sql}: row {row}: a non-NULL reference became NULL"));
         match image.get(original) {
             Some(seen) => {
-                assert_eq!(seen, &reference, "{key_sql}: rows that shared {original} do not share a parent");
+                assert_eq!(
+                    seen, &reference,
+                    "{key_sql}: rows that shared {original} do not share a parent"
+                );
                 shared += 1;
             }
             None => {
@@ -70,7 +73,10 @@ async fn assert_remap_is_a_function(
     }
     for (row, reference) in &after {
         if let Some(None) = before.get(row) {
-            assert!(reference.is_none(), "{key_sql}: row {row}: a NULL reference was filled");
+            assert!(
+                reference.is_none(),
+                "{key_sql}: row {row}: a NULL reference was filled"
+            );
         }
     }
     shared
@@ -120,19 +126,27 @@ async fn hybrid_copied_parents_generated_children_on_the_subset_fixture() {
     assert_eq!(count(&stg, "shipments").await, 300);
     // Copied: users subset, the copied tables that follow them kept valid; whole ones whole.
     let users = count(&stg, "users").await;
-    assert!(users > 300 && users < 2000, "a subset of the 2000 users: {users}");
+    assert!(
+        users > 300 && users < 2000,
+        "a subset of the 2000 users: {users}"
+    );
     assert_eq!(count(&stg, "products").await, 50);
     assert_eq!(count(&stg, "teams").await, 100);
     // Generated children reference copied parents that are there: many of them, not one.
-    let referenced: i64 =
-        harness::scalar(&stg, "SELECT count(DISTINCT user_id) FROM orders").await;
-    assert!(referenced > 100, "orders spread over the kept users: {referenced}");
+    let referenced: i64 = harness::scalar(&stg, "SELECT count(DISTINCT user_id) FROM orders").await;
+    assert!(
+        referenced > 100,
+        "orders spread over the kept users: {referenced}"
+    );
     let composite: i64 = harness::scalar(
         &stg,
         "SELECT count(*) FROM transfers t JOIN accounts a USING (region, account_no)",
     )
     .await;
-    assert_eq!(composite, 400, "every transfer points at a copied account (both columns)");
+    assert_eq!(
+        composite, 400,
+        "every transfer points at a copied account (both columns)"
+    );
     // The cycle: copied teams' captains remapped onto generated members.
     let captains: i64 = harness::scalar(
         &stg,
@@ -144,7 +158,10 @@ async fn hybrid_copied_parents_generated_children_on_the_subset_fixture() {
     let prod_emails = values(&prod, "users", "email").await;
     let stg_emails = values(&stg, "users", "email").await;
     assert!(!stg_emails.is_empty());
-    assert!(prod_emails.is_disjoint(&stg_emails), "a production email reached staging");
+    assert!(
+        prod_emails.is_disjoint(&stg_emails),
+        "a production email reached staging"
+    );
 
     let first = harness::table_checksums(&setup.staging_url()).await;
     drop(stg);
@@ -172,15 +189,34 @@ async fn hybrid_generated_parents_copied_children_on_the_subset_fixture() {
     let stg = setup.staging().await;
     let prod = setup.source.client().await;
     assert_foreign_keys_hold(&stg, 12).await;
-    for (table, rows) in [("users", 400), ("products", 10), ("accounts", 200), ("teams", 20)] {
+    for (table, rows) in [
+        ("users", 400),
+        ("products", 10),
+        ("accounts", 200),
+        ("teams", 20),
+    ] {
         assert_eq!(count(&stg, table).await, rows, "{table}: rows as planned");
     }
     // Copied tables: every row (no subsetting), none lost to the remap.
-    for table in ["orders", "order_items", "shipments", "transfers", "members", "events", "audit_log", "page_views"] {
-        assert_eq!(count(&stg, table).await, count(&prod, table).await, "{table}: copied whole");
+    for table in [
+        "orders",
+        "order_items",
+        "shipments",
+        "transfers",
+        "members",
+        "events",
+        "audit_log",
+        "page_views",
+    ] {
+        assert_eq!(
+            count(&stg, table).await,
+            count(&prod, table).await,
+            "{table}: copied whole"
+        );
     }
     // Deterministic remap, one key and a composite one; NULLs kept.
-    let shared = assert_remap_is_a_function(&prod, &stg, "SELECT id::text, user_id::text FROM orders").await;
+    let shared =
+        assert_remap_is_a_function(&prod, &stg, "SELECT id::text, user_id::text FROM orders").await;
     assert!(shared > 1000, "orders of one user stay together: {shared}");
     assert_remap_is_a_function(&prod, &stg, "SELECT id::text, user_id::text FROM shipments").await;
     assert_remap_is_a_function(&prod, &stg, "SELECT id::text, user_id::text FROM audit_log").await;
@@ -197,16 +233,25 @@ async fn hybrid_generated_parents_copied_children_on_the_subset_fixture() {
         "SELECT format('%s/%s', id, created_at), user_id::text FROM events",
     )
     .await;
-    let null_before: i64 =
-        harness::scalar(&prod, "SELECT count(*) FROM shipments WHERE user_id IS NULL").await;
+    let null_before: i64 = harness::scalar(
+        &prod,
+        "SELECT count(*) FROM shipments WHERE user_id IS NULL",
+    )
+    .await;
     let null_after: i64 =
         harness::scalar(&stg, "SELECT count(*) FROM shipments WHERE user_id IS NULL").await;
-    assert_eq!(null_before, null_after, "NULL references stay NULL, no other becomes NULL");
+    assert_eq!(
+        null_before, null_after,
+        "NULL references stay NULL, no other becomes NULL"
+    );
     // The generated parents carry no production value of their personal column.
     let prod_emails = values(&prod, "users", "email").await;
     let stg_emails = values(&stg, "users", "email").await;
     assert!(stg_emails.len() > 390, "{}", stg_emails.len());
-    assert!(prod_emails.is_disjoint(&stg_emails), "a production email in a generated table");
+    assert!(
+        prod_emails.is_disjoint(&stg_emails),
+        "a production email in a generated table"
+    );
     // The generated self-reference and the copied side of the cycle hold.
     let self_refs: i64 = harness::scalar(&stg, "SELECT count(referred_by) FROM users").await;
     assert!(self_refs > 0);
@@ -235,19 +280,32 @@ async fn hybrid_both_ways_on_the_all_types_fixture() {
     let stg = setup.staging().await;
     assert_foreign_keys_hold(&stg, 1).await;
     assert_eq!(count(&stg, "orders").await, 300);
-    assert_eq!(count(&stg, "everything").await, count(&prod, "everything").await);
-    let spread: i64 = harness::scalar(&stg, "SELECT count(DISTINCT everything_id) FROM orders").await;
-    assert!(spread > 50, "generated orders spread over the copied rows: {spread}");
+    assert_eq!(
+        count(&stg, "everything").await,
+        count(&prod, "everything").await
+    );
+    let spread: i64 =
+        harness::scalar(&stg, "SELECT count(DISTINCT everything_id) FROM orders").await;
+    assert!(
+        spread > 50,
+        "generated orders spread over the copied rows: {spread}"
+    );
     let contacts = values(&stg, "everything", "contact").await;
     assert!(!contacts.is_empty());
     assert!(
-        values(&prod, "everything", "contact").await.is_disjoint(&contacts),
+        values(&prod, "everything", "contact")
+            .await
+            .is_disjoint(&contacts),
         "the copied, ruled column is anonymized"
     );
     let first = harness::table_checksums(&setup.staging_url()).await;
     let (code, stdout, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "second run: {stdout}\n{stderr}");
-    assert_eq!(first, harness::table_checksums(&setup.staging_url()).await, "two runs, identical");
+    assert_eq!(
+        first,
+        harness::table_checksums(&setup.staging_url()).await,
+        "two runs, identical"
+    );
     drop(stg);
 
     // The reverse.
@@ -261,17 +319,28 @@ async fn hybrid_both_ways_on_the_all_types_fixture() {
     assert_foreign_keys_hold(&stg, 1).await;
     assert_eq!(count(&stg, "everything").await, 40);
     assert_eq!(count(&stg, "orders").await, count(&prod, "orders").await);
-    assert_remap_is_a_function(&prod, &stg, "SELECT id::text, everything_id::text FROM orders").await;
+    assert_remap_is_a_function(
+        &prod,
+        &stg,
+        "SELECT id::text, everything_id::text FROM orders",
+    )
+    .await;
     let names = values(&stg, "\"Odd Schema\".\"User Accounts\"", "\"Full Name\"").await;
     assert!(!names.is_empty());
     assert!(
-        values(&prod, "\"Odd Schema\".\"User Accounts\"", "\"Full Name\"").await.is_disjoint(&names),
+        values(&prod, "\"Odd Schema\".\"User Accounts\"", "\"Full Name\"")
+            .await
+            .is_disjoint(&names),
         "no production value in a generated table"
     );
     let first = harness::table_checksums(&setup.staging_url()).await;
     let (code, stdout, stderr) = setup.run(&["generate"]);
     assert_eq!(code, 0, "second run: {stdout}\n{stderr}");
-    assert_eq!(first, harness::table_checksums(&setup.staging_url()).await, "two runs, identical");
+    assert_eq!(
+        first,
+        harness::table_checksums(&setup.staging_url()).await,
+        "two runs, identical"
+    );
 }
 
 /// Nothing was built for the staging database: no database of its family exists.
@@ -299,10 +368,26 @@ async fn hybrid_bad_configurations_are_refused_before_anything_is_built() {
             "synthetic:\n  public.no_such_table: { from: synthetic }\n",
             "no such table",
         ),
-        ("production", "synthetic:\n  public.users: { from: synthetic }\n", "only `source.mode: hybrid` takes `from:`"),
-        ("synthetic", "synthetic:\n  public.users: { from: production }\n", "only `source.mode: hybrid` takes `from:`"),
-        ("hybrid", "synthetic:\n  public.users: { from: elsewhere }\n", "elsewhere"),
-        ("hybrid", "synthetic:\n  public.users: { rows: 10 }\n", "copied from production"),
+        (
+            "production",
+            "synthetic:\n  public.users: { from: synthetic }\n",
+            "only `source.mode: hybrid` takes `from:`",
+        ),
+        (
+            "synthetic",
+            "synthetic:\n  public.users: { from: production }\n",
+            "only `source.mode: hybrid` takes `from:`",
+        ),
+        (
+            "hybrid",
+            "synthetic:\n  public.users: { from: elsewhere }\n",
+            "elsewhere",
+        ),
+        (
+            "hybrid",
+            "synthetic:\n  public.users: { rows: 10 }\n",
+            "copied from production",
+        ),
     ];
     for (mode, rules, expected) in cases {
         write_config(&setup, mode, "strict: off\n");
@@ -314,7 +399,10 @@ async fn hybrid_bad_configurations_are_refused_before_anything_is_built() {
             }
             let (code, stdout, stderr) = setup.run(&[command]);
             assert_eq!(code, 2, "{mode} {command} {rules}: {stdout}\n{stderr}");
-            assert!(stderr.contains(expected), "{mode} {command}: names it ({expected}): {stderr}");
+            assert!(
+                stderr.contains(expected),
+                "{mode} {command}: names it ({expected}): {stderr}"
+            );
         }
         assert_nothing_built(&setup).await;
     }
@@ -337,18 +425,28 @@ async fn validate_plans_the_generation_in_synthetic_and_hybrid_mode() {
     .await;
     for (mode, rules) in [
         ("synthetic", "tables: {}\n"),
-        ("hybrid", "synthetic:\n  public.slots: { from: synthetic }\n"),
+        (
+            "hybrid",
+            "synthetic:\n  public.slots: { from: synthetic }\n",
+        ),
     ] {
         write_config(&setup, mode, "");
         setup.write_rules("rules.yaml", rules);
         let (code, stdout, stderr) = setup.run(&["validate"]);
         assert_eq!(code, 2, "{mode}: {stdout}\n{stderr}");
-        assert!(stderr.contains("slots_order"), "{mode}: names the constraint: {stderr}");
+        assert!(
+            stderr.contains("slots_order"),
+            "{mode}: names the constraint: {stderr}"
+        );
         let (code, _, run_stderr) = setup.run(&["refresh"]);
         assert_eq!(code, 2, "{mode}: the run refuses it too");
         assert!(run_stderr.contains("slots_order"), "{run_stderr}");
 
-        let from = if mode == "hybrid" { "from: synthetic, " } else { "" };
+        let from = if mode == "hybrid" {
+            "from: synthetic, "
+        } else {
+            ""
+        };
         setup.write_rules(
             "rules.yaml",
             &format!("synthetic:\n  public.slots:\n    {from}generate:\n      starts: {{ range: [1, 10] }}\n      nope: {{ range: [11, 20] }}\n"),
@@ -362,7 +460,10 @@ async fn validate_plans_the_generation_in_synthetic_and_hybrid_mode() {
             &format!("synthetic:\n  public.slots:\n    {from}generate:\n      starts: {{ range: [1, 10] }}\n      ends: {{ range: [11, 20] }}\n"),
         );
         let (code, stdout, stderr) = setup.run(&["validate"]);
-        assert_eq!(code, 0, "{mode}: valid with a generator: {stdout}\n{stderr}");
+        assert_eq!(
+            code, 0,
+            "{mode}: valid with a generator: {stdout}\n{stderr}"
+        );
         assert_nothing_built(&setup).await;
     }
     // And the hybrid run it validated builds.
@@ -380,7 +481,10 @@ async fn generate_writes_the_metrics_textfile() {
     let setup = Setup::new("hyb_metrics", SUBSET, "").await;
     let textfile = setup.dir.path().join("metrics").join("restage.prom");
     std::fs::create_dir_all(textfile.parent().unwrap()).unwrap();
-    let extra = format!("strict: off\nmetrics:\n  textfile: {}\n", textfile.display());
+    let extra = format!(
+        "strict: off\nmetrics:\n  textfile: {}\n",
+        textfile.display()
+    );
     write_config(&setup, "synthetic", &extra);
     let (code, stdout, stderr) = setup.run(&["generate"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -398,9 +502,13 @@ async fn generate_writes_the_metrics_textfile() {
     std::fs::remove_file(&textfile).unwrap();
 
     write_config(&setup, "hybrid", &extra);
-    setup.write_rules("rules.yaml", "synthetic:\n  public.orders: { from: synthetic, rows: 10 }\n");
+    setup.write_rules(
+        "rules.yaml",
+        "synthetic:\n  public.orders: { from: synthetic, rows: 10 }\n",
+    );
     let (code, stdout, stderr) = setup.run(&["refresh"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let text = std::fs::read_to_string(&textfile).expect("the textfile is written after a hybrid refresh");
+    let text =
+        std::fs::read_to_string(&textfile).expect("the textfile is written after a hybrid refresh");
     assert!(text.contains("restage_runs_total{"), "{text}");
 }

@@ -83,9 +83,7 @@ impl Loader<'_> {
         let mut report = StorageReport::planned(&storage_plan);
         let mut warnings = Vec::new();
         let watch = (cap.policy == MaxStoragePolicy::Fail).then_some(&cap);
-        let mut results = self
-            .copy_in_waves(jobs, watch.map(|c| (c, plan)))
-            .await?;
+        let mut results = self.copy_in_waves(jobs, watch.map(|c| (c, plan))).await?;
         let mut replanned: Option<Plan> = None;
         loop {
             let current = replanned.as_ref().unwrap_or(plan);

@@ -165,7 +165,7 @@ impl Scratch {
 /// next.
 pub async fn resolve_settings(
     config: &Config,
-    command: &str,
+    command: &'static str,
     scratch: &mut Option<Scratch>,
 ) -> Result<(Settings, Arc<Synthesizer>)> {
     let archive = config
@@ -387,10 +387,7 @@ impl Synthesis for Synthesizer {
     }
 
     fn load_later(&self) -> BTreeSet<QualifiedName> {
-        self.later
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
+        self.later.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     fn loaded<'a>(
@@ -646,10 +643,7 @@ impl Synthesizer {
                 .tables
                 .iter()
                 .enumerate()
-                .filter(|(t, table)| {
-                    !table.copied
-                        && (0..table.columns.len()).any(|c| model.reads_pool(*t, c).is_some())
-                })
+                .filter(|(t, table)| !table.copied && model.waits_for_pools(*t))
                 .map(|(_, table)| table.name.clone())
                 .collect();
             if let Ok(mut l) = self.later.lock() {
@@ -748,7 +742,11 @@ impl Synthesizer {
             };
             let parent_model = &model.tables[pt];
             if parent_model.copied
-                || !seen.insert((fk.columns.clone(), parent.clone(), fk.referenced_columns.clone()))
+                || !seen.insert((
+                    fk.columns.clone(),
+                    parent.clone(),
+                    fk.referenced_columns.clone(),
+                ))
             {
                 continue;
             }
@@ -769,15 +767,9 @@ impl Synthesizer {
                 ));
                 continue;
             };
-            let reads_pool = parent_columns
-                .iter()
-                .any(|&c| model.reads_pool(pt, c).is_some())
-                || parent_model.fks.iter().any(|f| {
-                    f.pool.is_some() && !matches!(f.pick, model::Pick::Random)
-                });
-            if reads_pool {
+            if model.key_waits_for_pools(pt, &parent_columns) {
                 problems.push(format!(
-                    "{root}: foreign key {} references the generated table {parent}, whose key is taken from a copied table: not supported (the copied table would wait for itself); generate {root} too (`from: synthetic`) or give {parent}'s key a `generate:` rule",
+                    "{root}: foreign key {} references the generated table {parent}, whose key (or row count) is taken from a copied table's keys: not supported for a copied child (it would wait for keys loaded after it); generate {root} too (`from: synthetic`), or copy {parent}",
                     fk.name
                 ));
                 continue;

@@ -116,7 +116,10 @@ impl KeyPool {
 
     fn get(&self, row: u64, index: usize) -> Option<&str> {
         let width = self.columns.len();
-        let at = usize::try_from(row).ok()?.checked_mul(width)?.checked_add(index)?;
+        let at = usize::try_from(row)
+            .ok()?
+            .checked_mul(width)?
+            .checked_add(index)?;
         self.values.get()?.get(at).map(String::as_str)
     }
 }
@@ -127,6 +130,8 @@ pub struct Model {
     pub index: HashMap<QualifiedName, usize>,
     /// Hybrid mode: the keys of copied tables that generated tables reference.
     pub pools: Vec<KeyPool>,
+    /// Per table: [`Model::waits_for_pools`].
+    waits: Vec<bool>,
     /// What the plan decided that the report should say (capped row counts).
     pub warnings: Vec<String>,
 }
@@ -252,9 +257,13 @@ impl Model {
     /// The rows a foreign key picks among: its pool's (a copied parent) or the generated
     /// parent's.
     pub fn parent_rows(&self, f: &FkModel) -> u64 {
+        self.parent_rows_at(f, 0)
+    }
+
+    fn parent_rows_at(&self, f: &FkModel, depth: u32) -> u64 {
         match f.pool {
             Some(p) => self.pools[p].rows(),
-            None => self.tables[f.parent].rows,
+            None => self.rows_at(f.parent, depth + 1),
         }
     }
 
@@ -272,55 +281,107 @@ impl Model {
     }
 
     /// The rows table `t` gets: as planned, at most one per parent (or combination of
-    /// parents) of a unique foreign key — known only now for a copied parent.
+    /// parents) of a unique foreign key — known only once its pool is read for a copied
+    /// parent.
     pub fn rows(&self, t: usize) -> u64 {
+        self.rows_at(t, 0)
+    }
+
+    fn rows_at(&self, t: usize, depth: u32) -> u64 {
         let table = &self.tables[t];
+        if depth > MAX_DEPTH || !self.waits[t] {
+            return table.rows;
+        }
         let mut rows = table.rows;
         let mut product: Option<u64> = None;
         for f in &table.fks {
-            if f.pool.is_none() {
-                continue;
-            }
             match f.pick {
-                Pick::Same => rows = rows.min(self.parent_rows(f)),
-                Pick::Radix { .. } => {}
-                Pick::Random => {}
-            }
-        }
-        if table
-            .fks
-            .iter()
-            .any(|f| f.pool.is_some() && matches!(f.pick, Pick::Radix { .. }))
-        {
-            for f in &table.fks {
-                if matches!(f.pick, Pick::Radix { .. }) {
-                    product = Some(product.unwrap_or(1).saturating_mul(self.parent_rows(f)));
+                Pick::Same => rows = rows.min(self.parent_rows_at(f, depth)),
+                Pick::Radix { .. } => {
+                    product = Some(
+                        product
+                            .unwrap_or(1)
+                            .saturating_mul(self.parent_rows_at(f, depth)),
+                    )
                 }
+                Pick::Random => {}
             }
         }
         product.map_or(rows, |p| rows.min(p))
     }
 
-    /// True when the value of column `c` of table `t` comes (through foreign keys) from a
-    /// copied table's pool.
-    pub fn reads_pool(&self, t: usize, c: usize) -> Option<usize> {
-        let (mut t, mut c) = (t, c);
-        for _ in 0..=MAX_DEPTH {
-            let Some(column) = self.tables[t].columns.get(c) else {
-                return None;
-            };
-            match &column.source {
-                Gen::Fk { fk, index } => {
-                    let f = &self.tables[t].fks[*fk];
-                    if let Some(p) = f.pool {
-                        return Some(p);
-                    }
-                    (t, c) = (f.parent, f.parent_columns[*index]);
+    /// True when generated table `t` takes values (or its row count) from a copied table's
+    /// keys, directly or through generated parents that do: it is loaded after the copied
+    /// tables, once their pools are read.
+    pub fn waits_for_pools(&self, t: usize) -> bool {
+        self.waits[t]
+    }
+
+    /// True when what a copied table's reference remapped onto columns `columns` of
+    /// generated table `t` gets depends on a copied table's keys: the row count of `t`, or
+    /// the values of those columns (taken, through foreign keys, from a pool).
+    pub fn key_waits_for_pools(&self, t: usize, columns: &[usize]) -> bool {
+        self.rows_wait(t, 0) || columns.iter().any(|&c| self.value_waits(t, c, 0))
+    }
+
+    /// The row count of `t` depends on a pool (a unique foreign key into a copied table, or
+    /// into a generated one whose count does).
+    fn rows_wait(&self, t: usize, depth: u32) -> bool {
+        depth <= MAX_DEPTH
+            && self.tables[t].fks.iter().any(|f| {
+                !matches!(f.pick, Pick::Random)
+                    && (f.pool.is_some() || self.rows_wait(f.parent, depth + 1))
+            })
+    }
+
+    fn value_waits(&self, t: usize, c: usize, depth: u32) -> bool {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        let Some(column) = self.tables[t].columns.get(c) else {
+            return false;
+        };
+        let Gen::Fk { fk, index } = &column.source else {
+            return false;
+        };
+        let f = &self.tables[t].fks[*fk];
+        if f.pool.is_some() || self.rows_wait(f.parent, depth + 1) {
+            return true;
+        }
+        if matches!(f.pick, Pick::Radix { .. })
+            && self.tables[t].fks.iter().any(|o| {
+                matches!(o.pick, Pick::Radix { .. })
+                    && (o.pool.is_some() || self.rows_wait(o.parent, depth + 1))
+            })
+        {
+            return true;
+        }
+        self.value_waits(f.parent, f.parent_columns[*index], depth + 1)
+    }
+
+    /// [`Model::waits_for_pools`] of every table, to a fixed point.
+    fn waiting(tables: &[TableModel]) -> Vec<bool> {
+        let mut waits = vec![false; tables.len()];
+        for _ in 0..=tables.len() {
+            let mut changed = false;
+            for (t, table) in tables.iter().enumerate() {
+                if waits[t] || table.copied {
+                    continue;
                 }
-                _ => return None,
+                if table
+                    .fks
+                    .iter()
+                    .any(|f| f.pool.is_some() || waits[f.parent])
+                {
+                    waits[t] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
             }
         }
-        None
+        waits
     }
 
     /// True when the value of column `c` of table `t` is a chain of keys deeper than
@@ -806,10 +867,12 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
             break;
         }
     }
+    let waits = Model::waiting(&tables);
     let model = Model {
         tables,
         index,
         pools,
+        waits,
         warnings,
     };
     for (t, table) in model.tables.iter().enumerate() {
