@@ -516,3 +516,72 @@ async fn generate_writes_the_metrics_textfile() {
         std::fs::read_to_string(&textfile).expect("the textfile is written after a hybrid refresh");
     assert!(text.contains("restage_runs_total{"), "{text}");
 }
+
+/// Subsetting with a generated root: the copied children follow their production parents'
+/// sample (as in a refresh), then are remapped onto the generated parents.
+#[tokio::test]
+async fn hybrid_copied_children_follow_the_sample_of_a_generated_root() {
+    let setup = Setup::new("hyb_sample", SUBSET, "").await;
+    write_config(
+        &setup,
+        "hybrid",
+        "strict: off\nsample:\n  tables:\n    public.users: { percent: 20 }\n",
+    );
+    setup.write_rules(
+        "rules.yaml",
+        "synthetic:\n  public.users: { from: synthetic, rows: 100 }\n",
+    );
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let stg = setup.staging().await;
+    let prod = setup.source.client().await;
+    assert_foreign_keys_hold(&stg, 12).await;
+    assert_eq!(count(&stg, "users").await, 100);
+    let orders = count(&stg, "orders").await;
+    assert!(
+        orders > 0 && orders < count(&prod, "orders").await,
+        "the orders of the sampled users only: {orders}"
+    );
+    assert_remap_is_a_function(&prod, &stg, "SELECT id::text, user_id::text FROM orders").await;
+}
+
+/// A generated table whose key is taken from a copied one (one row per copied parent),
+/// referenced by a copied table: refused at plan time, by the run and by validate, naming
+/// the foreign key; nothing is built.
+#[tokio::test]
+async fn hybrid_a_copied_reference_to_a_key_taken_from_copied_keys_is_refused() {
+    let setup = Setup::new(
+        "hyb_wait",
+        "CREATE TABLE people (id int PRIMARY KEY);
+         CREATE TABLE profiles (person_id int PRIMARY KEY REFERENCES people (id), bio text);
+         CREATE TABLE notes (id int PRIMARY KEY, profile_id int NOT NULL,
+                             CONSTRAINT notes_profile_fkey FOREIGN KEY (profile_id) REFERENCES profiles (person_id));
+         INSERT INTO people SELECT g FROM generate_series(1, 20) g;
+         INSERT INTO profiles SELECT g, 'bio' FROM generate_series(1, 20) g;
+         INSERT INTO notes SELECT g, 1 + g % 20 FROM generate_series(1, 40) g;",
+        "",
+    )
+    .await;
+    write_config(&setup, "hybrid", "strict: off\n");
+    setup.write_rules(
+        "rules.yaml",
+        "synthetic:\n  public.profiles: { from: synthetic }\n",
+    );
+    for command in ["refresh", "validate"] {
+        let (code, stdout, stderr) = setup.run(&[command]);
+        assert_eq!(code, 2, "{command}: {stdout}\n{stderr}");
+        assert!(stderr.contains("notes_profile_fkey"), "{command}: {stderr}");
+    }
+    assert_nothing_built(&setup).await;
+    // Generating the referencing table too is the way out.
+    setup.write_rules(
+        "rules.yaml",
+        "synthetic:\n  public.profiles: { from: synthetic }\n  public.notes: { from: synthetic, rows: 30 }\n",
+    );
+    let (code, stdout, stderr) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let stg = setup.staging().await;
+    assert_foreign_keys_hold(&stg, 2).await;
+    assert_eq!(count(&stg, "profiles").await, 20, "one per copied person");
+    assert_eq!(count(&stg, "notes").await, 30);
+}
