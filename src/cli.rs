@@ -213,13 +213,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         )));
     }
     match cli.command {
-        Command::Refresh(args)
-            if crate::synthetic::mode(&config) != crate::config::SourceMode::Production =>
-        {
-            crate::synthetic::generate(&config, &args, &ui).await
-        }
         Command::Refresh(args) => crate::ops::refresh(&config, &args, &ui).await,
-        Command::Generate(args) => crate::synthetic::generate(&config, &args, &ui).await,
+        Command::Generate(args) => crate::ops::generate(&config, &args, &ui).await,
         Command::Validate(args) => crate::validate::run(&config, &args, &ui).await,
         Command::Scan(args) => crate::scan::run(&config, &args, &ui).await,
         Command::Verify => crate::ops::verify(&config, &ui).await,

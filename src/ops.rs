@@ -1,5 +1,6 @@
-//! The commands that change or check staging — `refresh`, `rollback`, `verify`, `warm` — run
-//! with what an unattended job must tell afterwards, in this order:
+//! The commands that change or check staging — `refresh` (and `generate`, with rows
+//! generated: synthetic and hybrid modes), `rollback`, `verify`, `warm` — run with what an
+//! unattended job must tell afterwards, in this order:
 //!
 //! 1. the run's summary ([`RunSummary`]), from the report or result the command returned;
 //! 2. recorded on the staging server ([`status::record`]); a rollback first carries over
@@ -154,16 +155,42 @@ fn rules_digest(config: &Config) -> Option<String> {
         .map(|rules| rules.digest())
 }
 
-/// `restage refresh`.
+/// `restage refresh` (generating rows when `source.mode` says synthetic or hybrid).
 pub async fn refresh(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
+    let generated = crate::synthetic::mode(config) != crate::config::SourceMode::Production;
+    built_and_told(config, args, ui, generated).await
+}
+
+/// `restage generate`: a refresh whose rows are generated (all of them, or in hybrid mode
+/// those of the tables marked `from: synthetic`), told as a refresh is.
+pub async fn generate(config: &Config, args: &RefreshArgs, ui: &Ui) -> Result<i32> {
+    built_and_told(config, args, ui, true).await
+}
+
+/// A refresh (copied or `generated`) with the steps 1–4 of this module after it: one place
+/// for every way staging is built from a source.
+async fn built_and_told(
+    config: &Config,
+    args: &RefreshArgs,
+    ui: &Ui,
+    generated: bool,
+) -> Result<i32> {
     if args.dry_run {
         // It tells nothing, but refuses what the run would.
         check(config)?;
-        return refresh::refresh(config, args, ui).await;
+        return if generated {
+            crate::synthetic::generate(config, args, ui).await
+        } else {
+            refresh::refresh(config, args, ui).await
+        };
     }
     let telling = Telling::from_config(config, "refresh")?;
     let digest = rules_digest(config);
-    let finished = refresh::refresh_reported(config, args, ui).await;
+    let finished = if generated {
+        crate::synthetic::generate_reported(config, args, ui).await
+    } else {
+        refresh::refresh_reported(config, args, ui).await
+    };
     let mut run = RunSummary::of_refresh(
         &finished.report,
         &finished.result,

@@ -176,6 +176,21 @@ impl BoundRules {
 }
 
 impl RuleSet {
+    /// `from:` entries in a source mode other than hybrid (`mode` names it): one problem
+    /// each, naming where it is written.
+    pub fn misplaced_from(&self, mode: &str) -> Vec<String> {
+        self.synthetic
+            .iter()
+            .filter(|(_, spec)| spec.from.is_some())
+            .map(|(name, spec)| {
+                format!(
+                    "{}: synthetic.{name}.from: only `source.mode: hybrid` takes `from:` (source.mode is {mode}; nothing was changed)",
+                    spec.location
+                )
+            })
+            .collect()
+    }
+
     /// Loads a rules file, or every `*.yaml` / `*.yml` file of a folder (sorted by name).
     /// A path that does not exist gives an empty rule set when `optional`.
     pub fn load(path: &Path, optional: bool) -> Result<RuleSet, Vec<String>> {

@@ -6,6 +6,13 @@
 //! not just the first; exit 1 when only the environment is wrong (a server that cannot be
 //! reached, extensions the staging server lacks, missing PostgreSQL tools).
 //!
+//! In synthetic and hybrid mode (`source.mode`) it also plans the generation as the run
+//! would — the rules' `synthetic:` entries (`generate:`, `rows:`, `from:`), the CHECK
+//! constraints generated values cannot keep, hybrid references that cannot be remapped —
+//! and refuses what the run refuses at plan time (exit 2, naming the constraint). Nothing is
+//! built; a schema archive is restored into a scratch database on the staging server, as the
+//! run does, and dropped.
+//!
 //! `--preview N` shows N rows of each ruled table as they are in production and as they would
 //! reach staging — production values on the DBA's own terminal, which is the point of it.
 
@@ -30,13 +37,48 @@ pub struct ValidateArgs {
 }
 
 pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
-    // Step 1: the configuration (resolves values; an unset variable is reported here).
-    let settings = Settings::from_config(config, "validate")?;
+    if crate::synthetic::mode(config) == crate::config::SourceMode::Production {
+        let settings = Settings::from_config(config, "validate")?;
+        return validate(config, args, ui, &settings, None).await;
+    }
+    let mut scratch = None;
+    let result = match crate::synthetic::resolve_settings(config, "validate", &mut scratch).await {
+        Ok((settings, synthesizer)) => {
+            validate(config, args, ui, &settings, Some(&synthesizer)).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(scratch) = scratch {
+        scratch.remove().await;
+    }
+    result
+}
+
+async fn validate(
+    config: &Config,
+    args: &ValidateArgs,
+    ui: &Ui,
+    settings: &Settings,
+    synthesizer: Option<&crate::synthetic::Synthesizer>,
+) -> Result<i32> {
+    // Step 1: the configuration (resolves values; an unset variable is reported here), done
+    // by the caller.
 
     // Steps 2–10: the rules against the live source schema, and the plan, as refresh checks
     // them (refresh without --allow-unclassified).
-    let mut inspection = checks::inspect(&settings, false).await?;
+    let mut inspection = checks::inspect(settings, false).await?;
     let mut problems = std::mem::take(&mut inspection.problems);
+    // The generation's plan, as the run makes it before anything is built.
+    if let (Some(synthesizer), Some(rules), Some(plan)) =
+        (synthesizer, &inspection.rules, &inspection.plan)
+        && problems.is_empty()
+    {
+        problems.extend(
+            synthesizer
+                .check_plan(&inspection.snapshot, &inspection.catalog, rules, plan)
+                .await?,
+        );
+    }
     // What refresh refuses of `metrics:` and `notify:` before it starts.
     if let Err(e) = crate::ops::check(config) {
         problems.push(e.to_string());
@@ -48,7 +90,7 @@ pub async fn run(config: &Config, args: &ValidateArgs, ui: &Ui) -> Result<i32> {
     // problems; the others are the environment's.
     let mut environment: Vec<String> = Vec::new();
     let mut staging = match db::connect(&settings.target.admin, Role::Target).await {
-        Ok(admin) => checks::check_staging(&admin, source, &settings, catalog).await,
+        Ok(admin) => checks::check_staging(&admin, source, settings, catalog).await,
         Err(e) => vec![e.into()],
     };
     if let Err(e) = refresh::schema::PgTools::find(catalog.server_version / 10000).await {

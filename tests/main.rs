@@ -24,6 +24,7 @@ mod harness_selftest;
 mod health;
 mod health_http;
 mod huge_values;
+mod hybrid;
 mod init;
 mod libpq;
 mod monitoring;

@@ -15,6 +15,11 @@ pub trait RowFilter: Send + Sync + std::fmt::Debug {
     /// Returns false to drop the row. May push column indexes into `set_null` (a kept row
     /// whose nullable reference points at a row that was not kept).
     fn keep(&self, fields: &[&[u8]], set_null: &mut Vec<usize>) -> bool;
+
+    /// Fields to write in place of a kept row's own, by position, as COPY text (escaped):
+    /// hybrid mode's references to generated parents, remapped onto their keys. Called after
+    /// [`RowFilter::keep`] kept the row; a field it nulled stays NULL. Default: none.
+    fn rewrite(&self, _fields: &[&[u8]], _out: &mut Vec<(usize, Vec<u8>)>) {}
 }
 
 /// The solved key tables of a run, read-only during the data pass.

@@ -79,8 +79,14 @@ pub async fn build(
     // what it takes longer than pre-data: that wait is its stage timing.
     // Generated data (`source.mode: synthetic`) holds no production value to look for and no
     // production input a rule could leave unchanged: no rule's source is sampled or checked.
+    // In hybrid mode the copied tables' rules are (the generated tables' were taken out of
+    // the bound rules when their jobs were made).
     let no_rules = crate::rules::BoundRules::default();
-    let checked_rules = if settings.synthetic.is_some() {
+    let checked_rules = if settings
+        .synthetic
+        .as_ref()
+        .is_some_and(|s| !s.copies_production())
+    {
         &no_rules
     } else {
         &prepared_rules

@@ -146,7 +146,18 @@ pub fn check_copy(
         .problems
         .extend(check_derived(catalog, &settings.search.derived));
     if let Some(rules) = rules {
-        match strict_check(catalog, rules, settings.rules.strict, allow_unclassified) {
+        let generated = settings
+            .synthetic
+            .as_ref()
+            .map(|s| s.generated_tables())
+            .unwrap_or_default();
+        match strict_check(
+            catalog,
+            rules,
+            settings.rules.strict,
+            allow_unclassified,
+            &generated,
+        ) {
             Ok(unclassified) => checks.unclassified = unclassified,
             Err(e) => checks.problems.push(e.to_string()),
         }
@@ -177,7 +188,10 @@ pub fn check_copy(
 /// Steps 2–10 for a command that copies the source (refresh) or checks that it could
 /// (validate): opens the run's snapshot and reads the catalog in it.
 pub async fn inspect(settings: &Settings, allow_unclassified: bool) -> Result<Inspection> {
-    let (rule_set, read_problems) = read_rules(&settings.rules);
+    let (rule_set, mut read_problems) = read_rules(&settings.rules);
+    if settings.synthetic.is_none() {
+        read_problems.extend(rule_set.misplaced_from("production"));
+    }
     let (snapshot, catalog) = open_snapshot(settings).await?;
     let snapshot = Arc::new(snapshot);
     let (rules, transforms, mut problems) =

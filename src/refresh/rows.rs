@@ -266,6 +266,7 @@ fn process_rows(
     let mut produced = String::new();
     let mut raw: Vec<u8> = Vec::new();
     let mut set_null: Vec<usize> = Vec::new();
+    let mut rewritten: Vec<(usize, Vec<u8>)> = Vec::new();
     let expected = plan.columns.len();
     let err = |column: Option<&str>, message: String| RowError {
         table: plan.table.clone(),
@@ -279,10 +280,12 @@ fn process_rows(
         rows_in += 1;
         copy_text::split_row(row, expected, &mut fields).map_err(|e| err(None, e.to_string()))?;
         set_null.clear();
-        if let Some(filter) = &plan.filter
-            && !filter.keep(&fields, &mut set_null)
-        {
-            continue;
+        rewritten.clear();
+        if let Some(filter) = &plan.filter {
+            if !filter.keep(&fields, &mut set_null) {
+                continue;
+            }
+            filter.rewrite(&fields, &mut rewritten);
         }
         rows_out += 1;
         for (i, (field, action)) in fields.iter().zip(&plan.columns).enumerate() {
@@ -291,6 +294,12 @@ fn process_rows(
             }
             if set_null.contains(&i) {
                 out.push(copy_text::NULL);
+                continue;
+            }
+            // A reference remapped onto a generated parent (hybrid mode): no production
+            // value, nothing to transform or probe.
+            if let Some((_, value)) = rewritten.iter().find(|(p, _)| *p == i) {
+                out.push(value);
                 continue;
             }
             match action {

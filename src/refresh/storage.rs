@@ -73,7 +73,7 @@ impl Loader<'_> {
     pub async fn load(&self, plan: &Plan, jobs: Vec<CopyJob>) -> Result<Loaded> {
         let Some(storage_plan) = plan.storage else {
             return Ok(Loaded {
-                results: self.copy(jobs, None).await?,
+                results: self.copy_in_waves(jobs, None).await?,
                 replanned: None,
                 storage: None,
                 warnings: vec![],
@@ -83,7 +83,7 @@ impl Loader<'_> {
         let mut report = StorageReport::planned(&storage_plan);
         let mut warnings = Vec::new();
         let watch = (cap.policy == MaxStoragePolicy::Fail).then_some(&cap);
-        let mut results = self.copy(jobs, watch.map(|c| (c, plan))).await?;
+        let mut results = self.copy_in_waves(jobs, watch.map(|c| (c, plan))).await?;
         let mut replanned: Option<Plan> = None;
         loop {
             let current = replanned.as_ref().unwrap_or(plan);
@@ -143,6 +143,32 @@ impl Loader<'_> {
             storage: Some(report),
             warnings,
         })
+    }
+
+    /// The first load. In hybrid mode in two waves: the generated tables that reference
+    /// copied ones wait until those are loaded and their keys read (see
+    /// [`super::generated`]).
+    async fn copy_in_waves(
+        &self,
+        jobs: Vec<CopyJob>,
+        watch: Option<(&StorageCap, &Plan)>,
+    ) -> Result<Vec<JobResult>> {
+        let Some(synthesis) = &self.settings.synthetic else {
+            return self.copy(jobs, watch).await;
+        };
+        let later = synthesis.load_later();
+        if later.is_empty() {
+            return self.copy(jobs, watch).await;
+        }
+        let (second, first): (Vec<CopyJob>, Vec<CopyJob>) =
+            jobs.into_iter().partition(|j| later.contains(&j.table));
+        let mut results = self.copy(first, watch).await?;
+        {
+            let client = self.client().await?;
+            synthesis.loaded(&client, self.server).await?;
+        }
+        results.extend(self.copy(second, watch).await?);
+        Ok(results)
     }
 
     /// The copy jobs, all at once; with `watch`, stopped as soon as the database being built

@@ -17,15 +17,35 @@
 //! With a schema archive the archive is restored into a scratch database on the staging
 //! server (`restage_schema_<pid>`, dropped at the end), which the run then reads as its source:
 //! no statistics there, so row counts are `rows:` or [`model::DEFAULT_ROWS`] × scale.
+//!
+//! Hybrid mode (`source.mode: hybrid`): the tables a rules file marks `from: synthetic` are
+//! generated, every other one is copied as a refresh copies it (rules, subsetting, strict
+//! mode, the leak probe and the identity check: the same pipeline). Foreign keys between the
+//! two kinds:
+//!
+//! - a generated table's reference to a copied one takes the copied keys *as loaded in the
+//!   new database*: such generated tables are loaded in a second wave, after the copied
+//!   tables, once their keys were read ([`Synthesis::loaded`]). Read from the new database
+//!   rather than from the production snapshot because that is the only place where what was
+//!   copied is exact: the subset's filter, `dangling: drop`/`set_null`, and rules on key
+//!   columns all decide in the row stage which keys exist in staging, and reading them back
+//!   needs no second implementation of any of it.
+//! - a copied table's reference to a generated one is remapped in the row stage
+//!   ([`remap`]): the same production key gives the same generated parent (a composite key
+//!   as a whole), NULL stays NULL.
+//!
+//! A generated table's key that is itself taken from a copied table, referenced by a copied
+//! table, is refused at plan time (the copied table would have to wait for itself).
 
 pub mod check;
 pub mod model;
+pub mod remap;
 pub mod source;
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
@@ -39,7 +59,7 @@ use crate::refresh::copy::CopyJob;
 use crate::refresh::generated::Synthesis;
 use crate::refresh::rows::{ColumnAction, RowPlan};
 use crate::refresh::{Finished, RefreshArgs, Settings};
-use crate::rules::SyntheticTable;
+use crate::rules::{DataFrom, SyntheticTable};
 
 use self::model::{ColumnStats, Gen, Inputs};
 
@@ -60,12 +80,38 @@ pub struct Options {
     pub specs: BTreeMap<QualifiedName, SyntheticTable>,
     /// Derived columns (`search.tsvector`): recomputed after the load.
     pub derived: BTreeSet<(QualifiedName, String)>,
+    /// Hybrid mode: only the tables marked `from: synthetic` are generated.
+    pub hybrid: bool,
 }
 
 /// The [`Synthesis`] of `restage generate`.
 #[derive(Debug)]
 pub struct Synthesizer {
     pub options: Options,
+    /// The model of the run, once planned (hybrid: its pools are filled between the waves).
+    model: Mutex<Option<Arc<model::Model>>>,
+    /// The generated tables of the second wave.
+    later: Mutex<BTreeSet<QualifiedName>>,
+}
+
+impl Synthesizer {
+    pub fn new(options: Options) -> Synthesizer {
+        Synthesizer {
+            options,
+            model: Mutex::new(None),
+            later: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The tables (units) generated in hybrid mode: those marked `from: synthetic`.
+    fn hybrid_generated(&self) -> BTreeSet<QualifiedName> {
+        self.options
+            .specs
+            .iter()
+            .filter(|(_, s)| s.from == Some(DataFrom::Synthetic))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
 }
 
 /// `restage generate` (and `restage refresh` with `source.mode: synthetic`).
@@ -87,41 +133,61 @@ pub fn mode(config: &Config) -> SourceMode {
 
 /// [`generate`], returning the report with the result.
 pub async fn generate_reported(config: &Config, args: &GenerateArgs, ui: &Ui) -> Finished {
-    if mode(config) == SourceMode::Hybrid {
-        let e = Error::Usage(
-            "source.mode: hybrid is not implemented yet (production or synthetic; nothing was changed)"
-                .into(),
-        );
-        return crate::refresh::refresh_reported_with(Err(e), args, ui).await;
+    let mut scratch = None;
+    let settings = resolve_settings(config, "generate", &mut scratch)
+        .await
+        .map(|(settings, _)| settings);
+    let finished = crate::refresh::refresh_reported_with(settings, args, ui).await;
+    if let Some(scratch) = scratch {
+        scratch.remove().await;
     }
+    finished
+}
+
+/// The scratch database a schema archive was restored into; [`Scratch::remove`] drops it.
+pub struct Scratch {
+    admin: PgEndpoint,
+    name: String,
+}
+
+impl Scratch {
+    /// Drops the scratch database (a failure is a warning: the run's outcome stands).
+    pub async fn remove(self) {
+        if let Err(e) = drop_database(&self.admin, &self.name).await {
+            tracing::warn!(database = %self.name, error = %e, "could not drop the scratch database of the schema archive");
+        }
+    }
+}
+
+/// The refresh settings of a generation (synthetic or hybrid) for `command`, with its
+/// synthesizer. With a schema archive, the archive is restored first and `scratch` names the
+/// database it went into — set as soon as it exists, so the caller drops it whatever happens
+/// next.
+pub async fn resolve_settings(
+    config: &Config,
+    command: &'static str,
+    scratch: &mut Option<Scratch>,
+) -> Result<(Settings, Arc<Synthesizer>)> {
     let archive = config
         .file
         .source
         .as_ref()
         .and_then(|s| s.schema_archive.clone())
         .map(|p| resolve(config, &p));
-    let mut scratch = None;
-    let settings = async {
-        let settings = match &archive {
-            Some(path) => {
-                let (admin, target) = config.target("generate")?;
-                let name = format!("restage_schema_{}", std::process::id());
-                let endpoint = restore_archive(&admin, path, &name, &target.database).await?;
-                scratch = Some((admin, name));
-                Settings::with_source(config, "generate", endpoint)?
-            }
-            None => Settings::from_config(config, "generate")?,
-        };
-        prepare_settings(config, settings, archive.is_none())
-    }
-    .await;
-    let finished = crate::refresh::refresh_reported_with(settings, args, ui).await;
-    if let Some((admin, name)) = scratch
-        && let Err(e) = drop_database(&admin, &name).await
-    {
-        tracing::warn!(database = %name, error = %e, "could not drop the scratch database of the schema archive");
-    }
-    finished
+    let settings = match &archive {
+        Some(path) if mode(config) != SourceMode::Hybrid => {
+            let (admin, target) = config.target(command)?;
+            let name = format!("restage_schema_{}", std::process::id());
+            let endpoint = restore_archive(&admin, path, &name, &target.database).await?;
+            *scratch = Some(Scratch {
+                admin,
+                name: name.clone(),
+            });
+            Settings::with_source(config, command, endpoint)?
+        }
+        _ => Settings::from_config(config, command)?,
+    };
+    prepare_settings(config, settings, archive.is_none())
 }
 
 /// The refresh settings of a generation: the synthesizer, no sampling, no strict mode (no
@@ -130,7 +196,7 @@ fn prepare_settings(
     config: &Config,
     mut settings: Settings,
     read_production: bool,
-) -> Result<Settings> {
+) -> Result<(Settings, Arc<Synthesizer>)> {
     let source = config.file.source.as_ref();
     let scale = source.and_then(|s| s.scale).unwrap_or(1.0);
     if !(scale.is_finite() && scale >= 0.0) {
@@ -138,7 +204,13 @@ fn prepare_settings(
             "source.scale: {scale} is not a factor ≥ 0"
         )));
     }
-    let (rule_set, problems) = crate::refresh::checks::read_rules(&settings.rules);
+    let hybrid = mode(config) == SourceMode::Hybrid;
+    let (rule_set, mut problems) = crate::refresh::checks::read_rules(&settings.rules);
+    if hybrid {
+        problems.extend(hybrid_problems(config, &settings, &rule_set));
+    } else {
+        problems.extend(rule_set.misplaced_from("synthetic"));
+    }
     if !problems.is_empty() {
         return Err(crate::refresh::checks::problems_error(problems));
     }
@@ -148,19 +220,64 @@ fn prepare_settings(
         .iter()
         .map(|d| (d.table.clone(), d.column.clone()))
         .collect();
-    settings.synthetic = Some(Arc::new(Synthesizer {
-        options: Options {
-            seed: source.and_then(|s| s.seed).unwrap_or(0),
-            scale,
-            read_production,
-            default_rows: model::DEFAULT_ROWS,
-            specs: rule_set.synthetic,
-            derived,
-        },
+    let synthesizer = Arc::new(Synthesizer::new(Options {
+        seed: source.and_then(|s| s.seed).unwrap_or(0),
+        scale,
+        read_production,
+        default_rows: model::DEFAULT_ROWS,
+        specs: rule_set.synthetic,
+        derived,
+        hybrid,
     }));
-    settings.sample = crate::plan::SampleSettings::default();
-    settings.rules.strict = Strictness::Off;
-    Ok(settings)
+    settings.synthetic = Some(synthesizer.clone());
+    // Hybrid mode copies production tables as a refresh does: sampling and strict mode stay
+    // (strict mode asks no rule of the generated tables: `Synthesis::generated_tables`).
+    if !hybrid {
+        settings.sample = crate::plan::SampleSettings::default();
+        settings.rules.strict = Strictness::Off;
+    }
+    Ok((settings, synthesizer))
+}
+
+/// What hybrid mode refuses of the config and the rules before anything is read: no
+/// production to copy from (a schema archive), a storage cap (its rescale reloads sampled
+/// tables from production, generated ones included), `rows:` or `generate:` on a table that
+/// is copied.
+fn hybrid_problems(
+    config: &Config,
+    settings: &Settings,
+    rule_set: &crate::rules::RuleSet,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if config
+        .file
+        .source
+        .as_ref()
+        .is_some_and(|s| s.schema_archive.is_some())
+    {
+        problems.push(
+            "source.schema_archive: hybrid mode copies tables from production and needs source.url, not a schema archive (use mode: synthetic; nothing was changed)"
+                .to_string(),
+        );
+    }
+    if settings.sample.storage.is_some() {
+        problems.push(
+            "sample.max_storage: not supported with source.mode: hybrid yet (a rescale would reload the sampled tables from production, generated ones included); give roots a percent or rows instead (nothing was changed)"
+                .to_string(),
+        );
+    }
+    for (name, spec) in &rule_set.synthetic {
+        if spec.from == Some(DataFrom::Synthetic) {
+            continue;
+        }
+        if spec.rows.is_some() || !spec.generate.is_empty() {
+            problems.push(format!(
+                "{}: synthetic.{name}: rows: and generate: are for generated tables, and {name} is copied from production (add `from: synthetic` to generate it)",
+                spec.location
+            ));
+        }
+    }
+    problems
 }
 
 fn resolve(config: &Config, path: &Path) -> PathBuf {
@@ -256,14 +373,151 @@ impl Synthesis for Synthesizer {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { self.prepare_jobs(prepared).await })
     }
+
+    fn copies_production(&self) -> bool {
+        self.options.hybrid
+    }
+
+    fn generated_tables(&self) -> BTreeSet<QualifiedName> {
+        if self.options.hybrid {
+            self.hybrid_generated()
+        } else {
+            BTreeSet::new()
+        }
+    }
+
+    fn load_later(&self) -> BTreeSet<QualifiedName> {
+        self.later.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn loaded<'a>(
+        &'a self,
+        client: &'a tokio_postgres::Client,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let model = self.model.lock().ok().and_then(|m| m.clone());
+            match model {
+                Some(model) => read_pools(&model, client, server).await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Reads the keys of the copied tables that generated ones reference, from the new database
+/// (after the copied tables were loaded), into the model's pools; then refuses a NOT NULL
+/// reference to a copied table that holds no row.
+async fn read_pools(
+    model: &model::Model,
+    client: &tokio_postgres::Client,
+    server: &str,
+) -> Result<()> {
+    for pool in &model.pools {
+        let columns: Vec<String> = pool.columns.iter().map(|c| quote_ident(c)).collect();
+        let sql = format!(
+            "SELECT {} FROM (SELECT DISTINCT {} FROM {} WHERE {}) k ORDER BY {}",
+            columns
+                .iter()
+                .map(|c| format!("k.{c}::text"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            columns.join(", "),
+            pool.table.sql(),
+            columns
+                .iter()
+                .map(|c| format!("{c} IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            columns
+                .iter()
+                .map(|c| format!("k.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = client.query(&sql, &[]).await.map_err(|e| {
+            DbError::new(
+                server,
+                format!(
+                    "reading the keys ({}) of the copied table {} for the generated tables that reference it",
+                    pool.columns.join(", "),
+                    pool.table
+                ),
+                e,
+            )
+        })?;
+        let mut values = Vec::with_capacity(rows.len() * columns.len());
+        for row in rows {
+            for i in 0..columns.len() {
+                values.push(row.get::<_, String>(i));
+            }
+        }
+        pool.fill(values);
+    }
+    let mut problems = Vec::new();
+    for (t, table) in model.tables.iter().enumerate() {
+        if table.copied || model.rows(t) == 0 {
+            continue;
+        }
+        for fk in &table.fks {
+            if let Some(p) = fk.pool
+                && model.pools[p].rows() == 0
+                && fk.null_frac == 0.0
+            {
+                problems.push(format!(
+                    "{}: foreign key {} references the copied table {}, which holds no row in staging, and its columns are NOT NULL; give {} `rows: 0` or copy rows of {}",
+                    table.name, fk.name, model.pools[p].table, table.name, model.pools[p].table
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Runtime(format!(
+            "{}; staging was not swapped (unchanged)",
+            problems.join("; ")
+        )))
+    }
 }
 
 impl Synthesizer {
-    async fn prepare_jobs(&self, prepared: &mut crate::refresh::Prepared) -> Result<()> {
-        let server = prepared.snapshot.endpoint().display.clone();
-        let leader = prepared.snapshot.leader();
-        let catalog = &prepared.catalog;
+    /// The generation's model in the run's snapshot, or every problem of it (unknown tables
+    /// and columns of `synthetic:`, CHECKs that cannot be kept, keys that cannot be made).
+    async fn plan_model(
+        &self,
+        snapshot: &crate::db::snapshot::Snapshot,
+        catalog: &Catalog,
+        rules: &crate::rules::BoundRules,
+        plan: &crate::plan::Plan,
+    ) -> Result<std::result::Result<model::Model, Vec<String>>> {
+        let server = snapshot.endpoint().display.clone();
+        let leader = snapshot.leader();
         let mut problems = self.check_specs(catalog);
+        // Hybrid mode: the units copied from production, with the rows their plan expects.
+        let mut copied = BTreeMap::new();
+        if self.options.hybrid {
+            let generated = self.hybrid_generated();
+            for unit in model::units(catalog) {
+                if generated.contains(&unit) {
+                    continue;
+                }
+                let holders: Vec<QualifiedName> = match catalog.table(&unit) {
+                    Some(t) if t.kind == TableKind::Partitioned => catalog
+                        .leaves(&unit)
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect(),
+                    _ => vec![unit.clone()],
+                };
+                let rows = holders
+                    .iter()
+                    .filter_map(|h| plan.tables.get(h))
+                    .map(|p| p.estimated_rows)
+                    .sum();
+                copied.insert(unit, rows);
+            }
+        }
         let constraints = Constraints::read(leader, &server, catalog).await?;
         let checks = constraints
             .checks
@@ -287,7 +541,7 @@ impl Synthesizer {
             (HashMap::new(), HashMap::new())
         };
         let mut ruled = BTreeSet::new();
-        for (name, bound) in &prepared.rules.tables {
+        for (name, bound) in &rules.tables {
             let root = catalog.root_of(name);
             for c in bound.ruled_columns() {
                 ruled.insert((root.clone(), c.column.clone()));
@@ -306,23 +560,115 @@ impl Synthesizer {
             stats,
             specs: &self.options.specs,
             ruled,
+            copied,
         };
-        let model = match model::plan(&inputs) {
-            Ok(m) if problems.is_empty() => m,
-            Ok(_) => return Err(crate::refresh::checks::problems_error(problems)),
+        Ok(match model::plan(&inputs) {
+            Ok(m) if problems.is_empty() => Ok(m),
+            Ok(_) => Err(problems),
             Err(found) => {
                 problems.extend(found);
+                Err(problems)
+            }
+        })
+    }
+
+    /// What `restage validate` refuses of a generation (synthetic or hybrid), without
+    /// building: the problems the run would stop with at plan time.
+    pub async fn check_plan(
+        &self,
+        snapshot: &crate::db::snapshot::Snapshot,
+        catalog: &Catalog,
+        rules: &crate::rules::BoundRules,
+        plan: &crate::plan::Plan,
+    ) -> Result<Vec<String>> {
+        let model = match self.plan_model(snapshot, catalog, rules, plan).await? {
+            Ok(m) => Arc::new(m),
+            Err(problems) => return Ok(problems),
+        };
+        let mut problems = Vec::new();
+        if self.options.hybrid {
+            for table in catalog.data_tables() {
+                let root = catalog.root_of(&table.name);
+                if model
+                    .index
+                    .get(&root)
+                    .is_some_and(|&t| model.tables[t].copied)
+                {
+                    let columns: Vec<String> =
+                        table.copy_columns().map(|c| c.name.clone()).collect();
+                    self.references(&table.name, &columns, catalog, &model, &mut problems);
+                }
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        Ok(problems)
+    }
+
+    async fn prepare_jobs(&self, prepared: &mut crate::refresh::Prepared) -> Result<()> {
+        let catalog = &prepared.catalog;
+        let model = match self
+            .plan_model(&prepared.snapshot, catalog, &prepared.rules, &prepared.plan)
+            .await?
+        {
+            Ok(m) => Arc::new(m),
+            Err(problems) => return Err(crate::refresh::checks::problems_error(problems)),
+        };
+        let mut jobs = self.jobs(prepared, &model);
+        if self.options.hybrid {
+            // The copied tables' jobs as the refresh planned them, their references to
+            // generated tables remapped.
+            let mut copied_jobs = Vec::new();
+            let mut problems = Vec::new();
+            for job in std::mem::take(&mut prepared.jobs) {
+                let root = catalog.root_of(&job.table);
+                if model
+                    .index
+                    .get(&root)
+                    .is_some_and(|&t| !model.tables[t].copied)
+                {
+                    continue;
+                }
+                copied_jobs.push(self.remapped(job, catalog, &model, &mut problems));
+            }
+            if !problems.is_empty() {
+                problems.sort();
+                problems.dedup();
                 return Err(crate::refresh::checks::problems_error(problems));
             }
-        };
-        let model = Arc::new(model);
-        let jobs = self.jobs(prepared, &model);
+            copied_jobs.append(&mut jobs);
+            jobs = copied_jobs;
+            // The second wave: generated tables whose values come from copied keys.
+            let later: BTreeSet<QualifiedName> = model
+                .tables
+                .iter()
+                .enumerate()
+                .filter(|(t, table)| !table.copied && model.waits_for_pools(*t))
+                .map(|(_, table)| table.name.clone())
+                .collect();
+            if let Ok(mut l) = self.later.lock() {
+                *l = later;
+            }
+            // The generated tables' rules were bound into their jobs; out of the bound rules,
+            // verification samples and checks only the copied tables' (their generated
+            // inputs are not production values).
+            for table in model.tables.iter().filter(|t| !t.copied) {
+                prepared.rules.tables.remove(&table.name);
+                for leaf in catalog.leaves(&table.name) {
+                    prepared.rules.tables.remove(&leaf.name);
+                }
+            }
+        } else {
+            prepared.plan.summary = None;
+            prepared.plan.storage = None;
+            prepared.plan.replan = None;
+        }
         prepared.jobs = jobs;
+        if let Ok(mut m) = self.model.lock() {
+            *m = Some(model.clone());
+        }
         // The plan's lines: one per generated table (a partitioned one as a whole).
-        prepared.plan.summary = None;
-        prepared.plan.storage = None;
-        prepared.plan.replan = None;
-        for table in &model.tables {
+        for table in model.tables.iter().filter(|t| !t.copied) {
             if table.partitioned {
                 for leaf in catalog.leaves(&table.name) {
                     prepared.plan.tables.remove(&leaf.name);
@@ -348,6 +694,113 @@ impl Synthesizer {
         }
         prepared.warnings.extend(model.warnings.iter().cloned());
         Ok(())
+    }
+
+    /// A copied table's job with its references to generated tables remapped onto their
+    /// keys ([`remap`]); problems for references that cannot be.
+    fn remapped(
+        &self,
+        mut job: CopyJob,
+        catalog: &Catalog,
+        model: &Arc<model::Model>,
+        problems: &mut Vec<String>,
+    ) -> CopyJob {
+        let references = self.references(&job.table, &job.columns, catalog, model, problems);
+        if references.is_empty() {
+            return job;
+        }
+        let mut plan = (*job.plan).clone();
+        plan.filter = Some(Arc::new(remap::Remap {
+            inner: plan.filter.take(),
+            model: model.clone(),
+            references,
+        }));
+        job.plan = Arc::new(plan);
+        job
+    }
+
+    /// The references of copied table `table` (whose COPY moves `columns`) to generated
+    /// tables; problems for those that cannot be remapped.
+    fn references(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        catalog: &Catalog,
+        model: &model::Model,
+        problems: &mut Vec<String>,
+    ) -> Vec<remap::Reference> {
+        let root = catalog.root_of(table);
+        let mut references = Vec::new();
+        let mut seen = BTreeSet::new();
+        for fk in &catalog.foreign_keys {
+            if catalog.root_of(&fk.table) != root {
+                continue;
+            }
+            let parent = catalog.root_of(&fk.referenced);
+            let Some(&pt) = model.index.get(&parent) else {
+                continue;
+            };
+            let parent_model = &model.tables[pt];
+            if parent_model.copied
+                || !seen.insert((
+                    fk.columns.clone(),
+                    parent.clone(),
+                    fk.referenced_columns.clone(),
+                ))
+            {
+                continue;
+            }
+            let positions: Option<Vec<usize>> = fk
+                .columns
+                .iter()
+                .map(|c| columns.iter().position(|j| j == c))
+                .collect();
+            let parent_columns: Option<Vec<usize>> = fk
+                .referenced_columns
+                .iter()
+                .map(|c| parent_model.columns.iter().position(|m| &m.name == c))
+                .collect();
+            let (Some(positions), Some(parent_columns)) = (positions, parent_columns) else {
+                problems.push(format!(
+                    "{root}: foreign key {} to the generated table {parent}: its columns are not all ones COPY writes",
+                    fk.name
+                ));
+                continue;
+            };
+            if model.key_waits_for_pools(pt, &parent_columns) {
+                problems.push(format!(
+                    "{root}: foreign key {} references the generated table {parent}, whose key (or row count) is taken from a copied table's keys: not supported for a copied child (it would wait for keys loaded after it); generate {root} too (`from: synthetic`), or copy {parent}",
+                    fk.name
+                ));
+                continue;
+            }
+            let nullable = fk.columns.iter().all(|c| {
+                catalog
+                    .table(table)
+                    .and_then(|t| t.column(c))
+                    .is_some_and(|c| !c.not_null)
+            });
+            if parent_model.rows == 0 && !nullable {
+                problems.push(format!(
+                    "{root}: foreign key {} references the generated table {parent}, which gets no rows, and its columns are NOT NULL; give {parent} rows (`rows:`)",
+                    fk.name
+                ));
+                continue;
+            }
+            references.push(remap::Reference {
+                name: fk.name.clone(),
+                positions,
+                parent: pt,
+                parent_columns,
+                key: values::key_of(&[
+                    "remap",
+                    &self.options.seed.to_string(),
+                    &root.to_string(),
+                    &fk.name,
+                ]),
+            });
+        }
+        references
     }
 
     /// `synthetic:` entries naming tables or columns that do not exist.
@@ -388,7 +841,7 @@ impl Synthesizer {
             let Some(table) = catalog.table(&table_model.name) else {
                 continue;
             };
-            if table_model.rows == 0 {
+            if table_model.rows == 0 || table_model.copied {
                 continue;
             }
             // The bound rules by column name: the table's own, or a partition's.

@@ -12,8 +12,14 @@
 //! - NOT NULL, enums, domains, CHECKs that are simple comparisons and IN-lists ([`check`]);
 //! - production's statistics where they may be read (`pg_stats`: null fraction, distinct
 //!   count, most common values and histogram bounds of columns that do not look personal).
+//!
+//! Hybrid mode (`source.mode: hybrid`): the tables copied from production are units of the
+//! model too, without columns ([`TableModel::copied`]); a generated table's foreign key to
+//! one takes its values from a [`KeyPool`] — the keys the copied table actually holds in
+//! the new database, read after it was loaded ([`Model::pools`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use super::check::{self, Allowed};
 use super::values::{self, UniqueGen, ValueGen, hash, key_of, unit};
@@ -58,12 +64,74 @@ pub struct Inputs<'a> {
     pub specs: &'a BTreeMap<QualifiedName, SyntheticTable>,
     /// Columns with a rule (their values are that rule's transform of the generated input).
     pub ruled: BTreeSet<(QualifiedName, String)>,
+    /// Hybrid mode: the units copied from production, with the rows their plan expects
+    /// (caps of one-child-per-parent keys until the real count is known).
+    pub copied: BTreeMap<QualifiedName, u64>,
+}
+
+/// The keys a copied table holds (hybrid mode), for the generated tables that reference it:
+/// the distinct non-NULL values of `columns`, in a fixed order, read from the new database
+/// once the copied table is loaded ([`KeyPool::fill`]). Its Debug shows no key.
+pub struct KeyPool {
+    /// The copied unit.
+    pub table: QualifiedName,
+    pub columns: Vec<String>,
+    /// Row-major: row `r`'s column `i` is at `r * columns.len() + i`.
+    values: OnceLock<Vec<String>>,
+}
+
+impl std::fmt::Debug for KeyPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPool")
+            .field("table", &self.table)
+            .field("columns", &self.columns)
+            .field("rows", &self.rows())
+            .finish()
+    }
+}
+
+impl KeyPool {
+    fn new(table: QualifiedName, columns: Vec<String>) -> KeyPool {
+        KeyPool {
+            table,
+            columns,
+            values: OnceLock::new(),
+        }
+    }
+
+    /// Sets the keys (row-major); the first call wins.
+    pub fn fill(&self, values: Vec<String>) {
+        let _ = self.values.set(values);
+    }
+
+    pub fn is_filled(&self) -> bool {
+        self.values.get().is_some()
+    }
+
+    /// Keys held: 0 until filled.
+    pub fn rows(&self) -> u64 {
+        let width = self.columns.len().max(1);
+        self.values.get().map_or(0, |v| (v.len() / width) as u64)
+    }
+
+    fn get(&self, row: u64, index: usize) -> Option<&str> {
+        let width = self.columns.len();
+        let at = usize::try_from(row)
+            .ok()?
+            .checked_mul(width)?
+            .checked_add(index)?;
+        self.values.get()?.get(at).map(String::as_str)
+    }
 }
 
 #[derive(Debug)]
 pub struct Model {
     pub tables: Vec<TableModel>,
     pub index: HashMap<QualifiedName, usize>,
+    /// Hybrid mode: the keys of copied tables that generated tables reference.
+    pub pools: Vec<KeyPool>,
+    /// Per table: [`Model::waits_for_pools`].
+    waits: Vec<bool>,
     /// What the plan decided that the report should say (capped row counts).
     pub warnings: Vec<String>,
 }
@@ -72,6 +140,9 @@ pub struct Model {
 pub struct TableModel {
     pub name: QualifiedName,
     pub partitioned: bool,
+    /// Hybrid mode: copied from production, not generated (no columns, no foreign keys
+    /// here; its rows are its plan's until its pools are read).
+    pub copied: bool,
     pub rows: u64,
     /// Why this many rows, for the report.
     pub reason: String,
@@ -108,6 +179,8 @@ pub struct FkModel {
     pub pick: Pick,
     pub null_frac: f64,
     pub key: u64,
+    /// Hybrid mode: the parent is copied; its keys come from this pool of [`Model::pools`].
+    pub pool: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,8 +189,11 @@ pub enum Pick {
     Random,
     /// Parent row = this row (a unique foreign key: one child per parent).
     Same,
-    /// Parent row = (row / div) % parent rows (one part of a key made of foreign keys).
-    Radix { div: u64 },
+    /// Parent row = (row / div) % parent rows (one part of a key made of foreign keys),
+    /// where div is the product of the parent rows of the table's earlier `Radix` keys
+    /// (`order` 0, 1, …), computed when the row is made: a copied parent's rows are known
+    /// only once its pool is read.
+    Radix { order: usize },
 }
 
 impl Model {
@@ -139,15 +215,24 @@ impl Model {
                 if f.null_frac > 0.0 && unit(hash(f.key, row, 1)) < f.null_frac {
                     return false;
                 }
-                let parent_rows = self.tables[f.parent].rows;
+                let parent_rows = self.parent_rows(f);
                 if parent_rows == 0 || depth > MAX_DEPTH {
                     return false;
                 }
                 let parent_row = match f.pick {
                     Pick::Random => hash(f.key, row, 2) % parent_rows,
                     Pick::Same => row % parent_rows,
-                    Pick::Radix { div } => (row / div.max(1)) % parent_rows,
+                    Pick::Radix { order } => (row / self.radix_div(t, order).max(1)) % parent_rows,
                 };
+                if let Some(p) = f.pool {
+                    return match self.pools[p].get(parent_row, *index) {
+                        Some(v) => {
+                            out.push_str(v);
+                            true
+                        }
+                        None => false,
+                    };
+                }
                 self.value_at(
                     f.parent,
                     f.parent_columns[*index],
@@ -169,6 +254,136 @@ impl Model {
         }
     }
 
+    /// The rows a foreign key picks among: its pool's (a copied parent) or the generated
+    /// parent's.
+    pub fn parent_rows(&self, f: &FkModel) -> u64 {
+        self.parent_rows_at(f, 0)
+    }
+
+    fn parent_rows_at(&self, f: &FkModel, depth: u32) -> u64 {
+        match f.pool {
+            Some(p) => self.pools[p].rows(),
+            None => self.rows_at(f.parent, depth + 1),
+        }
+    }
+
+    /// The divisor of table `t`'s `Radix` key number `order`: the product of the parent
+    /// rows of its earlier ones.
+    fn radix_div(&self, t: usize, order: usize) -> u64 {
+        self.tables[t]
+            .fks
+            .iter()
+            .filter_map(|f| match f.pick {
+                Pick::Radix { order: o } if o < order => Some(self.parent_rows(f).max(1)),
+                _ => None,
+            })
+            .fold(1u64, |a, b| a.saturating_mul(b))
+    }
+
+    /// The rows table `t` gets: as planned, at most one per parent (or combination of
+    /// parents) of a unique foreign key — known only once its pool is read for a copied
+    /// parent.
+    pub fn rows(&self, t: usize) -> u64 {
+        self.rows_at(t, 0)
+    }
+
+    fn rows_at(&self, t: usize, depth: u32) -> u64 {
+        let table = &self.tables[t];
+        if depth > MAX_DEPTH || !self.waits[t] {
+            return table.rows;
+        }
+        let mut rows = table.rows;
+        let mut product: Option<u64> = None;
+        for f in &table.fks {
+            match f.pick {
+                Pick::Same => rows = rows.min(self.parent_rows_at(f, depth)),
+                Pick::Radix { .. } => {
+                    product = Some(
+                        product
+                            .unwrap_or(1)
+                            .saturating_mul(self.parent_rows_at(f, depth)),
+                    )
+                }
+                Pick::Random => {}
+            }
+        }
+        product.map_or(rows, |p| rows.min(p))
+    }
+
+    /// True when generated table `t` takes values (or its row count) from a copied table's
+    /// keys, directly or through generated parents that do: it is loaded after the copied
+    /// tables, once their pools are read.
+    pub fn waits_for_pools(&self, t: usize) -> bool {
+        self.waits[t]
+    }
+
+    /// True when what a copied table's reference remapped onto columns `columns` of
+    /// generated table `t` gets depends on a copied table's keys: the row count of `t`, or
+    /// the values of those columns (taken, through foreign keys, from a pool).
+    pub fn key_waits_for_pools(&self, t: usize, columns: &[usize]) -> bool {
+        self.rows_wait(t, 0) || columns.iter().any(|&c| self.value_waits(t, c, 0))
+    }
+
+    /// The row count of `t` depends on a pool (a unique foreign key into a copied table, or
+    /// into a generated one whose count does).
+    fn rows_wait(&self, t: usize, depth: u32) -> bool {
+        depth <= MAX_DEPTH
+            && self.tables[t].fks.iter().any(|f| {
+                !matches!(f.pick, Pick::Random)
+                    && (f.pool.is_some() || self.rows_wait(f.parent, depth + 1))
+            })
+    }
+
+    fn value_waits(&self, t: usize, c: usize, depth: u32) -> bool {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        let Some(column) = self.tables[t].columns.get(c) else {
+            return false;
+        };
+        let Gen::Fk { fk, index } = &column.source else {
+            return false;
+        };
+        let f = &self.tables[t].fks[*fk];
+        if f.pool.is_some() || self.rows_wait(f.parent, depth + 1) {
+            return true;
+        }
+        if matches!(f.pick, Pick::Radix { .. })
+            && self.tables[t].fks.iter().any(|o| {
+                matches!(o.pick, Pick::Radix { .. })
+                    && (o.pool.is_some() || self.rows_wait(o.parent, depth + 1))
+            })
+        {
+            return true;
+        }
+        self.value_waits(f.parent, f.parent_columns[*index], depth + 1)
+    }
+
+    /// [`Model::waits_for_pools`] of every table, to a fixed point.
+    fn waiting(tables: &[TableModel]) -> Vec<bool> {
+        let mut waits = vec![false; tables.len()];
+        for _ in 0..=tables.len() {
+            let mut changed = false;
+            for (t, table) in tables.iter().enumerate() {
+                if waits[t] || table.copied {
+                    continue;
+                }
+                if table
+                    .fks
+                    .iter()
+                    .any(|f| f.pool.is_some() || waits[f.parent])
+                {
+                    waits[t] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        waits
+    }
+
     /// True when the value of column `c` of table `t` is a chain of keys deeper than
     /// [`MAX_DEPTH`] (foreign keys that loop through key columns).
     fn too_deep(&self, t: usize, c: usize) -> bool {
@@ -177,6 +392,9 @@ impl Model {
             match &self.tables[t].columns[c].source {
                 Gen::Fk { fk, index } => {
                     let f = &self.tables[t].fks[*fk];
+                    if f.pool.is_some() {
+                        return false;
+                    }
                     (t, c) = (f.parent, f.parent_columns[*index]);
                 }
                 _ => return false,
@@ -212,6 +430,11 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
     let mut rows: Vec<u64> = Vec::new();
     let mut reasons = Vec::new();
     for name in &names {
+        if let Some(&n) = inputs.copied.get(name) {
+            rows.push(n);
+            reasons.push("copied from production".to_string());
+            continue;
+        }
         let spec = inputs.specs.get(name);
         let base: u64 = match catalog.table(name) {
             Some(t) if t.kind == TableKind::Partitioned => catalog
@@ -244,12 +467,18 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
     let mut fk_of_column: Vec<HashMap<String, (usize, usize)>> =
         names.iter().map(|_| HashMap::new()).collect();
     let mut seen_fk = BTreeSet::new();
+    let mut pools: Vec<KeyPool> = Vec::new();
     for fk in &catalog.foreign_keys {
         let child = catalog.root_of(&fk.table);
         let parent = catalog.root_of(&fk.referenced);
         let (Some(&ci), Some(&pi)) = (index.get(&child), index.get(&parent)) else {
             continue;
         };
+        // A copied table's references are the refresh's (or remapped onto generated
+        // parents: `super::remap`), not the model's.
+        if inputs.copied.contains_key(&child) {
+            continue;
+        }
         // One key per (columns, parent, parent's columns): the same foreign key declared on
         // every partition (or twice) is kept once.
         if !seen_fk.insert((
@@ -276,6 +505,22 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
         }
         if parent_columns.len() != fk.columns.len() {
             continue;
+        }
+        // A copied parent: its keys as loaded, one pool per (table, columns).
+        let pool = inputs.copied.contains_key(&parent).then(|| {
+            match pools
+                .iter()
+                .position(|p| p.table == parent && p.columns == fk.referenced_columns)
+            {
+                Some(p) => p,
+                None => {
+                    pools.push(KeyPool::new(parent.clone(), fk.referenced_columns.clone()));
+                    pools.len() - 1
+                }
+            }
+        });
+        if pool.is_some() {
+            parent_columns = (0..fk.columns.len()).collect();
         }
         let fi = fk_lists[ci].len();
         for (k, column) in fk.columns.iter().enumerate() {
@@ -310,6 +555,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
             pick: Pick::Random,
             null_frac,
             key: key_of(&["fk", &inputs.seed.to_string(), &child.to_string(), &fk.name]),
+            pool,
         });
     }
 
@@ -324,6 +570,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
     }
     for (table, name, expression, columns) in &inputs.checks {
         let unit_name = catalog.root_of(table);
+        if inputs.copied.contains_key(&unit_name) {
+            continue;
+        }
         match check::parse(expression) {
             Ok(per_column) => {
                 for (column, a) in per_column {
@@ -342,6 +591,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
     }
     for (table, column, domain, name, expression) in &inputs.domain_checks {
         let unit_name = catalog.root_of(table);
+        if inputs.copied.contains_key(&unit_name) {
+            continue;
+        }
         match check::parse(expression) {
             Ok(per_column) => {
                 for (_, a) in per_column {
@@ -381,6 +633,18 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
         let Some(table) = catalog.table(name) else {
             continue;
         };
+        if inputs.copied.contains_key(name) {
+            tables.push(TableModel {
+                name: name.clone(),
+                partitioned: table.kind == TableKind::Partitioned,
+                copied: true,
+                rows: rows[ti],
+                reason: reasons[ti].clone(),
+                columns: Vec::new(),
+                fks: Vec::new(),
+            });
+            continue;
+        }
         let spec = inputs.specs.get(name);
         let copy: Vec<&Column> = table.copy_columns().collect();
         let mut gens: Vec<Option<Gen>> = copy.iter().map(|_| None).collect();
@@ -396,7 +660,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
             }
         }
         // Unique keys.
-        let mut radix_div = 1u64;
+        let mut radix_order = 0usize;
         for key in &table.unique_keys {
             if key.iter().any(|c| unique_cols.contains(c)) {
                 continue;
@@ -451,9 +715,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
             }
             if all_fk {
                 for f in fk_groups {
-                    fks[f].pick = Pick::Radix { div: radix_div };
+                    fks[f].pick = Pick::Radix { order: radix_order };
                     fks[f].null_frac = 0.0;
-                    radix_div = radix_div.saturating_mul(rows[fks[f].parent].max(1));
+                    radix_order += 1;
                 }
                 key.iter().for_each(|c| {
                     unique_cols.insert(c.clone());
@@ -554,6 +818,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
         tables.push(TableModel {
             name: name.clone(),
             partitioned: table.kind == TableKind::Partitioned,
+            copied: false,
             rows: rows[ti],
             reason: reasons[ti].clone(),
             columns,
@@ -602,9 +867,12 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Model, Vec<String>> {
             break;
         }
     }
+    let waits = Model::waiting(&tables);
     let model = Model {
         tables,
         index,
+        pools,
+        waits,
         warnings,
     };
     for (t, table) in model.tables.iter().enumerate() {

@@ -22,15 +22,16 @@ impl TableRows {
 
 impl RowSource for TableRows {
     fn rows(&self) -> u64 {
-        self.model.tables[self.table].rows
+        self.model.rows(self.table)
     }
 
     fn fill(&self, start: u64, max_bytes: usize, out: &mut BytesMut) -> Result<u64, String> {
         let table = &self.model.tables[self.table];
+        let rows = self.model.rows(self.table);
         let mut value = String::with_capacity(64);
         let mut escaped = Vec::with_capacity(64);
         let mut row = start;
-        while row < table.rows && out.len() < max_bytes {
+        while row < rows && out.len() < max_bytes {
             for c in 0..table.columns.len() {
                 if c > 0 {
                     out.put_u8(b'\t');
