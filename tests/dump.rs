@@ -586,14 +586,22 @@ async fn a_killed_dumps_partial_is_removed_by_the_next_dump() {
     let (code, stdout, stderr) = dump(&setup, &archives, &[]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stdout.contains("removed the partial archive of a dead run")
-            && stdout.contains(&dead[0]),
+        stdout.contains("removed the partial archive of a dead run") && stdout.contains(&dead[0]),
         "{stdout}"
     );
     let now = partials();
-    assert!(!now.contains(&dead[0]), "the dead run's partial is gone: {now:?}");
-    assert!(now.contains(&live_partial[0]), "the live run's partial stays: {now:?}");
-    assert!(foreign.join("file").exists(), "a folder restage did not write stays");
+    assert!(
+        !now.contains(&dead[0]),
+        "the dead run's partial is gone: {now:?}"
+    );
+    assert!(
+        now.contains(&live_partial[0]),
+        "the live run's partial stays: {now:?}"
+    );
+    assert!(
+        foreign.join("file").exists(),
+        "a folder restage did not write stays"
+    );
     let complete = only_archive(&archives);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(complete.join("manifest.json")).expect("manifest"))

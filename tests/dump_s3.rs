@@ -62,7 +62,10 @@ async fn archives(client: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
 }
 
 fn assert_no_secret(out: &str) {
-    assert!(!out.contains(SECRET_KEY), "the secret key was printed:\n{out}");
+    assert!(
+        !out.contains(SECRET_KEY),
+        "the secret key was printed:\n{out}"
+    );
 }
 
 fn dump(setup: &Setup, moto: &Moto, to: &str, env: &[(&str, &str)]) -> (i32, String, String) {
@@ -239,10 +242,30 @@ async fn s3_a_damaged_archive_fails_cleanly_and_staging_stays() {
         Remove,
     }
     let cases = [
-        ("corrupted part", format!("data/{first_part}"), Damage::Flip, "is corrupted"),
-        ("truncated part", format!("data/{first_part}"), Damage::Truncate, "is truncated"),
-        ("missing part", format!("data/{first_part}"), Damage::Remove, "is missing"),
-        ("missing manifest", "manifest.json".to_string(), Damage::Remove, "no manifest.json"),
+        (
+            "corrupted part",
+            format!("data/{first_part}"),
+            Damage::Flip,
+            "is corrupted",
+        ),
+        (
+            "truncated part",
+            format!("data/{first_part}"),
+            Damage::Truncate,
+            "is truncated",
+        ),
+        (
+            "missing part",
+            format!("data/{first_part}"),
+            Damage::Remove,
+            "is missing",
+        ),
+        (
+            "missing manifest",
+            "manifest.json".to_string(),
+            Damage::Remove,
+            "no manifest.json",
+        ),
         (
             "corrupted schema",
             "schema.dump".to_string(),
@@ -274,7 +297,10 @@ async fn s3_a_damaged_archive_fails_cleanly_and_staging_stays() {
         let (code, stdout, stderr) = restore(&config, &moto, &from);
         assert_eq!(code, 1, "{name}\nstdout:\n{stdout}\nstderr:\n{stderr}");
         assert!(stderr.contains(expected), "{name}: {stderr}");
-        assert!(stderr.contains(&from), "{name} names the bucket and prefix: {stderr}");
+        assert!(
+            stderr.contains(&from),
+            "{name} names the bucket and prefix: {stderr}"
+        );
         if name.ends_with("part") {
             assert!(
                 stderr.contains(&format!("of table public.people ({file})")),
@@ -419,16 +445,26 @@ async fn s3_retention_removes_only_the_oldest_of_restages_archives() {
     for _ in 0..3 {
         let (code, stdout, stderr) = dump(&setup, &moto, &to, &[]);
         assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-        written.push(archives(&client, "n").await.last().cloned().expect("an archive"));
+        written.push(
+            archives(&client, "n")
+                .await
+                .last()
+                .cloned()
+                .expect("an archive"),
+        );
     }
     assert_eq!(archives(&client, "n").await, written[1..].to_vec());
     let all = keys(&client).await;
     assert!(
-        !all.iter().any(|k| k.starts_with(&format!("n/{}/", written[0]))),
+        !all.iter()
+            .any(|k| k.starts_with(&format!("n/{}/", written[0]))),
         "the oldest archive is gone entirely: {all:?}"
     );
     for key in foreign {
-        assert!(all.iter().any(|k| k == key), "{key} was left alone: {all:?}");
+        assert!(
+            all.iter().any(|k| k == key),
+            "{key} was left alone: {all:?}"
+        );
     }
     // --keep overrides the config.
     let (code, _, stderr) = dump(&setup, &moto, &to, &[]);
@@ -479,5 +515,8 @@ async fn s3_a_dump_that_fails_verification_leaves_nothing() {
 
     let (code, _, stderr) = dump(&setup, &moto, "s3://no-such-bucket-restage/x", &[]);
     assert_ne!(code, 0, "{stderr}");
-    assert!(stderr.contains("s3://no-such-bucket-restage/x/restage-"), "{stderr}");
+    assert!(
+        stderr.contains("s3://no-such-bucket-restage/x/restage-"),
+        "{stderr}"
+    );
 }

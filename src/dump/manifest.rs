@@ -286,8 +286,11 @@ mod tests {
             parse(b"{\"format\": \"restage-dump\", \"format_vers", "m.json"),
             Err(NotAnArchive::Garbled(..))
         ));
-        let e = parse(b"{\"format\": \"restage-dump\", \"format_version\": 99}", "m.json")
-            .expect_err("newer");
+        let e = parse(
+            b"{\"format\": \"restage-dump\", \"format_version\": 99}",
+            "m.json",
+        )
+        .expect_err("newer");
         assert!(e.to_string().contains("format_version 99"), "{e}");
     }
 }

@@ -99,7 +99,9 @@ pub fn parse_s3_url(url: &str) -> std::result::Result<(String, String), String> 
         || prefix.contains("//")
         || prefix.chars().any(|c| c.is_control())
     {
-        return Err(format!("{url}: the prefix {prefix:?} has an empty, '.' or '..' segment"));
+        return Err(format!(
+            "{url}: the prefix {prefix:?} has an empty, '.' or '..' segment"
+        ));
     }
     Ok((bucket.to_string(), prefix.to_string()))
 }
@@ -183,7 +185,14 @@ impl Store {
         match self {
             Store::Dir(p) => match std::fs::read(p.join(file)) {
                 Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(Error::io(format!("reading {}", self.display_file(file)), e)),
             },
             Store::S3(s) => {
@@ -249,9 +258,8 @@ impl Store {
                 let what = s.display_key(file);
                 tokio::spawn(async move {
                     while let Some(chunk) = stream.next().await {
-                        let chunk = chunk.map_err(|e| {
-                            std::io::Error::other(format!("reading {what}: {e}"))
-                        });
+                        let chunk = chunk
+                            .map_err(|e| std::io::Error::other(format!("reading {what}: {e}")));
                         let failed = chunk.is_err();
                         if tx.send(chunk).await.is_err() || failed {
                             return;
@@ -304,7 +312,8 @@ impl Store {
                     f.sync_all()?;
                     std::fs::rename(&temp, p.join(file))
                 })();
-                written.map_err(|e| Error::io(format!("writing {}", self.display_file(file)), e))?;
+                written
+                    .map_err(|e| Error::io(format!("writing {}", self.display_file(file)), e))?;
                 manifest::sync_dir(p)
             }
             Store::S3(s) => s
@@ -355,7 +364,10 @@ impl Store {
             Store::Dir(p) => match std::fs::remove_file(p.join(file)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io(format!("removing {}", self.display_file(file)), e)),
+                Err(e) => Err(Error::io(
+                    format!("removing {}", self.display_file(file)),
+                    e,
+                )),
             },
             Store::S3(s) => match s.client.delete(&s.path(file)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -688,8 +700,9 @@ impl Partial {
                 let path = dir.join(format!("{PARTIAL_PREFIX}{run}"));
                 std::fs::create_dir_all(path.join(manifest::DATA))
                     .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-                let lock = lock_partial(&path)
-                    .map_err(|e| Error::io(format!("locking {}", path.join(LOCK_FILE).display()), e))?;
+                let lock = lock_partial(&path).map_err(|e| {
+                    Error::io(format!("locking {}", path.join(LOCK_FILE).display()), e)
+                })?;
                 Ok((
                     Partial {
                         area: Store::Dir(path),
@@ -877,7 +890,9 @@ fn s3_client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         // The object store's own chain: web identity (AWS_WEB_IDENTITY_TOKEN_FILE,
         // AWS_ROLE_ARN), ECS (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), instance metadata.
         for (key, value) in std::env::vars() {
-            if let Ok(config) = key.to_ascii_lowercase().parse::<object_store::aws::AmazonS3ConfigKey>()
+            if let Ok(config) = key
+                .to_ascii_lowercase()
+                .parse::<object_store::aws::AmazonS3ConfigKey>()
                 && key.starts_with("AWS_")
                 && !matches!(
                     config,
@@ -1044,10 +1059,7 @@ pub mod profile {
                 section(config, "staging"),
                 Some(vec![("region".into(), "eu-central-1".into())])
             );
-            assert_eq!(
-                section(credentials, "default").map(|s| s.len()),
-                Some(2)
-            );
+            assert_eq!(section(credentials, "default").map(|s| s.len()), Some(2));
             assert_eq!(section(credentials, "other"), None);
             assert_eq!(section("", "default"), None);
         }
@@ -1064,8 +1076,14 @@ mod tests {
             parse_s3_url("s3://my-bucket/nightly/app/"),
             Ok(("my-bucket".into(), "nightly/app".into()))
         );
-        assert_eq!(parse_s3_url("s3://my-bucket"), Ok(("my-bucket".into(), String::new())));
-        assert_eq!(parse_s3_url("s3://my-bucket/"), Ok(("my-bucket".into(), String::new())));
+        assert_eq!(
+            parse_s3_url("s3://my-bucket"),
+            Ok(("my-bucket".into(), String::new()))
+        );
+        assert_eq!(
+            parse_s3_url("s3://my-bucket/"),
+            Ok(("my-bucket".into(), String::new()))
+        );
         for bad in [
             "s3://",
             "s3://ab",

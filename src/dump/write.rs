@@ -101,7 +101,9 @@ impl DumpReport {
             out.push_str(&format!("removed old archive {removed}\n"));
         }
         for removed in &self.partials_removed {
-            out.push_str(&format!("removed the partial archive of a dead run {removed}\n"));
+            out.push_str(&format!(
+                "removed the partial archive of a dead run {removed}\n"
+            ));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
@@ -217,12 +219,24 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         area: partial.area.clone(),
         ui,
     };
+    // A signal stops the parts at their next batch (their uploads aborted), then the area
+    // is removed: waited for at most 60 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = write_archive(&context, stop.clone());
+    tokio::pin!(work);
     let written = tokio::select! {
-        written = write_archive(&context) => written,
-        signal = shutdown.wait() => Err(Error::Interrupted {
-            signal,
-            outcome: format!("nothing was published (the unfinished archive in {} was removed)", destination.display()),
-        }),
+        written = &mut work => written,
+        signal = shutdown.wait() => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), &mut work).await;
+            Err(Error::Interrupted {
+                signal,
+                outcome: format!(
+                    "nothing was published (the unfinished archive in {} was removed)",
+                    destination.display()
+                ),
+            })
+        }
     };
     let (schema_entry, key_entry, has_servers, sequence_values, verification, tables) =
         match written {
@@ -335,7 +349,7 @@ type Written = (
 
 /// Steps 2 and 3: the schema, the key, the parts, into the run's area; the verification of
 /// the rows written.
-async fn write_archive(cx: &Context<'_>) -> Result<Written> {
+async fn write_archive(cx: &Context<'_>, stop: Arc<AtomicBool>) -> Result<Written> {
     let (settings, prepared) = (cx.settings, cx.prepared);
     let stage = Stage::start(cx.ui, "schema");
     let archive = schema::dump(
@@ -353,8 +367,10 @@ async fn write_archive(cx: &Context<'_>) -> Result<Written> {
         (Some(sealing), Some(key)) => {
             let sealed = key.sealed(sealing)?;
             Some(
-                write_file(&cx.area, manifest::KEY, None, |sink| sink.write_all(&sealed))
-                    .await?,
+                write_file(&cx.area, manifest::KEY, None, |sink| {
+                    sink.write_all(&sealed)
+                })
+                .await?,
             )
         }
         _ => None,
@@ -398,6 +414,7 @@ async fn write_archive(cx: &Context<'_>) -> Result<Written> {
         settings.jobs,
         cx.level,
         cx.key.clone(),
+        stop,
     )
     .await?;
     stage.done();
@@ -517,8 +534,8 @@ enum BatchError {
 }
 
 /// Writes every job's part, `workers` at once, biggest first; returns each job with its part
-/// (the rows were checked by the stream verifier of its row plan). At the first failure the
-/// other workers stop at their next batch and abandon their part (an S3 upload aborted), so
+/// (the rows were checked by the stream verifier of its row plan). At the first failure (or
+/// when `stop` is raised from outside: a signal) the workers stop at their next batch and abandon their part (an S3 upload aborted), so
 /// that nothing is left half uploaded; the first error is returned.
 async fn write_parts(
     mut jobs: Vec<(usize, CopyJob)>,
@@ -527,10 +544,10 @@ async fn write_parts(
     workers: usize,
     level: i32,
     key: Option<Arc<ArchiveKey>>,
+    stop: Arc<AtomicBool>,
 ) -> Result<Vec<(CopyJob, PartEntry)>> {
     jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.estimated_bytes));
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
-    let stop = Arc::new(AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
         let queue = queue.clone();
@@ -548,8 +565,7 @@ async fn write_parts(
                     break;
                 };
                 let file = format!("{}/{i:05}.copy.zst", manifest::DATA);
-                match write_part(&snapshot, &job, &area, file, level, key.as_deref(), &stop).await
-                {
+                match write_part(&snapshot, &job, &area, file, level, key.as_deref(), &stop).await {
                     Ok(part) => done.push((job, part)),
                     Err(e) => {
                         stop.store(true, Ordering::Relaxed);
@@ -578,6 +594,9 @@ async fn write_parts(
     }
     match first {
         Some(e) => Err(e),
+        None if stop.load(Ordering::Relaxed) => Err(Error::Runtime(
+            "the dump was stopped before its parts were written".into(),
+        )),
         None => Ok(results),
     }
 }
@@ -631,7 +650,7 @@ async fn fill_part(
     let label = job.label();
     let server = snapshot.endpoint().display.clone();
     let io_err = |e: std::io::Error| Some(Error::io(format!("writing {what}"), e));
-    let session = snapshot.session().await.map_err(Some)?;
+    let session = snapshot.session().await.map_err(|e| Some(Error::from(e)))?;
     let stream = session.copy_out(&job.source_sql()).await.map_err(|e| {
         Some(Error::from(crate::db::DbError::new(
             &server,
@@ -713,7 +732,11 @@ async fn fill_part(
         Ok::<_, std::io::Error>(hashing.finish())
     })
     .await
-    .map_err(|e| Some(Error::Runtime(format!("{label}: a dump worker failed: {e}"))))?;
+    .map_err(|e| {
+        Some(Error::Runtime(format!(
+            "{label}: a dump worker failed: {e}"
+        )))
+    })?;
     let (out, sha256, bytes) = finished.map_err(io_err)?;
     Ok((out, rows, text_bytes, sha256, bytes))
 }

@@ -64,7 +64,10 @@ impl Moto {
         let moto = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if moto.request("GET", "/", b"").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if moto
+                .request("GET", "/", b"")
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
                 return Some(moto);
             }
             assert!(
@@ -96,7 +99,9 @@ impl Moto {
     /// One plain HTTP/1.1 request (moto does not check signatures); the response text.
     fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
@@ -111,9 +116,16 @@ impl Moto {
 
     /// Creates a bucket of a unique name; returns its name.
     pub fn bucket(&self, prefix: &str) -> String {
-        let name = super::unique_name(prefix).to_ascii_lowercase().replace('_', "-");
-        let response = self.request("PUT", &format!("/{name}"), b"").expect("create bucket");
-        assert!(response.starts_with("HTTP/1.1 200"), "creating {name}: {response}");
+        let name = super::unique_name(prefix)
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        let response = self
+            .request("PUT", &format!("/{name}"), b"")
+            .expect("create bucket");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "creating {name}: {response}"
+        );
         name
     }
 
