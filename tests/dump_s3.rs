@@ -153,7 +153,7 @@ async fn s3_dump_then_restore_equals_a_direct_refresh() {
             .head(&ObjectPath::from(key.as_str()))
             .await
             .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert_eq!(Some(meta.size as u64), f["bytes"].as_u64(), "{key}");
+        assert_eq!(Some(meta.size), f["bytes"].as_u64(), "{key}");
         if meta.e_tag.as_deref().is_some_and(|t| t.contains('-')) {
             multipart += 1;
         }

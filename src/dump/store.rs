@@ -233,7 +233,7 @@ impl Store {
                     .into_iter()
                     .filter_map(|m| {
                         let key = m.location.to_string();
-                        key.get(skip..).map(|rel| (rel.to_string(), m.size as u64))
+                        key.get(skip..).map(|rel| (rel.to_string(), m.size))
                     })
                     .collect())
             }
