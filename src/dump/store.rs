@@ -916,12 +916,12 @@ fn s3_client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     }
     let allow_http = env("AWS_ALLOW_HTTP")
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
-    builder = builder.with_allow_http(allow_http);
     // Bounded waits: a connection in 10 s, a request (a piece, a part's GET) in 10 min, a few
     // retries with backoff within 3 min.
     builder = builder
         .with_client_options(
             object_store::ClientOptions::new()
+                .with_allow_http(allow_http)
                 .with_connect_timeout(Duration::from_secs(10))
                 .with_timeout(Duration::from_secs(600)),
         )
