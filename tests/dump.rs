@@ -621,8 +621,12 @@ async fn a_killed_dumps_partial_is_removed_by_the_next_dump() {
 
     // The live dump goes on and publishes its own archive.
     live.resume();
-    let (code, _, stderr) = live.finish(std::time::Duration::from_secs(300));
+    let (code, stdout, stderr) = live.finish(std::time::Duration::from_secs(300));
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("removed the partial archive of a dead run") && stdout.contains(&dead[0]),
+        "{stdout}"
+    );
     assert_eq!(partials(), vec![".partial-not-ours".to_string()]);
     let restored_db = setup.source.sibling("rst");
     let config = restore_config(&setup, &restored_db, "");
