@@ -7,22 +7,22 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::{self, Setup};
 
-const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
+pub(crate) const ALL_TYPES: &str = include_str!("fixtures/all_types.sql");
 
 /// A ruled table beside the fixture: its pseudonyms are seeded by the secret, so a refresh
 /// and a dump of the same source write the same values.
-const PEOPLE: &str = "
+pub(crate) const PEOPLE: &str = "
 CREATE TABLE people (id serial PRIMARY KEY, email text NOT NULL, city text, note text);
 INSERT INTO people (email, city, note)
   SELECT 'person' || g || '@example.com', 'City ' || (g % 7), 'note ' || g
     FROM generate_series(1, 3000) g;
 ";
 
-const RULES: &str = "tables:\n  public.people:\n    email: email\n";
+pub(crate) const RULES: &str = "tables:\n  public.people:\n    email: email\n";
 
 /// A second config in the setup's folder: the same source, another staging database (so a
 /// restore and a direct refresh can be compared), `extra` appended.
-fn restore_config(setup: &Setup, database: &str, extra: &str) -> PathBuf {
+pub(crate) fn restore_config(setup: &Setup, database: &str, extra: &str) -> PathBuf {
     let path = setup.dir.path().join(format!("{database}.yaml"));
     let yaml = format!(
         "target:\n  url: {}\n  database: {database}\n  keep: 1\njobs: 2\n{extra}\n",
@@ -33,7 +33,7 @@ fn restore_config(setup: &Setup, database: &str, extra: &str) -> PathBuf {
 }
 
 /// The archives (folders) in `dir`, by name, hidden ones too.
-fn entries(dir: &Path) -> Vec<String> {
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -535,6 +535,109 @@ async fn an_encrypted_archive_restores_only_with_its_key() {
     assert_eq!(
         harness::table_checksums(&harness::url_for(&restored_db)).await,
         restored
+    );
+    harness::drop_restage_family(&restored_db).await;
+}
+
+/// The partial folder of a dump killed mid-way (SIGKILL: no cleanup ran) is removed by the
+/// next dump to the same destination, which then completes; the partial folder of a dump
+/// that is still running is left alone (its lock is held), and so is a `.partial-*` folder
+/// restage did not write (no lock file). The live dump then completes too.
+#[tokio::test]
+async fn a_killed_dumps_partial_is_removed_by_the_next_dump() {
+    let setup = Setup::new("dumpkill", PEOPLE, "strict: off\ndump:\n  keep: 5").await;
+    setup.write_rules("people.yaml", RULES);
+    let archives = setup.dir.path().join("archives");
+    let to = archives.display().to_string();
+    let paused = [
+        ("RESTAGE_TEST_PAUSE_AT", "dump-data"),
+        ("RESTAGE_SPLIT_BYTES", "16384"),
+    ];
+    let partials = || -> Vec<String> {
+        entries(&archives)
+            .into_iter()
+            .filter(|n| n.starts_with(".partial-"))
+            .collect()
+    };
+    // A dump killed while writing its first part.
+    let mut killed = setup.spawn(&["dump", "--to", &to], &paused);
+    killed.wait_paused("dump-data");
+    let (_, stderr) = killed.kill();
+    let dead = partials();
+    assert_eq!(dead.len(), 1, "{dead:?}\n{stderr}");
+    assert!(archives.join(&dead[0]).join("restage.lock").exists());
+    assert!(
+        !entries(&archives.join(&dead[0]).join("data")).is_empty(),
+        "the killed dump had begun writing parts"
+    );
+    // Not restage's: a partial-looking folder without restage's lock file.
+    let foreign = archives.join(".partial-not-ours");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("file"), b"x").expect("write");
+    // A dump that is alive (paused) while another runs.
+    let mut live = setup.spawn(&["dump", "--to", &to], &paused);
+    live.wait_paused("dump-data");
+    // The dump that started after the kill removed the dead run's partial as it began.
+    let live_partial: Vec<String> = partials()
+        .into_iter()
+        .filter(|p| p != ".partial-not-ours")
+        .collect();
+    assert_eq!(live_partial.len(), 1, "{:?}", partials());
+    assert!(
+        !live_partial.contains(&dead[0]),
+        "the dead run's partial is gone"
+    );
+
+    // A third dump while that one is alive: leaves its partial alone.
+    let (code, stdout, stderr) = dump(&setup, &archives, &[]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("removed the partial archive"), "{stdout}");
+    let now = partials();
+    assert!(
+        !now.contains(&dead[0]),
+        "the dead run's partial is gone: {now:?}"
+    );
+    assert!(
+        now.contains(&live_partial[0]),
+        "the live run's partial stays: {now:?}"
+    );
+    assert!(
+        foreign.join("file").exists(),
+        "a folder restage did not write stays"
+    );
+    let complete = only_archive(&archives);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(complete.join("manifest.json")).expect("manifest"))
+            .expect("parses");
+    for t in manifest["tables"].as_array().expect("tables") {
+        for p in t["parts"].as_array().expect("parts") {
+            let file = complete.join(p["file"].as_str().expect("file"));
+            assert_eq!(
+                std::fs::metadata(&file).map(|m| m.len()).ok(),
+                p["bytes"].as_u64(),
+                "{}",
+                file.display()
+            );
+        }
+    }
+    assert!(!complete.join("restage.lock").exists());
+
+    // The live dump goes on and publishes its own archive.
+    live.resume();
+    let (code, stdout, stderr) = live.finish(std::time::Duration::from_secs(300));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("removed the partial archive of a dead run") && stdout.contains(&dead[0]),
+        "{stdout}"
+    );
+    assert_eq!(partials(), vec![".partial-not-ours".to_string()]);
+    let restored_db = setup.source.sibling("rst");
+    let config = restore_config(&setup, &restored_db, "");
+    let (code, _, stderr) = restore(&config, &archives);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        harness::table_checksums(&harness::url_for(&restored_db)).await["public.people"].0,
+        3000
     );
     harness::drop_restage_family(&restored_db).await;
 }

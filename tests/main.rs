@@ -17,6 +17,7 @@ mod copies;
 mod demo;
 mod deploy;
 mod dump;
+mod dump_s3;
 mod faults;
 mod fidelity;
 mod generations;

@@ -54,8 +54,9 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DumpConfig {
-    /// The folder archives are written into (`--to` overrides it).
-    pub destination: Option<PathBuf>,
+    /// Where archives are written (`--to` overrides it) and restored from (`--from`): a
+    /// folder, or `s3://bucket/prefix` (docs/dump.md).
+    pub destination: Option<String>,
     /// Archives kept in the destination after a successful dump (default 3).
     pub keep: Option<u32>,
     /// zstd level of the data parts (1–19, default 3).

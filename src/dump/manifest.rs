@@ -1,9 +1,10 @@
 //! The manifest of an archive (`manifest.json`): what it holds and how to check it. Written
-//! last, atomically (a temporary file, fsync, rename, fsync of the folder): an archive
-//! without one is not complete and nothing reads it.
+//! last, atomically ([`super::store::Partial::publish`]: a temporary file, fsync, rename,
+//! fsync of the folder; one PUT on S3): an archive without one is not complete and nothing
+//! reads it.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -198,29 +199,16 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
-/// Writes `manifest` into `dir` atomically: a temporary file, fsync, rename, fsync of `dir`.
-pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let text = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| Error::Runtime(format!("writing the manifest: {e}")))?;
-    let temp = dir.join(format!(".{MANIFEST}.tmp"));
-    let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, dir.join(MANIFEST))
-    })();
-    written.map_err(|e| Error::io(format!("writing {}", dir.join(MANIFEST).display()), e))?;
-    sync_dir(dir)
-}
-
-/// Why a folder is not an archive `restore` can read.
+/// Why a folder or prefix is not an archive `restore` can read.
 #[derive(Debug)]
 pub enum NotAnArchive {
-    /// No manifest: not an archive, or one whose dump did not finish.
-    Missing(PathBuf),
-    /// A manifest that does not parse or is not restage's (or of another version).
-    Garbled(PathBuf, String),
-    Unreadable(PathBuf, std::io::Error),
+    /// No manifest: not an archive, or one whose dump did not finish (the archive's place).
+    Missing(String),
+    /// A manifest that does not parse or is not restage's (or of another version): the
+    /// manifest's place, why.
+    Garbled(String, String),
+    /// The manifest's place, why.
+    Unreadable(String, String),
 }
 
 impl std::fmt::Display for NotAnArchive {
@@ -228,62 +216,39 @@ impl std::fmt::Display for NotAnArchive {
         match self {
             NotAnArchive::Missing(p) => write!(
                 f,
-                "{}: no {MANIFEST}: not a restage archive, or one whose dump did not finish",
-                p.display()
+                "{p}: no {MANIFEST}: not a restage archive, or one whose dump did not finish"
             ),
-            NotAnArchive::Garbled(p, why) => {
-                write!(
-                    f,
-                    "{}: not a restage manifest: {why}",
-                    p.join(MANIFEST).display()
-                )
-            }
-            NotAnArchive::Unreadable(p, e) => {
-                write!(f, "{}: cannot read it: {e}", p.join(MANIFEST).display())
-            }
+            NotAnArchive::Garbled(p, why) => write!(f, "{p}: not a restage manifest: {why}"),
+            NotAnArchive::Unreadable(p, e) => write!(f, "{p}: cannot read it: {e}"),
         }
     }
 }
 
-/// Reads the manifest of the archive in `dir`.
-pub fn read(dir: &Path) -> Result<Manifest, NotAnArchive> {
-    let path = dir.join(MANIFEST);
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(NotAnArchive::Missing(dir.to_path_buf()));
-        }
-        Err(e) => return Err(NotAnArchive::Unreadable(dir.to_path_buf(), e)),
-    };
+/// Parses the manifest `text` read from `at` (its place, for messages).
+pub fn parse(text: &[u8], at: &str) -> Result<Manifest, NotAnArchive> {
+    let garbled = |why: String| NotAnArchive::Garbled(at.to_string(), why);
     // The format first, so another program's JSON is named as such.
-    let head: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| NotAnArchive::Garbled(dir.to_path_buf(), e.to_string()))?;
+    let head: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| garbled(e.to_string()))?;
     if head.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return Err(NotAnArchive::Garbled(
-            dir.to_path_buf(),
-            format!("its \"format\" is not \"{FORMAT}\""),
-        ));
+        return Err(garbled(format!("its \"format\" is not \"{FORMAT}\"")));
     }
     let version = head.get("format_version").and_then(|v| v.as_u64());
     if version != Some(u64::from(FORMAT_VERSION)) {
-        return Err(NotAnArchive::Garbled(
-            dir.to_path_buf(),
-            format!(
-                "format_version {} (this restage reads {FORMAT_VERSION})",
-                version
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "missing".into())
-            ),
-        ));
+        return Err(garbled(format!(
+            "format_version {} (this restage reads {FORMAT_VERSION})",
+            version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "missing".into())
+        )));
     }
-    let manifest: Manifest = serde_json::from_value(head)
-        .map_err(|e| NotAnArchive::Garbled(dir.to_path_buf(), e.to_string()))?;
+    let manifest: Manifest = serde_json::from_value(head).map_err(|e| garbled(e.to_string()))?;
     for (entry, what) in manifest.files() {
         if !safe_relative(&entry.file) {
-            return Err(NotAnArchive::Garbled(
-                dir.to_path_buf(),
-                format!("{what}: file {:?} is outside the archive", entry.file),
-            ));
+            return Err(garbled(format!(
+                "{what}: file {:?} is outside the archive",
+                entry.file
+            )));
         }
     }
     Ok(manifest)
@@ -313,24 +278,19 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_foreign_manifest_is_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(read(dir.path()), Err(NotAnArchive::Missing(_))));
-        std::fs::write(dir.path().join(MANIFEST), b"{\"format\": \"other\"}").expect("write");
-        let e = read(dir.path()).expect_err("not ours");
+    fn a_garbled_or_foreign_manifest_is_named() {
+        let e = parse(b"{\"format\": \"other\"}", "m.json").expect_err("not ours");
         assert!(e.to_string().contains("is not \"restage-dump\""), "{e}");
-        std::fs::write(
-            dir.path().join(MANIFEST),
-            b"{\"format\": \"restage-dump\", \"format_vers",
-        )
-        .expect("write");
-        assert!(matches!(read(dir.path()), Err(NotAnArchive::Garbled(..))));
-        std::fs::write(
-            dir.path().join(MANIFEST),
+        assert!(e.to_string().starts_with("m.json: "), "{e}");
+        assert!(matches!(
+            parse(b"{\"format\": \"restage-dump\", \"format_vers", "m.json"),
+            Err(NotAnArchive::Garbled(..))
+        ));
+        let e = parse(
             b"{\"format\": \"restage-dump\", \"format_version\": 99}",
+            "m.json",
         )
-        .expect("write");
-        let e = read(dir.path()).expect_err("newer");
+        .expect_err("newer");
         assert!(e.to_string().contains("format_version 99"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 //! Anonymized archives (issue 17): `restage dump` writes the refresh pipeline's output to a
 //! folder instead of a database ([`write`]); `restage restore` builds a staging database
 //! from one, with refresh's build-beside, verification, swap, generations and cache steps
-//! ([`restore`]). The layout and its checks are in [`manifest`] and docs/dump.md.
+//! ([`restore`]). The layout and its checks are in [`manifest`] and docs/dump.md; where
+//! archives live (a folder or an S3 prefix) is [`store`].
 //!
 //! Exit codes: a dump whose verification finds a leak is 3 (nothing published); an archive
 //! that cannot be restored as it is — no manifest, a garbled one, a part missing, truncated
@@ -10,6 +11,7 @@
 pub mod crypt;
 pub mod manifest;
 pub mod restore;
+pub mod store;
 pub mod write;
 
 use std::path::PathBuf;
@@ -21,9 +23,10 @@ use crate::progress::Ui;
 /// `restage dump` options.
 #[derive(Debug, clap::Args, Default, Clone)]
 pub struct DumpArgs {
-    /// The folder the archive is written into (default: `dump.destination`).
-    #[arg(long, value_name = "DIR")]
-    pub to: Option<PathBuf>,
+    /// Where the archive is written: a folder, or `s3://bucket/prefix` (credentials from the
+    /// AWS environment variables or profile; see docs/dump.md). Default: `dump.destination`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub to: Option<String>,
     /// Archives kept in the destination after this one (default: `dump.keep`, else 3).
     #[arg(long, value_name = "N")]
     pub keep: Option<u32>,
@@ -35,10 +38,10 @@ pub struct DumpArgs {
 /// `restage restore` options.
 #[derive(Debug, clap::Args, Default, Clone)]
 pub struct RestoreArgs {
-    /// An archive folder, or a destination holding archives (the newest is restored).
-    /// Default: `dump.destination`.
-    #[arg(long, value_name = "DIR")]
-    pub from: Option<PathBuf>,
+    /// An archive (a folder or `s3://bucket/prefix/restage-…`), or a destination holding
+    /// archives (the newest is restored). Default: `dump.destination`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub from: Option<String>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

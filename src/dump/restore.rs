@@ -1,9 +1,11 @@
 //! `restage restore`: a staging database built from an archive, with refresh's own stages
 //! around a different data source:
 //!
-//! 1. the archive opened: its manifest read ([`manifest::read`]: missing or garbled is an
-//!    error), every file it names present with its recorded size (a missing or truncated
-//!    part is found here, before anything is created), the schema's SHA-256 checked;
+//! 1. the archive opened (a folder, or an S3 prefix: [`Store`]): its manifest read (missing
+//!    or garbled is an error), every file it names present with its recorded size (one
+//!    listing: a missing or truncated part is found here, before anything is created), the
+//!    schema's SHA-256 checked (an S3 archive's schema is downloaded for pg_restore; parts
+//!    are never downloaded whole: they are streamed from their GET into the COPY);
 //! 2. the lock, the leftovers of dead runs cleaned, the name reserved, the database created
 //!    with the source's encoding and locale ([`generations`]);
 //! 3. pre-data ([`schema::restore`]); every part streamed `jobs` at once, decompressed, into
@@ -33,6 +35,7 @@ use tokio_postgres::Client;
 use super::RestoreArgs;
 use super::crypt::{self, ArchiveKey, Opening};
 use super::manifest::{self, HashingReader, Manifest, PartEntry, TableEntry};
+use super::store::Store;
 use crate::catalog::QualifiedName;
 use crate::config::Config;
 use crate::db::{self, DbError, Role};
@@ -62,71 +65,105 @@ struct RestoreSettings {
 }
 
 /// The archive to restore: `from` itself when it holds a manifest, else the newest archive
-/// restage wrote inside it.
-fn locate(from: &Path) -> Result<PathBuf> {
-    if from.join(manifest::MANIFEST).exists() {
-        return Ok(from.to_path_buf());
+/// restage wrote directly inside it.
+async fn locate(from: &Store) -> Result<Store> {
+    if from.read(manifest::MANIFEST).await?.is_some() {
+        return Ok(from.clone());
     }
-    if !from.is_dir() {
+    if let Store::Dir(dir) = from
+        && !dir.is_dir()
+    {
         return Err(Error::Usage(format!(
             "--from {}: no such folder (nothing was changed)",
-            from.display()
+            dir.display()
         )));
     }
-    let found = super::write::archives(from)
-        .map_err(|e| Error::io(format!("listing {}", from.display()), e))?;
+    let found = from.archives().await?;
     match found.into_iter().last() {
-        Some((_, path)) => Ok(path),
+        Some((_, archive)) => Ok(archive),
         None => Err(Error::Runtime(format!(
             "{}; nor does it hold an archive restage wrote (staging is unchanged)",
-            manifest::NotAnArchive::Missing(from.to_path_buf())
+            manifest::NotAnArchive::Missing(from.display())
         ))),
     }
 }
 
+/// The schema as a local file for pg_restore: the archive's own file, or (S3) a copy
+/// downloaded into a temporary folder, removed when dropped.
+struct LocalSchema {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
 /// Reads the manifest and checks, before anything is created, that every file it names is
-/// there with its recorded size, and that the schema's checksum matches.
-fn open(dir: &Path, opening: Option<&Opening>) -> Result<(Manifest, Option<Arc<ArchiveKey>>)> {
-    let m =
-        manifest::read(dir).map_err(|e| Error::Runtime(format!("{e} (staging is unchanged)")))?;
+/// there with its recorded size, and that the schema's checksum matches (an S3 archive's
+/// schema is downloaded for that, and kept for pg_restore).
+async fn open(
+    store: &Store,
+    opening: Option<&Opening>,
+) -> Result<(Manifest, Option<Arc<ArchiveKey>>, LocalSchema)> {
+    let at = store.display();
+    let m = store
+        .manifest()
+        .await
+        .map_err(|e| Error::Runtime(format!("{e} (staging is unchanged)")))?;
+    let sizes = store.sizes().await?;
     for (entry, what) in m.files() {
-        let path = dir.join(&entry.file);
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.len() == entry.bytes => {}
-            Ok(meta) if meta.len() < entry.bytes => {
+        match sizes.get(&entry.file) {
+            Some(&size) if size == entry.bytes => {}
+            Some(&size) if size < entry.bytes => {
                 return Err(Error::Runtime(format!(
-                    "{}: {what} ({}) is truncated: {} bytes of {} (staging is unchanged)",
-                    dir.display(),
-                    entry.file,
-                    meta.len(),
-                    entry.bytes
+                    "{at}: {what} ({}) is truncated: {size} bytes of {} (staging is unchanged)",
+                    entry.file, entry.bytes
                 )));
             }
-            Ok(meta) => {
+            Some(&size) => {
                 return Err(Error::Runtime(format!(
-                    "{}: {what} ({}) has {} bytes where the manifest says {} (staging is unchanged)",
-                    dir.display(),
-                    entry.file,
-                    meta.len(),
-                    entry.bytes
+                    "{at}: {what} ({}) has {size} bytes where the manifest says {} (staging is unchanged)",
+                    entry.file, entry.bytes
                 )));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 return Err(Error::Runtime(format!(
-                    "{}: {what} ({}) is missing (staging is unchanged)",
-                    dir.display(),
+                    "{at}: {what} ({}) is missing (staging is unchanged)",
                     entry.file
                 )));
             }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         }
     }
-    let (sha, _) = manifest::hash_file(&dir.join(&m.schema.file))
-        .map_err(|e| Error::io(format!("reading {}", dir.join(&m.schema.file).display()), e))?;
+    let schema = match store {
+        Store::Dir(dir) => LocalSchema {
+            path: dir.join(&m.schema.file),
+            _temp: None,
+        },
+        Store::S3(_) => {
+            let temp = tempfile::Builder::new()
+                .prefix("restage-schema-")
+                .tempdir()
+                .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
+            let path = temp.path().join(manifest::SCHEMA);
+            let reader = store.open(&m.schema.file).await.map_err(|e| {
+                Error::io(format!("reading {}", store.display_file(&m.schema.file)), e)
+            })?;
+            let local = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                std::io::copy(&mut reader, &mut std::fs::File::create(&local)?).map(drop)
+            })
+            .await
+            .map_err(|e| Error::Runtime(format!("downloading the schema failed: {e}")))?
+            .map_err(|e| Error::io(format!("reading {}", store.display_file(&m.schema.file)), e))?;
+            LocalSchema {
+                path,
+                _temp: Some(temp),
+            }
+        }
+    };
+    let (sha, _) = manifest::hash_file(&schema.path)
+        .map_err(|e| Error::io(format!("reading {}", schema.path.display()), e))?;
     if sha != m.schema.sha256 {
         return Err(Error::Runtime(format!(
-            "{}: the schema ({}) is corrupted: its SHA-256 is not the manifest's (staging is unchanged)",
-            dir.display(),
+            "{at}: the schema ({}) is corrupted: its SHA-256 is not the manifest's (staging is unchanged)",
             m.schema.file
         )));
     }
@@ -134,41 +171,36 @@ fn open(dir: &Path, opening: Option<&Opening>) -> Result<(Manifest, Option<Arc<A
         (None, _, _) => None,
         (Some(_), None, _) => {
             return Err(Error::Runtime(format!(
-                "{}: the manifest says the archive is encrypted but names no key file (staging is unchanged)",
-                dir.display()
+                "{at}: the manifest says the archive is encrypted but names no key file (staging is unchanged)"
             )));
         }
         (Some(_), Some(_), None) => {
             return Err(Error::Usage(format!(
-                "{}: the archive is encrypted: restore needs dump.encryption.identity (or passphrase) (nothing was changed)",
-                dir.display()
+                "{at}: the archive is encrypted: restore needs dump.encryption.identity (or passphrase) (nothing was changed)"
             )));
         }
         (Some(_), Some(entry), Some(opening)) => {
-            let path = dir.join(&entry.file);
-            let sealed = std::fs::read(&path)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let sealed = store.read(&entry.file).await?.ok_or_else(|| {
+                Error::Runtime(format!(
+                    "{at}: the key ({}) is missing (staging is unchanged)",
+                    entry.file
+                ))
+            })?;
             if manifest::hex(&sha2::Sha256::digest(&sealed)) != entry.sha256 {
                 return Err(Error::Runtime(format!(
-                    "{}: the key ({}) is corrupted: its SHA-256 is not the manifest's (staging is unchanged)",
-                    dir.display(),
+                    "{at}: the key ({}) is corrupted: its SHA-256 is not the manifest's (staging is unchanged)",
                     entry.file
                 )));
             }
-            Some(Arc::new(ArchiveKey::open(
-                &sealed,
-                opening,
-                &dir.display().to_string(),
-            )?))
+            Some(Arc::new(ArchiveKey::open(&sealed, opening, &at)?))
         }
     };
     if m.foreign_servers {
         return Err(Error::Usage(format!(
-            "{}: the archive's schema defines foreign servers, which restore does not create (they would point at production's network); see docs/dump.md (nothing was changed)",
-            dir.display()
+            "{at}: the archive's schema defines foreign servers, which restore does not create (they would point at production's network); see docs/dump.md (nothing was changed)"
         )));
     }
-    Ok((m, key))
+    Ok((m, key, schema))
 }
 
 /// `restage restore`: the report of a restore that swapped.
@@ -181,10 +213,11 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
         .or_else(|| config.file.dump.as_ref().and_then(|d| d.destination.clone()))
         .ok_or_else(|| {
             Error::Usage(
-                "restage restore: no archive: give --from DIR or dump.destination (nothing was changed)"
+                "restage restore: no archive: give --from DIR|s3://bucket/prefix or dump.destination (nothing was changed)"
                     .into(),
             )
         })?;
+    let from = Store::parse(&from, "the archive to restore")?;
     let mut target = TargetSettings::from_config(config, "restore")?;
     target.adopt |= args.adopt;
     target.check(config, None)?;
@@ -194,10 +227,10 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
         cache: CacheSettings::from_config(config, "restore")?,
         jobs: config.jobs(),
     };
-    let dir = locate(&from)?;
     let stage = Stage::start(ui, "open archive");
+    let store = locate(&from).await?;
     let opening = crypt::opening(config)?;
-    let (manifest, key) = open(&dir, opening.as_ref())?;
+    let (manifest, key, schema) = open(&store, opening.as_ref()).await?;
     let tools = PgTools::find(manifest.server_version / 10000).await?;
     let open_seconds = stage.done().as_secs_f64();
 
@@ -211,9 +244,10 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
     .await?;
     let lock = lock::acquire(&admin, &settings.target, "restore").await?;
     let archive = Archive {
-        dir: &dir,
+        store: &store,
         manifest: &manifest,
         key,
+        schema: &schema.path,
     };
     let result = locked(&admin, &lock, &settings, &archive, &tools, ui).await;
     let outcome = match &result {
@@ -230,7 +264,7 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
         finished_at: chrono::Utc::now().to_rfc3339(),
         seconds: clock.elapsed().as_secs_f64(),
         dry_run: false,
-        source: format!("{} (archive {})", manifest.source, dir.display()),
+        source: format!("{} (archive {})", manifest.source, store.display()),
         target: settings.target.admin.display.clone(),
         database: settings.target.database.clone(),
         built: Some(done.building),
@@ -255,11 +289,12 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
     })
 }
 
-/// The archive being restored: its folder, manifest and key.
+/// The archive being restored: where it is, its manifest, key and schema (a local file).
 struct Archive<'a> {
-    dir: &'a Path,
+    store: &'a Store,
     manifest: &'a Manifest,
     key: Option<Arc<ArchiveKey>>,
+    schema: &'a Path,
 }
 
 /// What the locked part of a restore returns for the report.
@@ -419,15 +454,15 @@ async fn build(
     building: &str,
     ui: &Ui,
 ) -> Result<Built> {
-    let (dir, manifest) = (source.dir, source.manifest);
+    let (store, manifest) = (source.store, source.manifest);
     let target = settings.target.admin.with_database(building);
     let server = target.display.clone();
     let mut stages = Vec::new();
 
     let stage = Stage::start(ui, "schema");
-    let schema_file = dir.join(&manifest.schema.file);
+    let schema_file = source.schema;
     let archive = match &source.key {
-        None => schema::load(tools, &schema_file).await?,
+        None => schema::load(tools, schema_file).await?,
         Some(key) => {
             // Decrypted into a folder of its own, removed when done.
             let plain = tempfile::Builder::new()
@@ -436,13 +471,13 @@ async fn build(
                 .map_err(|e| Error::io("creating a temporary folder for the schema", e))?;
             let plain_file = plain.path().join(manifest::SCHEMA);
             let decrypted = (|| {
-                let mut reader = key.unwrap(std::fs::File::open(&schema_file)?)?;
+                let mut reader = key.unwrap(std::fs::File::open(schema_file)?)?;
                 std::io::copy(&mut reader, &mut std::fs::File::create(&plain_file)?).map(drop)
             })();
             decrypted.map_err(|e| {
                 Error::Runtime(format!(
                     "{}: the schema cannot be decrypted: {e} (staging is unchanged)",
-                    dir.display()
+                    store.display()
                 ))
             })?;
             schema::load(tools, &plain_file).await?
@@ -623,15 +658,11 @@ enum PartError {
 /// is read (to its end even when the receiver stopped, so a COPY that failed on corrupted
 /// rows is told apart from a corrupted part).
 fn read_part(
-    path: &Path,
+    file: Box<dyn Read + Send>,
     part: &PartEntry,
     key: Option<&ArchiveKey>,
     tx: mpsc::Sender<Bytes>,
 ) -> Result<(), PartError> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => PartError::Missing,
-        _ => PartError::Io(e),
-    })?;
     let mut hashing = HashingReader::new(file);
     let decoded = (|| {
         let source: Box<dyn Read + '_> = match key {
@@ -681,11 +712,10 @@ async fn load_part(
     index: usize,
     part: &PartEntry,
 ) -> Result<u64> {
-    let dir = archive.dir;
     let name = QualifiedName::new(&table.schema, &table.name);
     let what = format!(
         "{}: part {} of {} of table {name} ({})",
-        dir.display(),
+        archive.store.display(),
         index + 1,
         table.parts.len(),
         part.file.file
@@ -745,10 +775,21 @@ async fn copy_part(
         .map_err(|e| db_err("starting COPY FROM into", e))?;
     let mut sink = std::pin::pin!(sink);
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let path = archive.dir.join(&part.file.file);
+    let file = match archive.store.open(&part.file.file).await {
+        Ok(file) => file,
+        Err(e) => {
+            let e = match e.kind() {
+                std::io::ErrorKind::NotFound => PartError::Missing,
+                _ => PartError::Io(e),
+            };
+            return Err(Error::Runtime(format!(
+                "{what} {e}; the database this run built was removed, staging is unchanged"
+            )));
+        }
+    };
     let entry = part.clone();
     let key = archive.key.clone();
-    let reader = tokio::task::spawn_blocking(move || read_part(&path, &entry, key.as_deref(), tx));
+    let reader = tokio::task::spawn_blocking(move || read_part(file, &entry, key.as_deref(), tx));
     let mut copy_error = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = sink.feed(chunk).await {

@@ -1,21 +1,27 @@
 //! `restage dump`: refresh's plan stage (snapshot, catalog, rules, strict mode, the sample
 //! plan, the copy jobs: [`crate::refresh::plan`]), then an archive instead of a database:
 //!
-//! 1. a folder `DIR/.partial-<run>` (nothing else in `DIR` is touched until step 5);
+//! 1. the run's area ([`Partial::begin`]): a folder `DIR/.partial-<run>` (partial folders of
+//!    dead runs removed first; nothing else in `DIR` is touched until step 5), or the prefix
+//!    `s3://bucket/prefix/restage-<run>/`;
 //! 2. the schema: pg_dump's custom-format archive, pre- and post-data, as refresh takes it
 //!    ([`schema::dump`]);
 //! 3. the data: every copy job (a table, or a ctid range of a big one) streamed from the
 //!    snapshot through the rules ([`process_shared`]), compressed with zstd into a part
-//!    `data/NNNNN.copy.zst`, hashed as it is written, `jobs` parts at once; the rows written
+//!    `data/NNNNN.copy.zst`, hashed as it is written, `jobs` parts at once (on S3, uploaded as
+//!    it is written: a multipart upload once a part is bigger than one piece); the rows written
 //!    are checked as they go by refresh's stream verification ([`verify::sample_source`],
 //!    [`verify::StreamVerifier`]: the unchanged-value check of every ruled column and the
 //!    leak probe of every text-like output column);
-//! 4. the verification: a leak is exit 3 and the partial folder is removed: nothing is
-//!    published;
-//! 5. the manifest written last, atomically ([`manifest::write`]), the folder fsynced and
-//!    renamed to `DIR/restage-<run>`;
-//! 6. retention: the oldest archives beyond `keep` removed — only folders whose manifest says
+//! 4. the verification: a leak is exit 3 and the run's area is removed (on S3: its unfinished
+//!    uploads aborted, the objects it wrote deleted): nothing is published;
+//! 5. the manifest written last, atomically ([`Partial::publish`]), the folder fsynced and
+//!    renamed to `DIR/restage-<run>` (on S3 the manifest's PUT is the publication);
+//! 6. retention: the oldest archives beyond `keep` removed — only those whose manifest says
 //!    restage wrote them.
+//!
+//! Any failure after step 1 (an error, a leak, SIGINT/SIGTERM) removes the run's area and
+//! only it.
 //!
 //! What a dump does not do that a refresh does: `max_storage` (it measures the restored
 //! database; a dump has none: a warning says so), the NOT VALID foreign-key check (the
@@ -23,8 +29,8 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -32,8 +38,9 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
 use super::DumpArgs;
-use super::crypt::{ArchiveKey, Sink};
+use super::crypt::{ArchiveKey, Sealing, Sink};
 use super::manifest::{self, FileEntry, Hashing, Manifest, PartEntry, SequenceEntry, TableEntry};
+use super::store::{Out, Partial, Pending, Store};
 use crate::catalog::QualifiedName;
 use crate::config::Config;
 use crate::db::snapshot::Snapshot;
@@ -65,6 +72,8 @@ pub struct DumpReport {
     pub seconds: f64,
     pub verification: VerifyReport,
     pub archives_removed: Vec<String>,
+    /// Partial folders of dead (killed) dumps removed before this one started.
+    pub partials_removed: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -90,6 +99,11 @@ impl DumpReport {
         );
         for removed in &self.archives_removed {
             out.push_str(&format!("removed old archive {removed}\n"));
+        }
+        for removed in &self.partials_removed {
+            out.push_str(&format!(
+                "removed the partial archive of a dead run {removed}\n"
+            ));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
@@ -129,34 +143,17 @@ fn settings(config: &Config) -> Result<Settings> {
     })
 }
 
-/// Removes the partial folder unless the archive was published.
-struct Partial {
-    path: PathBuf,
-    published: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.published
-            && let Err(e) = std::fs::remove_dir_all(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not remove the unfinished archive");
-        }
-    }
-}
-
 /// `restage dump`.
 pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport> {
     let started = Instant::now();
     let section = config.file.dump.as_ref();
-    let destination = args
+    let location = args
         .to
         .clone()
         .or_else(|| section.and_then(|d| d.destination.clone()))
         .ok_or_else(|| {
             Error::Usage(
-                "restage dump: no destination: give --to DIR or dump.destination (nothing was changed)"
+                "restage dump: no destination: give --to DIR|s3://bucket/prefix or dump.destination (nothing was changed)"
                     .into(),
             )
         })?;
@@ -176,6 +173,7 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
             "dump.level: {level} is not a zstd level from 1 to 19 (nothing was changed)"
         )));
     }
+    let destination = Store::parse(&location, "the dump's destination")?;
     let settings = settings(config)?;
     let sealing = super::crypt::sealing(config)?;
     let key = sealing.as_ref().map(|_| Arc::new(ArchiveKey::generate()));
@@ -183,6 +181,8 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         crate::rules::RuleSet::load(&config.rules_path(), config.file.rules.is_none())
             .ok()
             .map(|r| r.digest());
+    let mut shutdown = crate::signal::Shutdown::new()
+        .map_err(|e| Error::io("installing the SIGINT and SIGTERM handlers", e))?;
 
     let stage = Stage::start(ui, "plan");
     let prepared = crate::refresh::plan(&settings, args.allow_unclassified).await?;
@@ -206,37 +206,172 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         );
     }
 
-    std::fs::create_dir_all(&destination)
-        .map_err(|e| Error::io(format!("creating {}", destination.display()), e))?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ").to_string();
-    let mut partial = Partial {
-        path: destination.join(format!(".partial-{run_id}")),
-        published: false,
+    let (mut partial, cleaned) = Partial::begin(&destination, &run_id).await?;
+    warnings.extend(cleaned.warnings);
+    let context = Context {
+        settings: &settings,
+        prepared: &prepared,
+        tools: &tools,
+        sealing: sealing.as_ref(),
+        key: key.clone(),
+        level,
+        area: partial.area.clone(),
+        ui,
     };
-    std::fs::create_dir_all(partial.path.join(manifest::DATA))
-        .map_err(|e| Error::io(format!("creating {}", partial.path.display()), e))?;
+    // A signal stops the parts at their next batch (their uploads aborted), then the area
+    // is removed: waited for at most 60 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = write_archive(&context, stop.clone());
+    tokio::pin!(work);
+    let written = tokio::select! {
+        written = &mut work => written,
+        signal = shutdown.wait() => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), &mut work).await;
+            Err(Error::Interrupted {
+                signal,
+                outcome: format!(
+                    "nothing was published (the unfinished archive in {} was removed)",
+                    destination.display()
+                ),
+            })
+        }
+    };
+    let (schema_entry, key_entry, has_servers, sequence_values, verification, tables) =
+        match written {
+            Ok(w) => w,
+            Err(e) => {
+                partial.discard().await;
+                return Err(e);
+            }
+        };
+    if !verification.passed {
+        partial.discard().await;
+        return Err(Error::Verify(format!(
+            "{}; no archive was published (nothing written to {})",
+            verification.summary(),
+            destination.display()
+        )));
+    }
 
-    let stage = Stage::start(ui, "schema");
+    let manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
+        restage_version: env!("CARGO_PKG_VERSION").into(),
+        run: run_id.clone(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        source: settings.source.display.clone(),
+        snapshot: prepared.snapshot.id.clone(),
+        snapshot_at: snapshot_at.clone(),
+        rules_digest,
+        server_version,
+        database: source_db,
+        foreign_servers: has_servers,
+        schema: schema_entry,
+        encryption: key.as_ref().map(|_| "age".to_string()),
+        key: key_entry,
+        sequences: sequence_values
+            .iter()
+            .map(|s| SequenceEntry {
+                schema: s.name.schema.clone(),
+                name: s.name.name.clone(),
+                last_value: s.last_value,
+                is_called: s.is_called,
+            })
+            .collect(),
+        tables,
+        verification: serde_json::to_value(&verification).unwrap_or_default(),
+        warnings: warnings.clone(),
+    };
+    // Last: an archive with a manifest is complete.
+    let published = match partial.publish(&manifest).await {
+        Ok(published) => published,
+        Err(e) => {
+            partial.discard().await;
+            return Err(e);
+        }
+    };
+
+    let archives_removed = match retain(&destination, keep).await {
+        Ok(removed) => removed,
+        Err(e) => {
+            warnings.push(format!("old archives were not removed: {e}"));
+            vec![]
+        }
+    };
+    let parts: usize = manifest.tables.iter().map(|t| t.parts.len()).sum();
+    let (text_bytes, archive_bytes) = manifest
+        .tables
+        .iter()
+        .flat_map(|t| &t.parts)
+        .fold((0, manifest.schema.bytes), |(t, a), p| {
+            (t + p.text_bytes, a + p.file.bytes)
+        });
+    Ok(DumpReport {
+        archive: published.display(),
+        source: manifest.source.clone(),
+        snapshot: manifest.snapshot.clone(),
+        snapshot_at,
+        tables: manifest.tables.len(),
+        parts,
+        rows: manifest.tables.iter().map(|t| t.rows).sum(),
+        text_bytes,
+        archive_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        verification,
+        archives_removed,
+        partials_removed: cleaned.removed,
+        warnings,
+    })
+}
+
+/// What writing the archive needs.
+struct Context<'a> {
+    settings: &'a Settings,
+    prepared: &'a crate::refresh::Prepared,
+    tools: &'a PgTools,
+    sealing: Option<&'a Sealing>,
+    key: Option<Arc<ArchiveKey>>,
+    level: i32,
+    area: Store,
+    ui: &'a Ui,
+}
+
+type Written = (
+    FileEntry,
+    Option<FileEntry>,
+    bool,
+    Vec<sequences::SequenceValue>,
+    VerifyReport,
+    Vec<TableEntry>,
+);
+
+/// Steps 2 and 3: the schema, the key, the parts, into the run's area; the verification of
+/// the rows written.
+async fn write_archive(cx: &Context<'_>, stop: Arc<AtomicBool>) -> Result<Written> {
+    let (settings, prepared) = (cx.settings, cx.prepared);
+    let stage = Stage::start(cx.ui, "schema");
     let archive = schema::dump(
-        &tools,
+        cx.tools,
         &settings.source,
         &prepared.snapshot.id,
         settings.lock_timeout,
     )
     .await?;
-    let schema_path = partial.path.join(manifest::SCHEMA);
-    let schema_entry = write_file(&schema_path, manifest::SCHEMA, key.as_deref(), |sink| {
+    let schema_entry = write_file(&cx.area, manifest::SCHEMA, cx.key.as_deref(), |sink| {
         std::io::copy(&mut std::fs::File::open(archive.path())?, sink).map(drop)
-    })?;
-    let key_entry = match (&sealing, &key) {
+    })
+    .await?;
+    let key_entry = match (cx.sealing, &cx.key) {
         (Some(sealing), Some(key)) => {
             let sealed = key.sealed(sealing)?;
-            Some(write_file(
-                &partial.path.join(manifest::KEY),
-                manifest::KEY,
-                None,
-                |sink| sink.write_all(&sealed),
-            )?)
+            Some(
+                write_file(&cx.area, manifest::KEY, None, |sink| {
+                    sink.write_all(&sealed)
+                })
+                .await?,
+            )
         }
         _ => None,
     };
@@ -258,7 +393,7 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
     let verifier: Arc<StreamVerifier> =
         StreamVerifier::new(probe, &prepared.catalog, &prepared.rules);
 
-    let stage = Stage::start(ui, "data");
+    let stage = Stage::start(cx.ui, "data");
     // Each job's row plan takes its table's checks, as refresh's data stage does.
     let jobs: Vec<(usize, CopyJob)> = prepared
         .jobs
@@ -275,14 +410,14 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
     let written = write_parts(
         jobs,
         prepared.snapshot.clone(),
-        &partial.path,
+        &cx.area,
         settings.jobs,
-        level,
-        key.clone(),
+        cx.level,
+        cx.key.clone(),
+        stop,
     )
     .await?;
     stage.done();
-    drop(prepared.snapshot.clone());
 
     let mut verification = verifier.report();
     let mut tables: Vec<TableEntry> = Vec::new();
@@ -306,142 +441,63 @@ pub async fn run(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<DumpReport
         "foreign keys are checked by restore (the constraints are validated as they are created)"
             .into(),
     );
-    if !verification.passed {
-        return Err(Error::Verify(format!(
-            "{}; no archive was published (nothing written to {})",
-            verification.summary(),
-            destination.display()
-        )));
-    }
-
-    let name = format!("restage-{run_id}");
-    let manifest = Manifest {
-        format: manifest::FORMAT.into(),
-        format_version: manifest::FORMAT_VERSION,
-        restage_version: env!("CARGO_PKG_VERSION").into(),
-        run: run_id.clone(),
-        created_at: chrono::Utc::now().to_rfc3339(),
-        source: settings.source.display.clone(),
-        snapshot: prepared.snapshot.id.clone(),
-        snapshot_at: snapshot_at.clone(),
-        rules_digest,
-        server_version,
-        database: source_db,
-        foreign_servers: archive.has_servers,
-        schema: schema_entry,
-        encryption: key.as_ref().map(|_| "age".to_string()),
-        key: key_entry,
-        sequences: sequence_values
-            .iter()
-            .map(|s| SequenceEntry {
-                schema: s.name.schema.clone(),
-                name: s.name.name.clone(),
-                last_value: s.last_value,
-                is_called: s.is_called,
-            })
-            .collect(),
+    Ok((
+        schema_entry,
+        key_entry,
+        archive.has_servers,
+        sequence_values,
+        verification,
         tables,
-        verification: serde_json::to_value(&verification).unwrap_or_default(),
-        warnings: warnings.clone(),
-    };
-    manifest::sync_dir(&partial.path.join(manifest::DATA))?;
-    // Last: an archive with a manifest is complete.
-    manifest::write(&partial.path, &manifest)?;
-    let published = destination.join(&name);
-    std::fs::rename(&partial.path, &published)
-        .map_err(|e| Error::io(format!("publishing {}", published.display()), e))?;
-    partial.published = true;
-    manifest::sync_dir(&destination)?;
+    ))
+}
 
-    let archives_removed = match retain(&destination, keep) {
-        Ok(removed) => removed,
+/// Writes a file of the archive (through the archive's key when there is one), made durable
+/// (fsynced, or uploaded); returns its entry (size and SHA-256 of the bytes stored).
+async fn write_file(
+    area: &Store,
+    name: &str,
+    key: Option<&ArchiveKey>,
+    fill: impl FnOnce(&mut Sink<Hashing<Out>>) -> std::io::Result<()>,
+) -> Result<FileEntry> {
+    let (out, pending) = area.create(name)?;
+    let what = area.display_file(name);
+    let written = (|| {
+        let mut sink = Sink::new(key, Hashing::new(out))?;
+        fill(&mut sink)?;
+        Ok::<_, std::io::Error>(sink.finish()?.finish())
+    })();
+    let (out, sha256, bytes) = match written {
+        Ok(w) => w,
         Err(e) => {
-            warnings.push(format!("old archives were not removed: {e}"));
-            vec![]
+            pending.abort().await;
+            return Err(Error::io(format!("writing {what}"), e));
         }
     };
-    let parts: usize = manifest.tables.iter().map(|t| t.parts.len()).sum();
-    let (text_bytes, archive_bytes) = manifest
-        .tables
-        .iter()
-        .flat_map(|t| &t.parts)
-        .fold((0, manifest.schema.bytes), |(t, a), p| {
-            (t + p.text_bytes, a + p.file.bytes)
-        });
-    Ok(DumpReport {
-        archive: published.display().to_string(),
-        source: manifest.source.clone(),
-        snapshot: manifest.snapshot.clone(),
-        snapshot_at,
-        tables: manifest.tables.len(),
-        parts,
-        rows: manifest.tables.iter().map(|t| t.rows).sum(),
-        text_bytes,
-        archive_bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        verification,
-        archives_removed,
-        warnings,
+    pending.complete(out, &what).await?;
+    Ok(FileEntry {
+        file: name.to_string(),
+        bytes,
+        sha256,
     })
 }
 
-/// Writes a file of the archive (through the archive's key when there is one), fsynced;
-/// returns its entry (size and SHA-256 of the bytes stored).
-fn write_file(
-    path: &Path,
-    name: &str,
-    key: Option<&ArchiveKey>,
-    fill: impl FnOnce(&mut Sink<Hashing<std::fs::File>>) -> std::io::Result<()>,
-) -> Result<FileEntry> {
-    let written = (|| {
-        let mut sink = Sink::new(key, Hashing::new(std::fs::File::create(path)?))?;
-        fill(&mut sink)?;
-        let (file, sha256, bytes) = sink.finish()?.finish();
-        file.sync_all()?;
-        Ok::<_, std::io::Error>(FileEntry {
-            file: name.to_string(),
-            bytes,
-            sha256,
-        })
-    })();
-    written.map_err(|e| Error::io(format!("writing {}", path.display()), e))
-}
-
-/// The archives restage wrote in `destination` (a folder with a manifest of [`manifest::FORMAT`]),
-/// oldest first (by run, which is a UTC time).
-pub fn archives(destination: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(destination)? {
-        let entry = entry?;
-        let path = entry.path();
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        if let Ok(m) = manifest::read(&path) {
-            found.push((m.run, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// Removes the oldest archives restage wrote beyond `keep`; returns their paths.
-fn retain(destination: &Path, keep: u32) -> std::io::Result<Vec<String>> {
-    let found = archives(destination)?;
+/// Removes the oldest archives restage wrote beyond `keep`; returns where they were.
+async fn retain(destination: &Store, keep: u32) -> Result<Vec<String>> {
+    let found = destination.archives().await?;
     let beyond = found.len().saturating_sub(keep as usize);
     let mut removed = Vec::new();
-    for (_, path) in found.into_iter().take(beyond) {
-        // The manifest first: a folder half removed is no longer taken for an archive.
-        std::fs::remove_file(path.join(manifest::MANIFEST))?;
-        std::fs::remove_dir_all(&path)?;
-        removed.push(path.display().to_string());
+    for (_, archive) in found.into_iter().take(beyond) {
+        // The manifest first: an archive half removed is no longer taken for one.
+        archive.remove(manifest::MANIFEST).await?;
+        archive.remove_all().await?;
+        removed.push(archive.display());
     }
     Ok(removed)
 }
 
-/// One part being written: the compressor over the hashed file, the counts.
+/// One part being written: the compressor over the hashed output, the counts.
 struct PartState {
-    encoder: zstd::Encoder<'static, Sink<Hashing<std::fs::File>>>,
+    encoder: zstd::Encoder<'static, Sink<Hashing<Out>>>,
     rows: u64,
     text_bytes: u64,
 }
@@ -478,15 +534,17 @@ enum BatchError {
 }
 
 /// Writes every job's part, `workers` at once, biggest first; returns each job with its part
-/// (the rows were checked by the stream verifier of its row plan). Stops at the first failure.
-#[allow(clippy::too_many_arguments)]
+/// (the rows were checked by the stream verifier of its row plan). At the first failure (or
+/// when `stop` is raised from outside: a signal) the workers stop at their next batch and abandon their part (an S3 upload aborted), so
+/// that nothing is left half uploaded; the first error is returned.
 async fn write_parts(
     mut jobs: Vec<(usize, CopyJob)>,
     snapshot: Arc<Snapshot>,
-    dir: &Path,
+    area: &Store,
     workers: usize,
     level: i32,
     key: Option<Arc<ArchiveKey>>,
+    stop: Arc<AtomicBool>,
 ) -> Result<Vec<(CopyJob, PartEntry)>> {
     jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.estimated_bytes));
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
@@ -494,58 +552,112 @@ async fn write_parts(
     for _ in 0..workers.max(1) {
         let queue = queue.clone();
         let snapshot = snapshot.clone();
-        let dir = dir.to_path_buf();
+        let area = area.clone();
         let key = key.clone();
+        let stop = stop.clone();
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(None);
+                }
                 let Some((i, job)) = queue.lock().await.pop_front() else {
                     break;
                 };
                 let file = format!("{}/{i:05}.copy.zst", manifest::DATA);
-                let part = write_part(&snapshot, &job, &dir, file, level, key.as_deref()).await?;
-                done.push((job, part));
+                match write_part(&snapshot, &job, &area, file, level, key.as_deref(), &stop).await {
+                    Ok(part) => done.push((job, part)),
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
             }
-            Ok::<_, Error>(done)
+            Ok::<_, Option<Error>>(done)
         });
     }
     let mut results = Vec::new();
+    let mut first: Option<Error> = None;
     while let Some(joined) = set.join_next().await {
         match joined {
             Ok(Ok(mut r)) => results.append(&mut r),
-            Ok(Err(e)) => {
-                set.abort_all();
-                return Err(e);
+            Ok(Err(Some(e))) => {
+                stop.store(true, Ordering::Relaxed);
+                first.get_or_insert(e);
             }
-            Err(e) if e.is_cancelled() => {}
+            Ok(Err(None)) => {}
             Err(e) => {
-                set.abort_all();
-                return Err(Error::Runtime(format!("a dump worker failed: {e}")));
+                stop.store(true, Ordering::Relaxed);
+                first.get_or_insert(Error::Runtime(format!("a dump worker failed: {e}")));
             }
         }
     }
-    Ok(results)
+    match first {
+        Some(e) => Err(e),
+        None if stop.load(Ordering::Relaxed) => Err(Error::Runtime(
+            "the dump was stopped before its parts were written".into(),
+        )),
+        None => Ok(results),
+    }
 }
 
-/// Streams one job from the snapshot into its part.
-#[allow(clippy::too_many_arguments)]
+/// Streams one job from the snapshot into its part; abandons it (an upload aborted) when it
+/// fails or when `stop` is raised by another worker's failure.
 async fn write_part(
     snapshot: &Snapshot,
     job: &CopyJob,
-    dir: &Path,
+    area: &Store,
     file: String,
     level: i32,
     key: Option<&ArchiveKey>,
-) -> Result<PartEntry> {
+    stop: &AtomicBool,
+) -> Result<PartEntry, Option<Error>> {
+    let (out, mut pending) = area.create(&file).map_err(Some)?;
+    let what = area.display_file(&file);
+    match fill_part(snapshot, job, out, &mut pending, &what, level, key, stop).await {
+        Ok((out, rows, text_bytes, sha256, bytes)) => {
+            pending.complete(out, &what).await.map_err(Some)?;
+            Ok(PartEntry {
+                file: FileEntry {
+                    file,
+                    bytes,
+                    sha256,
+                },
+                rows,
+                text_bytes,
+            })
+        }
+        Err(e) => {
+            pending.abort().await;
+            Err(e)
+        }
+    }
+}
+
+type Filled = (Out, u64, u64, String, u64);
+
+#[allow(clippy::too_many_arguments)]
+async fn fill_part(
+    snapshot: &Snapshot,
+    job: &CopyJob,
+    out: Out,
+    pending: &mut Pending,
+    what: &str,
+    level: i32,
+    key: Option<&ArchiveKey>,
+    stop: &AtomicBool,
+) -> Result<Filled, Option<Error>> {
     let label = job.label();
     let server = snapshot.endpoint().display.clone();
-    let path = dir.join(&file);
-    let io_err = |e: std::io::Error| Error::io(format!("writing {}", path.display()), e);
-    let session = snapshot.session().await?;
+    let io_err = |e: std::io::Error| Some(Error::io(format!("writing {what}"), e));
+    let session = snapshot.session().await.map_err(|e| Some(Error::from(e)))?;
     let stream = session.copy_out(&job.source_sql()).await.map_err(|e| {
-        crate::db::DbError::new(&server, format!("reading {label}: starting COPY TO"), e)
+        Some(Error::from(crate::db::DbError::new(
+            &server,
+            format!("reading {label}: starting COPY TO"),
+            e,
+        )))
     })?;
-    let out = std::fs::File::create(&path).map_err(io_err)?;
     let sink = Sink::new(key, Hashing::new(out)).map_err(io_err)?;
     let encoder = zstd::Encoder::new(sink, level).map_err(io_err)?;
     let mut state = Some(PartState {
@@ -575,26 +687,40 @@ async fn write_part(
     };
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            crate::db::DbError::new(&server, format!("reading {label}: reading rows"), e)
+            Some(Error::from(crate::db::DbError::new(
+                &server,
+                format!("reading {label}: reading rows"),
+                e,
+            )))
         })?;
         rows_in_buffer += 1;
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= BATCH_BYTES {
-            let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer).await?;
+            let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer)
+                .await
+                .map_err(Some)?;
             state = back;
-            r.map_err(|e| batch_error(&label, &path, e))?;
+            r.map_err(|e| Some(batch_error(&label, what, e)))?;
             rows_in_buffer = 0;
+            pending.drain().await.map_err(Some)?;
+            crate::refresh::pause::point("dump-data").await;
+            if stop.load(Ordering::Relaxed) {
+                return Err(None);
+            }
         }
     }
     if !buffer.is_empty() {
-        let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer).await?;
+        let (back, r) = flush(&mut state, buffer.split().freeze(), rows_in_buffer)
+            .await
+            .map_err(Some)?;
         state = back;
-        r.map_err(|e| batch_error(&label, &path, e))?;
+        r.map_err(|e| Some(batch_error(&label, what, e)))?;
+        crate::refresh::pause::point("dump-data").await;
     }
     let Some(state) = state else {
-        return Err(Error::Runtime(format!(
+        return Err(Some(Error::Runtime(format!(
             "{label}: the part's writer was lost"
-        )));
+        ))));
     };
     let PartState {
         encoder,
@@ -603,27 +729,21 @@ async fn write_part(
     } = state;
     let finished = tokio::task::spawn_blocking(move || {
         let hashing = encoder.finish()?.finish()?;
-        let (file, sha256, bytes) = hashing.finish();
-        file.sync_all()?;
-        Ok::<_, std::io::Error>((sha256, bytes))
+        Ok::<_, std::io::Error>(hashing.finish())
     })
     .await
-    .map_err(|e| Error::Runtime(format!("{label}: a dump worker failed: {e}")))?;
-    let (sha256, bytes) = finished.map_err(io_err)?;
-    Ok(PartEntry {
-        file: FileEntry {
-            file,
-            bytes,
-            sha256,
-        },
-        rows,
-        text_bytes,
-    })
+    .map_err(|e| {
+        Some(Error::Runtime(format!(
+            "{label}: a dump worker failed: {e}"
+        )))
+    })?;
+    let (out, sha256, bytes) = finished.map_err(io_err)?;
+    Ok((out, rows, text_bytes, sha256, bytes))
 }
 
-fn batch_error(label: &str, path: &Path, e: BatchError) -> Error {
+fn batch_error(label: &str, what: &str, e: BatchError) -> Error {
     match e {
         BatchError::Row(e) => Error::Runtime(format!("{label}: {e}")),
-        BatchError::Io(e) => Error::io(format!("writing {}", path.display()), e),
+        BatchError::Io(e) => Error::io(format!("writing {what}"), e),
     }
 }

@@ -19,6 +19,7 @@
 //! | `swap` | inside the swap: the live database refuses connections, the renames not done (a signal here ends the run, staging unchanged) |
 //! | `commit` | inside the swap: renamed in the open transaction, COMMIT not sent (a signal here waits for the commit) |
 //! | `warm` | swapped; cache warming not started |
+//! | `dump-data` | `restage dump`: a batch of the first part written into the run's area (a `.partial-*` folder, or S3), the part not finished |
 //! | `copy` | `restage copy`: the live database refuses connections, its sessions not yet ended, CREATE DATABASE not started |
 //!
 //! Production runs never set the variable; without it, [`point`] returns at once.

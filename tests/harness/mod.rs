@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod proxy;
+pub mod s3;
 
 pub use command::{Output, Restage, restage};
 
