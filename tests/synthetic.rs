@@ -259,6 +259,81 @@ async fn a_check_that_cannot_be_kept_is_refused_at_plan_time() {
     assert_eq!(n, 10);
 }
 
+/// json and jsonb columns without a rule are generated in the shape of production's
+/// documents: the keys most documents have (at their level, nested too), each value's type,
+/// numbers in production's range — and never a production value, nor a key only one
+/// document has (an email used as a key). A ruled json column is not sampled. Two runs give
+/// the same documents.
+#[tokio::test]
+async fn json_columns_take_the_shape_of_productions_documents() {
+    let setup = Setup::new(
+        "syn_json",
+        r#"
+        CREATE TABLE events (id int PRIMARY KEY, payload jsonb NOT NULL, raw json, private jsonb);
+        INSERT INTO events SELECT g,
+               jsonb_build_object('kind', 'kind' || g, 'score', g % 50,
+                                  'tags', jsonb_build_array('tag' || g),
+                                  'meta', jsonb_build_object('ok', g % 2 = 0, 'ver', 1.5)),
+               CASE WHEN g % 4 = 0 THEN NULL ELSE json_build_object('n', g) END,
+               jsonb_build_object('email', 'who' || g || '@priv.test')
+          FROM generate_series(1, 300) g;
+        UPDATE events SET payload = payload || jsonb_build_object('only1@leak.test', 1) WHERE id = 7;
+        ANALYZE events;
+        "#,
+        "",
+    )
+    .await;
+    setup.write_rules(
+        "r.yaml",
+        "tables:\n  public.events:\n    private: { transform: json, paths: { \"$.email\": email } }\n",
+    );
+    write_config(&setup, Some(&setup.source.url()), "", "");
+    let mut dumps = Vec::new();
+    for run in 0..2 {
+        let (code, stdout, stderr) = setup.run(&["generate"]);
+        assert_eq!(code, 0, "run {run}\n{stdout}\n{stderr}");
+        let stg = setup.staging().await;
+        let keys: Vec<String> = stg
+            .query(
+                "SELECT DISTINCT k FROM events, jsonb_object_keys(payload) k ORDER BY k",
+                &[],
+            )
+            .await
+            .expect("keys")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(keys, ["kind", "meta", "score", "tags"], "run {run}");
+        let wrong: i64 = harness::scalar(
+            &stg,
+            "SELECT count(*) FROM events WHERE jsonb_typeof(payload->'kind') <> 'string'
+                OR jsonb_typeof(payload->'score') <> 'number'
+                OR (payload->>'score')::numeric NOT BETWEEN 0 AND 49
+                OR (payload->>'score')::numeric <> round((payload->>'score')::numeric)
+                OR jsonb_typeof(payload->'tags') <> 'array'
+                OR jsonb_typeof(payload->'meta'->'ok') <> 'boolean'
+                OR jsonb_typeof(payload->'meta'->'ver') <> 'number'
+                OR (raw IS NOT NULL AND json_typeof(raw->'n') <> 'number')",
+        )
+        .await;
+        assert_eq!(wrong, 0, "documents off production's shape (run {run})");
+        let leaked: i64 = harness::scalar(
+            &stg,
+            "SELECT count(*) FROM events WHERE payload::text ~ '(kind|tag)[0-9]' OR payload::text LIKE '%leak.test%'
+                OR private::text LIKE '%priv.test%'",
+        )
+        .await;
+        assert_eq!(leaked, 0, "a production value in a generated document");
+        let dump: String = harness::scalar(
+            &stg,
+            "SELECT string_agg(payload::text || coalesce(raw::text, '-'), '|' ORDER BY id) FROM events",
+        )
+        .await;
+        dumps.push(dump);
+    }
+    assert_eq!(dumps[0], dumps[1], "two runs, the same documents");
+}
+
 /// A real-world schema (Pagila) from its schema-only archive, every table at the default
 /// rows × scale: foreign keys declared on each partition, a range-partitioned table without
 /// a DEFAULT partition (rows kept inside the partitions' bounds), domains, arrays, enums.

@@ -38,6 +38,7 @@
 //! table, is refused at plan time (the copied table would have to wait for itself).
 
 pub mod check;
+pub mod json_shape;
 pub mod model;
 pub mod remap;
 pub mod source;
@@ -49,7 +50,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
-use crate::catalog::{Catalog, Constraints, QualifiedName, TableKind};
+use crate::catalog::{Catalog, Constraints, QualifiedName, TableKind, TypeKind};
 use crate::config::{Config, SourceMode, Strictness};
 use crate::db::{self, DbError, PgEndpoint, Role, quote_ident};
 use crate::error::{Error, Result};
@@ -532,14 +533,6 @@ impl Synthesizer {
             })
             .collect();
         let domain_checks = read_domain_checks(leader, &server, &constraints).await?;
-        let (stats, base_rows) = if self.options.read_production {
-            (
-                read_stats(leader, &server).await?,
-                count_rows(leader, &server, catalog).await?,
-            )
-        } else {
-            (HashMap::new(), HashMap::new())
-        };
         let mut ruled = BTreeSet::new();
         for (name, bound) in &rules.tables {
             let root = catalog.root_of(name);
@@ -547,6 +540,15 @@ impl Synthesizer {
                 ruled.insert((root.clone(), c.column.clone()));
             }
         }
+        let (stats, base_rows) = if self.options.read_production {
+            let mut stats = read_stats(leader, &server).await?;
+            for (column, shape) in read_json_shapes(leader, &server, catalog, &ruled).await? {
+                stats.entry(column).or_default().json_shape = Some(Arc::new(shape));
+            }
+            (stats, count_rows(leader, &server, catalog).await?)
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
         let partition_bounds = read_partition_bounds(leader, &server, catalog).await?;
         let inputs = Inputs {
             partition_bounds,
@@ -1091,6 +1093,46 @@ fn min_value(current: Option<String>, candidate: String, lowest: bool) -> String
     if less == lowest { candidate } else { current }
 }
 
+/// The shapes of the json and jsonb columns without a rule, from a sample of their
+/// documents in the snapshot (see [`json_shape`]: keys, types and sizes, never values).
+async fn read_json_shapes(
+    client: &tokio_postgres::Client,
+    server: &str,
+    catalog: &Catalog,
+    ruled: &BTreeSet<(QualifiedName, String)>,
+) -> Result<Vec<((QualifiedName, String), json_shape::Shape)>> {
+    let mut shapes = Vec::new();
+    for unit in model::units(catalog) {
+        let Some(table) = catalog.table(&unit) else {
+            continue;
+        };
+        for column in &table.columns {
+            let json = matches!(column.ty.kind, TypeKind::Json | TypeKind::Jsonb);
+            if !json || column.ty.array || ruled.contains(&(unit.clone(), column.name.clone())) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT {n}",
+                c = quote_ident(&column.name),
+                t = unit.sql(),
+                n = json_shape::SAMPLE_DOCUMENTS
+            );
+            let rows = client.query(sql.as_str(), &[]).await.map_err(|e| {
+                DbError::new(
+                    server,
+                    format!("sampling the documents of {unit}.{}", column.name),
+                    e,
+                )
+            })?;
+            let documents: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            if let Some(shape) = json_shape::Shape::learn(documents.iter().map(String::as_str)) {
+                shapes.push(((unit.clone(), column.name.clone()), shape));
+            }
+        }
+    }
+    Ok(shapes)
+}
+
 /// `pg_stats` of every column the session may read (the view shows only those).
 async fn read_stats(
     client: &tokio_postgres::Client,
@@ -1128,6 +1170,7 @@ async fn read_stats(
                 most_common: mcv.as_deref().and_then(parse_array).unwrap_or_default(),
                 most_common_freqs: freqs.unwrap_or_default(),
                 histogram: hist.as_deref().and_then(parse_array).unwrap_or_default(),
+                json_shape: None,
             },
         );
     }

@@ -41,6 +41,8 @@ pub struct ColumnStats {
     pub most_common: Vec<String>,
     pub most_common_freqs: Vec<f64>,
     pub histogram: Vec<String>,
+    /// A json/jsonb column's shape, from sampled documents ([`super::json_shape`]).
+    pub json_shape: Option<std::sync::Arc<super::json_shape::Shape>>,
 }
 
 /// What the plan is made from.
@@ -1089,16 +1091,22 @@ fn value_gen(
             Ok(wrap_array(column, ValueGen::Choice(choices)))
         };
     }
-    let base = type_gen(column, allowed)?;
+    let mut base = type_gen(column, allowed)?;
     let Some(stats) = stats.filter(|_| !column.ty.array && column.ty.kind != TypeKind::Bytea)
     else {
         return Ok(wrap_array(column, base));
     };
+    // Documents in production's shape; histogram bounds of documents (their text order) say
+    // nothing a generator could use.
+    if let Some(shape) = &stats.json_shape {
+        base = ValueGen::Shaped(shape.clone());
+    }
+    let histogram = stats.histogram.len() >= 2 && stats.json_shape.is_none();
     let numeric = matches!(
         column.ty.kind,
         TypeKind::Int | TypeKind::Numeric | TypeKind::Float | TypeKind::Date
     );
-    let rest = if stats.histogram.len() >= 2 {
+    let rest = if histogram {
         ValueGen::Histogram {
             bounds: stats.histogram.clone(),
             numeric,

@@ -34,7 +34,7 @@ pub fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-const WORDS: &[&str] = &[
+pub(super) const WORDS: &[&str] = &[
     "alpha", "bravo", "cedar", "delta", "ember", "fable", "garnet", "harbor", "iris", "jasper",
     "kestrel", "lumen", "maple", "nectar", "onyx", "pepper", "quartz", "raven", "sable", "tundra",
     "umber", "velvet", "willow", "xenon", "yarrow", "zephyr", "amber", "birch", "coral", "dune",
@@ -99,6 +99,8 @@ pub enum ValueGen {
         like: Vec<String>,
     },
     Json,
+    /// A document in the shape of production's (see [`super::json_shape`]).
+    Shaped(std::sync::Arc<super::json_shape::Shape>),
     TsVector,
     /// `generate: { format: "ORD-{row}-{rand}" }`.
     Format(String),
@@ -240,6 +242,7 @@ impl ValueGen {
                     (h >> 16) % 1000
                 );
             }
+            ValueGen::Shaped(shape) => shape.write(h, out),
             ValueGen::TsVector => {
                 let _ = write!(
                     out,

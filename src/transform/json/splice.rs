@@ -98,7 +98,7 @@ impl Splicer<'_, '_> {
             // A path ends here (only one can: see `splices`): the value becomes a node for
             // its rule, as in the tree path.
             let mut node = self.p.value(depth)?;
-            for a in self.at[lo..hi].to_vec() {
+            for a in self.at[lo..hi].iter().copied() {
                 let rule = &self.rules[a.rule];
                 transform_node(&mut node, &*rule.transform, rule.slot, observe)?;
             }
