@@ -113,6 +113,7 @@ pub async fn build(
     for job in &jobs {
         *jobs_per_table.entry(job.table.clone()).or_default() += 1;
     }
+    let split_started = Instant::now();
     let early = if plan.storage.is_some() {
         None
     } else {
@@ -132,6 +133,12 @@ pub async fn build(
         )
         .await?
     };
+    if plan.storage.is_none() {
+        stages.push(timing(
+            "post-data split per table",
+            split_started.elapsed().as_secs_f64(),
+        ));
+    }
 
     let sequence_values = sequences::read(
         snapshot.leader(),
@@ -235,7 +242,7 @@ pub async fn build(
             "indexes (after copy)",
             data_done.elapsed().as_secs_f64(),
         ));
-        archive.mark_built(&early.ids())?;
+        archive.mark_built(&early.ids(), early.leaves_nothing())?;
         tracing::debug!(
             tables = built.tables.len(),
             entries = early.entry_count(),

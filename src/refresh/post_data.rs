@@ -210,6 +210,8 @@ pub struct EarlyPlan {
     entries: BTreeMap<QualifiedName, Vec<Early>>,
     /// The tables built (and analyzed) as soon as their data is in.
     tables: BTreeSet<QualifiedName>,
+    /// How many entries the post-data section has in all.
+    total: usize,
 }
 
 impl EarlyPlan {
@@ -221,6 +223,12 @@ impl EarlyPlan {
     /// How many post-data entries are built during the copy.
     pub fn entry_count(&self) -> usize {
         self.entries.values().map(Vec::len).sum()
+    }
+
+    /// Every entry of the post-data section is built during the copy: nothing is left for
+    /// the post-data restore.
+    pub fn leaves_nothing(&self) -> bool {
+        self.entry_count() == self.total
     }
 
     /// The dump ids of the entries built during the copy.
@@ -290,8 +298,33 @@ pub async fn plan(
         preamble,
         entries: BTreeMap::new(),
         tables: eligible.values().cloned().collect(),
+        total: blocks.len(),
     };
-    for (entry, block, desc) in per_table {
+    // Entry by entry, in the archive's order; a comment goes with the object just before it
+    // (pg_dump writes an object's comment right after it, and pg_restore skips a comment
+    // whose object it does not restore itself).
+    let mut last_early: Option<QualifiedName> = None;
+    for ((entry, desc), block) in matched.iter().zip(&blocks) {
+        if desc == "COMMENT" {
+            if let Some(table) = last_early.take()
+                && comments_on_per_table_object(&block.header)
+                && block.sql.starts_with("COMMENT ON ")
+            {
+                plan.entries.entry(table).or_default().push(Early {
+                    id: entry.id,
+                    label: format!(
+                        "COMMENT {}",
+                        block.header.split("; Type: ").next().unwrap_or("")
+                    ),
+                    sql: block.sql.clone(),
+                });
+            }
+            continue;
+        }
+        last_early = None;
+        if !PER_TABLE.contains(&desc.as_str()) {
+            continue;
+        }
         let Some(table) = owners
             .get(&(entry.catalog, entry.oid))
             .and_then(|rel| eligible.get(rel))
@@ -304,8 +337,17 @@ pub async fn plan(
             label: format!("{desc} {name}"),
             sql: block.sql.clone(),
         });
+        last_early = Some(table.clone());
     }
     Ok(Some(plan))
+}
+
+/// A comment entry's header names an index, a constraint or a statistics object (`INDEX
+/// "x"; Type: COMMENT; …`, `CONSTRAINT x ON t; Type: COMMENT; …`).
+fn comments_on_per_table_object(header: &str) -> bool {
+    ["INDEX ", "CONSTRAINT ", "STATISTICS "]
+        .iter()
+        .any(|kind| header.starts_with(kind))
 }
 
 /// The candidates that are plain tables: oid → name.

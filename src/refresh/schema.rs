@@ -122,6 +122,8 @@ pub struct SchemaArchive {
     /// Post-data entries already applied (by [`super::post_data`], per table during the
     /// copy): the post-data restore leaves them out.
     built_early: bool,
+    /// Every post-data entry was applied already: the post-data restore has nothing to do.
+    post_data_done: bool,
 }
 
 /// Which entries of the archive a restore takes (`pg_restore --use-list`).
@@ -159,8 +161,10 @@ impl SchemaArchive {
     }
 
     /// Records that the entries `ids` (dump ids of the table of contents) were applied
-    /// already: the post-data restore ([`Section::PostData`]) leaves them out from now on.
-    pub fn mark_built(&mut self, ids: &BTreeSet<u64>) -> Result<(), Error> {
+    /// already: the post-data restore ([`Section::PostData`]) leaves them out from now on
+    /// (`all`: they are the whole post-data section, and the restore does nothing).
+    pub fn mark_built(&mut self, ids: &BTreeSet<u64>, all: bool) -> Result<(), Error> {
+        self.post_data_done = all;
         let (parts, _, _) = lists(&self.toc);
         let mut rest = String::new();
         for line in parts["all"].lines() {
@@ -237,6 +241,7 @@ pub async fn dump(
         has_servers: false,
         toc: String::new(),
         built_early: false,
+        post_data_done: false,
     };
     let path = archive.path();
     let mut cmd = Command::new(&tools.pg_dump);
@@ -278,6 +283,7 @@ pub async fn load(tools: &PgTools, schema: &Path) -> Result<SchemaArchive, Error
         has_servers: false,
         toc: String::new(),
         built_early: false,
+        post_data_done: false,
     };
     std::fs::copy(schema, archive.path())
         .map_err(|e| Error::io(format!("copying {}", schema.display()), e))?;
@@ -385,6 +391,10 @@ pub async fn restore(
     section: Section,
     jobs: usize,
 ) -> Result<(), Error> {
+    if section == Section::PostData && archive.post_data_done {
+        // Built per table during the copy, all of it (no pg_restore to start for nothing).
+        return Ok(());
+    }
     let mut cmd = Command::new(&tools.pg_restore);
     cmd.args(SCHEMA_OPTIONS)
         .arg(format!(
