@@ -1057,7 +1057,10 @@ search:
             .any(|s| s == "indexes + analyze, 2 tables (during copy)"),
         "{stages:?}"
     );
-    assert!(stages.iter().any(|s| s == "schema (post-data)"), "{stages:?}");
+    assert!(
+        stages.iter().any(|s| s == "schema (post-data)"),
+        "{stages:?}"
+    );
 
     let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
     let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
