@@ -18,6 +18,9 @@
 #      installed with apt-get when missing; skipped with a note when it cannot be).
 # Then the many-small-tables case: MANY (default 1000) tables of 10 rows each (a primary key,
 # a text column), keep-only restage against pg_dump -Fc to a file + pg_restore -jJOBS.
+# With BEFORE=<a restage binary> (for example one built from an earlier commit), the keep-only
+# and demo-rules refreshes and the many-tables refresh also run with it, interleaved, so that
+# a change is measured against its base in the same run.
 # Each is run RUNS times, interleaved, and the best and median times are printed (a shared VM's
 # timings vary by ±30% from run to run). Peak RSS of each restage run comes from /usr/bin/time.
 # Databases it makes are dropped at the end.
@@ -113,6 +116,11 @@ for run in $(seq 1 "$RUNS"); do
     run_restage "keep-only" "${PREFIX}_keep" "strict: off
 rules: $WORK/empty-rules" keep
     run_restage "demo rules" "${PREFIX}_anon" "$RULES_YAML" anon
+    if [ -n "${BEFORE:-}" ]; then
+        BIN=$BEFORE run_restage "keep-only (before)" "${PREFIX}_keep" "strict: off
+rules: $WORK/empty-rules" keep_before
+        BIN=$BEFORE run_restage "demo rules (before)" "${PREFIX}_anon" "$RULES_YAML" anon_before
+    fi
     run_restage "10% subset" "${PREFIX}_subset" "$RULES_YAML
 sample:
   tables:
@@ -134,6 +142,16 @@ printf '%-40s %7.2fs %7.2fs\n' "pg_dump -Fd -j$JOBS | pg_restore -j$JOBS" "$T_ba
 if [ "$HAVE_PGCOPYDB" = 1 ]; then
     read -r T_pgc M_pgc _ <<< "$(stats pgcopydb)"
     printf '%-40s %7.2fs %7.2fs\n' "pgcopydb clone (table/index jobs $JOBS)" "$T_pgc" "$M_pgc"
+fi
+if [ -n "${BEFORE:-}" ]; then
+    read -r T_kb M_kb R_kb <<< "$(stats keep_before)"
+    read -r T_ab M_ab R_ab <<< "$(stats anon_before)"
+    printf '%-40s %7.2fs %7.2fs %6d MiB\n' "BEFORE: keep-only" "$T_kb" "$M_kb" "$R_kb"
+    printf '%-40s %7.2fs %7.2fs %6d MiB\n' "BEFORE: demo rules" "$T_ab" "$M_ab" "$R_ab"
+    if [ "$HAVE_PGCOPYDB" = 1 ]; then
+        printf 'BEFORE: ratio keep-only / pgcopydb:   %.2f\n' "$(echo "$T_kb / $T_pgc" | bc -l)"
+        printf 'BEFORE: ratio demo rules / pgcopydb:  %.2f\n' "$(echo "$T_ab / $T_pgc" | bc -l)"
+    fi
 fi
 echo
 printf '(ratios of best times)\nratio keep-only / baseline:   %.2f\n' "$(echo "$T_keep / $T_base" | bc -l)"
@@ -180,6 +198,10 @@ for i in range(int(sys.argv[1])):
         echo "many tables, run $run of $RUNS ..."
         SRC=$many run_restage "keep-only" "${PREFIX}_many_keep" "strict: off
 rules: $WORK/empty-rules" many_keep
+        if [ -n "${BEFORE:-}" ]; then
+            SRC=$many BIN=$BEFORE run_restage "keep-only (before)" "${PREFIX}_many_keep" "strict: off
+rules: $WORK/empty-rules" many_keep_before
+        fi
         rm -f "$WORK/many.dump"
         dropdb --if-exists --force "${PREFIX}_many_base"
         t0=$(now)
@@ -202,6 +224,13 @@ rules: $WORK/empty-rules" many_keep
         printf 'ratio keep-only / pgcopydb:                 %.2f\n' "$(echo "$T_mk / $T_mp" | bc -l)"
     fi
     printf 'ratio keep-only / pg_dump -Fc | pg_restore: %.2f\n' "$(echo "$T_mk / $T_mb" | bc -l)"
+    if [ -n "${BEFORE:-}" ]; then
+        read -r T_mkb M_mkb _ <<< "$(stats many_keep_before)"
+        printf '%-40s %7.2fs %7.2fs\n' "BEFORE: restage refresh (keep-only)" "$T_mkb" "$M_mkb"
+        printf 'BEFORE: ratio keep-only / pg_dump -Fc | pg_restore: %.2f\n' "$(echo "$T_mkb / $T_mb" | bc -l)"
+        echo "stage timings of the first BEFORE keep-only run (seconds):"
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); [print("  %-22s %8.2f" % (s["stage"], s["seconds"])) for s in r["stages"]]' "$WORK/many_keep_before.1.json"
+    fi
     echo "stage timings of the first keep-only run (seconds):"
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); [print("  %-22s %8.2f" % (s["stage"], s["seconds"])) for s in r["stages"]]' "$WORK/many_keep.1.json"
 }

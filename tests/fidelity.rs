@@ -984,3 +984,140 @@ async fn fidelity_a_refresh_of_pagila_is_faithful() {
     assert!(staging.contains("PARTITION BY RANGE (payment_date)"));
     assert_same_schema(&source, &staging);
 }
+
+/// Issue 14: a plain table's indexes, keys and ANALYZE are built as soon as its data is in,
+/// while other tables still copy (refresh/post_data.rs), from exactly pg_restore's statements;
+/// partitioned tables, an inheritance tree and a table with a derived column get theirs after
+/// the data, as before. The schema of staging is the source's all the same — names, NOT VALID,
+/// deferrability, exclusion, CLUSTER ON, REPLICA IDENTITY, fillfactor, a column's statistics
+/// target, extended statistics, comments on constraints and indexes — and every table is
+/// analyzed, the expression index with its statistics.
+#[tokio::test]
+async fn fidelity_indexes_and_keys_built_during_the_copy_are_the_sources() {
+    let schema = r#"
+        CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, w int, code text NOT NULL,
+                               CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED,
+                               CONSTRAINT accounts_w_excl EXCLUDE USING btree (w WITH =));
+        COMMENT ON CONSTRAINT accounts_pkey ON accounts IS 'the key';
+        CREATE UNIQUE INDEX accounts_code_idx ON accounts (code);
+        ALTER TABLE accounts REPLICA IDENTITY USING INDEX accounts_code_idx;
+        CREATE INDEX "Accounts lower email" ON accounts (lower(email)) WITH (fillfactor = 70);
+        ALTER INDEX "Accounts lower email" ALTER COLUMN 1 SET STATISTICS 500;
+        COMMENT ON INDEX "Accounts lower email" IS 'case-insensitive lookups';
+        CREATE INDEX accounts_partial_idx ON accounts (w) WHERE w > 10;
+        ALTER TABLE accounts CLUSTER ON accounts_pkey;
+        CREATE STATISTICS accounts_stats (dependencies) ON w, code FROM accounts;
+        CREATE TABLE notes (id int, account_id int, body text, search tsvector);
+        ALTER TABLE notes ADD CONSTRAINT notes_pkey PRIMARY KEY (id);
+        ALTER TABLE notes ADD CONSTRAINT notes_account_fkey FOREIGN KEY (account_id)
+            REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED;
+        CREATE INDEX notes_search_idx ON notes USING gin (search);
+        CREATE TABLE tags (id int PRIMARY KEY, label text);
+        ALTER TABLE tags ADD CONSTRAINT tags_label_check CHECK (label <> '') NOT VALID;
+        CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER tags_touch BEFORE UPDATE ON tags FOR EACH ROW EXECUTE FUNCTION touch();
+        CREATE TABLE events (id int, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE INDEX events_at_idx ON events (at);
+        CREATE TABLE base (id int PRIMARY KEY, kind text);
+        CREATE TABLE derived_child (extra text) INHERITS (base);
+        ALTER TABLE derived_child ADD PRIMARY KEY (id);
+        CREATE MATERIALIZED VIEW account_count AS SELECT count(*) AS n FROM accounts;
+        CREATE UNIQUE INDEX account_count_idx ON account_count (n);
+        INSERT INTO accounts SELECT g, 'user' || g || '@example.com', g, 'c' || g FROM generate_series(1, 300) g;
+        INSERT INTO notes SELECT g, 1 + g % 300, 'note ' || g, NULL FROM generate_series(1, 500) g;
+        INSERT INTO tags SELECT g, 'tag' || g FROM generate_series(1, 20) g;
+        INSERT INTO events SELECT g, '2024-02-01'::date + g % 200 FROM generate_series(1, 100) g;
+        INSERT INTO base SELECT g, 'b' FROM generate_series(1, 10) g;
+        INSERT INTO derived_child SELECT g, 'c', 'x' FROM generate_series(11, 20) g;
+    "#;
+    let setup = Setup::new(
+        "fid_early",
+        schema,
+        "strict: off
+search:
+  tsvector:
+    - { table: public.notes, column: search, expression: \"to_tsvector('simple', body)\" }",
+    )
+    .await;
+    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let report = report(&out, &err);
+    // accounts and tags are built during the copy; notes (a derived column), events and
+    // events_2024 (partitioned), base and derived_child (inheritance) after it.
+    let stages: Vec<String> = report["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        stages
+            .iter()
+            .any(|s| s == "indexes + analyze, 2 tables (during copy)"),
+        "{stages:?}"
+    );
+    assert!(
+        stages.iter().any(|s| s == "schema (post-data)"),
+        "{stages:?}"
+    );
+
+    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
+    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
+    for present in [
+        "ADD CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED;",
+        "ADD CONSTRAINT accounts_w_excl EXCLUDE USING btree (w WITH =);",
+        "ALTER TABLE ONLY public.accounts REPLICA IDENTITY USING INDEX accounts_code_idx;",
+        "ALTER TABLE public.accounts CLUSTER ON accounts_pkey;",
+        "WITH (fillfactor='70')",
+        "ALTER INDEX public.\"Accounts lower email\" ALTER COLUMN 1 SET STATISTICS 500;",
+        "COMMENT ON CONSTRAINT accounts_pkey ON public.accounts IS 'the key';",
+        "CREATE STATISTICS public.accounts_stats (dependencies) ON w, code FROM public.accounts;",
+        "ADD CONSTRAINT tags_label_check CHECK ((label <> ''::text)) NOT VALID;",
+        "ALTER INDEX public.events_at_idx ATTACH PARTITION public.events_2024_at_idx;",
+    ] {
+        assert!(
+            staging_dump.contains(present),
+            "staging's dump lacks {present}:\n{staging_dump}"
+        );
+    }
+    assert_same_schema(
+        &source_as_documented(&source_dump),
+        &staging_as_documented(&staging_dump),
+    );
+
+    let staging = setup.staging().await;
+    let not_analyzed: Vec<String> = staging
+        .query(
+            "SELECT relname::text FROM pg_stat_user_tables
+              WHERE schemaname = 'public' AND last_analyze IS NULL
+                AND relname NOT IN ('events', 'account_count')
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("analyzed tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(not_analyzed.is_empty(), "not analyzed: {not_analyzed:?}");
+    // ANALYZE ran after the expression index existed: its expression has statistics.
+    let expression_stats: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_stats WHERE tablename = 'Accounts lower email'",
+    )
+    .await;
+    assert_eq!(expression_stats, 1);
+    let dependencies: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_stats_ext WHERE statistics_name = 'accounts_stats' AND dependencies IS NOT NULL",
+    )
+    .await;
+    assert_eq!(dependencies, 1, "the extended statistics were gathered");
+    let searchable: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM notes WHERE search @@ to_tsquery('simple', 'note')",
+    )
+    .await;
+    assert_eq!(searchable, 500, "the derived column was recomputed");
+}

@@ -4,7 +4,7 @@
 //! sizes (checked against `max_storage` again), the plan recorded in `_restage`, grants,
 //! verification. It returns what it measured; the caller puts it in the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use tokio_postgres::Client;
@@ -24,7 +24,7 @@ use super::schema::{self, PgTools};
 use super::settings::Settings;
 use super::source_database::{self, SourceDatabase};
 use super::verify::{self, VerifyReport};
-use super::{access, foreign, pause, sequences, storage};
+use super::{access, foreign, pause, post_data, sequences, storage};
 
 /// What the build measured in the new database.
 pub struct Built {
@@ -143,6 +143,42 @@ pub async fn build(
         (started.elapsed().as_secs_f64() - pre_data_seconds).max(0.0),
     ));
 
+    // Which tables get their indexes, keys and ANALYZE as soon as their data is in, while
+    // the others still copy ([`post_data`]): not with a `max_storage` cap (a rescale empties
+    // and reloads tables), not the tables with derived columns (recomputed before their
+    // indexes, after the copy).
+    let mut archive = archive;
+    let mut jobs_per_table: HashMap<QualifiedName, usize> = HashMap::new();
+    for job in &jobs {
+        *jobs_per_table.entry(job.table.clone()).or_default() += 1;
+    }
+    let split_started = Instant::now();
+    let early = if plan.storage.is_some() {
+        None
+    } else {
+        let derived: BTreeSet<&QualifiedName> =
+            settings.search.derived.iter().map(|d| &d.table).collect();
+        let candidates: BTreeSet<QualifiedName> = jobs_per_table
+            .keys()
+            .filter(|t| !derived.contains(t))
+            .cloned()
+            .collect();
+        post_data::plan(
+            tools,
+            &archive,
+            snapshot.leader(),
+            &settings.source.display,
+            &candidates,
+        )
+        .await?
+    };
+    if plan.storage.is_none() {
+        stages.push(timing(
+            "post-data split per table",
+            split_started.elapsed().as_secs_f64(),
+        ));
+    }
+
     let sequence_values = sequences::read(
         snapshot.leader(),
         &settings.source.display,
@@ -166,22 +202,73 @@ pub async fn build(
     // One connection more than the copy workers: the size watch of `max_storage`.
     let pool = db::target_pool(&target, settings.jobs + 1).map_err(Error::Runtime)?;
     let data_started = Instant::now();
-    let loaded = storage::Loader {
-        settings,
-        catalog: &catalog,
-        rules: &prepared_rules,
-        verifier: &verifier,
-        snapshot: &snapshot,
-        pool: &pool,
-        server: &server,
-        ui,
-    }
-    .load(&plan, jobs)
-    .await?;
+    let (table_done, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let load = async {
+        let loader = storage::Loader {
+            settings,
+            catalog: &catalog,
+            rules: &prepared_rules,
+            verifier: &verifier,
+            snapshot: &snapshot,
+            pool: &pool,
+            server: &server,
+            ui,
+            table_done: early.as_ref().map(|_| table_done),
+        };
+        let loaded = loader.load(&plan, jobs).await;
+        // The loader (and with it the announcements' sender) is dropped here: the builds
+        // below stop waiting for more tables.
+        drop(loader);
+        loaded.map(|l| (l, Instant::now()))
+    };
+    let builds = async {
+        match &early {
+            Some(early) => post_data::run(
+                early,
+                jobs_per_table,
+                done_rx,
+                &target,
+                &server,
+                settings.jobs,
+            )
+            .await
+            .map(Some),
+            None => Ok(None),
+        }
+    };
+    // The first failure of either ends both (the copies aborted, the builds' sessions
+    // closed); the half-built database is dropped by the caller.
+    let ((loaded, data_done), built_early) = tokio::try_join!(load, builds)?;
     let results = loaded.results;
     let mut warnings = loaded.warnings;
     let mut storage_report = loaded.storage;
-    stages.push(timing("data", data_started.elapsed().as_secs_f64()));
+    stages.push(timing(
+        "data",
+        data_done.duration_since(data_started).as_secs_f64(),
+    ));
+    let mut analyzed_early = BTreeSet::new();
+    if let (Some(early), Some(built)) = (&early, built_early) {
+        // Reported as what they are: time spent on other connections while the copy ran
+        // (overlapped with "data", not added to it), and the wait after the last table.
+        stages.push(timing(
+            &format!(
+                "indexes + analyze, {} tables (during copy)",
+                built.tables.len()
+            ),
+            built.busy_seconds,
+        ));
+        stages.push(timing(
+            "indexes (after copy)",
+            data_done.elapsed().as_secs_f64(),
+        ));
+        archive.mark_built(&early.ids(), early.leaves_nothing())?;
+        tracing::debug!(
+            tables = built.tables.len(),
+            entries = early.entry_count(),
+            "post-data built per table during the copy"
+        );
+        analyzed_early = built.tables;
+    }
     pause::point("data-done").await;
     // What the stream counted: a leak or a rule that changed nothing fails the run now,
     // before the indexes are built (the new database is dropped; live staging unchanged).
@@ -212,7 +299,12 @@ pub async fn build(
         sequences::set_from_data(&client, &server).await?;
     }
 
-    let names: Vec<QualifiedName> = catalog.data_tables().map(|t| t.name.clone()).collect();
+    // The tables analyzed with their indexes during the copy are not analyzed again.
+    let names: Vec<QualifiedName> = catalog
+        .data_tables()
+        .map(|t| t.name.clone())
+        .filter(|t| !analyzed_early.contains(t))
+        .collect();
     let post_load = reindex::post_load(
         &pool,
         &client,

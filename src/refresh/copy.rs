@@ -231,7 +231,8 @@ impl CopyError {
 }
 
 /// Runs all jobs with `workers` at once, biggest first. Stops everything at the first
-/// failure that cannot be retried.
+/// failure that cannot be retried. With `done`, each job's table is sent there once the job
+/// has committed its rows (a table of several jobs is sent once per job).
 pub async fn run(
     mut jobs: Vec<CopyJob>,
     snapshot: Arc<Snapshot>,
@@ -239,6 +240,7 @@ pub async fn run(
     target_server: String,
     workers: usize,
     progress: Arc<DataProgress>,
+    done: Option<mpsc::UnboundedSender<QualifiedName>>,
 ) -> Result<Vec<JobResult>, CopyError> {
     jobs.sort_by_key(|j| std::cmp::Reverse(j.estimated_bytes));
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
@@ -249,7 +251,8 @@ pub async fn run(
         let target = target.clone();
         let server = target_server.clone();
         let progress = progress.clone();
-        set.spawn(async move { worker(queue, snapshot, target, server, progress).await });
+        let done = done.clone();
+        set.spawn(async move { worker(queue, snapshot, target, server, progress, done).await });
     }
     let mut results = Vec::new();
     while let Some(joined) = set.join_next().await {
@@ -277,6 +280,7 @@ async fn worker(
     target: deadpool_postgres::Pool,
     target_server: String,
     progress: Arc<DataProgress>,
+    done: Option<mpsc::UnboundedSender<QualifiedName>>,
 ) -> Result<Vec<JobResult>, CopyError> {
     let mut results = Vec::new();
     let mut source: Option<Client> = None;
@@ -317,6 +321,10 @@ async fn worker(
                 Ok(mut r) => {
                     r.seconds = started.elapsed().as_secs_f64();
                     r.retries = attempt - 1;
+                    if let Some(done) = &done {
+                        // The receiver may be gone (its build failed): the run stops anyway.
+                        let _ = done.send(job.table.clone());
+                    }
                     results.push(r);
                     break;
                 }

@@ -11,7 +11,8 @@
 //! 4. [`build`](mod@build): a new database created (`building`, its name reserved in the
 //!    [`registry`] first); [`schema`] pre-data restored; [`copy`] streams every table
 //!    through [`rows`], held to `max_storage` ([`storage`]: measured, rescaled and
-//!    reloaded, or stopped); [`sequences`] set; the
+//!    reloaded, or stopped), each plain table's indexes, keys and ANALYZE built as soon as
+//!    its data is in, while others still copy ([`post_data`]); [`sequences`] set; the
 //!    post-load order ([`reindex::post_load`]: derived columns, post-data with the foreign
 //!    keys validated, materialized views, indexes, ANALYZE); [`access`] grants; [`verify`]
 //!    (no leak, foreign keys);
@@ -45,6 +46,7 @@ pub mod live;
 pub mod lock;
 pub mod names;
 pub mod pause;
+pub mod post_data;
 pub mod prepare;
 pub mod registry;
 pub mod reindex;

@@ -5,7 +5,10 @@
 //! live one) run.
 //!
 //! Derived columns are recomputed before the post-data section (no index to maintain during
-//! the UPDATE); materialized views after it (their own indexes exist by then).
+//! the UPDATE); materialized views after it (their own indexes exist by then). In a refresh,
+//! the tables without derived columns may have had their indexes, keys and ANALYZE during
+//! the copy already ([`super::post_data`]): the post-data section then restores the rest, and
+//! `tables` (what is analyzed here) leaves them out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -23,7 +23,7 @@
 //! Passwords reach the tools through `PGPASSWORD` in their environment, never on their command
 //! line, which any user can read with `ps`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -117,6 +117,13 @@ pub struct SchemaArchive {
     pub user_mappings_left_out: usize,
     /// The archive defines foreign servers: pre-data is restored in two parts, around them.
     pub has_servers: bool,
+    /// The archive's table of contents (`pg_restore --list`), as read.
+    toc: String,
+    /// Post-data entries already applied (by [`super::post_data`], per table during the
+    /// copy): the post-data restore leaves them out.
+    built_early: bool,
+    /// Every post-data entry was applied already: the post-data restore has nothing to do.
+    post_data_done: bool,
 }
 
 /// Which entries of the archive a restore takes (`pg_restore --use-list`).
@@ -130,6 +137,8 @@ enum Part {
     AfterServers,
     /// Every entry but the servers and user mappings.
     All,
+    /// As `All`, without the post-data entries built during the copy.
+    Rest,
 }
 
 impl SchemaArchive {
@@ -142,8 +151,40 @@ impl SchemaArchive {
             Part::BeforeServers => "before-servers.list",
             Part::AfterServers => "after-servers.list",
             Part::All => "all.list",
+            Part::Rest => "rest.list",
         })
     }
+
+    /// The archive's table of contents (`pg_restore --list`).
+    pub fn toc(&self) -> &str {
+        &self.toc
+    }
+
+    /// Records that the entries `ids` (dump ids of the table of contents) were applied
+    /// already: the post-data restore ([`Section::PostData`]) leaves them out from now on
+    /// (`all`: they are the whole post-data section, and the restore does nothing).
+    pub fn mark_built(&mut self, ids: &BTreeSet<u64>, all: bool) -> Result<(), Error> {
+        self.post_data_done = all;
+        let (parts, _, _) = lists(&self.toc);
+        let mut rest = String::new();
+        for line in parts["all"].lines() {
+            if !line.starts_with(';') && entry_id(line).is_some_and(|id| ids.contains(&id)) {
+                rest.push(';');
+            }
+            rest.push_str(line);
+            rest.push('\n');
+        }
+        std::fs::write(self.list_path(Part::Rest), rest)
+            .map_err(|e| Error::io("writing the schema's list of the remaining entries", e))?;
+        self.built_early = true;
+        Ok(())
+    }
+}
+
+/// The dump id of an entry line of `pg_restore --list` (`<id>; <catalog oid> <oid> …`).
+pub(crate) fn entry_id(line: &str) -> Option<u64> {
+    line.split_once("; ")
+        .and_then(|(id, _)| id.trim().parse::<u64>().ok())
 }
 
 /// The type of a line of `pg_restore --list`: an entry line reads `<id>; <catalog oid> <oid>
@@ -198,6 +239,9 @@ pub async fn dump(
         dir,
         user_mappings_left_out: 0,
         has_servers: false,
+        toc: String::new(),
+        built_early: false,
+        post_data_done: false,
     };
     let path = archive.path();
     let mut cmd = Command::new(&tools.pg_dump);
@@ -237,6 +281,9 @@ pub async fn load(tools: &PgTools, schema: &Path) -> Result<SchemaArchive, Error
         dir,
         user_mappings_left_out: 0,
         has_servers: false,
+        toc: String::new(),
+        built_early: false,
+        post_data_done: false,
     };
     std::fs::copy(schema, archive.path())
         .map_err(|e| Error::io(format!("copying {}", schema.display()), e))?;
@@ -250,6 +297,7 @@ async fn write_lists(tools: &PgTools, mut archive: SchemaArchive) -> Result<Sche
     let (parts, mappings, servers) = lists(&toc);
     archive.user_mappings_left_out = mappings;
     archive.has_servers = servers > 0;
+    archive.toc = toc.clone();
     for (name, part) in [
         ("before", Part::BeforeServers),
         ("after", Part::AfterServers),
@@ -281,6 +329,50 @@ async fn list_entries(tools: &PgTools, archive: &Path) -> Result<String, Error> 
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// The SQL the post-data restore would run, as one text (`pg_restore --section=post-data -f -`
+/// with the same options and list as [`restore`] of [`Section::PostData`]): read once, without
+/// a connection, and split per entry by [`super::post_data`]. None when the text is not UTF-8
+/// (a database in another encoding: the split is not attempted).
+pub async fn post_data_sql(
+    tools: &PgTools,
+    archive: &SchemaArchive,
+) -> Result<Option<String>, Error> {
+    let output = Command::new(&tools.pg_restore)
+        .args(SCHEMA_OPTIONS)
+        .arg(format!(
+            "--use-list={}",
+            archive.list_path(Part::All).display()
+        ))
+        .arg("--section=post-data")
+        .arg("--file=-")
+        .arg(archive.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::io("running pg_restore (post-data SQL)", e))?;
+    if !output.status.success() {
+        return Err(Error::Runtime(format!(
+            "pg_restore (post-data SQL) failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8(output.stdout).ok())
+}
+
+/// What every restore of the schema leaves out or does not stop on (owners, grants,
+/// publications, subscriptions, security labels, tablespaces).
+const SCHEMA_OPTIONS: [&str; 7] = [
+    "--no-owner",
+    "--no-acl",
+    "--no-publications",
+    "--no-subscriptions",
+    "--no-security-labels",
+    "--no-tablespaces",
+    "--exit-on-error",
+];
+
 /// Which part of the schema to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -299,20 +391,19 @@ pub async fn restore(
     section: Section,
     jobs: usize,
 ) -> Result<(), Error> {
+    if section == Section::PostData && archive.post_data_done {
+        // Built per table during the copy, all of it (no pg_restore to start for nothing).
+        return Ok(());
+    }
     let mut cmd = Command::new(&tools.pg_restore);
-    cmd.arg("--no-owner")
-        .arg("--no-acl")
-        .arg("--no-publications")
-        .arg("--no-subscriptions")
-        .arg("--no-security-labels")
-        .arg("--no-tablespaces")
-        .arg("--exit-on-error")
+    cmd.args(SCHEMA_OPTIONS)
         .arg(format!(
             "--use-list={}",
             archive
                 .list_path(match section {
                     Section::PreData => Part::BeforeServers,
                     Section::PreDataAfterServers => Part::AfterServers,
+                    Section::PostData if archive.built_early => Part::Rest,
                     Section::PostData => Part::All,
                 })
                 .display()

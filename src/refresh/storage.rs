@@ -56,6 +56,9 @@ pub struct Loader<'a> {
     /// The staging server, for errors.
     pub server: &'a str,
     pub ui: &'a Ui,
+    /// Where each finished job's table is announced (the per-table post-data builds of
+    /// [`super::post_data`]); dropped with the loader, which ends those builds' wait.
+    pub table_done: Option<tokio::sync::mpsc::UnboundedSender<QualifiedName>>,
 }
 
 /// What the data stage loaded.
@@ -187,6 +190,7 @@ impl Loader<'_> {
             self.server.to_string(),
             self.settings.jobs,
             progress.clone(),
+            self.table_done.clone(),
         );
         let results = match watch {
             None => run.await.map_err(|e| Error::Runtime(e.to_string()))?,

@@ -1,0 +1,624 @@
+//! Per-table post-data during the copy (issue 14): as soon as a table's data is in (every
+//! job of it done), its indexes, its primary-key, unique, exclusion and separately dumped
+//! CHECK constraints and its extended statistics are built, then it is analyzed, on
+//! connections of their own, while other tables still copy. What depends on several tables
+//! or is cheap (foreign keys, triggers, rules, policies, comments, index attachments,
+//! materialized views' data) stays in the one post-data restore after the data, as before,
+//! which then leaves out what was built here ([`SchemaArchive::mark_built`]).
+//!
+//! **Where the statements come from, and why.** The SQL of the post-data section is read once
+//! (`pg_restore --section=post-data -f -`, the same options and list as the restore itself)
+//! and split at pg_restore's entry headers (`-- Name: …; Type: …; Schema: …; Owner: …`); each
+//! header is matched, in order, to its line of the archive's table of contents, which gives
+//! the entry's dump id and its catalog oid in the source; one catalog query in the source
+//! snapshot (the archive was dumped in it, so the oids are the same) gives each index's,
+//! constraint's and statistics object's table. The statements run are therefore exactly the
+//! ones pg_restore would run (names, NOT VALID, deferrability, CLUSTER ON, REPLICA IDENTITY,
+//! no owners or tablespaces, as `--no-owner --no-tablespaces` make them), without one
+//! pg_restore process per table. Rebuilding them from `pg_get_indexdef` /
+//! `pg_get_constraintdef` would have been a second source of truth for what pg_dump already
+//! decides. Whenever the split is not certain — a header that matches no entry of the table
+//! of contents in order, a psql meta-command inside an entry, a client encoding other than
+//! UTF-8, SQL that is not UTF-8 — nothing is built early and the post-data restore does it
+//! all, as before.
+//!
+//! **Which tables.** Ordinary tables that are neither partitioned nor partitions nor part of
+//! an inheritance tree (an index on a partitioned parent attaches its partitions' indexes,
+//! and ANALYZE of an inheritance parent reads its children, which may still be copying), that
+//! have no derived column (those are recomputed, and compacted with VACUUM FULL, before their
+//! indexes: [`super::reindex::post_load`]), and only when no `max_storage` cap is set (a
+//! rescale empties and reloads tables after the first load). The others get all of their
+//! post-data after the copy, and are analyzed then.
+//!
+//! A failed statement fails the run (before the swap, the half-built database dropped), as a
+//! failed pg_restore does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio_postgres::Client;
+
+use crate::catalog::QualifiedName;
+use crate::db::{self, DbError, PgEndpoint};
+use crate::error::{Error, Result};
+
+use super::schema::{self, PgTools, SchemaArchive};
+
+/// The entry types built per table.
+const PER_TABLE: [&str; 4] = ["INDEX", "CONSTRAINT", "CHECK CONSTRAINT", "STATISTICS"];
+
+/// One entry of the post-data SQL, as pg_restore wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Block {
+    /// The header line, without `-- Name: `.
+    header: String,
+    /// The statements of the entry (no header, no blank lines around).
+    sql: String,
+}
+
+/// The post-data SQL split at its entry headers: what comes before the first one (the session
+/// settings) and the entries. None when a line of an entry is a psql meta-command.
+fn split(sql: &str) -> Option<(String, Vec<Block>)> {
+    let lines: Vec<&str> = sql.lines().collect();
+    let is_header = |i: usize| {
+        lines[i].starts_with("-- Name: ")
+            && i > 0
+            && lines[i - 1] == "--"
+            && lines.get(i + 1) == Some(&"--")
+    };
+    let mut preamble = String::new();
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut current: Option<(String, Vec<&str>)> = None;
+    let mut i = 0;
+    let finish = |current: Option<(String, Vec<&str>)>, blocks: &mut Vec<Block>| {
+        if let Some((header, body)) = current {
+            blocks.push(Block {
+                header,
+                sql: body.join("\n").trim().to_string(),
+            });
+        }
+    };
+    while i < lines.len() {
+        let line = lines[i];
+        if line == "--" && i + 1 < lines.len() && is_header(i + 1) {
+            finish(current.take(), &mut blocks);
+            let header = lines[i + 1].trim_start_matches("-- Name: ").to_string();
+            current = Some((header, Vec::new()));
+            i += 3;
+            continue;
+        }
+        if line == "--"
+            && lines.get(i + 1) == Some(&"-- PostgreSQL database dump complete")
+            && lines.get(i + 2) == Some(&"--")
+        {
+            finish(current.take(), &mut blocks);
+            i += 3;
+            continue;
+        }
+        match current.as_mut() {
+            Some((_, body)) => {
+                if line.starts_with('\\') {
+                    return None;
+                }
+                body.push(line);
+            }
+            None => {
+                // Before the first entry: the settings; the comments and psql's
+                // `\restrict` lines are not SQL.
+                if !line.starts_with("--") && !line.starts_with('\\') && !line.is_empty() {
+                    preamble.push_str(line);
+                    preamble.push('\n');
+                }
+            }
+        }
+        i += 1;
+    }
+    finish(current.take(), &mut blocks);
+    Some((preamble, blocks))
+}
+
+/// An entry line of the table of contents: dump id, catalog, oid, and the rest (`TYPE schema
+/// name owner`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TocEntry {
+    id: u64,
+    catalog: u32,
+    oid: u32,
+    rest: String,
+}
+
+fn toc_entries(toc: &str) -> Vec<TocEntry> {
+    toc.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let (id, rest) = l.split_once("; ")?;
+            let mut parts = rest.splitn(3, ' ');
+            Some(TocEntry {
+                id: id.trim().parse().ok()?,
+                catalog: parts.next()?.parse().ok()?,
+                oid: parts.next()?.parse().ok()?,
+                rest: parts.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The entry types a header can be read as: every way of cutting `name; Type: T; Schema: S;
+/// Owner: O` (a name can hold `; Type: ` too), as (type, schema, name).
+fn readings(header: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (t, _) in header.match_indices("; Type: ") {
+        let name = &header[..t];
+        let after = &header[t + "; Type: ".len()..];
+        for (s, _) in after.match_indices("; Schema: ") {
+            let desc = &after[..s];
+            let after_schema = &after[s + "; Schema: ".len()..];
+            for (o, _) in after_schema.match_indices("; Owner: ") {
+                out.push((
+                    desc.to_string(),
+                    after_schema[..o].to_string(),
+                    name.to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Each block's entry of the table of contents, matched in order (pg_restore writes the
+/// entries in the list's order). None when a block matches no entry after the previous one.
+fn match_toc<'a>(toc: &'a [TocEntry], blocks: &[Block]) -> Option<Vec<(&'a TocEntry, String)>> {
+    let mut out = Vec::with_capacity(blocks.len());
+    let mut next = 0;
+    for block in blocks {
+        let readings = readings(&block.header);
+        let found = toc[next..].iter().position(|e| {
+            readings
+                .iter()
+                .any(|(desc, schema, name)| e.rest.starts_with(&format!("{desc} {schema} {name} ")))
+        })?;
+        let entry = &toc[next + found];
+        let desc = readings
+            .iter()
+            .find(|(desc, schema, name)| {
+                entry.rest.starts_with(&format!("{desc} {schema} {name} "))
+            })
+            .map(|(desc, _, _)| desc.clone())?;
+        out.push((entry, desc));
+        next += found + 1;
+    }
+    Some(out)
+}
+
+/// One statement group built during the copy.
+#[derive(Debug, Clone)]
+struct Early {
+    id: u64,
+    /// `INDEX users_email_idx` (for errors).
+    label: String,
+    sql: String,
+}
+
+/// What is built per table during the copy.
+#[derive(Debug, Default)]
+pub struct EarlyPlan {
+    /// The session settings of pg_restore's output, run once on each connection.
+    preamble: String,
+    /// Per table: its entries in the archive's order.
+    entries: BTreeMap<QualifiedName, Vec<Early>>,
+    /// The tables built (and analyzed) as soon as their data is in.
+    tables: BTreeSet<QualifiedName>,
+    /// How many entries the post-data section has in all.
+    total: usize,
+}
+
+impl EarlyPlan {
+    /// The tables built and analyzed during the copy.
+    pub fn tables(&self) -> &BTreeSet<QualifiedName> {
+        &self.tables
+    }
+
+    /// How many post-data entries are built during the copy.
+    pub fn entry_count(&self) -> usize {
+        self.entries.values().map(Vec::len).sum()
+    }
+
+    /// Every entry of the post-data section is built during the copy: nothing is left for
+    /// the post-data restore.
+    pub fn leaves_nothing(&self) -> bool {
+        self.entry_count() == self.total
+    }
+
+    /// The dump ids of the entries built during the copy.
+    pub fn ids(&self) -> BTreeSet<u64> {
+        self.entries.values().flatten().map(|e| e.id).collect()
+    }
+}
+
+/// Decides what is built per table during the copy, among `candidates` (the tables that have
+/// copy jobs and no derived column). None: nothing is (see the module doc).
+pub async fn plan(
+    tools: &PgTools,
+    archive: &SchemaArchive,
+    source: &Client,
+    source_server: &str,
+    candidates: &BTreeSet<QualifiedName>,
+) -> Result<Option<EarlyPlan>> {
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let Some(sql) = schema::post_data_sql(tools, archive).await? else {
+        return Ok(None);
+    };
+    let Some((preamble, blocks)) = split(&sql) else {
+        tracing::debug!("post-data: a psql meta-command inside an entry; built after the copy");
+        return Ok(None);
+    };
+    if preamble
+        .lines()
+        .any(|l| l.starts_with("SET client_encoding") && !l.contains("'UTF8'"))
+    {
+        return Ok(None);
+    }
+    let toc = toc_entries(archive.toc());
+    let Some(matched) = match_toc(&toc, &blocks) else {
+        tracing::debug!(
+            "post-data: an entry header matches no entry of the archive's list; built after the copy"
+        );
+        return Ok(None);
+    };
+    let eligible = eligible_tables(source, source_server, candidates).await?;
+    let per_table: Vec<(&TocEntry, &Block, &String)> = matched
+        .iter()
+        .zip(&blocks)
+        .filter(|((_, desc), _)| PER_TABLE.contains(&desc.as_str()))
+        .map(|((e, desc), b)| (*e, b, desc))
+        .collect();
+    let owners = owners(
+        source,
+        source_server,
+        &per_table.iter().map(|(e, _, _)| *e).collect::<Vec<_>>(),
+    )
+    .await?;
+    // What each kind's statement starts with, as pg_dump writes it: a block that does not is
+    // not the entry its header says (the split is refused).
+    let starts = |desc: &str, sql: &str| match desc {
+        "INDEX" => sql.starts_with("CREATE INDEX ") || sql.starts_with("CREATE UNIQUE INDEX "),
+        "CONSTRAINT" | "CHECK CONSTRAINT" => sql.starts_with("ALTER TABLE "),
+        "STATISTICS" => sql.starts_with("CREATE STATISTICS "),
+        _ => false,
+    };
+    if per_table.iter().any(|(_, b, desc)| !starts(desc, &b.sql)) {
+        tracing::debug!("post-data: an entry does not read as its type; built after the copy");
+        return Ok(None);
+    }
+    let mut plan = EarlyPlan {
+        preamble,
+        entries: BTreeMap::new(),
+        tables: eligible.values().cloned().collect(),
+        total: blocks.len(),
+    };
+    // Entry by entry, in the archive's order; a comment goes with the object just before it
+    // (pg_dump writes an object's comment right after it, and pg_restore skips a comment
+    // whose object it does not restore itself).
+    let mut last_early: Option<QualifiedName> = None;
+    for ((entry, desc), block) in matched.iter().zip(&blocks) {
+        if desc == "COMMENT" {
+            if let Some(table) = last_early.take()
+                && comments_on_per_table_object(&block.header)
+                && block.sql.starts_with("COMMENT ON ")
+            {
+                plan.entries.entry(table).or_default().push(Early {
+                    id: entry.id,
+                    label: format!(
+                        "COMMENT {}",
+                        block.header.split("; Type: ").next().unwrap_or("")
+                    ),
+                    sql: block.sql.clone(),
+                });
+            }
+            continue;
+        }
+        last_early = None;
+        if !PER_TABLE.contains(&desc.as_str()) {
+            continue;
+        }
+        let Some(table) = owners
+            .get(&(entry.catalog, entry.oid))
+            .and_then(|rel| eligible.get(rel))
+        else {
+            continue;
+        };
+        let name = block.header.split("; Type: ").next().unwrap_or("");
+        plan.entries.entry(table.clone()).or_default().push(Early {
+            id: entry.id,
+            label: format!("{desc} {name}"),
+            sql: block.sql.clone(),
+        });
+        last_early = Some(table.clone());
+    }
+    Ok(Some(plan))
+}
+
+/// A comment entry's header names an index, a constraint or a statistics object (`INDEX
+/// "x"; Type: COMMENT; …`, `CONSTRAINT x ON t; Type: COMMENT; …`).
+fn comments_on_per_table_object(header: &str) -> bool {
+    ["INDEX ", "CONSTRAINT ", "STATISTICS "]
+        .iter()
+        .any(|kind| header.starts_with(kind))
+}
+
+/// The candidates that are plain tables: oid → name.
+async fn eligible_tables(
+    source: &Client,
+    server: &str,
+    candidates: &BTreeSet<QualifiedName>,
+) -> Result<HashMap<u32, QualifiedName>, DbError> {
+    let schemas: Vec<&str> = candidates.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
+    let rows = source
+        .query(
+            "SELECT c.oid, n.nspname::text, c.relname::text
+               FROM unnest($1::text[], $2::text[]) AS u(s, r)
+               JOIN pg_namespace n ON n.nspname = u.s
+               JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.r
+              WHERE c.relkind = 'r' AND NOT c.relispartition
+                AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                 WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|e| {
+            DbError::new(
+                server,
+                "reading which tables can be indexed during the copy",
+                e,
+            )
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get::<_, u32>(0),
+                QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            )
+        })
+        .collect())
+}
+
+/// The table of each index, constraint (primary key, unique, exclusion, check) and
+/// statistics object among `entries`: (catalog, oid) → table oid.
+async fn owners(
+    source: &Client,
+    server: &str,
+    entries: &[&TocEntry],
+) -> Result<HashMap<(u32, u32), u32>, DbError> {
+    let of = |catalog: u32| -> Vec<u32> {
+        entries
+            .iter()
+            .filter(|e| e.catalog == catalog)
+            .map(|e| e.oid)
+            .collect()
+    };
+    let (indexes, constraints, statistics) = (of(1259), of(2606), of(3381));
+    let rows = source
+        .query(
+            "SELECT 1259::oid, indexrelid, indrelid FROM pg_index WHERE indexrelid = ANY($1)
+             UNION ALL
+             SELECT 2606::oid, oid, conrelid FROM pg_constraint
+              WHERE oid = ANY($2) AND contype IN ('p', 'u', 'x', 'c') AND conrelid <> 0
+             UNION ALL
+             SELECT 3381::oid, oid, stxrelid FROM pg_statistic_ext WHERE oid = ANY($3)",
+            &[&indexes, &constraints, &statistics],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "reading the tables of the post-data entries", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get::<_, u32>(0), r.get::<_, u32>(1)), r.get::<_, u32>(2)))
+        .collect())
+}
+
+/// What the per-table builds did.
+#[derive(Debug, Default)]
+pub struct Built {
+    /// Tables built and analyzed.
+    pub tables: BTreeSet<QualifiedName>,
+    /// Seconds the builds took, summed over their connections.
+    pub busy_seconds: f64,
+}
+
+/// Builds each table of `plan` once `done` has announced all of its `jobs` (copy jobs per
+/// table), `workers` at a time, on connections of their own to `target`; returns when `done`
+/// is closed (every copy finished) and every started build is done. The first failure ends
+/// it with the error.
+pub async fn run(
+    plan: &EarlyPlan,
+    jobs: HashMap<QualifiedName, usize>,
+    mut done: mpsc::UnboundedReceiver<QualifiedName>,
+    target: &PgEndpoint,
+    server: &str,
+    workers: usize,
+) -> Result<Built> {
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<QualifiedName>();
+    let ready_rx = Arc::new(Mutex::new(ready_rx));
+    let dispatch = async move {
+        let mut left = jobs;
+        while let Some(table) = done.recv().await {
+            let Some(n) = left.get_mut(&table) else {
+                continue;
+            };
+            *n = n.saturating_sub(1);
+            if *n == 0 && plan.tables.contains(&table) {
+                // The receivers live as long as this future: a send cannot fail here.
+                let _ = ready_tx.send(table);
+            }
+        }
+        drop(ready_tx);
+        Ok::<(), Error>(())
+    };
+    let builders = futures_util::future::try_join_all(
+        (0..workers.max(1)).map(|_| builder(plan, ready_rx.clone(), target, server)),
+    );
+    let ((), results) = futures_util::future::try_join(dispatch, builders).await?;
+    let mut built = Built::default();
+    for (tables, seconds) in results {
+        built.tables.extend(tables);
+        built.busy_seconds += seconds;
+    }
+    Ok(built)
+}
+
+/// One connection's share of the builds: tables as they become ready.
+async fn builder(
+    plan: &EarlyPlan,
+    ready: Arc<Mutex<mpsc::UnboundedReceiver<QualifiedName>>>,
+    target: &PgEndpoint,
+    server: &str,
+) -> Result<(Vec<QualifiedName>, f64)> {
+    let mut client: Option<Client> = None;
+    let mut built = Vec::new();
+    let mut busy = 0.0;
+    loop {
+        let next = ready.lock().await.recv().await;
+        let Some(table) = next else { break };
+        let started = Instant::now();
+        let c = match client.take() {
+            Some(c) => c,
+            None => {
+                let c = db::connect(target, db::Role::Target).await?;
+                c.batch_execute(&plan.preamble).await.map_err(|e| {
+                    DbError::new(server, "setting up a session for the per-table indexes", e)
+                })?;
+                c
+            }
+        };
+        // One round trip a table: its entries in the archive's order, then ANALYZE (after
+        // the indexes, so that expression indexes get their statistics), in one implicit
+        // transaction: a failure leaves none of them.
+        let entries = plan.entries.get(&table).map(Vec::as_slice).unwrap_or(&[]);
+        let mut sql = String::new();
+        for entry in entries {
+            sql.push_str(&entry.sql);
+            sql.push('\n');
+        }
+        sql.push_str(&format!("ANALYZE {};", table.sql()));
+        let what = if entries.is_empty() {
+            format!("analyzing {table}")
+        } else {
+            let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
+            format!(
+                "building the indexes and keys of {table} ({}) and analyzing it",
+                labels.join(", ")
+            )
+        };
+        // The testing hook's `post-data` point: the first build started, not finished.
+        let (result, ()) = tokio::join!(c.batch_execute(&sql), async {
+            if !entries.is_empty() {
+                super::pause::point("post-data").await;
+            }
+        });
+        result.map_err(|e| DbError::new(server, what, e))?;
+        busy += started.elapsed().as_secs_f64();
+        built.push(table);
+        client = Some(c);
+    }
+    Ok((built, busy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQL: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\n\
+        SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n\
+        --\n-- Name: a b a b_pkey; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n\
+        ALTER TABLE ONLY public.\"a b\"\n    ADD CONSTRAINT \"a b_pkey\" PRIMARY KEY (id);\n\n\n\
+        --\n-- Name: CONSTRAINT \"a b_pkey\" ON \"a b\"; Type: COMMENT; Schema: public; Owner: -\n--\n\n\
+        COMMENT ON CONSTRAINT \"a b_pkey\" ON public.\"a b\" IS '\n--\n-- Name: x; Type: INDEX; Schema: public; Owner: -\n--\n';\n\n\n\
+        --\n-- Name: c c_pkey; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n\
+        ALTER TABLE ONLY public.c\n    ADD CONSTRAINT c_pkey PRIMARY KEY (id);\n\n\
+        ALTER TABLE public.c CLUSTER ON c_pkey;\n\n\n\
+        --\n-- Name: c c_ab_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -\n--\n\n\
+        ALTER TABLE ONLY public.c\n    ADD CONSTRAINT c_ab_fkey FOREIGN KEY (ab) REFERENCES public.\"a b\"(id);\n\n\n\
+        --\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n";
+
+    const TOC: &str = ";\n; Archive created at 2026-12-01\n;\n\
+        214; 1259 16388 TABLE public a b postgres\n\
+        3217; 2606 16394 CONSTRAINT public a b a b_pkey postgres\n\
+        3385; 0 0 COMMENT public CONSTRAINT \"a b_pkey\" ON \"a b\" postgres\n\
+        3224; 2606 16405 CONSTRAINT public c c_pkey postgres\n\
+        3222; 1259 16399 INDEX public x postgres\n\
+        3234; 2606 16406 FK CONSTRAINT public c c_ab_fkey postgres\n";
+
+    #[test]
+    fn the_post_data_sql_splits_at_its_entry_headers() {
+        let (preamble, blocks) = split(SQL).expect("no meta-command inside an entry");
+        assert_eq!(
+            preamble,
+            "SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+        );
+        // The comment's text holds something that reads like a header: it splits there too,
+        // and the matching against the table of contents is what catches it (below).
+        let headers: Vec<&str> = blocks.iter().map(|b| b.header.as_str()).collect();
+        assert_eq!(
+            headers,
+            [
+                "a b a b_pkey; Type: CONSTRAINT; Schema: public; Owner: -",
+                "CONSTRAINT \"a b_pkey\" ON \"a b\"; Type: COMMENT; Schema: public; Owner: -",
+                "x; Type: INDEX; Schema: public; Owner: -",
+                "c c_pkey; Type: CONSTRAINT; Schema: public; Owner: -",
+                "c c_ab_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -",
+            ]
+        );
+        assert_eq!(
+            blocks[3].sql,
+            "ALTER TABLE ONLY public.c\n    ADD CONSTRAINT c_pkey PRIMARY KEY (id);\n\nALTER TABLE public.c CLUSTER ON c_pkey;"
+        );
+    }
+
+    #[test]
+    fn a_header_inside_a_literal_is_caught_by_the_table_of_contents() {
+        let (_, blocks) = split(SQL).expect("split");
+        let toc = toc_entries(TOC);
+        // The fake "x" header would take the INDEX entry that comes after c_pkey in the list,
+        // and c_pkey, after it, then matches nothing: the split is refused.
+        assert!(match_toc(&toc, &blocks).is_none());
+        // Without the fake header, every entry matches its line, in order.
+        let honest: Vec<Block> = blocks
+            .iter()
+            .filter(|b| !b.header.starts_with("x;"))
+            .cloned()
+            .collect();
+        let matched = match_toc(&toc, &honest).expect("matches");
+        let got: Vec<(u64, &str)> = matched.iter().map(|(e, d)| (e.id, d.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (3217, "CONSTRAINT"),
+                (3385, "COMMENT"),
+                (3224, "CONSTRAINT"),
+                (3234, "FK CONSTRAINT")
+            ]
+        );
+        assert_eq!((matched[0].0.catalog, matched[0].0.oid), (2606, 16394));
+    }
+
+    #[test]
+    fn a_meta_command_inside_an_entry_refuses_the_split() {
+        let sql = "--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n\\connect other\nALTER TABLE t ADD PRIMARY KEY (id);\n";
+        assert!(split(sql).is_none());
+    }
+
+    #[test]
+    fn a_name_holding_the_header_separators_still_reads() {
+        let r = readings("we; Type: ird; Type: INDEX; Schema: s; Owner: -");
+        assert!(r.contains(&(
+            "INDEX".to_string(),
+            "s".to_string(),
+            "we; Type: ird".to_string()
+        )));
+    }
+}
