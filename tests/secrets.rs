@@ -42,14 +42,17 @@ const SCHEMA: &str = "
 ";
 
 /// An index whose build is slow only in a database restage is building, so pg_restore is
-/// still running when the test looks at its command line.
+/// still running when the test looks at its command line. On a partitioned table, so that it
+/// is left to pg_restore's post-data (plain tables' indexes are built during the copy, on
+/// restage's own connections).
 const SLOW_INDEX: &str = "
     CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
     BEGIN
         IF current_database() LIKE '%\\_\\_restage\\_%' THEN PERFORM pg_sleep(0.05); END IF;
         RETURN i;
     END $$;
-    CREATE TABLE slow (id int);
+    CREATE TABLE slow (id int) PARTITION BY RANGE (id);
+    CREATE TABLE slow_all PARTITION OF slow FOR VALUES FROM (0) TO (1000);
     INSERT INTO slow SELECT generate_series(1, 100);
     CREATE INDEX slow_idx ON slow (slow_key(id));
 ";
@@ -421,9 +424,9 @@ fn tools_get_the_password_in_their_environment_only() {
         .config(world.config())
         .arg("refresh")
         .env("RESTAGE_TEST_TARGET_PW", DB_PASSWORD)
-        .env("RESTAGE_TEST_PAUSE_AT", "post-data")
+        .env("RESTAGE_TEST_PAUSE_AT", "post-data-restore")
         .spawn();
-    child.wait_paused("post-data");
+    child.wait_paused("post-data-restore");
     let restage_pid = child.pid();
     // The children of restage that are pg_restore (still running: the slow index).
     let mut seen = 0;

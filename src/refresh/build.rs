@@ -97,11 +97,48 @@ pub async fn build(
         &catalog,
         checked_rules,
     );
+    // Which tables get their indexes, keys and ANALYZE as soon as their data is in, while
+    // the others still copy ([`post_data`]): not with a `max_storage` cap (a rescale empties
+    // and reloads tables), not the tables with derived columns (recomputed before their
+    // indexes, after the copy). The split of the post-data SQL reads the archive and the
+    // source's catalog beside the pre-data restore, before the `pre-data` pause point: after
+    // it, only the copy workers read the source.
+    let mut jobs_per_table: HashMap<QualifiedName, usize> = HashMap::new();
+    for job in &jobs {
+        *jobs_per_table.entry(job.table.clone()).or_default() += 1;
+    }
     let pre_data = async {
         let stage = Stage::start(ui, "schema");
         let archive =
             schema::dump(tools, &settings.source, &snapshot.id, settings.lock_timeout).await?;
-        schema::restore(tools, &archive, &target, schema::Section::PreData, 1).await?;
+        let split = async {
+            let started = Instant::now();
+            if plan.storage.is_some() {
+                return Ok((None, 0.0));
+            }
+            let derived: BTreeSet<&QualifiedName> =
+                settings.search.derived.iter().map(|d| &d.table).collect();
+            let candidates: BTreeSet<QualifiedName> = jobs_per_table
+                .keys()
+                .filter(|t| !derived.contains(t))
+                .cloned()
+                .collect();
+            let early = post_data::plan(
+                tools,
+                &archive,
+                snapshot.leader(),
+                &settings.source.display,
+                &candidates,
+            )
+            .await?;
+            Ok::<_, Error>((early, started.elapsed().as_secs_f64()))
+        };
+        let (restored, split) = tokio::join!(
+            schema::restore(tools, &archive, &target, schema::Section::PreData, 1),
+            split
+        );
+        restored?;
+        let (early, split_seconds) = split?;
         let mut left_out = Vec::new();
         if archive.user_mappings_left_out > 0 {
             left_out.push(format!(
@@ -130,11 +167,11 @@ pub async fn build(
         }
         let seconds = stage.done().as_secs_f64();
         pause::point("pre-data").await;
-        Ok::<_, Error>((archive, left_out, seconds))
+        Ok::<_, Error>((archive, left_out, seconds, early, split_seconds))
     };
     let started = Instant::now();
     let (probe, pre_data) = tokio::join!(sample, pre_data);
-    let (archive, mut left_out, pre_data_seconds) = pre_data?;
+    let (archive, mut left_out, pre_data_seconds, early, split_seconds) = pre_data?;
     let probe = probe?;
     stages.push(timing("schema (pre-data)", pre_data_seconds));
     // What the sample added to the wall time: its wait after pre-data was done.
@@ -143,39 +180,11 @@ pub async fn build(
         (started.elapsed().as_secs_f64() - pre_data_seconds).max(0.0),
     ));
 
-    // Which tables get their indexes, keys and ANALYZE as soon as their data is in, while
-    // the others still copy ([`post_data`]): not with a `max_storage` cap (a rescale empties
-    // and reloads tables), not the tables with derived columns (recomputed before their
-    // indexes, after the copy).
     let mut archive = archive;
-    let mut jobs_per_table: HashMap<QualifiedName, usize> = HashMap::new();
-    for job in &jobs {
-        *jobs_per_table.entry(job.table.clone()).or_default() += 1;
-    }
-    let split_started = Instant::now();
-    let early = if plan.storage.is_some() {
-        None
-    } else {
-        let derived: BTreeSet<&QualifiedName> =
-            settings.search.derived.iter().map(|d| &d.table).collect();
-        let candidates: BTreeSet<QualifiedName> = jobs_per_table
-            .keys()
-            .filter(|t| !derived.contains(t))
-            .cloned()
-            .collect();
-        post_data::plan(
-            tools,
-            &archive,
-            snapshot.leader(),
-            &settings.source.display,
-            &candidates,
-        )
-        .await?
-    };
     if plan.storage.is_none() {
         stages.push(timing(
-            "post-data split per table",
-            split_started.elapsed().as_secs_f64(),
+            "post-data split per table (beside pre-data)",
+            split_seconds,
         ));
     }
 

@@ -14,6 +14,7 @@
 //! | `data` | inside a table's COPY: its first batch written, `COPY FROM` not finished |
 //! | `data-done` | every table copied and the per-table builds of the copy done ([`super::post_data`]), the rest of post-data not started |
 //! | `post-data` | the first index or key build started, not finished: a table's, during the copy ([`super::post_data`]), or pg_restore's of the rest after it (the other builds and the copy go on meanwhile) |
+//! | `post-data-restore` | pg_restore of the post-data left after the copy's per-table builds started, not finished (not reached when nothing is left) |
 //! | `before-verify` | the new database complete, verification not started |
 //! | `before-swap` | verified; the swap not started |
 //! | `swap` | inside the swap: the live database refuses connections, the renames not done (a signal here ends the run, staging unchanged) |

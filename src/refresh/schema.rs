@@ -264,7 +264,7 @@ pub async fn dump(
         source,
         "pg_dump (schema)",
         &[("PGOPTIONS", "-c default_transaction_read_only=on")],
-        None,
+        &[],
     )
     .await?;
     write_lists(tools, archive).await
@@ -426,19 +426,25 @@ pub async fn restore(
         }
         Section::PostData => "pg_restore (post-data: indexes, constraints, triggers)",
     };
-    let pause = (section == Section::PostData).then_some("post-data");
+    // `post-data` is the first build of the run (it may have been a table's, during the
+    // copy); `post-data-restore` is this pg_restore's own.
+    let pause: &[&'static str] = if section == Section::PostData {
+        &["post-data", "post-data-restore"]
+    } else {
+        &[]
+    };
     run_tool(cmd, target, what, &[], pause).await
 }
 
 /// Runs a tool with the endpoint's libpq environment; its stderr becomes the error message,
-/// scrubbed of the password. `pause` names a testing hook point ([`super::pause`]) reached
-/// while the tool runs.
+/// scrubbed of the password. `pause` names testing hook points ([`super::pause`]) reached,
+/// in order, while the tool runs.
 async fn run_tool(
     mut cmd: Command,
     endpoint: &PgEndpoint,
     what: &str,
     extra_env: &[(&str, &str)],
-    pause: Option<&'static str>,
+    pause: &[&'static str],
 ) -> Result<(), Error> {
     let env = endpoint.libpq_env();
     for (k, v) in &env {
@@ -454,7 +460,7 @@ async fn run_tool(
     let child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("running {what}"), e))?;
-    if let Some(point) = pause {
+    for point in pause {
         super::pause::point(point).await;
     }
     let output = child
