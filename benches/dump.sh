@@ -30,7 +30,7 @@ WORK=$(mktemp -d)
 trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE '"'"'${PREFIX}%'"'"'"); do dropdb --force "$db"; done; rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet
-BIN=target/release/restage
+BIN=${BIN:-target/release/restage}
 
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
