@@ -759,7 +759,10 @@ mod tests {
             "{:?}",
             r.notes
         );
-        assert!(!r.notes[0].contains("pw"));
+        // Not the file's passwords (its random temporary path may hold any letters).
+        for password in ["pw:with", "escaped", "socketpw"] {
+            assert!(!r.notes[0].contains(password), "{:?}", r.notes);
+        }
         // PGPASSFILE and passfile= point elsewhere.
         let other = dir.path().join("other");
         std::fs::write(&other, "*:*:*:*:fromother\n").unwrap();
