@@ -95,9 +95,6 @@ impl Splicer<'_, '_> {
         if depth > MAX_DEPTH {
             return Err(too_deep());
         }
-        if lo == hi {
-            return self.copy(depth, out);
-        }
         if self.at[lo..hi]
             .iter()
             .any(|a| a.step == self.rules[a.rule].steps.len())
@@ -190,7 +187,7 @@ impl Splicer<'_, '_> {
                 }
             }
             // A scalar no path ends at.
-            _ => self.copy(depth, out),
+            _ => self.copy_scalar(out),
         }
     }
 
@@ -236,66 +233,10 @@ impl Splicer<'_, '_> {
         Ok(())
     }
 
-    /// Copies the value at the reader, compact, with no path in it.
-    fn copy(&mut self, depth: usize, out: &mut String) -> Result<(), TransformError> {
-        if depth > MAX_DEPTH {
-            return Err(too_deep());
-        }
+    /// Copies the scalar at the reader, compact (objects and arrays no path is in are read
+    /// by [`Splicer::value`] with no path positions, so there is one reader of containers).
+    fn copy_scalar(&mut self, out: &mut String) -> Result<(), TransformError> {
         match self.p.bytes.get(self.p.pos) {
-            Some(b'{') => {
-                self.p.pos += 1;
-                out.push('{');
-                self.p.skip_ws();
-                if self.p.eat("}") {
-                    out.push('}');
-                    return Ok(());
-                }
-                loop {
-                    self.p.skip_ws();
-                    if self.p.bytes.get(self.p.pos) != Some(&b'"') {
-                        return Err(not_json());
-                    }
-                    self.copy_string(out)?;
-                    self.p.skip_ws();
-                    if !self.p.eat(":") {
-                        return Err(not_json());
-                    }
-                    out.push(':');
-                    self.p.skip_ws();
-                    self.copy(depth + 1, out)?;
-                    self.p.skip_ws();
-                    if self.p.eat("}") {
-                        out.push('}');
-                        return Ok(());
-                    }
-                    if !self.p.eat(",") {
-                        return Err(not_json());
-                    }
-                    out.push(',');
-                }
-            }
-            Some(b'[') => {
-                self.p.pos += 1;
-                out.push('[');
-                self.p.skip_ws();
-                if self.p.eat("]") {
-                    out.push(']');
-                    return Ok(());
-                }
-                loop {
-                    self.p.skip_ws();
-                    self.copy(depth + 1, out)?;
-                    self.p.skip_ws();
-                    if self.p.eat("]") {
-                        out.push(']');
-                        return Ok(());
-                    }
-                    if !self.p.eat(",") {
-                        return Err(not_json());
-                    }
-                    out.push(',');
-                }
-            }
             Some(b'"') => self.copy_string(out),
             Some(b't') if self.p.eat("true") => {
                 out.push_str("true");
