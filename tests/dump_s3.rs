@@ -173,16 +173,7 @@ async fn s3_dump_then_restore_equals_a_direct_refresh() {
     assert_eq!(code, 0, "restore\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("is live"), "{stdout}");
     let restored = harness::table_checksums(&harness::url_for(&restored_db)).await;
-    assert_eq!(
-        refreshed.keys().collect::<Vec<_>>(),
-        restored.keys().collect::<Vec<_>>(),
-        "same tables"
-    );
-    for (table, (rows, sum)) in &refreshed {
-        let (rrows, rsum) = &restored[table];
-        assert_eq!(rows, rrows, "{table}: row count");
-        assert_eq!(sum, rsum, "{table}: content");
-    }
+    harness::assert_same_tables(&refreshed, &restored);
     assert_eq!(restored["public.people"].0, 3000);
     // The archive itself, by its full name, and the same from `dump.destination`.
     let (code, _, stderr) = restore(&config, &moto, &format!("{to}/{}", names[0]));

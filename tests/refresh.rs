@@ -23,16 +23,7 @@ async fn keep_only_refresh_reproduces_every_table() {
 
     let source = harness::table_checksums(&setup.source.url()).await;
     let staging = harness::table_checksums(&setup.staging_url()).await;
-    assert_eq!(
-        source.keys().collect::<Vec<_>>(),
-        staging.keys().collect::<Vec<_>>(),
-        "same tables"
-    );
-    for (table, (rows, sum)) in &source {
-        let (srows, ssum) = &staging[table];
-        assert_eq!(rows, srows, "{table}: row count");
-        assert_eq!(sum, ssum, "{table}: content");
-    }
+    harness::assert_same_tables(&source, &staging);
     assert_eq!(source["public.everything"].0, 503);
     assert_eq!(
         source["public.events_2024"].0

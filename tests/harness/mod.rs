@@ -368,6 +368,24 @@ impl Drop for Setup {
     }
 }
 
+/// Asserts that two [`table_checksums`] hold the same tables, each with the same row count
+/// and content.
+pub fn assert_same_tables(
+    expected: &std::collections::BTreeMap<String, (u64, String)>,
+    got: &std::collections::BTreeMap<String, (u64, String)>,
+) {
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "same tables"
+    );
+    for (table, (rows, sum)) in expected {
+        let (grows, gsum) = &got[table];
+        assert_eq!(rows, grows, "{table}: row count");
+        assert_eq!(sum, gsum, "{table}: content");
+    }
+}
+
 /// Every ordinary table (and leaf partition) of a database: row count and a SHA-256 of its
 /// COPY output in a fixed order (rows sorted by their text form).
 pub async fn table_checksums(url: &str) -> std::collections::BTreeMap<String, (u64, String)> {
