@@ -5,13 +5,17 @@
 //!
 //! | alert | fires when | severity |
 //! |---|---|---|
-//! | `RestageStagingStale` | the last successful refresh is older than `--stale-after` (26h) | warning |
+//! | `RestageStagingStale` | the last successful refresh (or restore) is older than `--stale-after` (26h) | warning |
 //! | `RestageRunFailed` | the last run of a command exited non-zero (other than 3) | warning |
 //! | `RestageVerificationFailed` | a verification found a leak (or a refresh exited 3) | critical |
-//! | `RestageRunSlow` | the last refresh took more than `--slow-factor` (2) × its usual duration | warning |
+//! | `RestageRunSlow` | the last refresh (or restore) took more than `--slow-factor` (2) × its usual duration | warning |
 //! | `RestageCacheNotWarmed` | the latest cache warming failed | warning |
 //!
-//! The expressions use [`crate::metrics::names`], the one list of metric names.
+//! The expressions use [`crate::metrics::names`], the one list of metric names. A staging
+//! database is built by `refresh`, or by `restore` on the staging side of an air-gapped
+//! setup: the stale and slow alerts watch both (`BUILDS`). Only the command that built the
+//! live database has records there (a swap starts the records afresh), so the two never
+//! compete.
 
 use serde::Serialize;
 
@@ -101,12 +105,15 @@ fn promql_duration(d: Duration) -> String {
     }
 }
 
+/// The commands that build a staging database, as a PromQL label matcher.
+const BUILDS: &str = "command=~\"refresh|restore\"";
+
 /// The rules file.
 pub fn rules(args: &AlertsArgs) -> String {
     let runbook = |alert: &str| format!("{}#{}", args.runbook_base, alert.to_lowercase());
     let stale = args.stale_after.0.as_secs().max(1);
     let window = promql_duration(args.usual_window);
-    let duration = format!("{}{{command=\"refresh\"}}", names::LAST_RUN_DURATION);
+    let duration = format!("{}{{{BUILDS}}}", names::LAST_RUN_DURATION);
     let rule =
         |alert: &'static str, severity, expr: String, summary: &str, description: &str| Rule {
             alert,
@@ -123,13 +130,10 @@ pub fn rules(args: &AlertsArgs) -> String {
         rule(
             "RestageStagingStale",
             "warning",
-            format!(
-                "time() - {}{{command=\"refresh\"}} > {stale}",
-                names::LAST_SUCCESS
-            ),
+            format!("time() - {}{{{BUILDS}}} > {stale}", names::LAST_SUCCESS),
             "staging {{ $labels.database }} is stale",
             &format!(
-                "The last successful refresh of {{{{ $labels.database }}}} ended {{{{ $value | humanizeDuration }}}} ago (threshold {}).",
+                "The last successful {{{{ $labels.command }}}} of {{{{ $labels.database }}}} ended {{{{ $value | humanizeDuration }}}} ago (threshold {}).",
                 promql_duration(args.stale_after)
             ),
         ),
@@ -162,9 +166,9 @@ pub fn rules(args: &AlertsArgs) -> String {
                 factor = args.slow_factor,
                 minimum = args.slow_minimum.0.as_secs(),
             ),
-            "restage refresh of {{ $labels.database }} was slow",
+            "restage {{ $labels.command }} of {{ $labels.database }} was slow",
             &format!(
-                "The last refresh of {{{{ $labels.database }}}} took {{{{ $value | humanizeDuration }}}}, more than {}x its average over the {window} before.",
+                "The last {{{{ $labels.command }}}} of {{{{ $labels.database }}}} took {{{{ $value | humanizeDuration }}}}, more than {}x its average over the {window} before.",
                 args.slow_factor
             ),
         ),
@@ -236,7 +240,7 @@ mod tests {
         );
         assert_eq!(
             rules[0]["expr"].as_str().unwrap(),
-            "time() - restage_last_success_timestamp_seconds{command=\"refresh\"} > 108000"
+            "time() - restage_last_success_timestamp_seconds{command=~\"refresh|restore\"} > 108000"
         );
         assert_eq!(
             rules[0]["annotations"]["runbook_url"].as_str().unwrap(),

@@ -227,8 +227,8 @@ async fn dispatch(cli: Cli, ui: Ui) -> Result<i32> {
         Command::Copies(args) => crate::copies::copies(&config, &args, &ui).await,
         Command::Health(args) => crate::health::run(&config, &args, &ui).await,
         Command::Deploy(cmd) => crate::deploy::run(&config, &cmd, &ui).await,
-        Command::Dump(args) => crate::dump::dump(&config, &args, &ui).await,
-        Command::Restore(args) => crate::dump::restore(&config, &args, &ui).await,
+        Command::Dump(args) => crate::ops::dump(&config, &args, &ui).await,
+        Command::Restore(args) => crate::ops::restore(&config, &args, &ui).await,
         Command::Demo(_)
         | Command::Alerts(_)
         | Command::Init(_)

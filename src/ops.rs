@@ -1,6 +1,7 @@
 //! The commands that change or check staging — `refresh` (and `generate`, with rows
-//! generated: synthetic and hybrid modes), `rollback`, `verify`, `warm` — run with what an
-//! unattended job must tell afterwards, in this order:
+//! generated: synthetic and hybrid modes), `restore`, `rollback`, `verify`, `warm` — and
+//! `dump`, which writes the archive a restore reads, run with what an unattended job must
+//! tell afterwards, in this order:
 //!
 //! 1. the run's summary ([`RunSummary`]), from the report or result the command returned;
 //! 2. recorded on the staging server ([`status::record`]); a rollback first carries over
@@ -15,12 +16,17 @@
 //! is exit 2 before the refresh starts, not a silent night).
 //!
 //! A `--dry-run` refresh is none of this: it changes nothing, so it tells nothing.
+//!
+//! A dump runs on production's side, where there may be no staging server at all (an
+//! air-gapped setup): it skips step 2 even when the configuration names a target, and its
+//! metrics and notifications name the source database.
 
 use std::collections::BTreeMap;
 
 use chrono::Utc;
 
 use crate::config::Config;
+use crate::dump::{self, DumpArgs, RestoreArgs};
 use crate::error::Result;
 use crate::metrics::Sinks;
 use crate::notify::{self, Notifier};
@@ -28,7 +34,9 @@ use crate::progress::Ui;
 use crate::refresh::settings::TargetSettings;
 use crate::refresh::{self, RefreshArgs, RollbackArgs};
 use crate::rules::RuleSet;
-use crate::runs::{CacheCounts, Command, RunRecord, RunSummary, StagingState, VerificationCounts};
+use crate::runs::{
+    CacheCounts, Command, RunRecord, RunSummary, StagingState, TotalCounts, VerificationCounts,
+};
 use crate::status;
 
 /// Where a run is told: the staging server (when `target:` resolves), the metrics sinks,
@@ -62,6 +70,27 @@ impl Telling {
             target,
             database,
             server,
+        })
+    }
+
+    /// For a dump: no staging server (a dump never connects to one); the runs are labelled
+    /// with `target.database` when the configuration has one (a single file for both
+    /// sides), else with the source database's name.
+    fn for_dump(config: &Config) -> Result<Telling> {
+        let source = config.source("dump").ok();
+        let database = match config.file.target.as_ref() {
+            Some(t) => t.database.clone(),
+            None => source
+                .as_ref()
+                .and_then(|s| s.config.get_dbname().map(str::to_string))
+                .unwrap_or_default(),
+        };
+        Ok(Telling {
+            sinks: Sinks::from_config(config, &database)?,
+            notifiers: Notifier::from_config(config)?,
+            target: None,
+            server: source.map(|s| s.display).unwrap_or_default(),
+            database,
         })
     }
 
@@ -191,7 +220,8 @@ async fn built_and_told(
     } else {
         refresh::refresh_reported(config, args, ui).await
     };
-    let mut run = RunSummary::of_refresh(
+    let mut run = RunSummary::of_report(
+        Command::Refresh,
         &finished.report,
         &finished.result,
         &telling.database,
@@ -204,6 +234,69 @@ async fn built_and_told(
     telling.tell(&run, &BTreeMap::new()).await;
     finished.print_outcome();
     finished.result
+}
+
+/// `restage restore`: told as a refresh is (recorded in the database it swapped in, which
+/// then shows in `restage status` as built from the archive's snapshot and rules).
+pub async fn restore(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<i32> {
+    let telling = Telling::from_config(config, "restore")?;
+    let started_at = Utc::now();
+    match dump::restore::run(config, args, ui).await {
+        Ok(report) => {
+            let exit_code = dump::show_restore(&report, args, ui);
+            let run = RunSummary::of_report(
+                Command::Restore,
+                &report,
+                &Ok(exit_code),
+                &telling.database,
+                &telling.server,
+            );
+            telling.tell(&run, &BTreeMap::new()).await;
+            Ok(exit_code)
+        }
+        Err(e) => {
+            let result = Err(e);
+            let run = telling.summary(Command::Restore, started_at, &result, "");
+            telling.tell(&run, &BTreeMap::new()).await;
+            result
+        }
+    }
+}
+
+/// `restage dump`: told through the metrics and notifications (see the module's header).
+pub async fn dump(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<i32> {
+    let telling = Telling::for_dump(config)?;
+    let digest = rules_digest(config);
+    let started_at = Utc::now();
+    let (result, report) = match dump::write::run(config, args, ui).await {
+        Ok(report) => (Ok(0), Some(report)),
+        Err(e) => (Err(e), None),
+    };
+    let written = report
+        .as_ref()
+        .map(|r| format!("archive {} written", r.archive))
+        .unwrap_or_default();
+    let mut run = telling.summary(Command::Dump, started_at, &result, written);
+    run.rules_digest = digest;
+    if let Some(report) = &report {
+        dump::show_dump(report, ui);
+        run.snapshot_at = report
+            .snapshot_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        run.totals = Some(TotalCounts {
+            tables: report.tables as u64,
+            rows_read: report.rows,
+            rows_written: report.rows,
+            bytes: report.archive_bytes,
+        });
+        run.verification = serde_json::to_value(&report.verification)
+            .ok()
+            .map(|v| VerificationCounts::from_json(&v));
+    }
+    telling.tell(&run, &BTreeMap::new()).await;
+    result
 }
 
 /// `restage rollback`.

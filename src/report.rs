@@ -28,6 +28,11 @@ pub struct Report {
     /// When the source snapshot was taken (the source server's clock, RFC 3339): the instant
     /// of production that staging shows.
     pub snapshot_at: Option<String>,
+    /// The digest of the rules the data went through ([`crate::rules::RuleSet::digest`]):
+    /// a restore's, from its archive's manifest (a refresh's is taken by `ops` from the
+    /// rules it loads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_digest: Option<String>,
     pub tables: Vec<TableReport>,
     pub totals: Totals,
     pub stages: Vec<StageTiming>,

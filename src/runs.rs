@@ -24,14 +24,22 @@ pub enum Command {
     Rollback,
     Verify,
     Warm,
+    /// `restage restore`: staging built from an archive (the staging side of an air-gapped
+    /// setup), recorded as a refresh is.
+    Restore,
+    /// `restage dump`: an archive written (the production side); it has no staging server
+    /// to record on, so it is told through the metrics and notifications only.
+    Dump,
 }
 
 impl Command {
-    pub const ALL: [Command; 4] = [
+    pub const ALL: [Command; 6] = [
         Command::Refresh,
         Command::Rollback,
         Command::Verify,
         Command::Warm,
+        Command::Restore,
+        Command::Dump,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +48,8 @@ impl Command {
             Command::Rollback => "rollback",
             Command::Verify => "verify",
             Command::Warm => "warm",
+            Command::Restore => "restore",
+            Command::Dump => "dump",
         }
     }
 
@@ -214,10 +224,12 @@ impl RunSummary {
         }
     }
 
-    /// A refresh, from its report and result. The exit code is the result's (a report file
-    /// that could not be written after the swap fails the run); the outcome is the report's,
-    /// with that error after it when the report itself said the run succeeded.
-    pub fn of_refresh(
+    /// A refresh or a restore (`command`), from its report and result. The exit code is the
+    /// result's (a report file that could not be written after the swap fails the run); the
+    /// outcome is the report's, with that error after it when the report itself said the run
+    /// succeeded.
+    pub fn of_report(
+        command: Command,
         report: &Report,
         result: &Result<i32, Error>,
         database: &str,
@@ -250,7 +262,7 @@ impl RunSummary {
             .collect();
         let swapped = report.swap.is_some();
         RunSummary {
-            command: Command::Refresh,
+            command,
             database: database.to_string(),
             server: server.to_string(),
             started_at,
@@ -269,7 +281,7 @@ impl RunSummary {
                 .as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc)),
-            rules_digest: None,
+            rules_digest: report.rules_digest.clone(),
             stages: report
                 .stages
                 .iter()
@@ -494,7 +506,13 @@ mod tests {
 
     #[test]
     fn a_refresh_summary_takes_what_the_report_measured() {
-        let s = RunSummary::of_refresh(&report(), &Ok(0), "app", "u@h:5432/postgres");
+        let s = RunSummary::of_report(
+            Command::Refresh,
+            &report(),
+            &Ok(0),
+            "app",
+            "u@h:5432/postgres",
+        );
         assert_eq!(s.command, Command::Refresh);
         assert_eq!(s.exit_code, 0);
         assert_eq!(s.seconds, 670.0);
@@ -565,14 +583,14 @@ mod tests {
             ..Report::default()
         };
         let err = Err(Error::Verify("x".into()));
-        let s = RunSummary::of_refresh(&failed, &err, "app", "s");
+        let s = RunSummary::of_report(Command::Refresh, &failed, &err, "app", "s");
         assert_eq!(s.exit_code, 3);
         assert_eq!(s.outcome, "failed: verification failed: x");
         assert_eq!(s.seconds, 60.0);
         assert!(s.swapped_at.is_none() && s.built.is_none() && s.totals.is_none());
         // Live, then the report file could not be written: the error follows the outcome.
         let err = Err(Error::Runtime("writing the report".into()));
-        let s = RunSummary::of_refresh(&report(), &err, "app", "s");
+        let s = RunSummary::of_report(Command::Refresh, &report(), &err, "app", "s");
         assert_eq!(s.exit_code, 1);
         assert!(
             s.outcome.starts_with("staging database app is live"),
@@ -589,7 +607,7 @@ mod tests {
 
     #[test]
     fn records_count_runs_and_keep_the_last_success() {
-        let ok = RunSummary::of_refresh(&report(), &Ok(0), "app", "s");
+        let ok = RunSummary::of_report(Command::Refresh, &report(), &Ok(0), "app", "s");
         let mut failed = ok.clone();
         failed.exit_code = 3;
         failed.finished_at += chrono::Duration::days(1);
@@ -614,7 +632,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_what_the_latest_warming_left() {
-        let mut refresh = RunSummary::of_refresh(&report(), &Ok(1), "app", "s");
+        let mut refresh = RunSummary::of_report(Command::Refresh, &report(), &Ok(1), "app", "s");
         refresh.cache = Some(CacheCounts {
             warmed: false,
             keys_written: 0,

@@ -7,9 +7,11 @@
 //! built, which already hold `_restage`; it never creates the schema in someone's database):
 //!
 //! - `_restage.live`, one row: when this database went live, by which command (`refresh`,
-//!   `rollback`), and what built it (generation, snapshot time, rules digest). Written by
-//!   the refresh that swaps it in; a rollback updates `since` and keeps `built`.
-//! - `_restage.runs`, a row per command (`refresh`, `rollback`, `verify`, `warm`): its last
+//!   `restore`, `rollback`), and what built it (generation, snapshot time, rules digest).
+//!   Written by the refresh or restore that swaps it in; a rollback updates `since` and
+//!   keeps `built`.
+//! - `_restage.runs`, a row per command (`refresh`, `restore`, `rollback`, `verify`,
+//!   `warm`): its last
 //!   run's summary (JSON), when it last succeeded, how many runs and failures since this
 //!   database was built. A rollback carries the records of the database it replaces over
 //!   to the generation it brings back (newer ones win), so the rolled-back database does not
@@ -341,7 +343,7 @@ async fn record_live(
 ) -> Result<(), tokio_postgres::Error> {
     let by = run.command.name();
     match run.command {
-        Command::Refresh => {
+        Command::Refresh | Command::Restore => {
             let built = BuiltFrom {
                 generation: run.built.clone(),
                 snapshot_at: run.snapshot_at,
@@ -401,8 +403,10 @@ pub fn line(state: &StagingState, now: DateTime<Utc>) -> String {
             match (live.since, live.swapped_in_by) {
                 (Some(since), by) => {
                     out.push_str(&format!(" since {} ({})", when(since), ago(since, now)));
-                    if by == Some(Command::Rollback) {
-                        out.push_str(" by a rollback");
+                    match by {
+                        Some(Command::Rollback) => out.push_str(" by a rollback"),
+                        Some(Command::Restore) => out.push_str(" by a restore"),
+                        _ => {}
                     }
                 }
                 (None, _) => {
@@ -425,13 +429,23 @@ pub fn line(state: &StagingState, now: DateTime<Utc>) -> String {
             }
         }
     }
-    let refresh = state.runs.get(&Command::Refresh).map(|r| &r.last);
+    // What builds this staging database: refresh, or restore on the staging side of an
+    // air-gapped setup (the one whose record it holds; a swap starts the records afresh).
+    let builder = if !state.runs.contains_key(&Command::Refresh)
+        && (state.runs.contains_key(&Command::Restore)
+            || state.live.as_ref().and_then(|l| l.swapped_in_by) == Some(Command::Restore))
+    {
+        Command::Restore
+    } else {
+        Command::Refresh
+    };
+    let refresh = state.runs.get(&builder).map(|r| &r.last);
     match refresh {
-        Some(run) => out.push_str(&format!("; last refresh {}", run_words(run))),
-        None => out.push_str("; no refresh recorded"),
+        Some(run) => out.push_str(&format!("; last {} {}", builder.name(), run_words(run))),
+        None => out.push_str(&format!("; no {} recorded", builder.name())),
     }
     if let Some(latest) = state.last_run()
-        && latest.command != Command::Refresh
+        && latest.command != builder
         && refresh.is_none_or(|r| latest.finished_at > r.finished_at)
     {
         out.push_str(&format!(
@@ -520,6 +534,41 @@ mod tests {
         assert_eq!(
             line(&state, now),
             "staging app on u@db:5432/postgres: live since 2026-11-26 02:41:00 UTC (1d 3h ago), generation app__restage_20261126T023001_000000Z, source snapshot 2026-11-26 02:30:02 UTC, rules sha256:abababababab; last refresh FAILED 2026-11-27 02:35:00 UTC (exit 3): failed: verification failed: x; then verify succeeded 2026-11-27 05:00:00 UTC"
+        );
+    }
+
+    /// Staging built by `restore` (an air-gapped setup) says so, and its last restore, not
+    /// "no refresh recorded".
+    #[test]
+    fn a_restored_staging_says_it_went_live_by_a_restore() {
+        let now = at("2026-11-27T06:00:00Z");
+        let mut state = StagingState::unknown("app", "u@db:5432/postgres");
+        state.live = Some(LiveState {
+            name: "app".into(),
+            generation: None,
+            built_at: None,
+            since: Some(at("2026-11-27T04:10:00Z")),
+            swapped_in_by: Some(Command::Restore),
+            built: None,
+            bytes: None,
+        });
+        state = state.with_run(&run(Command::Restore, "2026-11-27T04:10:05Z", 0, "live"));
+        assert_eq!(
+            line(&state, now),
+            "staging app on u@db:5432/postgres: live since 2026-11-27 04:10:00 UTC (1h 50m ago) by a restore, source snapshot unknown, rules digest unknown; last restore succeeded 2026-11-27 04:10:05 UTC"
+        );
+        // A refresh recorded later (the site went back to refreshing) is what the line shows.
+        state = state.with_run(&run(
+            Command::Refresh,
+            "2026-11-27T05:00:00Z",
+            1,
+            "failed: x",
+        ));
+        assert!(
+            line(&state, now)
+                .ends_with("; last refresh FAILED 2026-11-27 05:00:00 UTC (exit 1): failed: x"),
+            "{}",
+            line(&state, now)
         );
     }
 

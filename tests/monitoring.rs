@@ -616,7 +616,8 @@ async fn monitoring_a_dead_webhook_changes_nothing() {
 }
 
 /// `restage alerts` passes `promtool check rules`; `promtool test rules` proves the stale
-/// alert fires and clears, and the failed and slow ones fire on sample series.
+/// alert fires and clears (for a refreshed and for a restored staging database, never for
+/// an old `verify`), and the failed and slow ones fire on sample series.
 #[tokio::test]
 async fn monitoring_alert_rules_pass_promtool() {
     let dir = tempfile::tempdir().unwrap();
@@ -661,6 +662,10 @@ tests:
     input_series:
       - series: 'restage_last_success_timestamp_seconds{database="app",command="refresh"}'
         values: '0x28 104400x10'
+      - series: 'restage_last_success_timestamp_seconds{database="airgap",command="restore"}'
+        values: '0x28 104400x10'
+      - series: 'restage_last_success_timestamp_seconds{database="app",command="verify"}'
+        values: '0x38'
     alert_rule_test:
       - { eval_time: 25h, alertname: RestageStagingStale, exp_alerts: [] }
       - eval_time: 27h
@@ -670,6 +675,11 @@ tests:
             exp_annotations:
               summary: staging app is stale
               description: The last successful refresh of app ended 1d 3h 0m 0s ago (threshold 26h).
+              runbook_url: https://docs.example/operations.md#restagestagingstale
+          - exp_labels: { severity: warning, database: airgap, command: restore }
+            exp_annotations:
+              summary: staging airgap is stale
+              description: The last successful restore of airgap ended 1d 3h 0m 0s ago (threshold 26h).
               runbook_url: https://docs.example/operations.md#restagestagingstale
       - { eval_time: 30h, alertname: RestageStagingStale, exp_alerts: [] }
   - interval: 1h
@@ -923,4 +933,144 @@ async fn monitoring_cache_warming_sets_the_cache_series() {
         .query_async(&mut conn)
         .await
         .unwrap();
+}
+
+/// The air-gapped pair is told like a refresh: `restage dump` (production's side) writes its
+/// metrics without touching any staging server; `restage restore` (staging's side) records
+/// itself in the database it swapped in — `restage status` says it went live by a restore,
+/// with the archive's snapshot and rules — and publishes the per-table series; a restore
+/// that fails is counted as a failure, the last success kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_dump_and_restore_are_recorded_and_told() {
+    let setup = setup("mon_dump").await;
+    let dump_metrics = setup.dir.path().join("dump.prom");
+    configure(
+        &setup,
+        &format!("metrics:\n  textfile: {}\n", dump_metrics.display()),
+        false,
+    );
+    let archives = setup.dir.path().join("archives");
+    let dumped = setup
+        .restage()
+        .arg("dump")
+        .arg("--to")
+        .arg(&archives)
+        .run_async()
+        .await;
+    assert_eq!(dumped.code, 0, "{dumped:?}");
+    let db = setup.staging.as_str();
+    let m = Scrape::read(&dump_metrics);
+    let dump = [("database", db), ("command", "dump")];
+    assert_eq!(m.value("restage_last_run_success", &dump), 1.0);
+    assert_eq!(m.value("restage_last_run_exit_code", &dump), 0.0);
+    assert_eq!(m.value("restage_last_run_rows_written", &dump), 140.0);
+    assert_eq!(m.value("restage_verification_passed", &dump), 1.0);
+    assert!(m.value("restage_verification_values_checked", &dump) >= 40.0);
+    // It read no staging server: only this run is known, and nothing is live by it.
+    assert_eq!(
+        m.value("restage_state_read_from_server", &[("database", db)]),
+        0.0
+    );
+    assert!(m.all("restage_live_info", &[]).is_empty());
+    assert!(
+        harness::databases_like(db).await.is_empty(),
+        "a dump creates no staging database"
+    );
+    let archive = std::fs::read_dir(&archives)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("restage-"))
+        })
+        .expect("the archive");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(archive.join("manifest.json")).unwrap()).unwrap();
+    let digest = manifest["rules_digest"].as_str().expect("a rules digest");
+
+    // Staging's side: its own config (no source, no secret, no rules).
+    let restored = setup.source.sibling("rst");
+    let restore_metrics = setup.dir.path().join("restore.prom");
+    let config = setup.dir.path().join("restore.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "target:\n  url: {}\n  database: {restored}\n  keep: 1\njobs: 2\nmetrics:\n  textfile: {}\n",
+            harness::admin_url(),
+            restore_metrics.display()
+        ),
+    )
+    .unwrap();
+    let restore = |from: std::path::PathBuf| {
+        let config = config.clone();
+        async move {
+            harness::restage()
+                .config(&config)
+                .arg("restore")
+                .arg("--from")
+                .arg(from)
+                .run_async()
+                .await
+        }
+    };
+    let run = restore(archives.clone()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let m = Scrape::read(&restore_metrics);
+    let rst = [("database", restored.as_str()), ("command", "restore")];
+    assert_eq!(m.value("restage_last_run_success", &rst), 1.0);
+    assert_eq!(m.value("restage_runs_total", &rst), 1.0);
+    assert_eq!(m.value("restage_last_run_rows_written", &rst), 140.0);
+    for (table, rows) in [("public.users", 40.0), ("public.orders", 100.0)] {
+        let t = [("database", restored.as_str()), ("table", table)];
+        assert_eq!(m.value("restage_table_rows_written", &t), rows, "{table}");
+    }
+    let live = m.all("restage_live_info", &[("database", restored.as_str())]);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].0["rules_digest"], digest);
+    assert_eq!(
+        m.value(
+            "restage_state_read_from_server",
+            &[("database", restored.as_str())]
+        ),
+        1.0
+    );
+    let status = harness::restage()
+        .config(&config)
+        .args(["--json", "status"])
+        .run_async()
+        .await;
+    assert_eq!(status.code, 0, "{status:?}");
+    let doc = status.json();
+    assert_eq!(doc["live"]["swapped_in_by"], "restore", "{doc}");
+    assert_eq!(doc["live"]["built"]["rules_digest"], digest, "{doc}");
+    assert_eq!(
+        doc["live"]["built"]["snapshot_at"]
+            .as_str()
+            .map(|t| t.get(..19)),
+        manifest["snapshot_at"].as_str().map(|t| t.get(..19)),
+        "{doc}"
+    );
+    assert_eq!(doc["runs"]["restore"]["last"]["exit_code"], 0, "{doc}");
+    let success = doc["runs"]["restore"]["last_success_at"].clone();
+
+    // A restore that fails (no archive there): recorded in the live database, counted.
+    let failed = restore(setup.dir.path().join("no-such-archive")).await;
+    assert_ne!(failed.code, 0, "{failed:?}");
+    let doc = harness::restage()
+        .config(&config)
+        .args(["--json", "status"])
+        .run_async()
+        .await
+        .json();
+    assert_eq!(doc["runs"]["restore"]["runs"], 2, "{doc}");
+    assert_eq!(doc["runs"]["restore"]["failures"], 1, "{doc}");
+    assert_eq!(doc["runs"]["restore"]["last_success_at"], success, "{doc}");
+    assert_eq!(doc["live"]["swapped_in_by"], "restore", "{doc}");
+    let m = Scrape::read(&restore_metrics);
+    assert_eq!(m.value("restage_last_run_success", &rst), 0.0);
+    assert_eq!(
+        m.value("restage_last_run_exit_code", &rst),
+        f64::from(failed.code)
+    );
 }

@@ -16,9 +16,8 @@ pub mod write;
 
 use std::path::PathBuf;
 
-use crate::config::Config;
-use crate::error::Result;
 use crate::progress::Ui;
+use crate::report::Report;
 
 /// `restage dump` options.
 #[derive(Debug, clap::Args, Default, Clone)]
@@ -50,23 +49,22 @@ pub struct RestoreArgs {
     pub adopt: bool,
 }
 
-/// `restage dump`.
-pub async fn dump(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<i32> {
-    let report = write::run(config, args, ui).await?;
+/// Prints what `restage dump` wrote (the report, as text or JSON). The run itself is
+/// [`write::run`], told by `ops::dump`.
+pub fn show_dump(report: &write::DumpReport, ui: &Ui) {
     if ui.json {
         crate::output::outln!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else if ui.verbosity >= 0 {
         crate::output::out!("{}", report.to_text());
     }
-    Ok(0)
 }
 
-/// `restage restore`.
-pub async fn restore(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<i32> {
-    let report = restore::run(config, args, ui).await?;
+/// Writes and prints what `restage restore` did (the report to `--report`, as text or JSON)
+/// and returns its exit code. The run itself is [`restore::run`], told by `ops::restore`.
+pub fn show_restore(report: &Report, args: &RestoreArgs, ui: &Ui) -> i32 {
     if let Some(path) = &args.report
         && let Err(e) = std::fs::write(path, report.to_json())
     {
@@ -80,5 +78,5 @@ pub async fn restore(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<i32
     if report.exit_code != 0 {
         crate::output::errln!("restage: {}", report.outcome);
     }
-    Ok(report.exit_code)
+    report.exit_code
 }

@@ -270,7 +270,7 @@ pub fn render(state: &StagingState, per_table: bool) -> String {
             m.set(rows, labels(), t.rows_written as f64);
             m.set(bytes, labels(), t.bytes as f64);
         }
-        if per_table && *command == Command::Refresh {
+        if per_table && matches!(command, Command::Refresh | Command::Restore) {
             for t in &run.tables {
                 let l = || vec![db(), ("table", t.table.clone())];
                 m.set(table_rows_read, l(), t.rows_read as f64);
