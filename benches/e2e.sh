@@ -37,8 +37,11 @@ SRC=${PREFIX}_prod
 WORK=$(mktemp -d)
 trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE '"'"'${PREFIX}%'"'"'"); do dropdb --force "$db"; done; rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet
-BIN=target/release/restage
+# BIN: a restage binary to time (default: this checkout's, built here).
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet
+    BIN=target/release/restage
+fi
 if ! command -v pgcopydb >/dev/null 2>&1; then
     echo "installing pgcopydb (apt-get) ..."
     { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgcopydb >/dev/null 2>&1; } ||

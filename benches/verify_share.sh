@@ -10,6 +10,14 @@
 # (before the data), the probe and the identity check inside the "data" stage, "verify
 # (stream)" (the verdicts) and "verify" (the foreign keys only). The in-stream cost is not a
 # stage of its own: it is read as the data stage's growth over the old binary's, medians.
+#
+# The old binary's data stage differs in more than verification once other work lands in it
+# (since the fourth round, a table's indexes and ANALYZE run during the copy). For the
+# in-stream cost alone, BEFORE may be the *same* commit built with a one-line benchmark-only
+# patch that leaves the row plans without their checks, and BEFORE_ENV the environment that
+# turns the patch on (benches/README.md, "Verification's share", has the patch):
+#
+#   BEFORE=/tmp/restage-nocheck BEFORE_ENV=RESTAGE_BENCH_NO_STREAM_CHECK=1 benches/verify_share.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +25,7 @@ SCALE=${SCALE:-10}
 JOBS=${JOBS:-2}
 RUNS=${RUNS:-3}
 BEFORE=${BEFORE:?the old binary}
+BEFORE_ENV=${BEFORE_ENV:-}
 AFTER=${AFTER:-target/release/restage}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 PREFIX=restage_vshare_$$
@@ -28,7 +37,7 @@ trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE d
 psql -d "$SRC" -Atqc "VACUUM ANALYZE"
 echo "source: $(psql -d "$SRC" -Atc "SELECT pg_size_pretty(pg_database_size(current_database()))"), $(psql -d "$SRC" -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables") rows"
 
-run() { # $1 = binary, $2 = label, $3 = run
+run() { # $1 = binary, $2 = label, $3 = run (BEFORE_ENV applies to the "before" runs)
     cat > "$WORK/restage.yaml" <<YAML
 source: { url: "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$SRC" }
 target: { url: "host=$PGHOST port=$PGPORT user=$PGUSER dbname=postgres", database: ${PREFIX}_$2, keep: 0 }
@@ -39,7 +48,9 @@ search:
   tsvector:
     - { table: public.users, column: search, expression: "to_tsvector('simple', first_name || ' ' || last_name)" }
 YAML
-    "$1" -q --progress never -c "$WORK/restage.yaml" refresh --report "$WORK/$2.$3.json" >/dev/null
+    local env=()
+    if [ "$2" = before ] && [ -n "$BEFORE_ENV" ]; then read -ra env <<< "$BEFORE_ENV"; fi
+    env "${env[@]}" "$1" -q --progress never -c "$WORK/restage.yaml" refresh --report "$WORK/$2.$3.json" >/dev/null
 }
 for r in $(seq 1 "$RUNS"); do
     run "$BEFORE" before "$r"

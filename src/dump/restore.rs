@@ -270,6 +270,7 @@ pub async fn run(config: &Config, args: &RestoreArgs, ui: &Ui) -> Result<Report>
         built: Some(done.building),
         snapshot: Some(manifest.snapshot.clone()),
         snapshot_at: manifest.snapshot_at.clone(),
+        rules_digest: manifest.rules_digest.clone(),
         totals: Totals::of(&done.tables),
         tables: done.tables,
         stages,
@@ -763,14 +764,17 @@ async fn copy_part(
     let db_err = |context: &str, e: tokio_postgres::Error| {
         Error::Db(DbError::new(server, format!("{context} {label}"), e))
     };
-    if job.whole_table {
+    // As in a refresh: a whole table truncated and written frozen in one transaction, a
+    // small one by a plain COPY (a restore has no retries; a failure drops the database).
+    let truncates = job.truncates(1);
+    if truncates {
         client
             .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", job.table.sql()))
             .await
             .map_err(|e| db_err("preparing", e))?;
     }
     let sink = client
-        .copy_in::<_, Bytes>(&job.target_sql())
+        .copy_in::<_, Bytes>(&job.target_sql_frozen(truncates))
         .await
         .map_err(|e| db_err("starting COPY FROM into", e))?;
     let mut sink = std::pin::pin!(sink);
@@ -821,7 +825,7 @@ async fn copy_part(
             part.rows
         )));
     }
-    if job.whole_table {
+    if truncates {
         client
             .batch_execute("COMMIT")
             .await
