@@ -29,8 +29,11 @@ SRC=${PREFIX}_prod
 WORK=$(mktemp -d)
 trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE '"'"'${PREFIX}%'"'"'"); do dropdb --force "$db"; done; rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet
-BIN=${BIN:-target/release/restage}
+# BIN: a restage binary to time (default: this checkout's, built here).
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet
+    BIN=target/release/restage
+fi
 
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
@@ -96,7 +99,8 @@ done
 # The restored database equals the refreshed one: every table's exact row count and an md5 of
 # its rows in a fixed order. (Before, this compared pg_stat_user_tables.n_live_tup after an
 # ANALYZE: an estimate from a sample on big tables, which differs between two physically
-# different copies of the same rows, so it could say NO for equal databases.)
+# different copies of the same rows, so it could say NO for equal databases.) restage's own
+# `_restage` schema is left out: it records each database's own run.
 digests() {
     psql -d "$1" -Atc "
         SELECT string_agg(format('%s.%s=%s', n.nspname, c.relname,
@@ -106,7 +110,7 @@ digests() {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r'
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'restage%'"
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname <> '_restage'"
 }
 D_ref=$(digests "${PREFIX}_refresh")
 D_res=$(digests "${PREFIX}_restored")
