@@ -227,15 +227,26 @@ fn restage_family_pattern(staging: &str) -> String {
 
 /// Drops `name` and every database whose name starts with `name` followed by `_` (siblings
 /// and restage generations), and the generations and control database of the staging
-/// sibling (`<name>_stg`) when its names are shortened.
+/// sibling (`<name>_stg`) and of every sibling that exists (`<name>_rst`, `<name>_dev`, …),
+/// whose names restage shortens when they are long (`<first 21 bytes>_<hash>__restage`),
+/// so they do not start with `name`.
 pub async fn drop_database_family(name: &str) {
     let admin = connect(&admin_url()).await;
     let pattern = format!("{}%", name.replace('_', "\\_"));
-    let staging = restage_family_pattern(&format!("{name}_stg"));
+    let members: Vec<String> = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default();
+    let mut patterns = vec![pattern, restage_family_pattern(&format!("{name}_stg"))];
+    patterns.extend(members.iter().map(|m| restage_family_pattern(m)));
     let rows = admin
         .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2",
-            &[&pattern, &staging],
+            "SELECT datname::text FROM pg_database WHERE datname LIKE ANY($1)",
+            &[&patterns],
         )
         .await
         .unwrap_or_default();
