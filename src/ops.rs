@@ -36,6 +36,7 @@ use crate::refresh::{self, RefreshArgs, RollbackArgs};
 use crate::rules::RuleSet;
 use crate::runs::{
     CacheCounts, Command, RunRecord, RunSummary, StagingState, TotalCounts, VerificationCounts,
+    parse_instant,
 };
 use crate::status;
 
@@ -280,11 +281,7 @@ pub async fn dump(config: &Config, args: &DumpArgs, ui: &Ui) -> Result<i32> {
     run.rules_digest = digest;
     if let Some(report) = &report {
         dump::show_dump(report, ui);
-        run.snapshot_at = report
-            .snapshot_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
+        run.snapshot_at = report.snapshot_at.as_deref().and_then(parse_instant);
         run.totals = Some(TotalCounts {
             tables: report.tables as u64,
             rows_read: report.rows,

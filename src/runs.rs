@@ -182,9 +182,14 @@ impl CacheCounts {
 
 /// An RFC 3339 time of the report, or `fallback` when it does not parse.
 fn parse_time(text: &str, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    parse_instant(text).unwrap_or(fallback)
+}
+
+/// An RFC 3339 time of a report (`started_at`, `snapshot_at`), in UTC.
+pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
+        .ok()
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(fallback)
 }
 
 impl RunSummary {
@@ -276,11 +281,7 @@ impl RunSummary {
             outcome,
             built: report.built.clone().filter(|_| swapped),
             swapped_at: swapped.then(|| swap_end(report, finished_at)),
-            snapshot_at: report
-                .snapshot_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc)),
+            snapshot_at: report.snapshot_at.as_deref().and_then(parse_instant),
             rules_digest: report.rules_digest.clone(),
             stages: report
                 .stages

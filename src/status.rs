@@ -11,9 +11,8 @@
 //!   Written by the refresh or restore that swaps it in; a rollback updates `since` and
 //!   keeps `built`.
 //! - `_restage.runs`, a row per command (`refresh`, `restore`, `rollback`, `verify`,
-//!   `warm`): its last
-//!   run's summary (JSON), when it last succeeded, how many runs and failures since this
-//!   database was built. A rollback carries the records of the database it replaces over
+//!   `warm`): its last run's summary (JSON), when it last succeeded, how many runs and
+//!   failures since this database was built. A rollback carries the records of the database it replaces over
 //!   to the generation it brings back (newer ones win), so the rolled-back database does not
 //!   show a week-old "last refresh". A refresh that swaps a new database in starts the new
 //!   one's records with itself (the one it replaced refuses connections from then on):

@@ -68,7 +68,7 @@ fn restore(config: &Path, from: &Path) -> (i32, String, String) {
 }
 
 /// The one archive in `dir`.
-fn only_archive(dir: &Path) -> PathBuf {
+pub(crate) fn only_archive(dir: &Path) -> PathBuf {
     let names: Vec<String> = entries(dir)
         .into_iter()
         .filter(|n| n.starts_with("restage-"))

@@ -976,15 +976,7 @@ async fn monitoring_dump_and_restore_are_recorded_and_told() {
         harness::databases_like(db).await.is_empty(),
         "a dump creates no staging database"
     );
-    let archive = std::fs::read_dir(&archives)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("restage-"))
-        })
-        .expect("the archive");
+    let archive = crate::dump::only_archive(&archives);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(archive.join("manifest.json")).unwrap()).unwrap();
     let digest = manifest["rules_digest"].as_str().expect("a rules digest");
@@ -992,16 +984,11 @@ async fn monitoring_dump_and_restore_are_recorded_and_told() {
     // Staging's side: its own config (no source, no secret, no rules).
     let restored = setup.source.sibling("rst");
     let restore_metrics = setup.dir.path().join("restore.prom");
-    let config = setup.dir.path().join("restore.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "target:\n  url: {}\n  database: {restored}\n  keep: 1\njobs: 2\nmetrics:\n  textfile: {}\n",
-            harness::admin_url(),
-            restore_metrics.display()
-        ),
-    )
-    .unwrap();
+    let config = crate::dump::restore_config(
+        &setup,
+        &restored,
+        &format!("metrics:\n  textfile: {}", restore_metrics.display()),
+    );
     let restore = |from: std::path::PathBuf| {
         let config = config.clone();
         async move {

@@ -774,7 +774,7 @@ async fn copy_part(
             .map_err(|e| db_err("preparing", e))?;
     }
     let sink = client
-        .copy_in::<_, Bytes>(&job.target_sql_frozen(truncates))
+        .copy_in::<_, Bytes>(&job.target_sql(truncates))
         .await
         .map_err(|e| db_err("starting COPY FROM into", e))?;
     let mut sink = std::pin::pin!(sink);

@@ -186,13 +186,9 @@ impl CopyJob {
                 || self.estimated_bytes >= SMALL_TABLE_BYTES)
     }
 
-    /// `COPY ... FROM STDIN`, with `FREEZE` for a whole table (which the caller truncated in
-    /// the same transaction).
-    pub fn target_sql(&self) -> String {
-        self.target_sql_frozen(self.whole_table)
-    }
-
-    pub fn target_sql_frozen(&self, freeze: bool) -> String {
+    /// `COPY ... FROM STDIN`, with `FREEZE` when `freeze` (the caller truncated the table in
+    /// the same transaction: [`CopyJob::truncates`]).
+    pub fn target_sql(&self, freeze: bool) -> String {
         let mut options = Vec::new();
         if freeze {
             options.push("FREEZE".to_string());
@@ -480,7 +476,7 @@ async fn copy_with(
                 .map_err(|e| tgt_err("preparing the table", e))?;
         }
         client
-            .copy_in::<_, Bytes>(&job.target_sql_frozen(truncates))
+            .copy_in::<_, Bytes>(&job.target_sql(truncates))
             .await
             .map_err(|e| tgt_err("starting COPY FROM", e))
     };
@@ -796,7 +792,7 @@ mod tests {
             "COPY \"public\".\"T x\" (\"id\", \"Name\") TO STDOUT"
         );
         assert_eq!(
-            job.target_sql(),
+            job.target_sql(job.whole_table),
             "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN (FREEZE)"
         );
         job.range = Some(PageRange {
@@ -809,7 +805,7 @@ mod tests {
             "COPY (SELECT \"id\", \"Name\" FROM ONLY \"public\".\"T x\" WHERE ctid >= '(5,0)'::tid AND ctid < '(9,0)'::tid) TO STDOUT"
         );
         assert_eq!(
-            job.target_sql(),
+            job.target_sql(job.whole_table),
             "COPY \"public\".\"T x\" (\"id\", \"Name\") FROM STDIN"
         );
         job.encoding = Some("LATIN1".into());
@@ -818,12 +814,12 @@ mod tests {
                 .ends_with(") TO STDOUT (ENCODING 'LATIN1')")
         );
         assert!(
-            job.target_sql()
+            job.target_sql(job.whole_table)
                 .ends_with(" FROM STDIN (ENCODING 'LATIN1')")
         );
         job.whole_table = true;
         assert!(
-            job.target_sql()
+            job.target_sql(job.whole_table)
                 .ends_with(" FROM STDIN (FREEZE, ENCODING 'LATIN1')")
         );
     }
@@ -854,7 +850,7 @@ mod tests {
         assert!(!job.truncates(1));
         assert!(job.truncates(2));
         assert_eq!(
-            job.target_sql_frozen(job.truncates(1)),
+            job.target_sql(job.truncates(1)),
             "COPY \"public\".\"t\" (\"id\") FROM STDIN"
         );
         job.estimated_bytes = SMALL_TABLE_BYTES;
