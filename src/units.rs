@@ -132,13 +132,20 @@ impl fmt::Display for Percent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
 
+/// `seconds` (negative counts as 0) as a duration; an infinite or too large one (over about
+/// 584 billion years, which `std::time::Duration` cannot hold) is an error, not a panic.
+fn from_seconds(seconds: f64, text: &str) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+        .map_err(|_| format!("`{text}` is too long a duration"))
+}
+
 impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
         let bad = || format!("`{text}` is not a duration (examples: 500ms, 30s, 5m, 1h, 1h30m)");
         if let Ok(secs) = text.parse::<f64>() {
-            return Ok(Duration(std::time::Duration::from_secs_f64(secs.max(0.0))));
+            return from_seconds(secs, text).map(Duration);
         }
         let mut total = std::time::Duration::ZERO;
         let mut rest = text;
@@ -165,7 +172,9 @@ impl FromStr for Duration {
                 "d" => number * 86400.0,
                 _ => return Err(bad()),
             };
-            total += std::time::Duration::from_secs_f64(seconds);
+            total = total
+                .checked_add(from_seconds(seconds, text)?)
+                .ok_or_else(|| format!("`{text}` is too long a duration"))?;
             rest = &rest[unit_len..];
         }
         Ok(Duration(total))
@@ -181,7 +190,9 @@ impl<'de> Deserialize<'de> for Duration {
             Str(String),
         }
         match Repr::deserialize(d)? {
-            Repr::Num(n) => Ok(Duration(std::time::Duration::from_secs_f64(n.max(0.0)))),
+            Repr::Num(n) => from_seconds(n, &n.to_string())
+                .map(Duration)
+                .map_err(serde::de::Error::custom),
             Repr::Str(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -234,6 +245,27 @@ mod tests {
         assert_eq!(d("250ms"), std::time::Duration::from_millis(250));
         assert_eq!(d("2"), std::time::Duration::from_secs(2));
         assert!("5 fortnights".parse::<Duration>().is_err());
+        // Too large for std's Duration: an error naming the value, never a panic.
+        for huge in [
+            "1e300",
+            "inf",
+            "1e300h",
+            "18446744073709551615s 18446744073709551615s",
+        ] {
+            let e = huge.parse::<Duration>().unwrap_err();
+            assert!(
+                e.contains("too long a duration") || e.contains("not a duration"),
+                "{huge}: {e}"
+            );
+        }
+        assert!(
+            "10000000000000000000s10000000000000000000s"
+                .parse::<Duration>()
+                .unwrap_err()
+                .contains("too long a duration")
+        );
+        let yaml: Result<Duration, _> = serde_yaml::from_str("1.0e300");
+        assert!(yaml.is_err());
     }
 
     #[test]
