@@ -987,8 +987,8 @@ async fn fidelity_a_refresh_of_pagila_is_faithful() {
 
 /// Issue 14: a plain table's indexes, keys and ANALYZE are built as soon as its data is in,
 /// while other tables still copy (refresh/post_data.rs), from exactly pg_restore's statements;
-/// partitioned tables, an inheritance tree and a table with a derived column get theirs after
-/// the data, as before. The schema of staging is the source's all the same — names, NOT VALID,
+/// partitioned tables and an inheritance tree get theirs after the data, as before; a table
+/// with a derived column of its own row gets it recomputed first. The schema of staging is the source's all the same — names, NOT VALID,
 /// deferrability, exclusion, CLUSTER ON, REPLICA IDENTITY, fillfactor, a column's statistics
 /// target, extended statistics, comments on constraints and indexes — and every table is
 /// analyzed, the expression index with its statistics.
@@ -1043,8 +1043,9 @@ search:
     let (code, out, err) = setup.run(&["--json", "refresh"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let report = report(&out, &err);
-    // accounts and tags are built during the copy; notes (a derived column), events and
-    // events_2024 (partitioned), base and derived_child (inheritance) after it.
+    // accounts, tags and notes (its derived column recomputed first) are built during the
+    // copy; events and events_2024 (partitioned), base and derived_child (inheritance) after
+    // it.
     let stages: Vec<String> = report["stages"]
         .as_array()
         .expect("stages")
@@ -1054,7 +1055,7 @@ search:
     assert!(
         stages
             .iter()
-            .any(|s| s == "indexes + analyze, 2 tables (during copy)"),
+            .any(|s| s == "indexes + analyze, 3 tables (during copy)"),
         "{stages:?}"
     );
     assert!(
@@ -1120,4 +1121,168 @@ search:
     )
     .await;
     assert_eq!(searchable, 500, "the derived column was recomputed");
+}
+
+/// Derived columns are recomputed in one table rewrite (`ALTER COLUMN … TYPE … USING`), as
+/// soon as the table's data is in when the expression reads only its own row; the staging
+/// schema is the source's all the same. The neighbours, each with its own table: the column's
+/// storage, compression, statistics target, collation, default, NOT NULL and comment (reset
+/// by a type change, put back); a view over the column and a generated column computed from
+/// it (the rewrite is refused: `UPDATE` then `VACUUM FULL`); an expression that reads another
+/// table through a STABLE function (recomputed after every table is in, so it sees them all);
+/// a partitioned table (after the copy); two derived columns on one table.
+#[tokio::test]
+async fn fidelity_derived_columns_are_recomputed_in_one_rewrite_and_keep_the_schema() {
+    let schema = r#"
+        CREATE TABLE labels (id int PRIMARY KEY, label text NOT NULL);
+        CREATE FUNCTION label_of(int) RETURNS text LANGUAGE sql STABLE
+            AS $$ SELECT label FROM public.labels WHERE id = $1 $$;
+        CREATE TABLE docs (id int PRIMARY KEY, title text, body text,
+                           search tsvector NOT NULL DEFAULT ''::tsvector,
+                           sort_key text COLLATE "C");
+        ALTER TABLE docs ALTER COLUMN search SET STORAGE MAIN;
+        ALTER TABLE docs ALTER COLUMN search SET STATISTICS 321;
+        ALTER TABLE docs ALTER COLUMN sort_key SET COMPRESSION pglz;
+        COMMENT ON COLUMN docs.search IS 'rebuilt nightly';
+        CREATE INDEX docs_search_idx ON docs USING gin (search);
+        CREATE TABLE viewed (id int PRIMARY KEY, body text, search tsvector);
+        CREATE VIEW viewed_search AS SELECT id, search FROM viewed;
+        CREATE TABLE measured (id int PRIMARY KEY, body text, search tsvector,
+                               words int GENERATED ALWAYS AS (length(search)) STORED);
+        CREATE TABLE tagged (id int PRIMARY KEY, label_id int REFERENCES labels, tag text);
+        CREATE TABLE parts (id int, at date NOT NULL, body text, search tsvector,
+                            PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE parts_2024 PARTITION OF parts FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        INSERT INTO labels SELECT g, 'label' || g FROM generate_series(1, 20000) g;
+        INSERT INTO docs SELECT g, 'title ' || g, 'body ' || g, to_tsvector('simple', 'production words'), 'k' || g
+            FROM generate_series(1, 3000) g;
+        INSERT INTO viewed SELECT g, 'seen ' || g, NULL FROM generate_series(1, 200) g;
+        INSERT INTO measured SELECT g, 'one two ' || g, NULL FROM generate_series(1, 200) g;
+        INSERT INTO tagged SELECT g, 20001 - g, 'stale' FROM generate_series(1, 500) g;
+        INSERT INTO parts SELECT g, '2024-03-01'::date + g % 100, 'part ' || g, NULL FROM generate_series(1, 300) g;
+    "#;
+    let setup = Setup::new(
+        "fid_derived",
+        schema,
+        "strict: off
+search:
+  tsvector:
+    - { table: public.docs, column: search, expression: \"to_tsvector('simple', coalesce(title, '') || ' ' || body)\" }
+    - { table: public.docs, column: sort_key, expression: \"upper(title)\" }
+    - { table: public.viewed, column: search, expression: \"to_tsvector('simple', body)\" }
+    - { table: public.measured, column: search, expression: \"to_tsvector('simple', body)\" }
+    - { table: public.tagged, column: tag, expression: \"label_of(label_id)\" }
+    - { table: public.parts, column: search, expression: \"to_tsvector('simple', body)\" }",
+    )
+    .await;
+    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let report = report(&out, &err);
+    let recomputed: Vec<&str> = report["derived_columns_recomputed"]
+        .as_array()
+        .expect("derived_columns_recomputed")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        recomputed,
+        [
+            "public.docs.search",
+            "public.docs.sort_key",
+            "public.measured.search",
+            "public.parts.search",
+            "public.tagged.tag",
+            "public.viewed.search"
+        ]
+    );
+    // docs, viewed, measured and labels during the copy; tagged (its expression reads
+    // labels) and parts (partitioned) after it.
+    let stages: Vec<String> = report["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        stages
+            .iter()
+            .any(|s| s == "indexes + analyze, 4 tables (during copy)"),
+        "{stages:?}"
+    );
+    assert!(stages.iter().any(|s| s == "derived columns"), "{stages:?}");
+
+    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
+    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
+    for present in [
+        "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STATISTICS 321;",
+        "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STORAGE MAIN;",
+        "ALTER TABLE ONLY public.docs ALTER COLUMN sort_key SET COMPRESSION pglz;",
+        "COMMENT ON COLUMN public.docs.search IS 'rebuilt nightly';",
+        "sort_key text COLLATE pg_catalog.\"C\"",
+    ] {
+        assert!(
+            staging_dump.contains(present),
+            "staging's dump lacks {present}:\n{staging_dump}"
+        );
+    }
+    assert_same_schema(
+        &source_as_documented(&source_dump),
+        &staging_as_documented(&staging_dump),
+    );
+
+    let staging = setup.staging().await;
+    for (sql, expected, what) in [
+        (
+            "SELECT count(*) FROM docs WHERE search @@ to_tsquery('simple', 'title & body')",
+            3000,
+            "docs.search from each row",
+        ),
+        (
+            "SELECT count(*) FROM docs WHERE search @@ to_tsquery('simple', 'production')",
+            0,
+            "no production word left in docs.search",
+        ),
+        (
+            "SELECT count(*) FROM docs WHERE sort_key = upper(title)",
+            3000,
+            "docs.sort_key",
+        ),
+        (
+            "SELECT count(*) FROM viewed_search WHERE search @@ to_tsquery('simple', 'seen')",
+            200,
+            "viewed.search, through its view",
+        ),
+        (
+            "SELECT count(*) FROM measured WHERE words = 3",
+            200,
+            "measured.words, generated from the recomputed search",
+        ),
+        (
+            "SELECT count(*) FROM tagged t JOIN labels l ON l.id = t.label_id WHERE t.tag = l.label",
+            500,
+            "tagged.tag, read from labels once it was loaded",
+        ),
+        (
+            "SELECT count(*) FROM parts WHERE search @@ to_tsquery('simple', 'part')",
+            300,
+            "parts.search, in its partition",
+        ),
+    ] {
+        let got: i64 = harness::scalar(&staging, sql).await;
+        assert_eq!(got, expected, "{what}: {sql}");
+    }
+    // Compact: docs is no bigger than a fresh copy of its rows (an UPDATE without a rewrite
+    // would leave every old row version in it, about twice the size).
+    staging
+        .batch_execute("CREATE TABLE docs_fresh AS SELECT * FROM docs")
+        .await
+        .expect("a fresh copy of docs");
+    let (size, fresh): (i64, i64) = (
+        harness::scalar(&staging, "SELECT pg_relation_size('docs')").await,
+        harness::scalar(&staging, "SELECT pg_relation_size('docs_fresh')").await,
+    );
+    assert!(
+        size * 10 <= fresh * 12,
+        "docs takes {size} bytes, a fresh copy of its rows {fresh}"
+    );
 }

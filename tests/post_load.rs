@@ -83,6 +83,62 @@ search:
     );
 }
 
+/// A derived expression that fails on the copied rows fails the run, naming the table, and
+/// changes nothing: live staging keeps the previous refresh, no half-built database is left.
+/// Both ways a column is recomputed: during the copy (an expression of its own row) and after
+/// it (an expression through a STABLE function, which may read other tables).
+#[tokio::test]
+async fn a_derived_expression_that_fails_leaves_staging_as_it_was() {
+    let schema = "
+        CREATE FUNCTION strict_label(t text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+          BEGIN IF t LIKE '%13' THEN RAISE EXCEPTION 'no label for %', t; END IF; RETURN t; END $$;
+        CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, n int, label text);
+        INSERT INTO notes SELECT g, 'note ' || g, NULL, NULL FROM generate_series(1, 50) g;
+    ";
+    let ok = "strict: off
+search:
+  tsvector:
+    - { table: public.notes, column: n, expression: \"length(body)\" }";
+    let setup = Setup::new("derived_fail", schema, ok).await;
+    let (code, out, err) = setup.run(&["refresh"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let generations = harness::databases_like(&harness::generations_prefix(&setup.staging)).await;
+    for (expression, column) in [
+        // Its own row only: recomputed during the copy.
+        ("(split_part(body, ' ', 1))::int", "n"),
+        // Through a STABLE function: after the copy.
+        ("strict_label(body)", "label"),
+    ] {
+        setup.write_config(&format!(
+            "strict: off
+search:
+  tsvector:
+    - {{ table: public.notes, column: {column}, expression: \"{expression}\" }}"
+        ));
+        let (code, out, err) = setup.run(&["refresh"]);
+        assert_ne!(code, 0, "{expression}: {out}\n{err}");
+        assert!(
+            err.contains("recomputing derived columns of public.notes"),
+            "{expression}: {err}"
+        );
+        let stg = setup.staging().await;
+        let kept: i64 = harness::scalar(
+            &stg,
+            "SELECT count(*) FROM notes WHERE n = length(body) AND label IS NULL",
+        )
+        .await;
+        assert_eq!(
+            kept, 50,
+            "{expression}: live staging is the previous refresh"
+        );
+        assert_eq!(
+            harness::databases_like(&harness::generations_prefix(&setup.staging)).await,
+            generations,
+            "{expression}: no database left behind"
+        );
+    }
+}
+
 /// Anonymized columns and a tsvector of them without a recompute rule: refresh refuses.
 async fn tsvector_without_a_recompute_rule(prefix: &str) -> Setup {
     let setup = Setup::new(prefix, SCHEMA, "strict: pii").await;

@@ -21,7 +21,7 @@ use super::copy::JobResult;
 use super::prepare::Prepared;
 use super::reindex::{self, PostLoaded};
 use super::schema::{self, PgTools};
-use super::settings::Settings;
+use super::settings::{SearchSettings, Settings};
 use super::source_database::{self, SourceDatabase};
 use super::verify::{self, VerifyReport};
 use super::{access, foreign, pause, post_data, sequences, storage};
@@ -99,8 +99,8 @@ pub async fn build(
     );
     // Which tables get their indexes, keys and ANALYZE as soon as their data is in, while
     // the others still copy ([`post_data`]): not with a `max_storage` cap (a rescale empties
-    // and reloads tables), not the tables with derived columns (recomputed before their
-    // indexes, after the copy). The split of the post-data SQL reads the archive and the
+    // and reloads tables); a table with derived columns only when their expressions read
+    // its own row alone (they are recomputed first; tried once the tables exist). The split of the post-data SQL reads the archive and the
     // source's catalog beside the pre-data restore, before the `pre-data` pause point: after
     // it, only the copy workers read the source.
     let mut jobs_per_table: HashMap<QualifiedName, usize> = HashMap::new();
@@ -116,13 +116,7 @@ pub async fn build(
             if plan.storage.is_some() {
                 return Ok((None, 0.0));
             }
-            let derived: BTreeSet<&QualifiedName> =
-                settings.search.derived.iter().map(|d| &d.table).collect();
-            let candidates: BTreeSet<QualifiedName> = jobs_per_table
-                .keys()
-                .filter(|t| !derived.contains(t))
-                .cloned()
-                .collect();
+            let candidates: BTreeSet<QualifiedName> = jobs_per_table.keys().cloned().collect();
             let early = post_data::plan(
                 tools,
                 &archive,
@@ -138,7 +132,18 @@ pub async fn build(
             split
         );
         restored?;
-        let (early, split_seconds) = split?;
+        let (mut early, split_seconds) = split?;
+        // The derived columns recomputed after the copy (all of them without per-table
+        // builds).
+        let mut derived_later = settings.search.derived.clone();
+        if let Some(early) = early.as_mut()
+            && !derived_later.is_empty()
+        {
+            let client = db::connect(&target, db::Role::Target).await?;
+            let same_row =
+                post_data::same_row_expressions(&client, &server, &settings.search.derived).await?;
+            derived_later = early.take_derived(&settings.search.derived, &same_row);
+        }
         let mut left_out = Vec::new();
         if archive.user_mappings_left_out > 0 {
             left_out.push(format!(
@@ -167,11 +172,18 @@ pub async fn build(
         }
         let seconds = stage.done().as_secs_f64();
         pause::point("pre-data").await;
-        Ok::<_, Error>((archive, left_out, seconds, early, split_seconds))
+        Ok::<_, Error>((
+            archive,
+            left_out,
+            seconds,
+            early,
+            split_seconds,
+            derived_later,
+        ))
     };
     let started = Instant::now();
     let (probe, pre_data) = tokio::join!(sample, pre_data);
-    let (archive, mut left_out, pre_data_seconds, early, split_seconds) = pre_data?;
+    let (archive, mut left_out, pre_data_seconds, early, split_seconds, derived_later) = pre_data?;
     let probe = probe?;
     stages.push(timing("schema (pre-data)", pre_data_seconds));
     // What the sample added to the wall time: its wait after pre-data was done.
@@ -256,6 +268,7 @@ pub async fn build(
         data_done.duration_since(data_started).as_secs_f64(),
     ));
     let mut analyzed_early = BTreeSet::new();
+    let mut derived_early = Vec::new();
     if let (Some(early), Some(built)) = (&early, built_early) {
         // Reported as what they are: time spent on other connections while the copy ran
         // (overlapped with "data", not added to it), and the wait after the last table.
@@ -277,6 +290,7 @@ pub async fn build(
             "post-data built per table during the copy"
         );
         analyzed_early = built.tables;
+        derived_early = built.derived_columns;
     }
     pause::point("data-done").await;
     // What the stream counted: a leak or a rule that changed nothing fails the run now,
@@ -314,7 +328,12 @@ pub async fn build(
         .map(|t| t.name.clone())
         .filter(|t| !analyzed_early.contains(t))
         .collect();
-    let post_load = reindex::post_load(
+    // The derived columns not recomputed during the copy are, first thing after it.
+    let search = SearchSettings {
+        derived: derived_later,
+        ..settings.search.clone()
+    };
+    let mut post_load = reindex::post_load(
         &pool,
         &client,
         &server,
@@ -323,12 +342,14 @@ pub async fn build(
             archive: &archive,
             endpoint: &target,
         },
-        &settings.search,
+        &search,
         &names,
         settings.jobs,
         Some(ui),
     )
     .await?;
+    post_load.derived_columns.extend(derived_early);
+    post_load.derived_columns.sort();
     stages.extend(post_load.stages.iter().cloned());
     measure_sizes(&client, &server, &mut measured).await?;
     if let (Some(report), Some(cap)) = (storage_report.as_mut(), &settings.sample.storage) {

@@ -24,11 +24,19 @@
 //!
 //! **Which tables.** Ordinary tables that are neither partitioned nor partitions nor part of
 //! an inheritance tree (an index on a partitioned parent attaches its partitions' indexes,
-//! and ANALYZE of an inheritance parent reads its children, which may still be copying), that
-//! have no derived column (those are recomputed, and compacted with VACUUM FULL, before their
-//! indexes: [`super::reindex::post_load`]), and only when no `max_storage` cap is set (a
-//! rescale empties and reloads tables after the first load). The others get all of their
-//! post-data after the copy, and are analyzed then.
+//! and ANALYZE of an inheritance parent reads its children, which may still be copying), and
+//! only when no `max_storage` cap is set (a rescale empties and reloads tables after the
+//! first load). The others get all of their post-data after the copy, and are analyzed then.
+//!
+//! **Derived columns** (`search.tsvector`) are recomputed here too, first, before the table's
+//! indexes ([`reindex::recompute_derived`], one table rewrite), on a session of their own
+//! with the server's defaults (not pg_restore's settings: an expression is run as the
+//! post-load step would run it) — when every derived expression of the table reads only its
+//! own row: it is accepted by PostgreSQL as a stored generated column's expression
+//! (immutable, no subquery, no other table; [`same_row_expressions`], tried and rolled back on
+//! the empty table before the copy). An expression that may read another table (a subquery, a
+//! function that is not immutable) must see every table loaded: its table gets its post-data
+//! after the copy, its derived columns recomputed in [`reindex::post_load`], as before.
 //!
 //! A failed statement fails the run (before the swap, the half-built database dropped), as a
 //! failed pg_restore does.
@@ -44,6 +52,7 @@ use crate::catalog::QualifiedName;
 use crate::db::{self, DbError, PgEndpoint};
 use crate::error::{Error, Result};
 
+use super::reindex::{self, DerivedColumn};
 use super::schema::{self, PgTools, SchemaArchive};
 
 /// The entry types built per table.
@@ -212,6 +221,8 @@ pub struct EarlyPlan {
     tables: BTreeSet<QualifiedName>,
     /// How many entries the post-data section has in all.
     total: usize,
+    /// The derived columns recomputed during the copy, per table (before its entries).
+    derived: BTreeMap<QualifiedName, Vec<DerivedColumn>>,
 }
 
 impl EarlyPlan {
@@ -235,10 +246,93 @@ impl EarlyPlan {
     pub fn ids(&self) -> BTreeSet<u64> {
         self.entries.values().flatten().map(|e| e.id).collect()
     }
+
+    /// Takes the derived columns of the run: those of a table built during the copy are
+    /// recomputed there when all of that table's expressions are in `same_row` (the tables
+    /// whose expressions read only their own row); a table with another derived column is
+    /// left to after the copy, entries and all. Returns the derived columns left for
+    /// [`reindex::post_load`].
+    pub fn take_derived(
+        &mut self,
+        derived: &[DerivedColumn],
+        same_row: &BTreeSet<QualifiedName>,
+    ) -> Vec<DerivedColumn> {
+        let mut later = Vec::new();
+        for d in derived {
+            if !self.tables.contains(&d.table) {
+                later.push(d.clone());
+            } else if !same_row.contains(&d.table) {
+                self.tables.remove(&d.table);
+                self.entries.remove(&d.table);
+                later.push(d.clone());
+            }
+        }
+        for d in derived {
+            if self.tables.contains(&d.table) {
+                self.derived
+                    .entry(d.table.clone())
+                    .or_default()
+                    .push(d.clone());
+            }
+        }
+        later
+    }
+
+    /// The tables whose derived columns are recomputed during the copy.
+    pub fn derived_tables(&self) -> BTreeSet<QualifiedName> {
+        self.derived.keys().cloned().collect()
+    }
+}
+
+/// The tables of `derived` whose every derived expression reads only its own row: PostgreSQL
+/// accepts it as the expression of a stored generated column of the column's type (tried in a
+/// transaction on the new, still empty table, and rolled back). `client` has the server's
+/// default settings, as the session that recomputes the columns.
+pub async fn same_row_expressions(
+    client: &Client,
+    server: &str,
+    derived: &[DerivedColumn],
+) -> Result<BTreeSet<QualifiedName>, DbError> {
+    let mut refused = BTreeSet::new();
+    let mut tried = BTreeSet::new();
+    for d in derived {
+        tried.insert(d.table.clone());
+        let type_sql: Option<String> = client
+            .query_opt(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = $1::text::regclass AND attname = $2 AND NOT attisdropped",
+                &[&d.table.sql(), &d.column],
+            )
+            .await
+            .map_err(|e| DbError::new(server, format!("reading the type of {}", d.label()), e))?
+            .map(|r| r.get(0));
+        let Some(type_sql) = type_sql else {
+            refused.insert(d.table.clone());
+            continue;
+        };
+        let session =
+            |e| DbError::new(server, format!("trying the expression of {}", d.label()), e);
+        client.batch_execute("BEGIN").await.map_err(session)?;
+        let accepted = client
+            .batch_execute(&format!(
+                "ALTER TABLE ONLY {} ADD COLUMN restage_same_row_probe {type_sql} \
+                 GENERATED ALWAYS AS (({})) STORED",
+                d.table.sql(),
+                d.expression
+            ))
+            .await
+            .is_ok();
+        client.batch_execute("ROLLBACK").await.map_err(session)?;
+        if !accepted {
+            refused.insert(d.table.clone());
+        }
+    }
+    Ok(tried.difference(&refused).cloned().collect())
 }
 
 /// Decides what is built per table during the copy, among `candidates` (the tables that have
-/// copy jobs and no derived column). None: nothing is (see the module doc).
+/// copy jobs); the derived columns are given to it later ([`EarlyPlan::take_derived`], once
+/// the new database's tables exist). None: nothing is (see the module doc).
 pub async fn plan(
     tools: &PgTools,
     archive: &SchemaArchive,
@@ -299,6 +393,7 @@ pub async fn plan(
         entries: BTreeMap::new(),
         tables: eligible.values().cloned().collect(),
         total: blocks.len(),
+        derived: BTreeMap::new(),
     };
     // Entry by entry, in the archive's order; a comment goes with the object just before it
     // (pg_dump writes an object's comment right after it, and pg_restore skips a comment
@@ -428,6 +523,8 @@ pub struct Built {
     pub tables: BTreeSet<QualifiedName>,
     /// Seconds the builds took, summed over their connections.
     pub busy_seconds: f64,
+    /// The derived columns recomputed (`table.column`).
+    pub derived_columns: Vec<String>,
 }
 
 /// Builds each table of `plan` once `done` has announced all of its `jobs` (copy jobs per
@@ -464,10 +561,12 @@ pub async fn run(
     );
     let ((), results) = futures_util::future::try_join(dispatch, builders).await?;
     let mut built = Built::default();
-    for (tables, seconds) in results {
+    for (tables, seconds, derived) in results {
         built.tables.extend(tables);
         built.busy_seconds += seconds;
+        built.derived_columns.extend(derived);
     }
+    built.derived_columns.sort();
     Ok(built)
 }
 
@@ -477,14 +576,25 @@ async fn builder(
     ready: Arc<Mutex<mpsc::UnboundedReceiver<QualifiedName>>>,
     target: &PgEndpoint,
     server: &str,
-) -> Result<(Vec<QualifiedName>, f64)> {
+) -> Result<(Vec<QualifiedName>, f64, Vec<String>)> {
     let mut client: Option<Client> = None;
+    // The derived columns' session: the server's defaults, not pg_restore's settings.
+    let mut plain: Option<Client> = None;
     let mut built = Vec::new();
+    let mut derived_done = Vec::new();
     let mut busy = 0.0;
     loop {
         let next = ready.lock().await.recv().await;
         let Some(table) = next else { break };
         let started = Instant::now();
+        if let Some(derived) = plan.derived.get(&table) {
+            let p = match plain.take() {
+                Some(p) => p,
+                None => db::connect(target, db::Role::Target).await?,
+            };
+            derived_done.extend(reindex::recompute_derived(&p, server, derived, true).await?);
+            plain = Some(p);
+        }
         let c = match client.take() {
             Some(c) => c,
             None => {
@@ -525,7 +635,7 @@ async fn builder(
         built.push(table);
         client = Some(c);
     }
-    Ok((built, busy))
+    Ok((built, busy, derived_done))
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 //! live one) run.
 //!
 //! Derived columns are recomputed before the post-data section (no index to maintain during
-//! the UPDATE); materialized views after it (their own indexes exist by then). In a refresh,
-//! the tables without derived columns may have had their indexes, keys and ANALYZE during
-//! the copy already ([`super::post_data`]): the post-data section then restores the rest, and
-//! `tables` (what is analyzed here) leaves them out.
+//! the rewrite); materialized views after it (their own indexes exist by then). In a refresh,
+//! tables may have had their derived columns (when their expressions read only their own
+//! row), indexes, keys and ANALYZE during the copy already ([`super::post_data`], with
+//! [`recompute_derived`]): `search` then holds only the other derived columns, the post-data
+//! section restores the rest, and `tables` (what is analyzed here) leaves them out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -168,10 +169,19 @@ pub fn placeholder(not_null: bool) -> Arc<dyn Transform> {
     Arc::new(Placeholder { not_null })
 }
 
-/// Recomputes derived columns, one UPDATE per table (all its derived columns at once), then
-/// vacuums the table so the rewritten rows' old versions do not bloat staging: `compact`
-/// (during a refresh, before indexes exist) rewrites it with VACUUM FULL, which gives back
-/// the space; otherwise (on a live database) a plain VACUUM marks it reusable.
+/// Recomputes derived columns, table by table (all of a table's derived columns at once).
+///
+/// `compact` (during a refresh, before the table's indexes exist): one table rewrite,
+/// `ALTER TABLE … ALTER COLUMN c TYPE <its own type> USING (expression)`, which computes the
+/// expressions from each row's old values as `UPDATE … SET c = (expression)` does and writes
+/// a compact table once. Measured on a 1 M-row table (tsvector of two names), 1.8 s against
+/// 3.0 s for `UPDATE` then `VACUUM FULL` (two rewrites). Where that statement would not give
+/// the same table — a view, rule, policy or generated column uses the column (PostgreSQL
+/// refuses), the table has partitions, a parent or children, or a column attribute differs
+/// afterwards that is not put back (storage, compression and statistics target are, since the
+/// type change resets them) — it is rolled back and the table gets `UPDATE` then `VACUUM
+/// FULL`, as before. Otherwise (on a live database, whose indexes exist): `UPDATE` then a
+/// plain VACUUM, which marks the old row versions reusable.
 pub async fn recompute_derived(
     client: &Client,
     server: &str,
@@ -184,28 +194,210 @@ pub async fn recompute_derived(
     }
     let mut done = Vec::new();
     for (table, columns) in by_table {
-        let sets = columns
-            .iter()
-            .map(|d| format!("{} = ({})", quote_ident(&d.column), d.expression))
-            .collect::<Vec<_>>()
-            .join(", ");
-        client
-            .batch_execute(&format!("UPDATE {} SET {sets}", table.sql()))
-            .await
-            .map_err(|e| {
-                DbError::new(server, format!("recomputing derived columns of {table}"), e)
-            })?;
-        client
-            .batch_execute(&format!(
-                "VACUUM {}{}",
-                if compact { "FULL " } else { "" },
-                table.sql()
-            ))
-            .await
-            .map_err(|e| DbError::new(server, format!("vacuuming {table}"), e))?;
+        let rewritten = compact && rewrite_with_derived(client, server, table, &columns).await?;
+        if !rewritten {
+            update_derived(client, server, table, &columns, compact).await?;
+        }
+        tracing::debug!(
+            %table,
+            how = if rewritten { "one rewrite" } else { "UPDATE, then VACUUM" },
+            "derived columns recomputed"
+        );
         done.extend(columns.iter().map(|d| d.label()));
     }
     Ok(done)
+}
+
+/// `UPDATE table SET … ; VACUUM [FULL] table`.
+async fn update_derived(
+    client: &Client,
+    server: &str,
+    table: &QualifiedName,
+    columns: &[&DerivedColumn],
+    compact: bool,
+) -> Result<(), DbError> {
+    let sets = columns
+        .iter()
+        .map(|d| format!("{} = ({})", quote_ident(&d.column), d.expression))
+        .collect::<Vec<_>>()
+        .join(", ");
+    client
+        .batch_execute(&format!("UPDATE {} SET {sets}", table.sql()))
+        .await
+        .map_err(|e| DbError::new(server, format!("recomputing derived columns of {table}"), e))?;
+    client
+        .batch_execute(&format!(
+            "VACUUM {}{}",
+            if compact { "FULL " } else { "" },
+            table.sql()
+        ))
+        .await
+        .map_err(|e| DbError::new(server, format!("vacuuming {table}"), e))?;
+    Ok(())
+}
+
+/// Every attribute of every column of a table that `ALTER COLUMN … TYPE` could change, as
+/// text, in column order (on PostgreSQL 13, which has no `attcompression`, the query fails
+/// and the `UPDATE` path is taken); and whether the table stands alone (no partitions, parent or
+/// children, to which the statement would recurse). A `pg_attver` entry of `attoptions` is
+/// not compared: some builds of PostgreSQL (this project's CI machine's among them) keep a
+/// per-column version counter there that any change of the column moves; it is not dumped.
+const COLUMN_ATTRIBUTES: &str = "
+    SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+           coalesce(quote_ident(cn.nspname) || '.' || quote_ident(co.collname), ''),
+           a.attstorage::text, a.attcompression::text, coalesce(a.attstattarget, -1)::int4,
+           concat_ws('|', a.attnotnull, a.atthasdef, a.attidentity, a.attgenerated,
+                     a.attacl::text,
+                     array(SELECT o FROM unnest(a.attoptions) o
+                            WHERE o NOT LIKE 'pg\\_attver=%')::text,
+                     a.attfdwoptions::text,
+                     pg_get_expr(d.adbin, d.adrelid), col_description(a.attrelid, a.attnum)),
+           c.relkind = 'r' AND NOT c.relispartition
+             AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                              WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)
+      FROM pg_class c
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation
+      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+     WHERE c.oid = $1::text::regclass
+     ORDER BY a.attnum";
+
+/// One column's attributes, as [`COLUMN_ATTRIBUTES`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnAttributes {
+    name: String,
+    type_sql: String,
+    collation_sql: String,
+    storage: String,
+    compression: String,
+    statistics: i32,
+    rest: String,
+}
+
+async fn column_attributes(
+    client: &Client,
+    table: &QualifiedName,
+) -> Result<(Vec<ColumnAttributes>, bool), tokio_postgres::Error> {
+    let rows = client.query(COLUMN_ATTRIBUTES, &[&table.sql()]).await?;
+    let alone = rows.first().is_some_and(|r| r.get::<_, bool>(7));
+    let columns = rows
+        .iter()
+        .map(|r| ColumnAttributes {
+            name: r.get(0),
+            type_sql: r.get(1),
+            collation_sql: r.get(2),
+            storage: r.get(3),
+            compression: r.get(4),
+            statistics: r.get(5),
+            rest: r.get(6),
+        })
+        .collect();
+    Ok((columns, alone))
+}
+
+/// The statement that gives a column back what the type change reset.
+fn restore_attributes(before: &ColumnAttributes, after: &ColumnAttributes) -> Vec<String> {
+    let column = quote_ident(&before.name);
+    let mut out = Vec::new();
+    if before.storage != after.storage {
+        let storage = match before.storage.as_str() {
+            "p" => "PLAIN",
+            "e" => "EXTERNAL",
+            "m" => "MAIN",
+            _ => "EXTENDED",
+        };
+        out.push(format!("ALTER COLUMN {column} SET STORAGE {storage}"));
+    }
+    if before.compression != after.compression {
+        let compression = match before.compression.as_str() {
+            "p" => "pglz",
+            "l" => "lz4",
+            _ => "default",
+        };
+        out.push(format!(
+            "ALTER COLUMN {column} SET COMPRESSION {compression}"
+        ));
+    }
+    if before.statistics != after.statistics {
+        out.push(format!(
+            "ALTER COLUMN {column} SET STATISTICS {}",
+            before.statistics
+        ));
+    }
+    out
+}
+
+/// The one-rewrite recompute (see [`recompute_derived`]), in a transaction of its own: true
+/// when it was done and committed; false when it was rolled back, nothing changed, for the
+/// `UPDATE` path. An error is returned only for the session itself (the rollback failing).
+async fn rewrite_with_derived(
+    client: &Client,
+    server: &str,
+    table: &QualifiedName,
+    columns: &[&DerivedColumn],
+) -> Result<bool, DbError> {
+    let session = |e| DbError::new(server, format!("recomputing derived columns of {table}"), e);
+    client.batch_execute("BEGIN").await.map_err(session)?;
+    let outcome = async {
+        let (before, alone) = column_attributes(client, table).await?;
+        if !alone {
+            return Ok::<_, tokio_postgres::Error>(false);
+        }
+        let mut changes = Vec::new();
+        for d in columns {
+            let Some(c) = before.iter().find(|c| c.name == d.column) else {
+                return Ok(false);
+            };
+            let collate = if c.collation_sql.is_empty() {
+                String::new()
+            } else {
+                format!(" COLLATE {}", c.collation_sql)
+            };
+            changes.push(format!(
+                "ALTER COLUMN {} TYPE {}{collate} USING ({})",
+                quote_ident(&d.column),
+                c.type_sql,
+                d.expression
+            ));
+        }
+        let alter = format!("ALTER TABLE ONLY {} {}", table.sql(), changes.join(", "));
+        if let Err(e) = client.batch_execute(&alter).await {
+            tracing::debug!(%table, error = %e, "derived columns: one rewrite refused");
+            return Ok(false);
+        }
+        let (after, _) = column_attributes(client, table).await?;
+        if after.len() != before.len() {
+            return Ok(false);
+        }
+        let restores: Vec<String> = before
+            .iter()
+            .zip(&after)
+            .flat_map(|(b, a)| restore_attributes(b, a))
+            .collect();
+        if !restores.is_empty() {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE ONLY {} {}",
+                    table.sql(),
+                    restores.join(", ")
+                ))
+                .await?;
+        }
+        let (again, _) = column_attributes(client, table).await?;
+        Ok(again == before)
+    }
+    .await;
+    match outcome {
+        Ok(true) => {
+            client.batch_execute("COMMIT").await.map_err(session)?;
+            Ok(true)
+        }
+        Ok(false) | Err(_) => {
+            client.batch_execute("ROLLBACK").await.map_err(session)?;
+            Ok(false)
+        }
+    }
 }
 
 /// Materialized views of the database in dependency order (a view over another comes after

@@ -77,7 +77,7 @@ pub struct RulesSettings {
 }
 
 /// `search:`, resolved: derived columns, materialized views, named indexes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SearchSettings {
     pub derived: Vec<DerivedColumn>,
     pub refresh_materialized_views: bool,
