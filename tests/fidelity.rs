@@ -987,8 +987,9 @@ async fn fidelity_a_refresh_of_pagila_is_faithful() {
 
 /// Issue 14: a plain table's indexes, keys and ANALYZE are built as soon as its data is in,
 /// while other tables still copy (refresh/post_data.rs), from exactly pg_restore's statements;
-/// partitioned tables and an inheritance tree get theirs after the data, as before; a table
-/// with a derived column of its own row gets it recomputed first. The schema of staging is the source's all the same — names, NOT VALID,
+/// a leaf partition too (its parent's index and the attachment after the data); an
+/// inheritance tree gets its after the data, as before; a table with a derived column of its
+/// own row gets it recomputed first. The schema of staging is the source's all the same — names, NOT VALID,
 /// deferrability, exclusion, CLUSTER ON, REPLICA IDENTITY, fillfactor, a column's statistics
 /// target, extended statistics, comments on constraints and indexes — and every table is
 /// analyzed, the expression index with its statistics.
@@ -1019,6 +1020,16 @@ async fn fidelity_indexes_and_keys_built_during_the_copy_are_the_sources() {
         CREATE TABLE events (id int, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
         CREATE INDEX events_at_idx ON events (at);
+        CREATE TABLE ledger (id int, region text NOT NULL, at date NOT NULL, amount int,
+                             PRIMARY KEY (id, region, at), UNIQUE (region, id, at))
+            PARTITION BY LIST (region);
+        CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu') PARTITION BY RANGE (at);
+        CREATE TABLE ledger_eu_2024 PARTITION OF ledger_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE ledger_us PARTITION OF ledger FOR VALUES IN ('us');
+        CREATE INDEX ledger_amount_idx ON ledger (amount);
+        CREATE INDEX ledger_us_at_idx ON ledger_us (at) WHERE amount > 10;
+        INSERT INTO ledger SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END,
+                                  '2024-05-01'::date + g % 30, g FROM generate_series(1, 200) g;
         CREATE TABLE base (id int PRIMARY KEY, kind text);
         CREATE TABLE derived_child (extra text) INHERITS (base);
         ALTER TABLE derived_child ADD PRIMARY KEY (id);
@@ -1043,9 +1054,10 @@ search:
     let (code, out, err) = setup.run(&["--json", "refresh"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let report = report(&out, &err);
-    // accounts, tags and notes (its derived column recomputed first) are built during the
-    // copy; events and events_2024 (partitioned), base and derived_child (inheritance) after
-    // it.
+    // accounts, tags, notes (its derived column recomputed first) and the leaves events_2024,
+    // ledger_eu_2024 and ledger_us are built during the copy; the partitioned events, ledger
+    // and ledger_eu (their indexes ON ONLY, the leaves' attached), base and derived_child
+    // (inheritance) after it.
     let stages: Vec<String> = report["stages"]
         .as_array()
         .expect("stages")
@@ -1055,7 +1067,7 @@ search:
     assert!(
         stages
             .iter()
-            .any(|s| s == "indexes + analyze, 3 tables (during copy)"),
+            .any(|s| s == "indexes + analyze, 6 tables (during copy)"),
         "{stages:?}"
     );
     assert!(
@@ -1076,6 +1088,9 @@ search:
         "CREATE STATISTICS public.accounts_stats (dependencies) ON w, code FROM public.accounts;",
         "ADD CONSTRAINT tags_label_check CHECK ((label <> ''::text)) NOT VALID;",
         "ALTER INDEX public.events_at_idx ATTACH PARTITION public.events_2024_at_idx;",
+        "ALTER INDEX public.ledger_eu_amount_idx ATTACH PARTITION public.ledger_eu_2024_amount_idx;",
+        "ALTER INDEX public.ledger_pkey ATTACH PARTITION public.ledger_us_pkey;",
+        "CREATE INDEX ledger_us_at_idx ON public.ledger_us USING btree (at) WHERE (amount > 10);",
     ] {
         assert!(
             staging_dump.contains(present),
@@ -1092,7 +1107,7 @@ search:
         .query(
             "SELECT relname::text FROM pg_stat_user_tables
               WHERE schemaname = 'public' AND last_analyze IS NULL
-                AND relname NOT IN ('events', 'account_count')
+                AND relname NOT IN ('events', 'ledger', 'ledger_eu', 'account_count')
               ORDER BY 1",
             &[],
         )
@@ -1102,6 +1117,13 @@ search:
         .map(|r| r.get(0))
         .collect();
     assert!(not_analyzed.is_empty(), "not analyzed: {not_analyzed:?}");
+    // Every partitioned index got all of its leaves' attached: none is left invalid.
+    let invalid: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_index WHERE NOT indisvalid",
+    )
+    .await;
+    assert_eq!(invalid, 0, "an index left invalid");
     // ANALYZE ran after the expression index existed: its expression has statistics.
     let expression_stats: i64 = harness::scalar(
         &staging,

@@ -116,7 +116,21 @@ pub async fn build(
             if plan.storage.is_some() {
                 return Ok((None, 0.0));
             }
-            let candidates: BTreeSet<QualifiedName> = jobs_per_table.keys().cloned().collect();
+            // A leaf partition of a table with derived columns waits for them (they are
+            // recomputed on the partitioned table, after the copy).
+            let derived: BTreeSet<&QualifiedName> =
+                settings.search.derived.iter().map(|d| &d.table).collect();
+            let candidates: BTreeSet<QualifiedName> = jobs_per_table
+                .keys()
+                .filter(|t| {
+                    !catalog
+                        .lineage(t)
+                        .iter()
+                        .skip(1)
+                        .any(|ancestor| derived.contains(&ancestor.name))
+                })
+                .cloned()
+                .collect();
             let early = post_data::plan(
                 tools,
                 &archive,

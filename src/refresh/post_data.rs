@@ -22,11 +22,17 @@
 //! UTF-8, SQL that is not UTF-8 — nothing is built early and the post-data restore does it
 //! all, as before.
 //!
-//! **Which tables.** Ordinary tables that are neither partitioned nor partitions nor part of
-//! an inheritance tree (an index on a partitioned parent attaches its partitions' indexes,
-//! and ANALYZE of an inheritance parent reads its children, which may still be copying), and
-//! only when no `max_storage` cap is set (a rescale empties and reloads tables after the
-//! first load). The others get all of their post-data after the copy, and are analyzed then.
+//! **Which tables.** Ordinary tables outside inheritance trees, and leaf partitions: a leaf's
+//! own indexes and keys are entries of their own in the archive (pg_dump creates the parent's
+//! with `ON ONLY` and attaches the leaves' with `ALTER INDEX … ATTACH PARTITION`, both left to
+//! the post-data restore, after every leaf's), so a leaf is built as soon as its data is in,
+//! while its siblings still copy. Not a partitioned parent, nor a table with children (ANALYZE
+//! of an inheritance parent reads its children, which may still be copying), nor a child of
+//! old-style inheritance; not a leaf whose parent has derived columns (they are recomputed on
+//! the whole partitioned table after the copy: its leaves' indexes and statistics come after
+//! that); and only when no `max_storage` cap is set (a rescale empties and reloads tables
+//! after the first load). The others get all of their post-data after the copy, and are
+//! analyzed then.
 //!
 //! **Derived columns** (`search.tsvector`) are recomputed here too, first, before the table's
 //! indexes ([`reindex::recompute_derived`], one table rewrite), on a session of their own
@@ -445,7 +451,7 @@ fn comments_on_per_table_object(header: &str) -> bool {
         .any(|kind| header.starts_with(kind))
 }
 
-/// The candidates that are plain tables: oid → name.
+/// The candidates that are plain tables or leaf partitions: oid → name.
 async fn eligible_tables(
     source: &Client,
     server: &str,
@@ -459,9 +465,10 @@ async fn eligible_tables(
                FROM unnest($1::text[], $2::text[]) AS u(s, r)
                JOIN pg_namespace n ON n.nspname = u.s
                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.r
-              WHERE c.relkind = 'r' AND NOT c.relispartition
-                AND NOT EXISTS (SELECT 1 FROM pg_inherits i
-                                 WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)",
+              WHERE c.relkind = 'r'
+                AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
+                AND (c.relispartition
+                     OR NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid))",
             &[&schemas, &names],
         )
         .await
