@@ -1013,11 +1013,12 @@ async fn fidelity_indexes_and_keys_built_during_the_copy_are_the_sources() {
         ALTER TABLE notes ADD CONSTRAINT notes_account_fkey FOREIGN KEY (account_id)
             REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED;
         CREATE INDEX notes_search_idx ON notes USING gin (search);
-        CREATE TABLE tags (id int PRIMARY KEY, label text);
+        CREATE TABLE tags (id int PRIMARY KEY, label text, parent_id int REFERENCES tags);
         ALTER TABLE tags ADD CONSTRAINT tags_label_check CHECK (label <> '') NOT VALID;
         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
         CREATE TRIGGER tags_touch BEFORE UPDATE ON tags FOR EACH ROW EXECUTE FUNCTION touch();
-        CREATE TABLE events (id int, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE events (id int, at date NOT NULL, account_id int REFERENCES accounts,
+                             PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
         CREATE INDEX events_at_idx ON events (at);
         CREATE TABLE ledger (id int, region text NOT NULL, at date NOT NULL, amount int,
@@ -1030,6 +1031,9 @@ async fn fidelity_indexes_and_keys_built_during_the_copy_are_the_sources() {
         CREATE INDEX ledger_us_at_idx ON ledger_us (at) WHERE amount > 10;
         INSERT INTO ledger SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END,
                                   '2024-05-01'::date + g % 30, g FROM generate_series(1, 200) g;
+        CREATE TABLE refs_ledger (id int PRIMARY KEY, lid int, region text, at date,
+                                  FOREIGN KEY (lid, region, at) REFERENCES ledger);
+        INSERT INTO refs_ledger SELECT id, id, region, at FROM ledger;
         CREATE TABLE base (id int PRIMARY KEY, kind text);
         CREATE TABLE derived_child (extra text) INHERITS (base);
         ALTER TABLE derived_child ADD PRIMARY KEY (id);
@@ -1037,8 +1041,17 @@ async fn fidelity_indexes_and_keys_built_during_the_copy_are_the_sources() {
         CREATE UNIQUE INDEX account_count_idx ON account_count (n);
         INSERT INTO accounts SELECT g, 'user' || g || '@example.com', g, 'c' || g FROM generate_series(1, 300) g;
         INSERT INTO notes SELECT g, 1 + g % 300, 'note ' || g, NULL FROM generate_series(1, 500) g;
-        INSERT INTO tags SELECT g, 'tag' || g FROM generate_series(1, 20) g;
-        INSERT INTO events SELECT g, '2024-02-01'::date + g % 200 FROM generate_series(1, 100) g;
+        INSERT INTO tags SELECT g, 'tag' || g, nullif(g - 1, 0) FROM generate_series(1, 20) g;
+        CREATE TABLE ping (id int PRIMARY KEY, pong_id int);
+        CREATE TABLE pong (id int PRIMARY KEY, ping_id int REFERENCES ping);
+        ALTER TABLE ping ADD CONSTRAINT ping_pong_fkey FOREIGN KEY (pong_id) REFERENCES pong
+            DEFERRABLE INITIALLY DEFERRED;
+        COMMENT ON CONSTRAINT ping_pong_fkey ON ping IS 'one half of a cycle';
+        BEGIN;
+        INSERT INTO ping SELECT g, 21 - g FROM generate_series(1, 20) g;
+        INSERT INTO pong SELECT g, 21 - g FROM generate_series(1, 20) g;
+        COMMIT;
+        INSERT INTO events SELECT g, '2024-02-01'::date + g % 200, 1 + g % 300 FROM generate_series(1, 100) g;
         INSERT INTO base SELECT g, 'b' FROM generate_series(1, 10) g;
         INSERT INTO derived_child SELECT g, 'c', 'x' FROM generate_series(11, 20) g;
     "#;
@@ -1054,10 +1067,12 @@ search:
     let (code, out, err) = setup.run(&["--json", "refresh"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let report = report(&out, &err);
-    // accounts, tags, notes (its derived column recomputed first) and the leaves events_2024,
-    // ledger_eu_2024 and ledger_us are built during the copy; the partitioned events, ledger
-    // and ledger_eu (their indexes ON ONLY, the leaves' attached), base and derived_child
-    // (inheritance) after it.
+    // accounts, tags, notes (its derived column recomputed first), ping, pong, refs_ledger
+    // and the leaves events_2024, ledger_eu_2024 and ledger_us are built during the copy; the
+    // partitioned events, ledger and ledger_eu (their indexes ON ONLY, the leaves' attached),
+    // base and derived_child (inheritance) after it. Foreign keys during the copy: notes and
+    // events (all of its leaves) to accounts, tags to itself, the ping-pong cycle; after it:
+    // refs_ledger's to the partitioned ledger (whose key is an ON ONLY index).
     let stages: Vec<String> = report["stages"]
         .as_array()
         .expect("stages")
@@ -1067,7 +1082,7 @@ search:
     assert!(
         stages
             .iter()
-            .any(|s| s == "indexes + analyze, 6 tables (during copy)"),
+            .any(|s| s == "indexes + analyze, 9 tables, 5 foreign keys (during copy)"),
         "{stages:?}"
     );
     assert!(
@@ -1124,6 +1139,31 @@ search:
     )
     .await;
     assert_eq!(invalid, 0, "an index left invalid");
+    let foreign_keys: (i64, i64) = (
+        harness::scalar(
+            &staging,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f'",
+        )
+        .await,
+        harness::scalar(
+            &staging,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated",
+        )
+        .await,
+    );
+    // As many as in the source (a key on a partitioned table, or to one, has a row per
+    // partition), every one validated.
+    let source = setup.source.client().await;
+    let in_source: i64 = harness::scalar(
+        &source,
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f'",
+    )
+    .await;
+    assert_eq!(
+        foreign_keys,
+        (in_source, 0),
+        "(foreign keys, not validated)"
+    );
     // ANALYZE ran after the expression index existed: its expression has statistics.
     let expression_stats: i64 = harness::scalar(
         &staging,
@@ -1228,7 +1268,7 @@ search:
     assert!(
         stages
             .iter()
-            .any(|s| s == "indexes + analyze, 4 tables (during copy)"),
+            .any(|s| s == "indexes + analyze, 4 tables, 0 foreign keys (during copy)"),
         "{stages:?}"
     );
     assert!(stages.iter().any(|s| s == "derived columns"), "{stages:?}");

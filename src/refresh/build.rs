@@ -288,8 +288,9 @@ pub async fn build(
         // (overlapped with "data", not added to it), and the wait after the last table.
         stages.push(timing(
             &format!(
-                "indexes + analyze, {} tables (during copy)",
-                built.tables.len()
+                "indexes + analyze, {} tables, {} foreign keys (during copy)",
+                built.tables.len(),
+                built.foreign_keys
             ),
             built.busy_seconds,
         ));
@@ -297,10 +298,12 @@ pub async fn build(
             "indexes (after copy)",
             data_done.elapsed().as_secs_f64(),
         ));
-        archive.mark_built(&early.ids(), early.leaves_nothing())?;
+        archive.mark_built(&built.ids, built.ids.len() == early.total())?;
         tracing::debug!(
             tables = built.tables.len(),
-            entries = early.entry_count(),
+            foreign_keys = built.foreign_keys,
+            entries = built.ids.len(),
+            planned = early.entry_count(),
             "post-data built per table during the copy"
         );
         analyzed_early = built.tables;

@@ -44,6 +44,14 @@
 //! function that is not immutable) must see every table loaded: its table gets its post-data
 //! after the copy, its derived columns recomputed in [`reindex::post_load`], as before.
 //!
+//! **Foreign keys** are added during the copy too, as soon as every table they need is built:
+//! the referencing table (a partitioned one: all of its leaves) and the referenced one (its
+//! unique index is one of its entries; a partitioned referenced table's is an `ON ONLY`
+//! index, built after the copy, so such a key waits too). Adding one validates it against the
+//! copied rows, as the post-data restore would. They are added one at a time (two keys added
+//! at once between the same two tables, in opposite directions, would deadlock on their
+//! locks), on the connection of the build that made the last table they need ready.
+//!
 //! A failed statement fails the run (before the swap, the half-built database dropped), as a
 //! failed pg_restore does.
 
@@ -63,6 +71,9 @@ use super::schema::{self, PgTools, SchemaArchive};
 
 /// The entry types built per table.
 const PER_TABLE: [&str; 4] = ["INDEX", "CONSTRAINT", "CHECK CONSTRAINT", "STATISTICS"];
+
+/// The entry type of a foreign key, added once the tables it needs are built.
+const FOREIGN_KEY: &str = "FK CONSTRAINT";
 
 /// One entry of the post-data SQL, as pg_restore wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +240,18 @@ pub struct EarlyPlan {
     total: usize,
     /// The derived columns recomputed during the copy, per table (before its entries).
     derived: BTreeMap<QualifiedName, Vec<DerivedColumn>>,
+    /// Foreign keys added during the copy, in the archive's order.
+    foreign_keys: Vec<ForeignKeyEarly>,
+}
+
+/// A foreign key added during the copy: its entries (the key, then its comment) and the
+/// tables that must be built first.
+#[derive(Debug, Clone)]
+struct ForeignKeyEarly {
+    /// The referencing table (for messages).
+    table: QualifiedName,
+    entries: Vec<Early>,
+    needs: BTreeSet<QualifiedName>,
 }
 
 impl EarlyPlan {
@@ -237,20 +260,20 @@ impl EarlyPlan {
         &self.tables
     }
 
-    /// How many post-data entries are built during the copy.
+    /// How many post-data entries are built during the copy (at most: a foreign key whose
+    /// tables are not all built is left to the post-data restore).
     pub fn entry_count(&self) -> usize {
-        self.entries.values().map(Vec::len).sum()
+        self.entries.values().map(Vec::len).sum::<usize>()
+            + self
+                .foreign_keys
+                .iter()
+                .map(|k| k.entries.len())
+                .sum::<usize>()
     }
 
-    /// Every entry of the post-data section is built during the copy: nothing is left for
-    /// the post-data restore.
-    pub fn leaves_nothing(&self) -> bool {
-        self.entry_count() == self.total
-    }
-
-    /// The dump ids of the entries built during the copy.
-    pub fn ids(&self) -> BTreeSet<u64> {
-        self.entries.values().flatten().map(|e| e.id).collect()
+    /// How many entries the post-data section has in all.
+    pub fn total(&self) -> usize {
+        self.total
     }
 
     /// Takes the derived columns of the run: those of a table built during the copy are
@@ -270,6 +293,7 @@ impl EarlyPlan {
             } else if !same_row.contains(&d.table) {
                 self.tables.remove(&d.table);
                 self.entries.remove(&d.table);
+                self.foreign_keys.retain(|k| !k.needs.contains(&d.table));
                 later.push(d.clone());
             }
         }
@@ -400,29 +424,78 @@ pub async fn plan(
         tables: eligible.values().cloned().collect(),
         total: blocks.len(),
         derived: BTreeMap::new(),
+        foreign_keys: Vec::new(),
     };
+    let foreign_keys = foreign_key_tables(
+        source,
+        source_server,
+        &matched
+            .iter()
+            .filter(|(_, desc)| desc == FOREIGN_KEY)
+            .map(|(e, _)| *e)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     // Entry by entry, in the archive's order; a comment goes with the object just before it
     // (pg_dump writes an object's comment right after it, and pg_restore skips a comment
     // whose object it does not restore itself).
-    let mut last_early: Option<QualifiedName> = None;
+    // Where the last entry went: a table's list, or a foreign key.
+    enum Last {
+        Table(QualifiedName),
+        ForeignKey(usize),
+    }
+    let mut last_early: Option<Last> = None;
     for ((entry, desc), block) in matched.iter().zip(&blocks) {
         if desc == "COMMENT" {
-            if let Some(table) = last_early.take()
+            if let Some(last) = last_early.take()
                 && comments_on_per_table_object(&block.header)
                 && block.sql.starts_with("COMMENT ON ")
             {
-                plan.entries.entry(table).or_default().push(Early {
+                let comment = Early {
                     id: entry.id,
                     label: format!(
                         "COMMENT {}",
                         block.header.split("; Type: ").next().unwrap_or("")
                     ),
                     sql: block.sql.clone(),
-                });
+                };
+                match last {
+                    Last::Table(table) => plan.entries.entry(table).or_default().push(comment),
+                    Last::ForeignKey(i) => plan.foreign_keys[i].entries.push(comment),
+                }
             }
             continue;
         }
         last_early = None;
+        if desc == FOREIGN_KEY {
+            let Some(key) = foreign_keys.get(&entry.oid) else {
+                continue;
+            };
+            // Every table it needs is built during the copy (all of them eligible).
+            let needs: Option<BTreeSet<QualifiedName>> = key
+                .referencing
+                .iter()
+                .chain(std::iter::once(&key.referenced))
+                .map(|oid| eligible.get(oid).cloned())
+                .collect();
+            let (Some(needs), Some(table)) = (needs, foreign_key_table(&block.sql)) else {
+                continue;
+            };
+            if !block.sql.starts_with("ALTER TABLE ") {
+                continue;
+            }
+            plan.foreign_keys.push(ForeignKeyEarly {
+                table,
+                entries: vec![Early {
+                    id: entry.id,
+                    label: format!("foreign key {}", crate::catalog::display_ident(&key.name)),
+                    sql: block.sql.clone(),
+                }],
+                needs,
+            });
+            last_early = Some(Last::ForeignKey(plan.foreign_keys.len() - 1));
+            continue;
+        }
         if !PER_TABLE.contains(&desc.as_str()) {
             continue;
         }
@@ -438,7 +511,7 @@ pub async fn plan(
             label: format!("{desc} {name}"),
             sql: block.sql.clone(),
         });
-        last_early = Some(table.clone());
+        last_early = Some(Last::Table(table.clone()));
     }
     Ok(Some(plan))
 }
@@ -449,6 +522,70 @@ fn comments_on_per_table_object(header: &str) -> bool {
     ["INDEX ", "CONSTRAINT ", "STATISTICS "]
         .iter()
         .any(|kind| header.starts_with(kind))
+}
+
+/// The table a foreign key's statement alters, for messages: `ALTER TABLE [ONLY] name`, up
+/// to the line's end (pg_dump puts `ADD CONSTRAINT` on the next line).
+fn foreign_key_table(sql: &str) -> Option<QualifiedName> {
+    let first = sql.lines().next()?;
+    let name = first
+        .strip_prefix("ALTER TABLE ")?
+        .trim_start_matches("ONLY ")
+        .trim();
+    Some(QualifiedName::parse(name).unwrap_or_else(|_| QualifiedName::new("", name)))
+}
+
+/// A foreign key's tables, by oid.
+struct ForeignKeyTables {
+    name: String,
+    /// The tables whose rows it checks: a partitioned table's leaves, or the table itself.
+    referencing: Vec<u32>,
+    referenced: u32,
+}
+
+/// Per foreign-key constraint oid among `entries`: its name and tables.
+async fn foreign_key_tables(
+    source: &Client,
+    server: &str,
+    entries: &[&TocEntry],
+) -> Result<HashMap<u32, ForeignKeyTables>, DbError> {
+    let oids: Vec<u32> = entries
+        .iter()
+        .filter(|e| e.catalog == 2606)
+        .map(|e| e.oid)
+        .collect();
+    if oids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = source
+        .query(
+            "SELECT c.oid, c.confrelid,
+                    array(SELECT t.relid::oid FROM pg_partition_tree(c.conrelid) t WHERE t.isleaf),
+                    c.conrelid, c.conname::text
+               FROM pg_constraint c
+              WHERE c.oid = ANY($1) AND c.contype = 'f'",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| DbError::new(server, "reading the tables of the foreign keys", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            // pg_partition_tree lists nothing for a table outside partitioning.
+            let mut leaves: Vec<u32> = r.get(2);
+            if leaves.is_empty() {
+                leaves.push(r.get(3));
+            }
+            (
+                r.get::<_, u32>(0),
+                ForeignKeyTables {
+                    name: r.get(4),
+                    referencing: leaves,
+                    referenced: r.get(1),
+                },
+            )
+        })
+        .collect())
 }
 
 /// The candidates that are plain tables or leaf partitions: oid → name.
@@ -532,6 +669,33 @@ pub struct Built {
     pub busy_seconds: f64,
     /// The derived columns recomputed (`table.column`).
     pub derived_columns: Vec<String>,
+    /// The dump ids of every entry built (for [`SchemaArchive::mark_built`]).
+    pub ids: BTreeSet<u64>,
+    /// Foreign keys added.
+    pub foreign_keys: usize,
+}
+
+/// The foreign keys waiting for their tables, shared by the builders.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Tables built so far.
+    built: BTreeSet<QualifiedName>,
+    /// Foreign keys not yet added (indexes into [`EarlyPlan::foreign_keys`]).
+    pending: Vec<usize>,
+}
+
+impl Waiting {
+    /// `table` is built: the foreign keys that need nothing more, taken out.
+    fn built(&mut self, plan: &EarlyPlan, table: QualifiedName) -> Vec<usize> {
+        self.built.insert(table);
+        let built = &self.built;
+        let (ready, pending): (Vec<usize>, Vec<usize>) = self
+            .pending
+            .iter()
+            .partition(|&&i| plan.foreign_keys[i].needs.is_subset(built));
+        self.pending = pending;
+        ready
+    }
 }
 
 /// Builds each table of `plan` once `done` has announced all of its `jobs` (copy jobs per
@@ -563,32 +727,58 @@ pub async fn run(
         drop(ready_tx);
         Ok::<(), Error>(())
     };
+    let shared = Shared {
+        waiting: std::sync::Mutex::new(Waiting {
+            built: BTreeSet::new(),
+            pending: (0..plan.foreign_keys.len()).collect(),
+        }),
+        one_key_at_a_time: Mutex::new(()),
+    };
     let builders = futures_util::future::try_join_all(
-        (0..workers.max(1)).map(|_| builder(plan, ready_rx.clone(), target, server)),
+        (0..workers.max(1)).map(|_| builder(plan, ready_rx.clone(), &shared, target, server)),
     );
     let ((), results) = futures_util::future::try_join(dispatch, builders).await?;
     let mut built = Built::default();
-    for (tables, seconds, derived) in results {
-        built.tables.extend(tables);
-        built.busy_seconds += seconds;
-        built.derived_columns.extend(derived);
+    for one in results {
+        built.tables.extend(one.tables);
+        built.busy_seconds += one.seconds;
+        built.derived_columns.extend(one.derived);
+        built.ids.extend(one.ids);
+        built.foreign_keys += one.foreign_keys;
     }
     built.derived_columns.sort();
     Ok(built)
 }
 
-/// One connection's share of the builds: tables as they become ready.
+/// What the builders share: the foreign keys waiting, and the turn to add one.
+struct Shared {
+    waiting: std::sync::Mutex<Waiting>,
+    one_key_at_a_time: Mutex<()>,
+}
+
+/// One builder's share of the work.
+#[derive(Default)]
+struct BuilderDone {
+    tables: Vec<QualifiedName>,
+    seconds: f64,
+    derived: Vec<String>,
+    ids: Vec<u64>,
+    foreign_keys: usize,
+}
+
+/// One connection's share of the builds: tables as they become ready, and the foreign keys
+/// the last of their tables made ready.
 async fn builder(
     plan: &EarlyPlan,
     ready: Arc<Mutex<mpsc::UnboundedReceiver<QualifiedName>>>,
+    shared: &Shared,
     target: &PgEndpoint,
     server: &str,
-) -> Result<(Vec<QualifiedName>, f64, Vec<String>)> {
+) -> Result<BuilderDone> {
     let mut client: Option<Client> = None;
     // The derived columns' session: the server's defaults, not pg_restore's settings.
     let mut plain: Option<Client> = None;
-    let mut built = Vec::new();
-    let mut derived_done = Vec::new();
+    let mut out = BuilderDone::default();
     let mut busy = 0.0;
     loop {
         let next = ready.lock().await.recv().await;
@@ -599,7 +789,8 @@ async fn builder(
                 Some(p) => p,
                 None => db::connect(target, db::Role::Target).await?,
             };
-            derived_done.extend(reindex::recompute_derived(&p, server, derived, true).await?);
+            out.derived
+                .extend(reindex::recompute_derived(&p, server, derived, true).await?);
             plain = Some(p);
         }
         let c = match client.take() {
@@ -638,11 +829,39 @@ async fn builder(
             }
         });
         result.map_err(|e| DbError::new(server, what, e))?;
+        out.ids.extend(entries.iter().map(|e| e.id));
+        let keys = match shared.waiting.lock() {
+            Ok(mut waiting) => waiting.built(plan, table.clone()),
+            // A builder that panicked holding it: its keys are left to the post-data restore.
+            Err(_) => Vec::new(),
+        };
+        out.tables.push(table);
+        for i in keys {
+            let key = &plan.foreign_keys[i];
+            let _turn = shared.one_key_at_a_time.lock().await;
+            let mut sql = String::new();
+            for entry in &key.entries {
+                sql.push_str(&entry.sql);
+                sql.push('\n');
+            }
+            c.batch_execute(&sql).await.map_err(|e| {
+                DbError::new(
+                    server,
+                    format!(
+                        "adding the {} of {} (during the copy)",
+                        key.entries[0].label, key.table
+                    ),
+                    e,
+                )
+            })?;
+            out.ids.extend(key.entries.iter().map(|e| e.id));
+            out.foreign_keys += 1;
+        }
         busy += started.elapsed().as_secs_f64();
-        built.push(table);
         client = Some(c);
     }
-    Ok((built, busy, derived_done))
+    out.seconds = busy;
+    Ok(out)
 }
 
 #[cfg(test)]
