@@ -17,6 +17,16 @@ fn report(out: &str, err: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}\nstderr:\n{err}"))
 }
 
+/// The names of a report's stages, in order.
+fn stage_names(report: &serde_json::Value) -> Vec<String> {
+    report["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// (id, bytes as stored) of a text column's values that are not NULL, in the database's own
 /// encoding.
 async fn stored_bytes(
@@ -1073,12 +1083,7 @@ search:
     // base and derived_child (inheritance) after it. Foreign keys during the copy: notes and
     // events (all of its leaves) to accounts, tags to itself, the ping-pong cycle; after it:
     // refs_ledger's to the partitioned ledger (whose key is an ON ONLY index).
-    let stages: Vec<String> = report["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
-        .collect();
+    let stages = stage_names(&report);
     assert!(
         stages
             .iter()
@@ -1259,12 +1264,7 @@ search:
     );
     // docs, viewed, measured and labels during the copy; tagged (its expression reads
     // labels) and parts (partitioned) after it.
-    let stages: Vec<String> = report["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap_or("").to_string())
-        .collect();
+    let stages = stage_names(&report);
     assert!(
         stages
             .iter()
