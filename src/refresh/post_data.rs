@@ -307,11 +307,6 @@ impl EarlyPlan {
         }
         later
     }
-
-    /// The tables whose derived columns are recomputed during the copy.
-    pub fn derived_tables(&self) -> BTreeSet<QualifiedName> {
-        self.derived.keys().cloned().collect()
-    }
 }
 
 /// The tables of `derived` whose every derived expression reads only its own row: PostgreSQL
