@@ -361,6 +361,38 @@ pub async fn post_data_sql(
     Ok(String::from_utf8(output.stdout).ok())
 }
 
+/// The archive attaches a partitioned index that is itself attached to another (a
+/// partitioned table with partitioned partitions). pg_restore runs `INDEX ATTACH` entries in
+/// parallel without lock ordering, and two of them in one such chain deadlock: attaching a
+/// leaf's index to the middle one validates the middle one and locks the top one, while
+/// attaching the middle one to the top one locks them the other way (seen in this project's
+/// CI: `deadlock detected` on `ALTER INDEX … ATTACH PARTITION`). Such a post-data section is
+/// restored with one job. Single-level partitioning attaches to one parent only and keeps
+/// its jobs.
+async fn nested_index_attachments(tools: &PgTools, archive: &SchemaArchive) -> Result<bool, Error> {
+    Ok(post_data_sql(tools, archive)
+        .await?
+        .is_some_and(|sql| attaches_nested_indexes(&sql)))
+}
+
+/// A name that pg_dump's `ALTER INDEX parent ATTACH PARTITION child;` lines use both as a
+/// parent and as a child.
+fn attaches_nested_indexes(sql: &str) -> bool {
+    let mut parents = std::collections::HashSet::new();
+    let mut children = std::collections::HashSet::new();
+    for line in sql.lines() {
+        let Some(rest) = line.strip_prefix("ALTER INDEX ") else {
+            continue;
+        };
+        let Some((parent, child)) = rest.split_once(" ATTACH PARTITION ") else {
+            continue;
+        };
+        parents.insert(parent.trim().to_string());
+        children.insert(child.trim().trim_end_matches(';').trim().to_string());
+    }
+    parents.iter().any(|p| children.contains(p))
+}
+
 /// What every restore of the schema leaves out or does not stop on (owners, grants,
 /// publications, subscriptions, security labels, tablespaces).
 const SCHEMA_OPTIONS: [&str; 7] = [
@@ -414,6 +446,14 @@ pub async fn restore(
             cmd.arg("--section=pre-data").arg("--single-transaction");
         }
         Section::PostData => {
+            let jobs = if jobs > 1 && nested_index_attachments(tools, archive).await? {
+                tracing::debug!(
+                    "post-data: partitioned indexes nested in others; restored with one job"
+                );
+                1
+            } else {
+                jobs
+            };
             cmd.arg("--section=post-data")
                 .arg(format!("--jobs={}", jobs.max(1)));
         }
@@ -500,6 +540,19 @@ async fn run_tool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_index_attachments_are_told_from_single_level_ones() {
+        let single = "ALTER INDEX public.events_pkey ATTACH PARTITION public.events_2024_pkey;\n\
+            ALTER INDEX public.events_pkey ATTACH PARTITION public.events_2025_pkey;\n";
+        assert!(!attaches_nested_indexes(single));
+        let nested = "ALTER INDEX public.ledger_eu_key ATTACH PARTITION public.ledger_eu_2024_key;\n\
+            ALTER INDEX public.ledger_key ATTACH PARTITION public.ledger_eu_key;\n";
+        assert!(attaches_nested_indexes(nested));
+        assert!(!attaches_nested_indexes(
+            "CREATE INDEX x ON public.t (a);\n"
+        ));
+    }
 
     #[test]
     fn servers_and_user_mappings_are_left_out_and_pre_data_splits_around_them() {
