@@ -1197,10 +1197,14 @@ search:
 /// by a type change, put back); a view over the column and a generated column computed from
 /// it (the rewrite is refused: `UPDATE` then `VACUUM FULL`); an expression that reads another
 /// table through a STABLE function (recomputed after every table is in, so it sees them all);
-/// a partitioned table (after the copy); two derived columns on one table.
+/// a partitioned table (after the copy); two derived columns on one table. A foreign server
+/// makes pg_restore create the tables after it, in a second pre-data pass: the expressions are
+/// tried once every table exists.
 #[tokio::test]
 async fn fidelity_derived_columns_are_recomputed_in_one_rewrite_and_keep_the_schema() {
     let schema = r#"
+        CREATE EXTENSION postgres_fdw;
+        CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'elsewhere.example');
         CREATE TABLE labels (id int PRIMARY KEY, label text NOT NULL);
         CREATE FUNCTION label_of(int) RETURNS text LANGUAGE sql STABLE
             AS $$ SELECT label FROM public.labels WHERE id = $1 $$;

@@ -100,9 +100,10 @@ pub async fn build(
     // Which tables get their indexes, keys and ANALYZE as soon as their data is in, while
     // the others still copy ([`post_data`]): not with a `max_storage` cap (a rescale empties
     // and reloads tables); a table with derived columns only when their expressions read
-    // its own row alone (they are recomputed first; tried once the tables exist). The split of the post-data SQL reads the archive and the
-    // source's catalog beside the pre-data restore, before the `pre-data` pause point: after
-    // it, only the copy workers read the source.
+    // its own row alone (they are recomputed first; tried once the tables exist). The split
+    // of the post-data SQL reads the archive and the source's catalog beside the pre-data
+    // restore, before the `pre-data` pause point: after it, only the copy workers read the
+    // source.
     let mut jobs_per_table: HashMap<QualifiedName, usize> = HashMap::new();
     for job in &jobs {
         *jobs_per_table.entry(job.table.clone()).or_default() += 1;
@@ -147,17 +148,6 @@ pub async fn build(
         );
         restored?;
         let (mut early, split_seconds) = split?;
-        // The derived columns recomputed after the copy (all of them without per-table
-        // builds).
-        let mut derived_later = settings.search.derived.clone();
-        if let Some(early) = early.as_mut()
-            && !derived_later.is_empty()
-        {
-            let client = db::connect(&target, db::Role::Target).await?;
-            let same_row =
-                post_data::same_row_expressions(&client, &server, &settings.search.derived).await?;
-            derived_later = early.take_derived(&settings.search.derived, &same_row);
-        }
         let mut left_out = Vec::new();
         if archive.user_mappings_left_out > 0 {
             left_out.push(format!(
@@ -180,9 +170,21 @@ pub async fn build(
             )
             .await?;
         }
+        // The derived columns recomputed after the copy: all of them without per-table
+        // builds; else those whose expressions are not of their own row, tried now that every
+        // table exists (some are created only after the foreign servers).
+        let mut derived_later = settings.search.derived.clone();
         {
             let client = db::connect(&target, db::Role::Target).await?;
             left_out.extend(foreign::strip_wrapper_options(&client, &server).await?);
+            if let Some(early) = early.as_mut()
+                && !derived_later.is_empty()
+            {
+                let same_row =
+                    post_data::same_row_expressions(&client, &server, &settings.search.derived)
+                        .await?;
+                derived_later = early.take_derived(&settings.search.derived, &same_row);
+            }
         }
         let seconds = stage.done().as_secs_f64();
         pause::point("pre-data").await;
