@@ -371,7 +371,7 @@ pub async fn plan(
     let Some(sql) = schema::post_data_sql(tools, archive).await? else {
         return Ok(None);
     };
-    let Some((preamble, blocks)) = split(&sql) else {
+    let Some((preamble, blocks)) = split(sql) else {
         tracing::debug!("post-data: a psql meta-command inside an entry; built after the copy");
         return Ok(None);
     };
@@ -473,14 +473,14 @@ pub async fn plan(
                 .chain(std::iter::once(&key.referenced))
                 .map(|oid| eligible.get(oid).cloned())
                 .collect();
-            let (Some(needs), Some(table)) = (needs, foreign_key_table(&block.sql)) else {
+            let Some(needs) = needs else {
                 continue;
             };
             if !block.sql.starts_with("ALTER TABLE ") {
                 continue;
             }
             plan.foreign_keys.push(ForeignKeyEarly {
-                table,
+                table: key.table.clone(),
                 entries: vec![Early {
                     id: entry.id,
                     label: format!("foreign key {}", crate::catalog::display_ident(&key.name)),
@@ -519,20 +519,11 @@ fn comments_on_per_table_object(header: &str) -> bool {
         .any(|kind| header.starts_with(kind))
 }
 
-/// The table a foreign key's statement alters, for messages: `ALTER TABLE [ONLY] name`, up
-/// to the line's end (pg_dump puts `ADD CONSTRAINT` on the next line).
-fn foreign_key_table(sql: &str) -> Option<QualifiedName> {
-    let first = sql.lines().next()?;
-    let name = first
-        .strip_prefix("ALTER TABLE ")?
-        .trim_start_matches("ONLY ")
-        .trim();
-    Some(QualifiedName::parse(name).unwrap_or_else(|_| QualifiedName::new("", name)))
-}
-
 /// A foreign key's tables, by oid.
 struct ForeignKeyTables {
     name: String,
+    /// The table it is declared on (for messages).
+    table: QualifiedName,
     /// The tables whose rows it checks: a partitioned table's leaves, or the table itself.
     referencing: Vec<u32>,
     referenced: u32,
@@ -556,8 +547,10 @@ async fn foreign_key_tables(
         .query(
             "SELECT c.oid, c.confrelid,
                     array(SELECT t.relid::oid FROM pg_partition_tree(c.conrelid) t WHERE t.isleaf),
-                    c.conrelid, c.conname::text
+                    c.conrelid, c.conname::text, n.nspname::text, r.relname::text
                FROM pg_constraint c
+               JOIN pg_class r ON r.oid = c.conrelid
+               JOIN pg_namespace n ON n.oid = r.relnamespace
               WHERE c.oid = ANY($1) AND c.contype = 'f'",
             &[&oids],
         )
@@ -575,6 +568,7 @@ async fn foreign_key_tables(
                 r.get::<_, u32>(0),
                 ForeignKeyTables {
                     name: r.get(4),
+                    table: QualifiedName::new(r.get::<_, String>(5), r.get::<_, String>(6)),
                     referencing: leaves,
                     referenced: r.get(1),
                 },
@@ -741,7 +735,6 @@ pub async fn run(
         built.ids.extend(one.ids);
         built.foreign_keys += one.foreign_keys;
     }
-    built.derived_columns.sort();
     Ok(built)
 }
 

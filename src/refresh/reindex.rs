@@ -175,12 +175,12 @@ pub fn placeholder(not_null: bool) -> Arc<dyn Transform> {
 /// `ALTER TABLE … ALTER COLUMN c TYPE <its own type> USING (expression)`, which computes the
 /// expressions from each row's old values as `UPDATE … SET c = (expression)` does and writes
 /// a compact table once. Measured on a 1 M-row table (tsvector of two names, psql, a quiet
-/// machine): 5.1 s, against 8.7 s for `UPDATE` (7.2 s) then `VACUUM FULL` (1.5 s). Where that statement would not give
-/// the same table — a view, rule, policy or generated column uses the column (PostgreSQL
-/// refuses), the table has partitions, a parent or children, or a column attribute differs
-/// afterwards that is not put back (storage, compression and statistics target are, since the
-/// type change resets them) — it is rolled back and the table gets `UPDATE` then `VACUUM
-/// FULL`, as before. Otherwise (on a live database, whose indexes exist): `UPDATE` then a
+/// machine): 5.1 s, against 8.7 s for `UPDATE` (7.2 s) then `VACUUM FULL` (1.5 s). Where
+/// that statement would not give the same table — a view, rule, policy or generated column
+/// uses the column (PostgreSQL refuses), the table has partitions, a parent or children, or a
+/// column attribute differs afterwards that is not put back (storage, compression and
+/// statistics target are, since the type change resets them) — it is rolled back and the
+/// table gets `UPDATE` then `VACUUM FULL`, as before. Otherwise (on a live database, whose indexes exist): `UPDATE` then a
 /// plain VACUUM, which marks the old row versions reusable.
 pub async fn recompute_derived(
     client: &Client,
@@ -238,8 +238,8 @@ async fn update_derived(
 
 /// Every attribute of every column of a table that `ALTER COLUMN … TYPE` could change, as
 /// text, in column order (on PostgreSQL 13, which has no `attcompression`, the query fails
-/// and the `UPDATE` path is taken); and whether the table stands alone (no partitions, parent or
-/// children, to which the statement would recurse). A `pg_attver` entry of `attoptions` is
+/// and the `UPDATE` path is taken); and whether the table stands alone (no partitions,
+/// parent or children, to which the statement would recurse). A `pg_attver` entry of `attoptions` is
 /// not compared: some builds of PostgreSQL (this project's CI machine's among them) keep a
 /// per-column version counter there that any change of the column moves; it is not dumped.
 const COLUMN_ATTRIBUTES: &str = "

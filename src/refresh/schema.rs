@@ -124,6 +124,8 @@ pub struct SchemaArchive {
     built_early: bool,
     /// Every post-data entry was applied already: the post-data restore has nothing to do.
     post_data_done: bool,
+    /// The post-data SQL of the whole list, once read ([`post_data_sql`]).
+    post_data_sql: tokio::sync::OnceCell<Option<String>>,
 }
 
 /// Which entries of the archive a restore takes (`pg_restore --use-list`).
@@ -242,6 +244,7 @@ pub async fn dump(
         toc: String::new(),
         built_early: false,
         post_data_done: false,
+        post_data_sql: tokio::sync::OnceCell::new(),
     };
     let path = archive.path();
     let mut cmd = Command::new(&tools.pg_dump);
@@ -284,6 +287,7 @@ pub async fn load(tools: &PgTools, schema: &Path) -> Result<SchemaArchive, Error
         toc: String::new(),
         built_early: false,
         post_data_done: false,
+        post_data_sql: tokio::sync::OnceCell::new(),
     };
     std::fs::copy(schema, archive.path())
         .map_err(|e| Error::io(format!("copying {}", schema.display()), e))?;
@@ -330,35 +334,42 @@ async fn list_entries(tools: &PgTools, archive: &Path) -> Result<String, Error> 
 }
 
 /// The SQL the post-data restore would run, as one text (`pg_restore --section=post-data -f -`
-/// with the same options and list as [`restore`] of [`Section::PostData`]): read once, without
-/// a connection, and split per entry by [`super::post_data`]. None when the text is not UTF-8
-/// (a database in another encoding: the split is not attempted).
-pub async fn post_data_sql(
+/// with the same options and the whole list, as [`restore`] of [`Section::PostData`] before
+/// any entry is built early): read once per archive, without a connection, and kept — split
+/// per entry by [`super::post_data`], and read again by [`restore`] for its attachments. None
+/// when the text is not UTF-8 (a database in another encoding: the split is not attempted).
+pub async fn post_data_sql<'a>(
     tools: &PgTools,
-    archive: &SchemaArchive,
-) -> Result<Option<String>, Error> {
-    let output = Command::new(&tools.pg_restore)
-        .args(SCHEMA_OPTIONS)
-        .arg(format!(
-            "--use-list={}",
-            archive.list_path(Part::All).display()
-        ))
-        .arg("--section=post-data")
-        .arg("--file=-")
-        .arg(archive.path())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| Error::io("running pg_restore (post-data SQL)", e))?;
-    if !output.status.success() {
-        return Err(Error::Runtime(format!(
-            "pg_restore (post-data SQL) failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8(output.stdout).ok())
+    archive: &'a SchemaArchive,
+) -> Result<Option<&'a str>, Error> {
+    let sql = archive
+        .post_data_sql
+        .get_or_try_init(|| async {
+            let output = Command::new(&tools.pg_restore)
+                .args(SCHEMA_OPTIONS)
+                .arg(format!(
+                    "--use-list={}",
+                    archive.list_path(Part::All).display()
+                ))
+                .arg("--section=post-data")
+                .arg("--file=-")
+                .arg(archive.path())
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| Error::io("running pg_restore (post-data SQL)", e))?;
+            if !output.status.success() {
+                return Err(Error::Runtime(format!(
+                    "pg_restore (post-data SQL) failed ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            Ok(String::from_utf8(output.stdout).ok())
+        })
+        .await?;
+    Ok(sql.as_deref())
 }
 
 /// The archive attaches a partitioned index that is itself attached to another (a
@@ -372,7 +383,7 @@ pub async fn post_data_sql(
 async fn nested_index_attachments(tools: &PgTools, archive: &SchemaArchive) -> Result<bool, Error> {
     Ok(post_data_sql(tools, archive)
         .await?
-        .is_some_and(|sql| attaches_nested_indexes(&sql)))
+        .is_some_and(attaches_nested_indexes))
 }
 
 /// A name that pg_dump's `ALTER INDEX parent ATTACH PARTITION child;` lines use both as a
