@@ -913,36 +913,46 @@ async fn fidelity_the_schema_of_staging_is_the_source_schema_but_for_what_the_do
         );
     }
 
-    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
-    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
     // What is compared holds what the case is about.
-    for present in [
-        "ENCODING = 'LATIN1' LOCALE_PROVIDER = icu LOCALE = 'C' ICU_LOCALE = 'en'",
-        "CREATE COLLATION public.de_phone (provider = icu, locale = 'de-u-co-phonebk');",
-        "ALTER DATABASE DB SET search_path TO 'app', 'public';",
-        &format!(
-            "ALTER ROLE {} IN DATABASE DB SET statement_timeout TO '42s';",
-            role.0
-        ),
-        "CREATE SERVER prod_link FOREIGN DATA WRAPPER postgres_fdw",
-        "OPTIONS (\n    schema_name 'public',\n    table_name 'orders'\n);",
-        "M\u{fc}nchen",
-    ] {
-        assert!(
-            staging_dump.contains(present),
-            "staging's dump lacks {present}:\n{staging_dump}"
-        );
-    }
+    let staging_dump = assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "ENCODING = 'LATIN1' LOCALE_PROVIDER = icu LOCALE = 'C' ICU_LOCALE = 'en'",
+            "CREATE COLLATION public.de_phone (provider = icu, locale = 'de-u-co-phonebk');",
+            "ALTER DATABASE DB SET search_path TO 'app', 'public';",
+            &format!(
+                "ALTER ROLE {} IN DATABASE DB SET statement_timeout TO '42s';",
+                role.0
+            ),
+            "CREATE SERVER prod_link FOREIGN DATA WRAPPER postgres_fdw",
+            "OPTIONS (\n    schema_name 'public',\n    table_name 'orders'\n);",
+            "M\u{fc}nchen",
+        ],
+    );
     for absent in ["USER MAPPING", "Must-Show", "prod.example", "app.api_key"] {
         assert!(
             !staging_dump.contains(absent),
             "staging's dump has {absent}"
         );
     }
+}
+
+/// Staging's schema dump (database names replaced), after checking that it holds each of
+/// `present` (what the case is about) and is the source's but for what the README leaves out.
+fn assert_staging_schema_is_sources(setup: &Setup, present: &[&str]) -> String {
+    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
+    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
+    for present in present {
+        assert!(
+            staging_dump.contains(present),
+            "staging's dump lacks {present}:\n{staging_dump}"
+        );
+    }
     assert_same_schema(
         &source_as_documented(&source_dump),
         &staging_as_documented(&staging_dump),
     );
+    staging_dump
 }
 
 /// Fails with the first differing lines.
@@ -985,14 +995,13 @@ async fn fidelity_a_refresh_of_pagila_is_faithful() {
         harness::table_checksums(&setup.staging_url()).await,
         harness::table_checksums(&setup.source.url()).await
     );
-    let source = source_as_documented(&common(
-        &schema_dump(&setup.source.name),
-        &setup.source.name,
-    ));
-    let staging = staging_as_documented(&common(&schema_dump(&setup.staging), &setup.staging));
-    assert!(staging.contains("CREATE DOMAIN public.\"bıgınt\" AS bigint;"));
-    assert!(staging.contains("PARTITION BY RANGE (payment_date)"));
-    assert_same_schema(&source, &staging);
+    assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "CREATE DOMAIN public.\"bıgınt\" AS bigint;",
+            "PARTITION BY RANGE (payment_date)",
+        ],
+    );
 }
 
 /// Issue 14: a plain table's indexes, keys and ANALYZE are built as soon as its data is in,
@@ -1095,31 +1104,23 @@ search:
         "{stages:?}"
     );
 
-    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
-    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
-    for present in [
-        "ADD CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED;",
-        "ADD CONSTRAINT accounts_w_excl EXCLUDE USING btree (w WITH =);",
-        "ALTER TABLE ONLY public.accounts REPLICA IDENTITY USING INDEX accounts_code_idx;",
-        "ALTER TABLE public.accounts CLUSTER ON accounts_pkey;",
-        "WITH (fillfactor='70')",
-        "ALTER INDEX public.\"Accounts lower email\" ALTER COLUMN 1 SET STATISTICS 500;",
-        "COMMENT ON CONSTRAINT accounts_pkey ON public.accounts IS 'the key';",
-        "CREATE STATISTICS public.accounts_stats (dependencies) ON w, code FROM public.accounts;",
-        "ADD CONSTRAINT tags_label_check CHECK ((label <> ''::text)) NOT VALID;",
-        "ALTER INDEX public.events_at_idx ATTACH PARTITION public.events_2024_at_idx;",
-        "ALTER INDEX public.ledger_eu_amount_idx ATTACH PARTITION public.ledger_eu_2024_amount_idx;",
-        "ALTER INDEX public.ledger_pkey ATTACH PARTITION public.ledger_us_pkey;",
-        "CREATE INDEX ledger_us_at_idx ON public.ledger_us USING btree (at) WHERE (amount > 10);",
-    ] {
-        assert!(
-            staging_dump.contains(present),
-            "staging's dump lacks {present}:\n{staging_dump}"
-        );
-    }
-    assert_same_schema(
-        &source_as_documented(&source_dump),
-        &staging_as_documented(&staging_dump),
+    assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "ADD CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED;",
+            "ADD CONSTRAINT accounts_w_excl EXCLUDE USING btree (w WITH =);",
+            "ALTER TABLE ONLY public.accounts REPLICA IDENTITY USING INDEX accounts_code_idx;",
+            "ALTER TABLE public.accounts CLUSTER ON accounts_pkey;",
+            "WITH (fillfactor='70')",
+            "ALTER INDEX public.\"Accounts lower email\" ALTER COLUMN 1 SET STATISTICS 500;",
+            "COMMENT ON CONSTRAINT accounts_pkey ON public.accounts IS 'the key';",
+            "CREATE STATISTICS public.accounts_stats (dependencies) ON w, code FROM public.accounts;",
+            "ADD CONSTRAINT tags_label_check CHECK ((label <> ''::text)) NOT VALID;",
+            "ALTER INDEX public.events_at_idx ATTACH PARTITION public.events_2024_at_idx;",
+            "ALTER INDEX public.ledger_eu_amount_idx ATTACH PARTITION public.ledger_eu_2024_amount_idx;",
+            "ALTER INDEX public.ledger_pkey ATTACH PARTITION public.ledger_us_pkey;",
+            "CREATE INDEX ledger_us_at_idx ON public.ledger_us USING btree (at) WHERE (amount > 10);",
+        ],
     );
 
     let staging = setup.staging().await;
@@ -1277,23 +1278,15 @@ search:
     );
     assert!(stages.iter().any(|s| s == "derived columns"), "{stages:?}");
 
-    let source_dump = common(&schema_dump(&setup.source.name), &setup.source.name);
-    let staging_dump = common(&schema_dump(&setup.staging), &setup.staging);
-    for present in [
-        "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STATISTICS 321;",
-        "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STORAGE MAIN;",
-        "ALTER TABLE ONLY public.docs ALTER COLUMN sort_key SET COMPRESSION pglz;",
-        "COMMENT ON COLUMN public.docs.search IS 'rebuilt nightly';",
-        "sort_key text COLLATE pg_catalog.\"C\"",
-    ] {
-        assert!(
-            staging_dump.contains(present),
-            "staging's dump lacks {present}:\n{staging_dump}"
-        );
-    }
-    assert_same_schema(
-        &source_as_documented(&source_dump),
-        &staging_as_documented(&staging_dump),
+    assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STATISTICS 321;",
+            "ALTER TABLE ONLY public.docs ALTER COLUMN search SET STORAGE MAIN;",
+            "ALTER TABLE ONLY public.docs ALTER COLUMN sort_key SET COMPRESSION pglz;",
+            "COMMENT ON COLUMN public.docs.search IS 'rebuilt nightly';",
+            "sort_key text COLLATE pg_catalog.\"C\"",
+        ],
     );
 
     let staging = setup.staging().await;
