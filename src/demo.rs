@@ -777,6 +777,9 @@ fn push_row(buf: &mut Vec<u8>, fields: &[Option<String>]) {
     buf.push(b'\n');
 }
 
+/// The size of the CopyData messages the demo's rows are sent in.
+const COPY_PIECE: usize = 8 << 20;
+
 async fn copy_in(client: &Client, server: &str, target: &str, data: Vec<u8>) -> Result<()> {
     use futures_util::SinkExt;
     let sink = client
@@ -784,9 +787,15 @@ async fn copy_in(client: &Client, server: &str, target: &str, data: Vec<u8>) -> 
         .await
         .map_err(|e| DbError::new(server, format!("loading demo {target}"), e))?;
     let mut sink = std::pin::pin!(sink);
-    sink.send(bytes::Bytes::from(data))
-        .await
-        .map_err(|e| DbError::new(server, format!("loading demo {target}"), e))?;
+    // In pieces: one CopyData message is at most 1 GB to the server ("protocol
+    // synchronization was lost" beyond it), and a table at `--scale 1000` is more.
+    let data = bytes::Bytes::from(data);
+    for start in (0..data.len()).step_by(COPY_PIECE) {
+        let piece = data.slice(start..(start + COPY_PIECE).min(data.len()));
+        sink.send(piece)
+            .await
+            .map_err(|e| DbError::new(server, format!("loading demo {target}"), e))?;
+    }
     sink.as_mut()
         .finish()
         .await

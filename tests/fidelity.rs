@@ -1345,3 +1345,81 @@ search:
         "docs takes {size} bytes, a fresh copy of its rows {fresh}"
     );
 }
+
+/// Foreign keys in a web, added during the copy by four builders at once: a ring in both
+/// directions (every table is on both sides of a cycle with each neighbour), self-references,
+/// long chords and several keys between the same two tables. Keys whose tables are disjoint
+/// are added at once, the others wait (a deadlock between two keys added in opposite
+/// directions would fail the run after `deadlock_timeout`); every key ends up in staging,
+/// validated, the schema the source's.
+#[tokio::test]
+async fn fidelity_a_web_of_foreign_keys_is_added_during_the_copy_by_several_builders() {
+    const N: usize = 40;
+    let mut schema = String::new();
+    for i in 0..N {
+        schema.push_str(&format!(
+            "CREATE TABLE t{i:02} (id int PRIMARY KEY, next int, prev int, chord int, me int, alt int);\n"
+        ));
+    }
+    for i in 0..N {
+        let next = (i + 1) % N;
+        let prev = (i + N - 1) % N;
+        let chord = (i * 7 + 3) % N;
+        schema.push_str(&format!(
+            "ALTER TABLE t{i:02} ADD FOREIGN KEY (next) REFERENCES t{next:02},
+                 ADD FOREIGN KEY (prev) REFERENCES t{prev:02},
+                 ADD FOREIGN KEY (chord) REFERENCES t{chord:02},
+                 ADD FOREIGN KEY (me) REFERENCES t{i:02},
+                 ADD CONSTRAINT t{i:02}_alt_fkey FOREIGN KEY (alt) REFERENCES t{next:02}
+                     DEFERRABLE INITIALLY DEFERRED;\n"
+        ));
+    }
+    // Rows first without references, then every reference set: the keys are checked.
+    for i in 0..N {
+        schema.push_str(&format!(
+            "INSERT INTO t{i:02} (id) SELECT g FROM generate_series(1, 30) g;\n"
+        ));
+    }
+    for i in 0..N {
+        schema.push_str(&format!(
+            "UPDATE t{i:02} SET next = 1 + id % 30, prev = 1 + (id + 1) % 30, chord = id,
+                 me = 1 + (id + 2) % 30, alt = CASE WHEN id % 3 = 0 THEN NULL ELSE id END;\n"
+        ));
+    }
+    let setup = Setup::new("fid_fkweb", &schema, "strict: off").await;
+    let config = std::fs::read_to_string(setup.config_path()).expect("config");
+    std::fs::write(
+        setup.config_path(),
+        config.replace("jobs: 2\n", "jobs: 4\n"),
+    )
+    .expect("config");
+    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let report = report(&out, &err);
+    let stages = stage_names(&report);
+    let expected = format!(
+        "indexes + analyze, {N} tables, {} foreign keys (during copy)",
+        N * 5
+    );
+    assert!(stages.contains(&expected), "{stages:?}");
+    assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "ADD CONSTRAINT t00_alt_fkey FOREIGN KEY (alt) REFERENCES public.t01(id) DEFERRABLE INITIALLY DEFERRED;",
+        ],
+    );
+    let staging = setup.staging().await;
+    let keys: (i64, i64) = (
+        harness::scalar(
+            &staging,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f'",
+        )
+        .await,
+        harness::scalar(
+            &staging,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated",
+        )
+        .await,
+    );
+    assert_eq!(keys, ((N * 5) as i64, (N * 5) as i64));
+}

@@ -48,9 +48,12 @@
 //! the referencing table (a partitioned one: all of its leaves) and the referenced one (its
 //! unique index is one of its entries; a partitioned referenced table's is an `ON ONLY`
 //! index, built after the copy, so such a key waits too). Adding one validates it against the
-//! copied rows, as the post-data restore would. They are added one at a time (two keys added
-//! at once between the same two tables, in opposite directions, would deadlock on their
-//! locks), on the connection of the build that made the last table they need ready.
+//! copied rows, as the post-data restore would. The keys one table's build made ready are
+//! added on its connection, in one round trip and one transaction; two builders add keys at
+//! once only when their tables are disjoint (keys added at once between the same two tables,
+//! in opposite directions, would deadlock on their locks: [`Shared::hold_tables`]). On the
+//! 516-table MusicBrainz schema, its 887 keys had been added one at a time, 2.2 ms each, all
+//! serialized.
 //!
 //! A failed statement fails the run (before the swap, the half-built database dropped), as a
 //! failed pg_restore does.
@@ -59,7 +62,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_postgres::Client;
 
 use crate::catalog::QualifiedName;
@@ -721,7 +724,8 @@ pub async fn run(
             built: BTreeSet::new(),
             pending: (0..plan.foreign_keys.len()).collect(),
         }),
-        one_key_at_a_time: Mutex::new(()),
+        keys_hold: std::sync::Mutex::new(BTreeSet::new()),
+        keys_released: Notify::new(),
     };
     let builders = futures_util::future::try_join_all(
         (0..workers.max(1)).map(|_| builder(plan, ready_rx.clone(), &shared, target, server)),
@@ -738,10 +742,61 @@ pub async fn run(
     Ok(built)
 }
 
-/// What the builders share: the foreign keys waiting, and the turn to add one.
+/// What the builders share: the foreign keys waiting, and the tables that keys being added
+/// hold.
 struct Shared {
     waiting: std::sync::Mutex<Waiting>,
-    one_key_at_a_time: Mutex<()>,
+    /// Tables some builder is adding foreign keys between. `ADD FOREIGN KEY` takes SHARE ROW
+    /// EXCLUSIVE on both of its tables, a lock that conflicts with itself: two keys added at
+    /// once that share a table would wait for each other, and in opposite directions
+    /// (A → B and B → A) deadlock. Keys whose tables are disjoint run at once.
+    keys_hold: std::sync::Mutex<BTreeSet<QualifiedName>>,
+    keys_released: Notify,
+}
+
+impl Shared {
+    /// Waits until none of `tables` is held by another builder's keys, then holds them all
+    /// until the guard drops. Every wait ends: a holder runs its statements (their own
+    /// waits bounded by the target's lock and statement timeouts) and releases.
+    async fn hold_tables(&self, tables: BTreeSet<QualifiedName>) -> HeldTables<'_> {
+        loop {
+            // Created before the check, so a release between the check and the wait is not
+            // missed (`notify_waiters` wakes every `Notified` created before it).
+            let released = self.keys_released.notified();
+            {
+                let mut held = self.keys_hold.lock().unwrap_or_else(|e| e.into_inner());
+                if held.is_disjoint(&tables) {
+                    held.extend(tables.iter().cloned());
+                    return HeldTables {
+                        shared: self,
+                        tables,
+                    };
+                }
+            }
+            released.await;
+        }
+    }
+}
+
+/// Tables held for foreign keys being added; released on drop (an error included).
+struct HeldTables<'a> {
+    shared: &'a Shared,
+    tables: BTreeSet<QualifiedName>,
+}
+
+impl Drop for HeldTables<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .shared
+            .keys_hold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for table in &self.tables {
+            held.remove(table);
+        }
+        drop(held);
+        self.shared.keys_released.notify_waiters();
+    }
 }
 
 /// One builder's share of the work.
@@ -824,26 +879,33 @@ async fn builder(
             Err(_) => Vec::new(),
         };
         out.tables.push(table);
-        for i in keys {
-            let key = &plan.foreign_keys[i];
-            let _turn = shared.one_key_at_a_time.lock().await;
+        if !keys.is_empty() {
+            // The keys this table made ready, in one round trip and one transaction (on
+            // schemas with hundreds of small tables the keys' commits and round trips, not
+            // their validation, were most of their cost), holding their tables.
+            let keys: Vec<&ForeignKeyEarly> = keys.iter().map(|&i| &plan.foreign_keys[i]).collect();
+            let tables: BTreeSet<QualifiedName> =
+                keys.iter().flat_map(|k| k.needs.iter().cloned()).collect();
             let mut sql = String::new();
-            for entry in &key.entries {
+            for entry in keys.iter().flat_map(|k| &k.entries) {
                 sql.push_str(&entry.sql);
                 sql.push('\n');
             }
+            let _held = shared.hold_tables(tables).await;
             c.batch_execute(&sql).await.map_err(|e| {
+                let labels: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("the {} of {}", k.entries[0].label, k.table))
+                    .collect();
                 DbError::new(
                     server,
-                    format!(
-                        "adding the {} of {} (during the copy)",
-                        key.entries[0].label, key.table
-                    ),
+                    format!("adding {} (during the copy)", labels.join(", ")),
                     e,
                 )
             })?;
-            out.ids.extend(key.entries.iter().map(|e| e.id));
-            out.foreign_keys += 1;
+            out.ids
+                .extend(keys.iter().flat_map(|k| k.entries.iter().map(|e| e.id)));
+            out.foreign_keys += keys.len();
         }
         busy += started.elapsed().as_secs_f64();
         client = Some(c);
