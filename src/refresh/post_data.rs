@@ -756,8 +756,10 @@ struct Shared {
 
 impl Shared {
     /// Waits until none of `tables` is held by another builder's keys, then holds them all
-    /// until the guard drops. Every wait ends: a holder runs its statements (their own
-    /// waits bounded by the target's lock and statement timeouts) and releases.
+    /// until the guard drops. Every wait ends: a builder takes all of its tables at once or
+    /// none (it never holds some while waiting for others), and a holder's statements touch
+    /// only tables no other builder's keys hold, so they wait on none of ours; the guard
+    /// drops when they end, failed ones included.
     async fn hold_tables(&self, tables: BTreeSet<QualifiedName>) -> HeldTables<'_> {
         loop {
             // Created before the check, so a release between the check and the wait is not
