@@ -215,19 +215,7 @@ fn demo_clean_removes_only_what_the_demo_made() {
 fn demo_rows_are_loaded_whole_across_copy_pieces() {
     let source = harness::unique_name("demopieces");
     let _cleanup = Cleanup(source.clone());
-    let out = harness::restage()
-        .args([
-            "demo",
-            "--generate-only",
-            "--scale",
-            "10",
-            "--source-db",
-            &source,
-            "--target-db",
-            &format!("{source}_stg"),
-        ])
-        .run();
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    harness::generate_demo(&source, "10");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,26 +4,10 @@
 
 use crate::harness;
 
-fn generate_demo(source: &str) {
-    let out = harness::restage()
-        .args([
-            "demo",
-            "--generate-only",
-            "--scale",
-            "0.2",
-            "--source-db",
-            source,
-            "--target-db",
-            &format!("{source}_stg"),
-        ])
-        .run();
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-}
-
 #[tokio::test]
 async fn init_then_refresh_passes_on_the_demo_database_unedited() {
     let source = harness::unique_name("init");
-    generate_demo(&source);
+    harness::generate_demo(&source, "0.2");
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().join("conf");
     let out_arg = out_dir.to_str().expect("utf-8 path");

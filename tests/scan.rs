@@ -512,19 +512,7 @@ async fn proposals_pass_on_every_fixture() {
 async fn proposals_pass_on_the_demo_database() {
     let source = harness::unique_name("scandemo");
     let staging = format!("{source}_stg");
-    let out = harness::restage()
-        .args([
-            "demo",
-            "--generate-only",
-            "--scale",
-            "0.2",
-            "--source-db",
-            &source,
-            "--target-db",
-            &staging,
-        ])
-        .run();
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    harness::generate_demo(&source, "0.2");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("restage.yaml");
     std::fs::write(

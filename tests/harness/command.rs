@@ -71,6 +71,24 @@ pub fn restage() -> Restage {
     }
 }
 
+/// `restage demo --generate-only --scale SCALE` into the database `source` (the staging
+/// database it names, `<source>_stg`, is not made); fails the test unless it exits 0.
+pub fn generate_demo(source: &str, scale: &str) {
+    let out = restage()
+        .args([
+            "demo",
+            "--generate-only",
+            "--scale",
+            scale,
+            "--source-db",
+            source,
+            "--target-db",
+            &format!("{source}_stg"),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
 impl Restage {
     /// `-c PATH`.
     pub fn config(mut self, path: impl AsRef<Path>) -> Restage {

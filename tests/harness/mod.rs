@@ -10,7 +10,7 @@ pub mod command;
 pub mod proxy;
 pub mod s3;
 
-pub use command::{Output, Restage, restage};
+pub use command::{Output, Restage, generate_demo, restage};
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
