@@ -6,6 +6,8 @@
 #   SCALE=100 JOBS=4 benches/e2e.sh
 #   MANY=0 benches/e2e.sh          # without the many-small-tables case
 #   SCALE=0 benches/e2e.sh         # only the many-small-tables case
+#   SOURCE=mydb SCALE=1000 benches/e2e.sh   # time against a database generated before (kept)
+#   SUBSET=0 benches/e2e.sh        # without the 10% subset run
 #
 # It builds the release binary, generates the demo's production database at SCALE (1 ≈ 2,000
 # users, 8,000 orders, 40,000 events; the events table is the big one), then times, each into a
@@ -23,7 +25,9 @@
 # a change is measured against its base in the same run.
 # Each is run RUNS times, interleaved, and the best and median times are printed (a shared VM's
 # timings vary by ±30% from run to run). Peak RSS of each restage run comes from /usr/bin/time.
-# Databases it makes are dropped at the end.
+# Databases it makes are dropped at the end. With SOURCE=<db>, that database is the production
+# one: generated at SCALE when it does not exist yet, reused as it is when it does, and kept at
+# the end (at scale 1000 the generation alone takes most of an hour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,8 +36,9 @@ JOBS=${JOBS:-2}
 RUNS=${RUNS:-3}
 MANY=${MANY:-1000}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+SUBSET=${SUBSET:-1}
 PREFIX=restage_bench_$$
-SRC=${PREFIX}_prod
+SRC=${SOURCE:-${PREFIX}_prod}
 WORK=$(mktemp -d)
 trap 'for db in $(psql -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE '"'"'${PREFIX}%'"'"'"); do dropdb --force "$db"; done; rm -rf "$WORK"' EXIT
 
@@ -107,9 +112,15 @@ search:
   tsvector:
     - { table: public.users, column: search, expression: \"to_tsvector('simple', first_name || ' ' || last_name)\" }"
 main_case() {
-echo "generating the demo production database at scale $SCALE ..."
-"$BIN" -q demo --generate-only --scale "$SCALE" --source-db "$SRC"
-psql -d "$SRC" -Atqc "VACUUM ANALYZE"
+if [ -n "${SOURCE:-}" ] && psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$SOURCE'" | grep -q 1; then
+    echo "reusing the production database $SOURCE (SOURCE); SCALE is not checked against it"
+else
+    echo "generating the demo production database at scale $SCALE ..."
+    t0=$(now)
+    "$BIN" -q demo --generate-only --scale "$SCALE" --source-db "$SRC"
+    psql -d "$SRC" -Atqc "VACUUM ANALYZE"
+    printf 'generated in %.0f s\n' "$(elapsed "$t0" "$(now)")"
+fi
 SIZE=$(psql -d "$SRC" -Atc "SELECT pg_size_pretty(pg_database_size(current_database()))")
 ROWS=$(psql -d "$SRC" -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables")
 echo "source: $SIZE, $ROWS rows"
@@ -124,23 +135,27 @@ rules: $WORK/empty-rules" keep
 rules: $WORK/empty-rules" keep_before
         BIN=$BEFORE run_restage "demo rules (before)" "${PREFIX}_anon" "$RULES_YAML" anon_before
     fi
-    run_restage "10% subset" "${PREFIX}_subset" "$RULES_YAML
+    if [ "$SUBSET" != 0 ]; then
+        run_restage "10% subset" "${PREFIX}_subset" "$RULES_YAML
 sample:
   tables:
     public.users: { percent: 10 }" subset
+    fi
     run_baseline
     if [ "$HAVE_PGCOPYDB" = 1 ]; then run_pgcopydb "$SRC" "${PREFIX}_pgcopydb" pgcopydb; fi
 done
 
 read -r T_keep M_keep R_keep <<< "$(stats keep)"
 read -r T_anon M_anon R_anon <<< "$(stats anon)"
-read -r T_subset M_subset R_subset <<< "$(stats subset)"
+if [ "$SUBSET" != 0 ]; then read -r T_subset M_subset R_subset <<< "$(stats subset)"; fi
 read -r T_base M_base _ <<< "$(stats base)"
 echo
 printf '%-40s %8s %8s %10s\n' "" "best" "median" "peak RSS"
 printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (keep-only)" "$T_keep" "$M_keep" "$R_keep"
 printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (demo rules)" "$T_anon" "$M_anon" "$R_anon"
-printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (10% subset, demo rules)" "$T_subset" "$M_subset" "$R_subset"
+if [ "$SUBSET" != 0 ]; then
+    printf '%-40s %7.2fs %7.2fs %6d MiB\n' "restage refresh (10% subset, demo rules)" "$T_subset" "$M_subset" "$R_subset"
+fi
 printf '%-40s %7.2fs %7.2fs\n' "pg_dump -Fd -j$JOBS | pg_restore -j$JOBS" "$T_base" "$M_base"
 if [ "$HAVE_PGCOPYDB" = 1 ]; then
     read -r T_pgc M_pgc _ <<< "$(stats pgcopydb)"
@@ -160,7 +175,7 @@ echo
 printf '(ratios of best times)\nratio keep-only / baseline:   %.2f\n' "$(echo "$T_keep / $T_base" | bc -l)"
 printf 'ratio demo rules / baseline:  %.2f\n' "$(echo "$T_anon / $T_base" | bc -l)"
 printf 'anonymization overhead:       %+.1f%% of the keep-only refresh\n' "$(echo "($T_anon - $T_keep) * 100 / $T_keep" | bc -l)"
-printf 'ratio 10%% subset / full:      %.2f\n' "$(echo "$T_subset / $T_anon" | bc -l)"
+if [ "$SUBSET" != 0 ]; then printf 'ratio 10%% subset / full:      %.2f\n' "$(echo "$T_subset / $T_anon" | bc -l)"; fi
 printf 'ratio demo rules / keep-only: %.2f\n' "$(echo "$T_anon / $T_keep" | bc -l)"
 if [ "$HAVE_PGCOPYDB" = 1 ]; then
     printf 'ratio keep-only / pgcopydb:   %.2f\n' "$(echo "$T_keep / $T_pgc" | bc -l)"
@@ -169,8 +184,8 @@ fi
 echo
 echo "stage timings of the first run (seconds):"
 python3 - "$WORK/keep.1.json" "$WORK/anon.1.json" "$WORK/subset.1.json" <<'PY'
-import json, sys
-runs = [json.load(open(p)) for p in sys.argv[1:]]
+import json, os, sys
+runs = [json.load(open(p)) if os.path.exists(p) else {"stages": [], "seconds": 0.0} for p in sys.argv[1:]]
 stages = []
 for r in runs:
     for s in r["stages"]:
