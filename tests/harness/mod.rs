@@ -273,6 +273,25 @@ where
 }
 
 /// [`scalar`] with parameters.
+/// Waits, up to 10 s, until no session is connected to database `name`, and panics if one
+/// still is: a dropped client's session ends on the server a moment after its socket
+/// closes, and commands that refuse a database in use (`copies drop`) would meet it.
+pub async fn wait_until_no_sessions(admin: &Client, name: &str) {
+    for _ in 0..200 {
+        let n: i64 = scalar_with(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await;
+        if n == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("sessions still connected to {name} after 10 s");
+}
+
 pub async fn scalar_with<T>(
     client: &Client,
     sql: &str,
