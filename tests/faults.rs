@@ -712,21 +712,7 @@ async fn source_leader_cut_before_workers_import_fails_cleanly() {
     assert_eq!(source.cut(0), 1);
     // Wait until the server has ended the leader's session (and so the exported snapshot).
     let admin = harness::connect(&harness::admin_url()).await;
-    let mut gone = false;
-    for _ in 0..200 {
-        let n: i64 = harness::scalar_with(
-            &admin,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-            &[&setup.source.name],
-        )
-        .await;
-        if n == 0 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(gone, "the leader's session ended");
+    harness::wait_until_no_sessions(&admin, &setup.source.name).await;
     child.resume();
     let (code, out, err) = child.finish(LONG);
     assert_eq!(code, 1, "{out}\n{err}");

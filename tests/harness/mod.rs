@@ -272,7 +272,6 @@ where
     scalar_with(client, sql, &[]).await
 }
 
-/// [`scalar`] with parameters.
 /// Waits, up to 10 s, until no session is connected to database `name`, and panics if one
 /// still is: a dropped client's session ends on the server a moment after its socket
 /// closes, and commands that refuse a database in use (`copies drop`) would meet it.
@@ -292,6 +291,7 @@ pub async fn wait_until_no_sessions(admin: &Client, name: &str) {
     panic!("sessions still connected to {name} after 10 s");
 }
 
+/// [`scalar`] with parameters.
 pub async fn scalar_with<T>(
     client: &Client,
     sql: &str,
