@@ -1107,12 +1107,12 @@ search:
     // partitioned events, ledger and ledger_eu (their indexes ON ONLY, the leaves' attached),
     // base and derived_child (inheritance) after it. Foreign keys during the copy: notes and
     // events (all of its leaves) to accounts, tags to itself, the ping-pong cycle; after it:
-    // refs_ledger's to the partitioned ledger (whose key is an ON ONLY index).
+    // refs_ledger's to the partitioned ledger (whose key is an ON ONLY index). The
+    // materialized view over accounts is refreshed during the copy too.
     let stages = stage_names(&report);
     assert!(
-        stages
-            .iter()
-            .any(|s| s == "indexes + analyze, 9 tables, 5 foreign keys (during copy)"),
+        stages.iter().any(|s| s
+            == "indexes + analyze, 9 tables, 5 foreign keys, 1 materialized views (during copy)"),
         "{stages:?}"
     );
     assert!(
@@ -1416,4 +1416,122 @@ async fn fidelity_a_web_of_foreign_keys_is_added_during_the_copy_by_several_buil
     let staging = setup.staging().await;
     let keys = foreign_key_counts(&staging).await;
     assert_eq!(keys, ((N * 5) as i64, 0), "(foreign keys, not validated)");
+}
+
+/// Materialized views are refreshed during the copy (issue 14) as soon as every table they
+/// read is built, through plain views, over partitions and over other materialized views —
+/// and only when the refresh cannot differ from one after the copy: a view that reads a
+/// sequence (its value is set after the copy), a function of the user's, a volatile function,
+/// a table under row security (created after the copy) or a view that waits, waits. Every
+/// view holds in staging what it holds in the source; with `refresh_materialized_views:
+/// false` none is refreshed, during the copy or after it.
+#[tokio::test]
+async fn materialized_views_refresh_during_the_copy_only_when_nothing_else_decides_them() {
+    let schema = r#"
+        CREATE TABLE accounts (id int PRIMARY KEY, region text NOT NULL);
+        CREATE TABLE orders (id int PRIMARY KEY, account int NOT NULL REFERENCES accounts (id), total int NOT NULL);
+        CREATE TABLE measures (at date NOT NULL, v int NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE measures_a PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+        CREATE TABLE measures_b PARTITION OF measures FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+        CREATE TABLE secured (id int PRIMARY KEY, owner text NOT NULL);
+        ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
+        CREATE SEQUENCE tick;
+        INSERT INTO accounts SELECT g, 'r' || g % 3 FROM generate_series(1, 30) g;
+        INSERT INTO orders SELECT g, 1 + g % 30, g % 100 FROM generate_series(1, 600) g;
+        INSERT INTO measures SELECT '2024-01-01'::date + g % 360, g FROM generate_series(1, 1000) g;
+        INSERT INTO secured SELECT g, 'o' || g FROM generate_series(1, 7) g;
+        SELECT setval('tick', 42);
+        CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM orders';
+        CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 50;
+        -- During the copy: through a view; over it; over partitions.
+        CREATE MATERIALIZED VIEW per_account AS
+            SELECT a.id, a.region, count(o.id) AS n, coalesce(sum(o.total), 0) AS s
+              FROM accounts a LEFT JOIN big_orders o ON o.account = a.id GROUP BY a.id, a.region;
+        CREATE MATERIALIZED VIEW per_region AS SELECT region, sum(s) AS s FROM per_account GROUP BY region;
+        CREATE MATERIALIZED VIEW per_month AS
+            SELECT date_trunc('month', at::timestamp) AS m, sum(v) AS v FROM measures GROUP BY 1;
+        -- After the copy.
+        CREATE MATERIALIZED VIEW with_sequence AS SELECT last_value FROM tick;
+        CREATE MATERIALIZED VIEW with_function AS SELECT order_count() AS n;
+        CREATE MATERIALIZED VIEW over_waiting AS SELECT n + 1 AS n FROM with_function;
+        CREATE MATERIALIZED VIEW with_volatile AS SELECT count(*) AS n FROM orders WHERE random() >= 0;
+        CREATE MATERIALIZED VIEW over_secured AS SELECT count(*) AS n FROM secured;
+    "#;
+    let setup = Setup::new("fid_mviews", schema, "strict: off").await;
+    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let stages = stage_names(&report(&out, &err));
+    assert!(
+        stages.contains(
+            &"indexes + analyze, 5 tables, 1 foreign keys, 3 materialized views (during copy)"
+                .to_string()
+        ),
+        "{stages:?}"
+    );
+    let views = [
+        (
+            "per_account",
+            "SELECT id, region, n, s FROM per_account ORDER BY id",
+        ),
+        (
+            "per_region",
+            "SELECT region, s FROM per_region ORDER BY region",
+        ),
+        ("per_month", "SELECT m::text, v FROM per_month ORDER BY m"),
+        ("with_sequence", "SELECT last_value FROM with_sequence"),
+        ("with_function", "SELECT n FROM with_function"),
+        ("over_waiting", "SELECT n FROM over_waiting"),
+        ("with_volatile", "SELECT n FROM with_volatile"),
+        ("over_secured", "SELECT n FROM over_secured"),
+    ];
+    let source = setup.source.client().await;
+    let staging = setup.staging().await;
+    let text = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Vec<Option<String>>> {
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for (view, sql) in views {
+        let want = text(source.simple_query(sql).await.expect("source view"));
+        let got = text(staging.simple_query(sql).await.expect("staging view"));
+        assert!(!want.is_empty(), "{view}");
+        assert_eq!(
+            got, want,
+            "{view} in staging holds what it holds in the source"
+        );
+    }
+    let sequence: String = staging
+        .query_one("SELECT last_value::text FROM with_sequence", &[])
+        .await
+        .expect("with_sequence")
+        .get(0);
+    assert_eq!(sequence, "42", "refreshed after the sequences are set");
+    drop(staging);
+
+    // Refreshing turned off: nothing is refreshed, during the copy or after it.
+    let config = std::fs::read_to_string(setup.config_path()).expect("config");
+    std::fs::write(
+        setup.config_path(),
+        format!("{config}search:\n  refresh_materialized_views: false\n"),
+    )
+    .expect("config");
+    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let stages = stage_names(&report(&out, &err));
+    assert!(
+        stages.contains(&"indexes + analyze, 5 tables, 1 foreign keys (during copy)".to_string()),
+        "{stages:?}"
+    );
+    let staging = setup.staging().await;
+    let populated: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_class WHERE relkind = 'm' AND relispopulated",
+    )
+    .await;
+    assert_eq!(populated, 0, "no view refreshed");
 }

@@ -21,7 +21,7 @@
 //! Any failure before the swap's COMMIT drops the database this run built: staging stays as
 //! it was (exit 1; exit 3 for a failed verification).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -528,6 +528,7 @@ async fn build(
             tools,
             archive: &archive,
             endpoint: &target,
+            refreshed_views: &BTreeSet::new(),
         },
         &settings.search,
         &names,

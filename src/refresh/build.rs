@@ -138,6 +138,7 @@ pub async fn build(
                 snapshot.leader(),
                 &settings.source.display,
                 &candidates,
+                settings.search.refresh_materialized_views,
             )
             .await?;
             Ok::<_, Error>((early, started.elapsed().as_secs_f64()))
@@ -285,14 +286,19 @@ pub async fn build(
     ));
     let mut analyzed_early = BTreeSet::new();
     let mut derived_early = Vec::new();
+    let mut views_early = BTreeSet::new();
     if let (Some(early), Some(built)) = (&early, built_early) {
         // Reported as what they are: time spent on other connections while the copy ran
         // (overlapped with "data", not added to it), and the wait after the last table.
         stages.push(timing(
             &format!(
-                "indexes + analyze, {} tables, {} foreign keys (during copy)",
+                "indexes + analyze, {} tables, {} foreign keys{} (during copy)",
                 built.tables.len(),
-                built.foreign_keys
+                built.foreign_keys,
+                match built.views.len() {
+                    0 => String::new(),
+                    n => format!(", {n} materialized views"),
+                }
             ),
             built.busy_seconds,
         ));
@@ -310,6 +316,7 @@ pub async fn build(
         );
         analyzed_early = built.tables;
         derived_early = built.derived_columns;
+        views_early = built.views;
     }
     pause::point("data-done").await;
     // What the stream counted: a leak or a rule that changed nothing fails the run now,
@@ -360,6 +367,7 @@ pub async fn build(
             tools,
             archive: &archive,
             endpoint: &target,
+            refreshed_views: &views_early,
         },
         &search,
         &names,

@@ -38,6 +38,8 @@ pub enum Database<'a> {
         tools: &'a PgTools,
         archive: &'a SchemaArchive,
         endpoint: &'a PgEndpoint,
+        /// Materialized views already refreshed during the copy: not refreshed again.
+        refreshed_views: &'a BTreeSet<QualifiedName>,
     },
     /// The live staging database: its indexes exist; a plain VACUUM follows the updates.
     Live,
@@ -72,19 +74,23 @@ pub async fn post_load(
         done.derived_columns = recompute_derived(client, server, &search.derived, compact).await?;
         done.stages.push(step.done("derived columns"));
     }
+    let mut refreshed_early = &BTreeSet::new();
     if let Database::New {
         tools,
         archive,
         endpoint,
+        refreshed_views,
     } = database
     {
+        refreshed_early = refreshed_views;
         let step = Step::start(ui, "indexes");
         schema::restore(tools, archive, endpoint, schema::Section::PostData, jobs).await?;
         done.stages.push(step.done("schema (post-data)"));
     }
     if search.refresh_materialized_views {
         let step = Step::start(ui, "materialized views");
-        done.materialized_views = refresh_materialized_views(client, server).await?;
+        done.materialized_views =
+            refresh_materialized_views(client, server, refreshed_early).await?;
         done.stages.push(step.done("materialized views"));
     }
     reindex(client, server, &search.reindex).await?;
@@ -481,9 +487,14 @@ pub async fn materialized_views_in_order(
 pub async fn refresh_materialized_views(
     client: &Client,
     server: &str,
+    refreshed: &BTreeSet<QualifiedName>,
 ) -> Result<Vec<String>, DbError> {
     let mut done = Vec::new();
     for view in materialized_views_in_order(client, server).await? {
+        if refreshed.contains(&view) {
+            done.push(view.to_string());
+            continue;
+        }
         client
             .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", view.sql()))
             .await
