@@ -1422,7 +1422,8 @@ async fn fidelity_a_web_of_foreign_keys_is_added_during_the_copy_by_several_buil
 /// read is built, through plain views, over partitions and over other materialized views —
 /// and only when the refresh cannot differ from one after the copy: a view that reads a
 /// sequence (its value is set after the copy), a function of the user's, a volatile function,
-/// a table under row security (created after the copy) or a view that waits, waits. Every
+/// a table under row security (created after the copy), a query given as text
+/// (`query_to_xml`), a volatile call inside a plain view, or a view that waits, waits. Every
 /// view holds in staging what it holds in the source; with `refresh_materialized_views:
 /// false` none is refreshed, during the copy or after it.
 #[tokio::test]
@@ -1456,10 +1457,39 @@ async fn materialized_views_refresh_during_the_copy_only_when_nothing_else_decid
         CREATE MATERIALIZED VIEW over_waiting AS SELECT n + 1 AS n FROM with_function;
         CREATE MATERIALIZED VIEW with_volatile AS SELECT count(*) AS n FROM orders WHERE random() >= 0;
         CREATE MATERIALIZED VIEW over_secured AS SELECT count(*) AS n FROM secured;
+        -- A query given as text, which records no dependency at all; a volatile call inside a
+        -- plain view.
+        CREATE MATERIALIZED VIEW with_xml AS
+            SELECT query_to_xml('SELECT count(*) AS n FROM public.orders', false, false, '')::text AS x;
+        CREATE VIEW sampled_orders AS SELECT * FROM orders WHERE random() >= 0;
+        CREATE MATERIALIZED VIEW over_volatile_view AS SELECT count(*) AS n FROM sampled_orders;
     "#;
     let setup = Setup::new("fid_mviews", schema, "strict: off").await;
-    let (code, out, err) = setup.run(&["--json", "refresh"]);
+    let (code, out, err) = setup.run(&["-vv", "--json", "refresh"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // Which ones were refreshed during the copy, by name (the debug line of each).
+    for view in ["per_account", "per_region", "per_month"] {
+        assert!(
+            err.contains(&format!(
+                "materialized view refreshed during the copy view=public.{view}"
+            )),
+            "{view} during the copy:\n{err}"
+        );
+    }
+    for view in [
+        "with_sequence",
+        "with_function",
+        "over_waiting",
+        "with_volatile",
+        "over_secured",
+        "with_xml",
+        "over_volatile_view",
+    ] {
+        assert!(
+            !err.contains(&format!("view=public.{view} ")),
+            "{view} waits for the copy:\n{err}"
+        );
+    }
     let stages = stage_names(&report(&out, &err));
     assert!(
         stages.contains(
@@ -1483,6 +1513,8 @@ async fn materialized_views_refresh_during_the_copy_only_when_nothing_else_decid
         ("over_waiting", "SELECT n FROM over_waiting"),
         ("with_volatile", "SELECT n FROM with_volatile"),
         ("over_secured", "SELECT n FROM over_secured"),
+        ("with_xml", "SELECT x FROM with_xml"),
+        ("over_volatile_view", "SELECT n FROM over_volatile_view"),
     ];
     let source = setup.source.client().await;
     let staging = setup.staging().await;

@@ -567,10 +567,14 @@ enum ViewDep {
 /// after it would: so a view qualifies only when its query reads nothing but tables (their
 /// rows are final once built: derived columns recomputed, sequences do not matter) and
 /// materialized views that qualify, and calls only PostgreSQL's own immutable or stable
-/// functions and operators, not the `*_to_xml` family that reads tables by name. Row
+/// functions and operators, not those that run a query given as text (the `*_xml*` family,
+/// `ts_stat`, `ts_rewrite`). Row
 /// security is created after the copy (post-data), so a table under it makes the view wait
 /// for it. Anything else is refreshed after the copy, as before.
 async fn view_plans(source: &Client, server: &str) -> Result<Vec<ViewEarly>, DbError> {
+    // Functions PostgreSQL created at initdb are pinned: no dependency is recorded on them, so
+    // the functions a query calls are read from its stored tree instead (every call,
+    // operator, aggregate and window function names its function's oid there).
     let rows = source
         .query(
             "SELECT r.ev_class, v.relkind = 'm', vn.nspname::text, v.relname::text,
@@ -585,16 +589,20 @@ async fn view_plans(source: &Client, server: &str) -> Result<Vec<ViewEarly>, DbE
                             JOIN pg_class l ON l.oid = t.relid
                            WHERE t.isleaf AND c.relkind = 'p' ORDER BY t.relid),
                     EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid),
-                    p.provolatile::text, p.proname::text
+                    EXISTS (SELECT 1
+                              FROM regexp_matches(r.ev_action::text,
+                                       ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m(f)
+                              JOIN pg_proc p ON p.oid = m.f[1]::oid
+                             WHERE p.oid >= 16384 OR p.provolatile = 'v'
+                                OR p.proname ~ '(xml|^ts_stat$|^ts_rewrite$)')
                FROM pg_rewrite r
                JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('m', 'v')
                JOIN pg_namespace vn ON vn.oid = v.relnamespace
-               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+               LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                    AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = r.ev_class)
                LEFT JOIN pg_class c ON d.refclassid = 'pg_class'::regclass AND c.oid = d.refobjid
                LEFT JOIN pg_namespace cn ON cn.oid = c.relnamespace
-               LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
-              WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = r.ev_class)",
+              WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')",
             &[],
         )
         .await
@@ -609,17 +617,26 @@ async fn view_plans(source: &Client, server: &str) -> Result<Vec<ViewEarly>, DbE
                 view,
             );
         }
-        let catalog: String = r.get(4);
+        let view_deps = deps.entry(view).or_default();
+        if r.get::<_, bool>(13) {
+            view_deps.push(ViewDep::Unsettled);
+        }
+        // None: the query depends on nothing but PostgreSQL's own objects.
+        let Some(catalog) = r.get::<_, Option<String>>(4) else {
+            continue;
+        };
         let oid: u32 = r.get(5);
         let dep = match catalog.as_str() {
             "pg_class" => {
                 let kind: Option<String> = r.get(6);
                 let name = || QualifiedName::new(r.get::<_, String>(7), r.get::<_, String>(8));
                 let secured: bool = r.get(9);
+                let has_children: bool = r.get(12);
                 match kind.as_deref() {
                     _ if secured => ViewDep::Unsettled,
-                    // A parent of old-style inheritance reads its children: it is never
-                    // built during the copy, so the view waits for it.
+                    // A parent of old-style inheritance reads its children, which may still
+                    // be copying.
+                    Some("r") if has_children => ViewDep::Unsettled,
                     Some("r") => ViewDep::Tables(vec![name()]),
                     Some("p") => {
                         let schemas: Vec<String> = r.get(10);
@@ -636,25 +653,14 @@ async fn view_plans(source: &Client, server: &str) -> Result<Vec<ViewEarly>, DbE
                     Some("m") => ViewDep::MaterializedView(name()),
                     _ => ViewDep::Unsettled,
                 }
-                .with_inheritance(r.get(12))
             }
-            "pg_proc" => {
-                let volatility: Option<String> = r.get(13);
-                let name: Option<String> = r.get(14);
-                let own = oid < FIRST_NORMAL_OID;
-                let settled = matches!(volatility.as_deref(), Some("i" | "s"))
-                    && !name.is_some_and(|n| n.contains("xml"));
-                if own && settled {
-                    continue;
-                }
-                ViewDep::Unsettled
-            }
-            "pg_operator" | "pg_cast" if oid < FIRST_NORMAL_OID => continue,
+            // The functions themselves are judged from the query's tree (above).
+            "pg_proc" | "pg_operator" | "pg_cast" if oid < FIRST_NORMAL_OID => continue,
             "pg_type" | "pg_collation" | "pg_namespace" | "pg_constraint" | "pg_ts_config"
             | "pg_ts_dict" => continue,
             _ => ViewDep::Unsettled,
         };
-        deps.entry(view).or_default().push(dep);
+        view_deps.push(dep);
     }
     let mut out = Vec::new();
     for (name, oid) in materialized {
@@ -669,16 +675,6 @@ async fn view_plans(source: &Client, server: &str) -> Result<Vec<ViewEarly>, DbE
         }
     }
     Ok(out)
-}
-
-impl ViewDep {
-    /// An inheritance parent's rows include its children's, which may still be copying.
-    fn with_inheritance(self, has_children: bool) -> ViewDep {
-        match self {
-            ViewDep::Tables(_) if has_children => ViewDep::Unsettled,
-            dep => dep,
-        }
-    }
 }
 
 /// Adds what the query of `view` reads to `into`, through plain views; false when it reads
@@ -1192,15 +1188,7 @@ async fn refresh_ready_views(
             None => db::connect(target, db::Role::Target).await?,
         };
         let view_started = Instant::now();
-        p.batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", view.sql()))
-            .await
-            .map_err(|e| {
-                DbError::new(
-                    server,
-                    format!("refreshing materialized view {view} (during the copy)"),
-                    e,
-                )
-            })?;
+        reindex::refresh_view(&p, server, view).await?;
         plain = Some(p);
         tracing::debug!(
             %view,
@@ -1221,12 +1209,7 @@ async fn refresh_ready_views(
 /// panicked holding it: they are left to after the copy).
 fn take_ready_views(shared: &Shared, plan: &EarlyPlan) -> Vec<usize> {
     match shared.waiting.lock() {
-        Ok(mut waiting) => {
-            let mut ready = waiting.ready_views(plan);
-            // Popped from the end: in name order.
-            ready.reverse();
-            ready
-        }
+        Ok(mut waiting) => waiting.ready_views(plan),
         Err(_) => Vec::new(),
     }
 }

@@ -495,13 +495,22 @@ pub async fn refresh_materialized_views(
             done.push(view.to_string());
             continue;
         }
-        client
-            .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", view.sql()))
-            .await
-            .map_err(|e| DbError::new(server, format!("refreshing materialized view {view}"), e))?;
+        refresh_view(client, server, &view).await?;
         done.push(view.to_string());
     }
     Ok(done)
+}
+
+/// Refreshes one materialized view (after the copy, or during it: [`super::post_data`]).
+pub async fn refresh_view(
+    client: &Client,
+    server: &str,
+    view: &QualifiedName,
+) -> Result<(), DbError> {
+    client
+        .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", view.sql()))
+        .await
+        .map_err(|e| DbError::new(server, format!("refreshing materialized view {view}"), e))
 }
 
 /// Rebuilds the named indexes.
