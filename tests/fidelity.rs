@@ -1020,6 +1020,96 @@ async fn fidelity_a_refresh_of_pagila_is_faithful() {
     );
 }
 
+/// Issue 14: a big table's plain indexes are built on two sessions at once (as pg_restore -j
+/// builds them), after its constraints, statistics and the index entries that do more than
+/// create an index (CLUSTER ON, SET STATISTICS); a small table keeps its one round trip. The
+/// schema is the source's all the same — comments on the shared indexes, unique, partial and
+/// expression indexes, the clustered index, the statistics target — every index valid, the
+/// rows the same, and the table analyzed after its last index.
+#[tokio::test]
+async fn a_big_tables_plain_indexes_build_on_two_sessions_and_are_the_sources() {
+    let schema = r#"
+        CREATE TABLE wide (id int PRIMARY KEY, a int NOT NULL, b text NOT NULL, c int, d date,
+                           CONSTRAINT wide_c_check CHECK (c >= 0));
+        CREATE INDEX wide_a_idx ON wide (a);
+        COMMENT ON INDEX wide_a_idx IS 'by a';
+        CREATE UNIQUE INDEX wide_b_key ON wide (b);
+        CREATE INDEX wide_c_partial ON wide (c) WHERE c > 100;
+        CREATE INDEX "Wide lower b" ON wide (lower(b)) WITH (fillfactor = 80);
+        COMMENT ON INDEX "Wide lower b" IS 'case-insensitive';
+        CREATE INDEX wide_d_idx ON wide (d);
+        ALTER INDEX "Wide lower b" ALTER COLUMN 1 SET STATISTICS 300;
+        CREATE INDEX wide_ad_idx ON wide (a, d);
+        ALTER TABLE wide CLUSTER ON wide_ad_idx;
+        CREATE STATISTICS wide_stats (dependencies) ON a, c FROM wide;
+        INSERT INTO wide SELECT g, g % 1000, 'row number ' || g || ' of the wide table', g % 500,
+                                '2024-01-01'::date + g % 365
+                           FROM generate_series(1, 150000) g;
+        CREATE TABLE small (id int PRIMARY KEY, a int, b text);
+        CREATE INDEX small_a_idx ON small (a);
+        CREATE INDEX small_b_idx ON small (b);
+        INSERT INTO small SELECT g, g, 's' || g FROM generate_series(1, 100) g;
+    "#;
+    let setup = Setup::new("fid_shared", schema, "strict: off").await;
+    let source = setup.source.client().await;
+    let heap: i64 = harness::scalar(&source, "SELECT pg_relation_size('wide')").await;
+    assert!(
+        heap >= 8 << 20,
+        "the test table is big enough to be shared: {heap} bytes"
+    );
+    let (code, out, err) = setup.run(&["-vv", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // wide_a_idx, wide_b_key, wide_c_partial and wide_d_idx; "Wide lower b" (SET
+    // STATISTICS) and wide_ad_idx (CLUSTER ON) go with the constraints first.
+    let shared: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("plain indexes built on two sessions at once"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:?}\n{err}");
+    assert!(
+        shared[0].contains("table=public.wide") && shared[0].contains("indexes=4"),
+        "{shared:?}"
+    );
+    assert_eq!(
+        harness::table_checksums(&setup.staging_url()).await,
+        harness::table_checksums(&setup.source.url()).await
+    );
+    assert_staging_schema_is_sources(
+        &setup,
+        &[
+            "COMMENT ON INDEX public.wide_a_idx IS 'by a';",
+            "CREATE UNIQUE INDEX wide_b_key ON public.wide USING btree (b);",
+            "CREATE INDEX wide_c_partial ON public.wide USING btree (c) WHERE (c > 100);",
+            "COMMENT ON INDEX public.\"Wide lower b\" IS 'case-insensitive';",
+            "ALTER INDEX public.\"Wide lower b\" ALTER COLUMN 1 SET STATISTICS 300;",
+            "ALTER TABLE public.wide CLUSTER ON wide_ad_idx;",
+            "CREATE STATISTICS public.wide_stats (dependencies) ON a, c FROM public.wide;",
+        ],
+    );
+    let staging = harness::connect(&setup.staging_url()).await;
+    let invalid: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+          WHERE c.relname IN ('wide', 'small') AND NOT (i.indisvalid AND i.indisready)",
+    )
+    .await;
+    assert_eq!(invalid, 0);
+    let indexes: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+          WHERE c.relname = 'wide'",
+    )
+    .await;
+    assert_eq!(indexes, 7);
+    // Analyzed after its last index: the expression index has its statistics.
+    let expression_stats: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM pg_stats WHERE tablename = 'Wide lower b'",
+    )
+    .await;
+    assert_eq!(expression_stats, 1);
+}
+
 /// Issue 14: a plain table's indexes, keys and ANALYZE are built as soon as its data is in,
 /// while other tables still copy (refresh/post_data.rs), from exactly pg_restore's statements;
 /// a leaf partition too (its parent's index and the attachment after the data); an

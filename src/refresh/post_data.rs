@@ -44,6 +44,19 @@
 //! after the first load). The others get all of their post-data after the copy, and are
 //! analyzed then.
 //!
+//! **A big table's indexes on two sessions.** A table's entries go in one round trip on its
+//! builder's session — except a table of at least [`SHARED_BUILD_MIN_BYTES`] in the source
+//! with two or more plain indexes: its constraints, statistics and the index entries that do
+//! more than create an index go first, then its plain `CREATE INDEX`es are shared between
+//! that session and a second one of the same builder, at once (two `CREATE INDEX` on one
+//! table do not wait for each other; `ADD CONSTRAINT` would: [`shared_units`]), then ANALYZE.
+//! Before, the last big table's indexes were built one after another while the other
+//! builder sat idle (benches/README.md, seventh round). pg_restore -j shares them the same
+//! way. So up to two builds a builder run at once (`2 × jobs` sessions at most), only for
+//! big tables. The primary key itself is still built alone: building it as a unique index and
+//! attaching it (`ADD CONSTRAINT … USING INDEX`, as pgcopydb does) would mean writing index
+//! SQL of our own instead of running pg_restore's.
+//!
 //! **Derived columns** (`search.tsvector`) are recomputed here too, first, before the table's
 //! indexes ([`reindex::recompute_derived`], one table rewrite), on a session of their own
 //! with the server's defaults (not pg_restore's settings: an expression is run as the
@@ -87,6 +100,11 @@ const PER_TABLE: [&str; 4] = ["INDEX", "CONSTRAINT", "CHECK CONSTRAINT", "STATIS
 
 /// The entry type of a foreign key, added once the tables it needs are built.
 const FOREIGN_KEY: &str = "FK CONSTRAINT";
+
+/// A table at least this big in the source (heap bytes) has its plain indexes built on two
+/// sessions at once when it has two or more ([`EarlyPlan::shared`]); a smaller one keeps its
+/// one round trip (on schemas of hundreds of small tables the round trips were the cost).
+const SHARED_BUILD_MIN_BYTES: i64 = 8 << 20;
 
 /// One entry of the post-data SQL, as pg_restore wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +275,9 @@ pub struct EarlyPlan {
     foreign_keys: Vec<ForeignKeyEarly>,
     /// Materialized views refreshed during the copy, by name.
     views: Vec<ViewEarly>,
+    /// The big tables whose plain indexes are built on two sessions at once (see
+    /// [`shared_units`]).
+    shared: BTreeSet<QualifiedName>,
 }
 
 /// A materialized view refreshed during the copy (see [`view_plans`]): as soon as every
@@ -414,7 +435,7 @@ pub async fn plan(
         );
         return Ok(None);
     };
-    let eligible = eligible_tables(source, source_server, candidates).await?;
+    let (eligible, big) = eligible_tables(source, source_server, candidates).await?;
     let per_table: Vec<(&TocEntry, &Block, &String)> = matched
         .iter()
         .zip(&blocks)
@@ -451,6 +472,7 @@ pub async fn plan(
         } else {
             Vec::new()
         },
+        shared: BTreeSet::new(),
     };
     let foreign_keys = foreign_key_tables(
         source,
@@ -539,7 +561,48 @@ pub async fn plan(
         });
         last_early = Some(Last::Table(table.clone()));
     }
+    plan.shared = plan
+        .entries
+        .iter()
+        .filter(|(table, entries)| big.contains(*table) && shared_units(entries).1.len() >= 2)
+        .map(|(table, _)| table.clone())
+        .collect();
     Ok(Some(plan))
+}
+
+/// A table's entries as one part that runs first, on one session, in the archive's order
+/// (constraints, CHECKs, statistics, and any index whose entry does more than create it),
+/// and the plain indexes, each with its comments, which can run at once on several sessions.
+/// `ADD CONSTRAINT` takes an ACCESS EXCLUSIVE lock on the table, and `CREATE STATISTICS` and
+/// `CLUSTER ON` a SHARE UPDATE EXCLUSIVE one, both of which would make a `CREATE INDEX` on
+/// another session wait; two `CREATE INDEX` (SHARE locks) do not wait for each other, as
+/// pg_restore -j runs them. An index entry that holds another statement (`ALTER TABLE …
+/// CLUSTER ON`, `REPLICA IDENTITY`, `ALTER INDEX … SET STATISTICS`) stays in the first part.
+fn shared_units(entries: &[Early]) -> (Vec<&Early>, Vec<Vec<&Early>>) {
+    let plain = |e: &Early| {
+        e.label.starts_with("INDEX ")
+            && (e.sql.starts_with("CREATE INDEX ") || e.sql.starts_with("CREATE UNIQUE INDEX "))
+            && !e.sql.contains("\nALTER ")
+    };
+    let mut first = Vec::new();
+    let mut units: Vec<Vec<&Early>> = Vec::new();
+    // Whether the last entry that was not a comment went to `units`.
+    let mut last_plain = false;
+    for e in entries {
+        if e.label.starts_with("COMMENT ") {
+            match units.last_mut() {
+                Some(unit) if last_plain => unit.push(e),
+                _ => first.push(e),
+            }
+        } else if plain(e) {
+            units.push(vec![e]);
+            last_plain = true;
+        } else {
+            first.push(e);
+            last_plain = false;
+        }
+    }
+    (first, units)
 }
 
 /// The first object id of a user's or an extension's objects (`FirstNormalObjectId`): the
@@ -774,17 +837,18 @@ async fn foreign_key_tables(
         .collect())
 }
 
-/// The candidates that are plain tables or leaf partitions: oid → name.
+/// The candidates that are plain tables or leaf partitions: oid → name; and those of them
+/// of at least [`SHARED_BUILD_MIN_BYTES`].
 async fn eligible_tables(
     source: &Client,
     server: &str,
     candidates: &BTreeSet<QualifiedName>,
-) -> Result<HashMap<u32, QualifiedName>, DbError> {
+) -> Result<(HashMap<u32, QualifiedName>, BTreeSet<QualifiedName>), DbError> {
     let schemas: Vec<&str> = candidates.iter().map(|t| t.schema.as_str()).collect();
     let names: Vec<&str> = candidates.iter().map(|t| t.name.as_str()).collect();
     let rows = source
         .query(
-            "SELECT c.oid, n.nspname::text, c.relname::text
+            "SELECT c.oid, n.nspname::text, c.relname::text, pg_relation_size(c.oid) >= $3
                FROM unnest($1::text[], $2::text[]) AS u(s, r)
                JOIN pg_namespace n ON n.nspname = u.s
                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.r
@@ -792,7 +856,7 @@ async fn eligible_tables(
                 AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
                 AND (c.relispartition
                      OR NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid))",
-            &[&schemas, &names],
+            &[&schemas, &names, &SHARED_BUILD_MIN_BYTES],
         )
         .await
         .map_err(|e| {
@@ -802,15 +866,16 @@ async fn eligible_tables(
                 e,
             )
         })?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.get::<_, u32>(0),
-                QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            )
-        })
-        .collect())
+    let mut eligible = HashMap::new();
+    let mut big = BTreeSet::new();
+    for r in rows {
+        let name = QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2));
+        if r.get::<_, bool>(3) {
+            big.insert(name.clone());
+        }
+        eligible.insert(r.get::<_, u32>(0), name);
+    }
+    Ok((eligible, big))
 }
 
 /// The table of each index, constraint (primary key, unique, exclusion, check) and
@@ -1045,6 +1110,8 @@ async fn builder(
     run_started: Instant,
 ) -> Result<BuilderDone> {
     let mut client: Option<Client> = None;
+    // The second session of a big table's plain indexes (opened on the first such table).
+    let mut helper: Option<Client> = None;
     // The derived columns' session: the server's defaults, not pg_restore's settings.
     let mut plain: Option<Client> = None;
     let mut out = BuilderDone::default();
@@ -1064,40 +1131,75 @@ async fn builder(
         }
         let c = match client.take() {
             Some(c) => c,
-            None => {
-                let c = db::connect(target, db::Role::Target).await?;
-                c.batch_execute(&plan.preamble).await.map_err(|e| {
-                    DbError::new(server, "setting up a session for the per-table indexes", e)
-                })?;
-                c
-            }
+            None => session(target, server, &plan.preamble).await?,
         };
-        // One round trip a table: its entries in the archive's order, then ANALYZE (after
-        // the indexes, so that expression indexes get their statistics), in one implicit
-        // transaction: a failure leaves none of them.
         let entries = plan.entries.get(&table).map(Vec::as_slice).unwrap_or(&[]);
-        let mut sql = String::new();
-        for entry in entries {
-            sql.push_str(&entry.sql);
-            sql.push('\n');
-        }
-        sql.push_str(&format!("ANALYZE {};", table.sql()));
-        let what = if entries.is_empty() {
-            format!("analyzing {table}")
-        } else {
-            let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
-            format!(
-                "building the indexes and keys of {table} ({}) and analyzing it",
-                labels.join(", ")
-            )
-        };
-        // The testing hook's `post-data` point: the first build started, not finished.
-        let (result, ()) = tokio::join!(c.batch_execute(&sql), async {
-            if !entries.is_empty() {
-                super::pause::point("post-data").await;
+        let what = |entries: &[&Early]| {
+            if entries.is_empty() {
+                format!("analyzing {table}")
+            } else {
+                let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
+                format!(
+                    "building the indexes and keys of {table} ({}) and analyzing it",
+                    labels.join(", ")
+                )
             }
-        });
-        result.map_err(|e| DbError::new(server, what, e))?;
+        };
+        let analyze = format!("ANALYZE {};", table.sql());
+        if plan.shared.contains(&table) {
+            // A big table's plain indexes on two sessions at once, after the rest of its
+            // entries (see `shared_units`), then ANALYZE. Not one transaction: a failure
+            // fails the run, and the half-built database is dropped.
+            let (first, units) = shared_units(entries);
+            let (mut mine, mut theirs) = (String::new(), String::new());
+            let (mut mine_labels, mut theirs_labels) = (Vec::new(), Vec::new());
+            for (i, unit) in units.iter().enumerate() {
+                let (sql, labels) = if i % 2 == 0 {
+                    (&mut mine, &mut mine_labels)
+                } else {
+                    (&mut theirs, &mut theirs_labels)
+                };
+                for entry in unit {
+                    sql.push_str(&entry.sql);
+                    sql.push('\n');
+                    labels.push(*entry);
+                }
+            }
+            let first_sql = joined(&first);
+            let (result, ()) = tokio::join!(c.batch_execute(&first_sql), async {
+                super::pause::point("post-data").await;
+            });
+            result.map_err(|e| DbError::new(server, what(&first), e))?;
+            let other = match helper.take() {
+                Some(h) => h,
+                None => session(target, server, &plan.preamble).await?,
+            };
+            let (a, b) = tokio::join!(c.batch_execute(&mine), other.batch_execute(&theirs));
+            a.map_err(|e| DbError::new(server, what(&mine_labels), e))?;
+            b.map_err(|e| DbError::new(server, what(&theirs_labels), e))?;
+            helper = Some(other);
+            c.batch_execute(&analyze)
+                .await
+                .map_err(|e| DbError::new(server, what(&[]), e))?;
+            tracing::debug!(
+                %table,
+                indexes = units.len(),
+                "plain indexes built on two sessions at once"
+            );
+        } else {
+            // One round trip a table: its entries in the archive's order, then ANALYZE
+            // (after the indexes, so that expression indexes get their statistics), in one
+            // implicit transaction: a failure leaves none of them.
+            let all: Vec<&Early> = entries.iter().collect();
+            let sql = format!("{}{analyze}", joined(&all));
+            // The testing hook's `post-data` point: the first build started, not finished.
+            let (result, ()) = tokio::join!(c.batch_execute(&sql), async {
+                if !entries.is_empty() {
+                    super::pause::point("post-data").await;
+                }
+            });
+            result.map_err(|e| DbError::new(server, what(&all), e))?;
+        }
         tracing::debug!(
             %table,
             entries = entries.len(),
@@ -1166,6 +1268,25 @@ async fn builder(
     }
     out.seconds = busy;
     Ok(out)
+}
+
+/// A session for the per-table builds: pg_restore's settings (`preamble`).
+async fn session(target: &PgEndpoint, server: &str, preamble: &str) -> Result<Client> {
+    let c = db::connect(target, db::Role::Target).await?;
+    c.batch_execute(preamble)
+        .await
+        .map_err(|e| DbError::new(server, "setting up a session for the per-table indexes", e))?;
+    Ok(c)
+}
+
+/// The statements of `entries`, one after the other.
+fn joined(entries: &[&Early]) -> String {
+    let mut sql = String::new();
+    for entry in entries {
+        sql.push_str(&entry.sql);
+        sql.push('\n');
+    }
+    sql
 }
 
 /// Refreshes the materialized views ready now, then those their refresh made ready, on
@@ -1296,6 +1417,77 @@ mod tests {
     fn a_meta_command_inside_an_entry_refuses_the_split() {
         let sql = "--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: -\n--\n\n\\connect other\nALTER TABLE t ADD PRIMARY KEY (id);\n";
         assert!(split(sql).is_none());
+    }
+
+    /// A big table's entries: constraints, statistics and the index entries that do more
+    /// than create an index run first; each plain index, with the comments after it, is a
+    /// unit of its own; a comment after a first-part entry stays with it.
+    #[test]
+    fn plain_indexes_are_units_of_their_own() {
+        let e = |label: &str, sql: &str| Early {
+            id: 0,
+            label: label.to_string(),
+            sql: sql.to_string(),
+        };
+        let entries = [
+            e(
+                "CONSTRAINT t_pkey",
+                "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+            ),
+            e(
+                "COMMENT CONSTRAINT t_pkey",
+                "COMMENT ON CONSTRAINT t_pkey ON public.t IS 'k';",
+            ),
+            e(
+                "INDEX t_a_idx",
+                "CREATE INDEX t_a_idx ON public.t USING btree (a);",
+            ),
+            e(
+                "COMMENT INDEX t_a_idx",
+                "COMMENT ON INDEX public.t_a_idx IS 'a';",
+            ),
+            e(
+                "INDEX t_b_key",
+                "CREATE UNIQUE INDEX t_b_key ON public.t USING btree (b);",
+            ),
+            e(
+                "INDEX t_c_idx",
+                "CREATE INDEX t_c_idx ON public.t USING btree (c);\n\nALTER TABLE public.t CLUSTER ON t_c_idx;",
+            ),
+            e(
+                "COMMENT INDEX t_c_idx",
+                "COMMENT ON INDEX public.t_c_idx IS 'c';",
+            ),
+            e(
+                "INDEX t_where",
+                "CREATE INDEX t_where ON public.t USING btree (d) WHERE (d <> 'x\nALTER y'::text);",
+            ),
+            e(
+                "STATISTICS t_stats",
+                "CREATE STATISTICS public.t_stats ON a, b FROM public.t;",
+            ),
+        ];
+        let (first, units) = shared_units(&entries);
+        let labels = |v: &[&Early]| v.iter().map(|e| e.label.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            labels(&first),
+            [
+                "CONSTRAINT t_pkey",
+                "COMMENT CONSTRAINT t_pkey",
+                "INDEX t_c_idx",
+                "COMMENT INDEX t_c_idx",
+                "INDEX t_where",
+                "STATISTICS t_stats"
+            ]
+        );
+        let units: Vec<Vec<String>> = units.iter().map(|u| labels(u)).collect();
+        assert_eq!(
+            units,
+            [
+                vec!["INDEX t_a_idx", "COMMENT INDEX t_a_idx"],
+                vec!["INDEX t_b_key"]
+            ]
+        );
     }
 
     #[test]
