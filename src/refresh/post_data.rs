@@ -102,8 +102,8 @@ const PER_TABLE: [&str; 4] = ["INDEX", "CONSTRAINT", "CHECK CONSTRAINT", "STATIS
 const FOREIGN_KEY: &str = "FK CONSTRAINT";
 
 /// A table at least this big in the source (heap bytes) has its plain indexes built on two
-/// sessions at once when it has two or more ([`EarlyPlan::shared`]); a smaller one keeps its
-/// one round trip (on schemas of hundreds of small tables the round trips were the cost).
+/// sessions at once when it has two or more ([`EarlyPlan::big_tables`]); a smaller one keeps
+/// its one round trip (on schemas of hundreds of small tables the round trips were the cost).
 const SHARED_BUILD_MIN_BYTES: i64 = 8 << 20;
 
 /// One entry of the post-data SQL, as pg_restore wrote it.
@@ -275,9 +275,9 @@ pub struct EarlyPlan {
     foreign_keys: Vec<ForeignKeyEarly>,
     /// Materialized views refreshed during the copy, by name.
     views: Vec<ViewEarly>,
-    /// The big tables whose plain indexes are built on two sessions at once (see
-    /// [`shared_units`]).
-    shared: BTreeSet<QualifiedName>,
+    /// The tables of at least [`SHARED_BUILD_MIN_BYTES`]: those with two or more plain
+    /// indexes get them built on two sessions at once (see [`shared_units`]).
+    big_tables: BTreeSet<QualifiedName>,
 }
 
 /// A materialized view refreshed during the copy (see [`view_plans`]): as soon as every
@@ -472,7 +472,7 @@ pub async fn plan(
         } else {
             Vec::new()
         },
-        shared: BTreeSet::new(),
+        big_tables: big,
     };
     let foreign_keys = foreign_key_tables(
         source,
@@ -561,12 +561,6 @@ pub async fn plan(
         });
         last_early = Some(Last::Table(table.clone()));
     }
-    plan.shared = plan
-        .entries
-        .iter()
-        .filter(|(table, entries)| big.contains(*table) && shared_units(entries).1.len() >= 2)
-        .map(|(table, _)| table.clone())
-        .collect();
     Ok(Some(plan))
 }
 
@@ -1146,24 +1140,19 @@ async fn builder(
             }
         };
         let analyze = format!("ANALYZE {};", table.sql());
-        if plan.shared.contains(&table) {
+        let split = plan
+            .big_tables
+            .contains(&table)
+            .then(|| shared_units(entries))
+            .filter(|(_, units)| units.len() >= 2);
+        if let Some((first, units)) = split {
             // A big table's plain indexes on two sessions at once, after the rest of its
             // entries (see `shared_units`), then ANALYZE. Not one transaction: a failure
             // fails the run, and the half-built database is dropped.
-            let (first, units) = shared_units(entries);
-            let (mut mine, mut theirs) = (String::new(), String::new());
-            let (mut mine_labels, mut theirs_labels) = (Vec::new(), Vec::new());
+            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
             for (i, unit) in units.iter().enumerate() {
-                let (sql, labels) = if i % 2 == 0 {
-                    (&mut mine, &mut mine_labels)
-                } else {
-                    (&mut theirs, &mut theirs_labels)
-                };
-                for entry in unit {
-                    sql.push_str(&entry.sql);
-                    sql.push('\n');
-                    labels.push(*entry);
-                }
+                let side = if i % 2 == 0 { &mut mine } else { &mut theirs };
+                side.extend(unit.iter().copied());
             }
             let first_sql = joined(&first);
             let (result, ()) = tokio::join!(c.batch_execute(&first_sql), async {
@@ -1174,9 +1163,10 @@ async fn builder(
                 Some(h) => h,
                 None => session(target, server, &plan.preamble).await?,
             };
-            let (a, b) = tokio::join!(c.batch_execute(&mine), other.batch_execute(&theirs));
-            a.map_err(|e| DbError::new(server, what(&mine_labels), e))?;
-            b.map_err(|e| DbError::new(server, what(&theirs_labels), e))?;
+            let (mine_sql, theirs_sql) = (joined(&mine), joined(&theirs));
+            let (a, b) = tokio::join!(c.batch_execute(&mine_sql), other.batch_execute(&theirs_sql));
+            a.map_err(|e| DbError::new(server, what(&mine), e))?;
+            b.map_err(|e| DbError::new(server, what(&theirs), e))?;
             helper = Some(other);
             c.batch_execute(&analyze)
                 .await
