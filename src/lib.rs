@@ -17,6 +17,7 @@
 
 // Foundations: depend on no other module of the crate.
 pub mod checksum;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod http;
 pub mod output;

@@ -1657,3 +1657,220 @@ async fn materialized_views_refresh_during_the_copy_only_when_nothing_else_decid
     .await;
     assert_eq!(populated, 0, "no view refreshed");
 }
+
+/// Issue 14: a table whose rows pass through untouched and whose columns' types all have a
+/// binary COPY format that holds the value itself travels in binary (the servers' text output
+/// and input are most of a plain copy's CPU); everything else travels in text, as before.
+/// Either way staging holds the source's values. The neighbours: every type on the allowlist
+/// with its edge values (NULL, infinities, NaN, -0, empty and NULL-holding and
+/// multi-dimensional arrays, empty and unbounded ranges, bytes that need escaping in text),
+/// user enums and domains, an empty table, a table split into page ranges; and what must stay
+/// in text: an array of an enum and a composite (their binary values hold type OIDs the new
+/// database does not share), `regclass` (an OID naming another object there), `xml`.
+#[tokio::test]
+async fn fidelity_untouched_tables_of_binary_safe_types_travel_in_binary_and_stay_equal() {
+    let schema = r#"
+        CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+        CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+        CREATE DOMAIN small_ints AS int[];
+        CREATE TYPE pair AS (a int, b text);
+        CREATE TABLE every_type (
+            id int PRIMARY KEY, b bool, raw bytea, ch "char", nm name, i2 int2, i4 int4, i8 int8,
+            f4 float4, f8 float8, num numeric, num_scaled numeric(10, 2), cash money, o oid,
+            t text, vc varchar(5), fixed char(4), d date, tm time, tmz timetz, ts timestamp,
+            tsz timestamptz, iv interval, u uuid, js json, jb jsonb, ip inet, net cidr,
+            mac macaddr, mac8 macaddr8, bits bit(4), vbits varbit, tv tsvector, tq tsquery,
+            lsn pg_lsn, pt point, ln line, seg lseg, bx box, pth path, poly polygon, circ circle,
+            r4 int4range, r8 int8range, rn numrange, rd daterange, rts tsrange, rtsz tstzrange,
+            mr4 int4multirange, mrd datemultirange, texts text[], ints int[], grid int[][],
+            stamps timestamptz[], m mood, pos positive, few small_ints);
+        INSERT INTO every_type VALUES
+          (1, true, '\x00ff5c0a09'::bytea, 'x', 'a name', -32768, -2147483648,
+           -9223372036854775808, '-0', 'NaN', 'NaN', 12345678.91, '-12.34', 4294967295,
+           E'tab\there\nnew line \\ back slash ünïcödé 🐘', 'abc', 'ab', '4713-01-01 BC',
+           '24:00:00', '23:59:59.999999+14:59', 'infinity', '-infinity',
+           '-178000000 years 1 day -00:00:00.000001', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+           '{"b": 1,   "a": [1, 2.50, null], "b": 2}', '{"k": "v\u00e9", "n": 1.0e3, "z": [true, null]}',
+           '2001:db8::1/64', '10.1.0.0/16', '08:00:2b:01:02:03', '08:00:2b:01:02:03:04:05',
+           B'1010', B'110011001100110', 'a fat:1A cat:2B sat', 'fat & (rat | !cat)',
+           '16/B374D848', '(1.5,-2)', '{1,-1,0}', '[(0,0),(1,1)]', '((2,2),(0,0))',
+           '[(0,0),(1,1),(2,0)]', '((0,0),(1,1),(2,0))', '<(1,1),5>', 'empty', '(,)',
+           '[1.5,2.25)', '[2024-01-01,infinity)', '(,2024-01-01 00:00:00)',
+           '["2024-01-01 00:00:00+00",)', '{[1,3),[5,7)}', '{}', '{"", NULL, "a,b", "q\"uote"}',
+           '{}', '{{1,2},{3,NULL}}', '{infinity,-infinity,"2024-02-29 12:00:00+00"}', 'happy',
+           7, '{1,NULL,3}'),
+          (2, false, '', ' ', '', 32767, 2147483647, 9223372036854775807, 'Infinity',
+           '-Infinity', '-Infinity', -0.5, '0', 0, '', '', '', '2024-02-29', '00:00', '00:00+00',
+           '2000-01-01 00:00:00.000001', '1999-12-31 23:59:59.999999+00', '0', gen_random_uuid(),
+           'null', '[]', '0.0.0.0/0', '0.0.0.0/0', '00:00:00:00:00:00', '00:00:00:00:00:00:00:00',
+           B'0000', B'', '', 'x', '0/0', '(0,0)', '{0,1,0}', '[(0,0),(0,1)]', '((0,0),(0,0))',
+           '((0,0))', '((0,0))', '<(0,0),0>', '[1,1]', '(1,)', 'empty', 'empty', 'empty', 'empty',
+           '{}', '{empty}', '{"one"}', '{-1}', '{}', '{}', 'sad', 1, '{}'),
+          (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        CREATE TABLE empty_binary (id int8, at timestamptz, doc jsonb);
+        CREATE TABLE split_binary (id int8, at timestamptz, doc jsonb, amount numeric, blob bytea);
+        INSERT INTO split_binary
+             SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute',
+                    jsonb_build_object('n', g, 'tag', 'row ' || g), g * 1.01, int8send(g)
+               FROM generate_series(1, 20000) g;
+        CREATE TABLE moods (id int, seen mood[]);
+        INSERT INTO moods VALUES (1, '{sad,happy}'), (2, NULL), (3, '{}');
+        CREATE TABLE pairs (id int, p pair);
+        INSERT INTO pairs VALUES (1, ROW(1, 'one')), (2, NULL), (3, ROW(NULL, 'x y'));
+        CREATE TABLE named (id int, rel regclass, types regtype[]);
+        INSERT INTO named VALUES (1, 'every_type', '{int4,mood}'), (2, 'moods', NULL);
+        CREATE TABLE docs (id int, x xml);
+        INSERT INTO docs VALUES (1, '<a b="1">text &amp; more</a>'), (2, NULL);
+    "#;
+    let setup = Setup::new("fid_binary", schema, "strict: off").await;
+    // Split tables over 300 kB into page ranges: split_binary is about 2 MB.
+    let (code, out, err) = setup.run_env(&["-vv", "refresh"], &[("RESTAGE_SPLIT_BYTES", "300000")]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let formats: Vec<(String, String)> = err
+        .lines()
+        .filter(|l| l.contains("rows travel"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(&format!("{name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("{name} in {l}"))
+                    .trim_matches('"')
+                    .to_string()
+            };
+            (field("table"), field("format"))
+        })
+        .collect();
+    let format_of = |table: &str| -> Vec<&str> {
+        formats
+            .iter()
+            .filter(|(t, _)| t == table || t.starts_with(&format!("{table} [")))
+            .map(|(_, f)| f.as_str())
+            .collect()
+    };
+    for table in ["every_type", "empty_binary"] {
+        assert_eq!(
+            format_of(&format!("public.{table}")),
+            ["binary"],
+            "{table}: {formats:?}"
+        );
+    }
+    let ranges = format_of("public.split_binary");
+    assert!(
+        ranges.len() > 1 && ranges.iter().all(|f| *f == "binary"),
+        "split_binary in binary ranges: {formats:?}"
+    );
+    for table in ["moods", "pairs", "named", "docs"] {
+        assert_eq!(
+            format_of(&format!("public.{table}")),
+            ["text"],
+            "{table}: {formats:?}"
+        );
+    }
+    harness::assert_same_tables(
+        &harness::table_checksums(&setup.source.url()).await,
+        &harness::table_checksums(&setup.staging_url()).await,
+    );
+    // The report counts rows as the server stored them (a binary COPY's header and trailer
+    // are not rows).
+    let staging = setup.staging().await;
+    let split: i64 = harness::scalar(&staging, "SELECT count(*) FROM split_binary").await;
+    assert_eq!(split, 20000);
+    let names: String = harness::scalar(
+        &staging,
+        "SELECT string_agg(rel::text || ' ' || coalesce(types::text, '-'), '; ' ORDER BY id) FROM named",
+    )
+    .await;
+    assert_eq!(names, "every_type {integer,mood}; moods -");
+
+    // With rules, the row stage reads the ruled and the probed columns: a table travels in
+    // binary when each of those holds its text there (text, varchar, char(n), json, jsonb,
+    // an enum); one that must read a uuid, an inet or a date (or a bytea) travels in text.
+    let schema = r#"
+        CREATE TYPE tier AS ENUM ('free', 'paid');
+        CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL, code char(6), nick varchar(30),
+                             level tier, doc jsonb, raw json, at timestamptz NOT NULL, score numeric);
+        INSERT INTO people SELECT g, 'person' || g || '@example.test', 'c' || g, E'nick\t' || g,
+               'paid', jsonb_build_object('email', 'person' || g || '@example.test', 'n', g, 'deep', jsonb_build_object('k', 'v')),
+               '{"keep":  "as written"}', '2024-01-01'::timestamptz + g * interval '1 hour', g / 3.0
+          FROM generate_series(1, 300) g;
+        CREATE TABLE kept (id int PRIMARY KEY, body text, at timestamptz);
+        INSERT INTO kept SELECT g, 'nothing personal ' || g, now() FROM generate_series(1, 50) g;
+        CREATE TABLE tokens (id int PRIMARY KEY, token uuid, seen inet);
+        INSERT INTO tokens SELECT g, gen_random_uuid(), '10.0.0.1' FROM generate_series(1, 20) g;
+        CREATE TABLE births (id int PRIMARY KEY, born date);
+        INSERT INTO births SELECT g, '1990-01-01'::date + g FROM generate_series(1, 20) g;
+    "#;
+    let setup = Setup::new("fid_binrules", schema, "strict: off\nrules: rules").await;
+    setup.write_rules(
+        "r.yaml",
+        r#"tables:
+  public.people:
+    email: email
+    code: { transform: constant, value: "xxxxxx" }
+    nick: first_name
+    level: { transform: constant, value: free }
+    doc: { transform: json, paths: { "$.email": email } }
+    "*": keep
+  public.births:
+    born: { transform: date_shift, days: 10 }
+"#,
+    );
+    let (code, out, err) = setup.run(&["-vv", "refresh"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let format_of = |table: &str| -> Vec<String> {
+        err.lines()
+            .filter(|l| l.contains("rows travel") && l.contains(&format!("table={table} ")))
+            .map(|l| {
+                l.rsplit("format=")
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .collect()
+    };
+    for table in ["people", "kept"] {
+        assert_eq!(
+            format_of(&format!("public.{table}")),
+            ["binary"],
+            "{table}\n{err}"
+        );
+    }
+    for table in ["tokens", "births"] {
+        assert_eq!(
+            format_of(&format!("public.{table}")),
+            ["text"],
+            "{table}\n{err}"
+        );
+    }
+    let source = setup.source.client().await;
+    let staging = setup.staging().await;
+    // The kept columns are the source's; the ruled ones are rewritten, jsonb around its path.
+    let kept =
+        "SELECT string_agg(concat_ws('|', id, raw::text, at, score), ',' ORDER BY id) FROM people";
+    let source_kept: String = harness::scalar(&source, kept).await;
+    assert_eq!(harness::scalar::<String>(&staging, kept).await, source_kept);
+    let unchanged: i64 = harness::scalar(
+        &staging,
+        "SELECT count(*) FROM people WHERE email LIKE 'person%@example.test' OR code <> 'xxxxxx'
+             OR nick LIKE 'nick%' OR level <> 'free' OR doc->>'email' LIKE 'person%'
+             OR doc->'n' IS NULL OR doc->'deep'->>'k' <> 'v'",
+    )
+    .await;
+    assert_eq!(unchanged, 0);
+    let rows: i64 = harness::scalar(&staging, "SELECT count(*) FROM people").await;
+    assert_eq!(rows, 300);
+    let mut expected = harness::table_checksums(&setup.source.url()).await;
+    let mut got = harness::table_checksums(&setup.staging_url()).await;
+    for ruled in ["public.people", "public.births"] {
+        assert_eq!(
+            expected.remove(ruled).map(|e| e.0),
+            got.remove(ruled).map(|g| g.0)
+        );
+    }
+    harness::assert_same_tables(&expected, &got);
+}

@@ -325,6 +325,22 @@ async fn an_email_in_upper_case_is_caught() {
     .await;
 }
 
+/// Issue 14: a table of int, timestamptz, varchar and jsonb travels in COPY's binary format,
+/// where the probe reads the jsonb's text after its version byte: a copied email is caught
+/// there as in text.
+#[tokio::test]
+async fn an_email_inside_a_kept_jsonb_document_read_in_binary_is_caught() {
+    planted(
+        "vfyjsonb",
+        "CREATE TABLE activity (id int PRIMARY KEY, at timestamptz, label varchar(20), doc jsonb);
+         INSERT INTO activity SELECT id, now(), 'login', jsonb_build_object('who', jsonb_build_object('contact', email)) FROM users;",
+        "",
+        "public.activity.doc ← public.users.email",
+        "Davolio@",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_email_inside_xml_is_caught() {
     planted(

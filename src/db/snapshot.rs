@@ -504,6 +504,11 @@ impl Snapshot {
         &self.endpoint
     }
 
+    /// The source server's `server_version_num`.
+    pub fn server_version(&self) -> i32 {
+        self.facts.version
+    }
+
     /// The source database's encoding, as PostgreSQL names it (`UTF8`, `LATIN1`, …).
     pub fn encoding(&self) -> &str {
         &self.facts.encoding

@@ -740,6 +740,7 @@ async fn load_part(
         estimated_rows: part.rows,
         estimated_bytes: part.text_bytes,
         generated: None,
+        binary_fields: None,
     };
     let client = pool
         .get()
@@ -775,7 +776,7 @@ async fn copy_part(
             .map_err(|e| db_err("preparing", e))?;
     }
     let sink = client
-        .copy_in::<_, Bytes>(&job.target_sql(truncates))
+        .copy_in::<_, Bytes>(&job.target_sql(truncates, false))
         .await
         .map_err(|e| db_err("starting COPY FROM into", e))?;
     let mut sink = std::pin::pin!(sink);

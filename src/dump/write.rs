@@ -651,13 +651,16 @@ async fn fill_part(
     let server = snapshot.endpoint().display.clone();
     let io_err = |e: std::io::Error| Some(Error::io(format!("writing {what}"), e));
     let session = snapshot.session().await.map_err(|e| Some(Error::from(e)))?;
-    let stream = session.copy_out(&job.source_sql()).await.map_err(|e| {
-        Some(Error::from(crate::db::DbError::new(
-            &server,
-            format!("reading {label}: starting COPY TO"),
-            e,
-        )))
-    })?;
+    let stream = session
+        .copy_out(&job.source_sql(false))
+        .await
+        .map_err(|e| {
+            Some(Error::from(crate::db::DbError::new(
+                &server,
+                format!("reading {label}: starting COPY TO"),
+                e,
+            )))
+        })?;
     let sink = Sink::new(key, Hashing::new(out)).map_err(io_err)?;
     let encoder = zstd::Encoder::new(sink, level).map_err(io_err)?;
     let mut state = Some(PartState {

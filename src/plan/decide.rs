@@ -1019,6 +1019,7 @@ mod tests {
             ty,
             not_null: false,
             generated: false,
+            binary_copy: None,
         }
     }
 

@@ -358,6 +358,7 @@ mod tests {
             ty: ColumnType::simple(&format!("{kind:?}").to_lowercase(), kind),
             not_null: false,
             generated: false,
+            binary_copy: None,
         };
         let users = Table {
             name: QualifiedName::new("public", "users"),

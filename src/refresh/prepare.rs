@@ -291,6 +291,8 @@ pub(crate) fn copy_jobs(
         plan.filter = table_plan.filter.clone();
         let row_plan = Arc::new(plan);
         let column_names: Vec<String> = table.copy_columns().map(|c| c.name.clone()).collect();
+        let binary_fields: Option<Arc<[crate::catalog::BinaryLayout]>> =
+            table.copy_columns().map(|c| c.binary_copy).collect();
         let split = table.bytes >= settings.split_bytes
             && settings.jobs > 1
             && catalog.server_version >= 140000
@@ -317,6 +319,7 @@ pub(crate) fn copy_jobs(
                     estimated_rows: table_plan.estimated_rows / n,
                     estimated_bytes: table_plan.estimated_bytes / n,
                     generated: None,
+                    binary_fields: binary_fields.clone(),
                 });
             }
         } else {
@@ -331,6 +334,7 @@ pub(crate) fn copy_jobs(
                 estimated_rows: table_plan.estimated_rows,
                 estimated_bytes: table_plan.estimated_bytes,
                 generated: None,
+                binary_fields,
             });
         }
     }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::catalog::QualifiedName;
+use crate::catalog::{BinaryLayout, QualifiedName};
+use crate::copy_binary::{self, Piece};
 use crate::copy_text::{self, CopyTextError};
 use crate::pg_encoding::TextEncoding;
 use crate::plan::filter::RowFilter;
 use crate::transform::{Output, Transform};
 
-use super::verify::TableCheck;
+use super::verify::{TableCheck, Tally};
 
 /// What happens to one column.
 #[derive(Debug, Clone)]
@@ -158,6 +159,160 @@ pub fn process_shared(plan: &RowPlan, input: &Bytes) -> Result<BatchPieces, RowE
     })
 }
 
+/// [`process_shared`] for rows in COPY's binary format ([`crate::copy_binary`]), whose columns
+/// read as `layouts` say (the caller checked that every column the stage reads holds its
+/// text: [`super::copy::CopyJob::binary`]). The same rules and checks, through the same
+/// [`Rule`]; what differs is only how a field is found and written: by its length, never
+/// escaped. The header and the trailer are written again as they came.
+pub fn process_binary(
+    plan: &RowPlan,
+    layouts: &[BinaryLayout],
+    input: &Bytes,
+) -> Result<BatchPieces, RowError> {
+    let err = |column: Option<&str>, message: String| RowError {
+        table: plan.table.clone(),
+        column: column.map(str::to_string),
+        message,
+    };
+    if plan.only_probes() {
+        let rows = probe_binary_rows(plan, layouts, input)?;
+        return Ok(BatchPieces {
+            pieces: vec![input.clone()],
+            rows_in: rows,
+            rows_out: rows,
+        });
+    }
+    let check = plan.check.as_deref();
+    let mut tally = check.map(TableCheck::tally);
+    let mut out = Pieces::new(Some(input), input.len());
+    let mut reader = copy_binary::Reader::new(input, plan.columns.len());
+    let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(plan.columns.len());
+    let mut produced = String::new();
+    let mut rows = 0u64;
+    while let Some(piece) = reader
+        .next(&mut fields)
+        .map_err(|e| err(None, e.to_string()))?
+    {
+        match piece {
+            Piece::Header(header) => {
+                out.push(header);
+                continue;
+            }
+            Piece::Trailer => {
+                out.push(&copy_binary::TRAILER);
+                continue;
+            }
+            Piece::Row => {
+                rows += 1;
+                out.push(&copy_binary::field_count(fields.len()));
+            }
+        }
+        for (i, (field, action)) in fields.iter().zip(&plan.columns).enumerate() {
+            let layout = layouts.get(i).copied().unwrap_or(BinaryLayout::Opaque);
+            match action {
+                ColumnAction::Pass => {
+                    if let (Some(check), Some(tally)) = (check, tally.as_mut()) {
+                        probe_binary_field(check, tally, i, layout, *field);
+                    }
+                    match field {
+                        None => out.push(&copy_binary::NULL),
+                        Some(bytes) => {
+                            out.push(&copy_binary::length(bytes.len()));
+                            out.field(bytes);
+                        }
+                    }
+                }
+                ColumnAction::Transform { column, transform } => {
+                    produced.clear();
+                    let value = match field {
+                        None => None,
+                        Some(bytes) => Some(layout.text(bytes).ok_or_else(|| {
+                            err(Some(column), CopyTextError::NotUtf8.to_string())
+                        })?),
+                    };
+                    let rule = Rule {
+                        check,
+                        i,
+                        transform,
+                    };
+                    let result = rule
+                        .apply(value, tally.as_mut(), &mut produced)
+                        .map_err(|e| err(Some(column), e))?;
+                    match result {
+                        Output::Value => {
+                            let prefix = layout.prefix();
+                            out.push(&copy_binary::length(prefix.len() + produced.len()));
+                            out.push(prefix);
+                            out.unescaped(&mut produced);
+                        }
+                        Output::Null => out.push(&copy_binary::NULL),
+                    }
+                    // A big value's buffer is not kept for the next row.
+                    if produced.capacity() >= BIG_FIELD {
+                        produced = String::new();
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(check), Some(tally)) = (check, tally) {
+        check.merge(tally);
+    }
+    Ok(BatchPieces {
+        pieces: out.finish(),
+        rows_in: rows,
+        rows_out: rows,
+    })
+}
+
+/// Probes field `i` of a binary row (None: NULL, not probed), laid out as `layout`.
+fn probe_binary_field(
+    check: &TableCheck,
+    tally: &mut Tally,
+    i: usize,
+    layout: BinaryLayout,
+    field: Option<&[u8]>,
+) {
+    if let Some(as_) = check.scan_of(i)
+        && let Some(text) = field.and_then(|bytes| layout.text(bytes))
+    {
+        check.probe(tally, i, as_, text);
+    }
+}
+
+/// [`probe_rows`] for rows in COPY's binary format: read, not rewritten. Returns their count.
+fn probe_binary_rows(
+    plan: &RowPlan,
+    layouts: &[BinaryLayout],
+    input: &[u8],
+) -> Result<u64, RowError> {
+    let mut reader = copy_binary::Reader::new(input, plan.columns.len());
+    let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(plan.columns.len());
+    let check = plan.check.as_deref();
+    let mut tally = check.map(TableCheck::tally);
+    let mut rows = 0u64;
+    while let Some(piece) = reader.next(&mut fields).map_err(|e| RowError {
+        table: plan.table.clone(),
+        column: None,
+        message: e.to_string(),
+    })? {
+        if piece != Piece::Row {
+            continue;
+        }
+        rows += 1;
+        if let (Some(check), Some(tally)) = (check, tally.as_mut()) {
+            for (i, field) in fields.iter().enumerate() {
+                let layout = layouts.get(i).copied().unwrap_or(BinaryLayout::Opaque);
+                probe_binary_field(check, tally, i, layout, *field);
+            }
+        }
+    }
+    if let (Some(check), Some(tally)) = (check, tally) {
+        check.merge(tally);
+    }
+    Ok(rows)
+}
+
 /// The output of a batch as it is built: small bytes gathered in `current`, big ones as
 /// pieces of their own.
 struct Pieces<'a> {
@@ -218,6 +373,18 @@ impl<'a> Pieces<'a> {
         }
     }
 
+    /// A transformed value as it is, unescaped (COPY's binary format); a big one is moved
+    /// (and `value` left empty).
+    fn unescaped(&mut self, value: &mut String) {
+        if value.len() >= BIG_FIELD {
+            self.flush();
+            self.pieces
+                .push(Bytes::from(std::mem::take(value).into_bytes()));
+        } else {
+            self.push(value.as_bytes());
+        }
+    }
+
     /// Bytes of a value in the source's encoding, escaped for COPY.
     fn escaped(&mut self, bytes: &[u8]) {
         copy_text::escape(bytes, &mut self.current);
@@ -251,6 +418,51 @@ fn probe_rows(plan: &RowPlan, input: &[u8]) -> Result<u64, RowError> {
     }
     check.merge(tally);
     Ok(rows)
+}
+
+/// A ruled column of a row, with the checks that ride along: the one place that applies a
+/// rule, for text and binary rows alike.
+struct Rule<'a> {
+    check: Option<&'a TableCheck>,
+    i: usize,
+    transform: &'a Arc<dyn Transform>,
+}
+
+impl Rule<'_> {
+    /// Applies the rule to `value` (None: NULL) into `produced`, counting the identity check
+    /// and probing the output when the table is checked.
+    fn apply(
+        &self,
+        value: Option<&str>,
+        tally: Option<&mut Tally>,
+        produced: &mut String,
+    ) -> Result<Output, String> {
+        let mut tally = self.check.and(tally);
+        let result = match (value, self.check, tally.as_deref_mut()) {
+            (None, _, _) => self.transform.apply_null(produced),
+            (Some(value), Some(check), Some(tally)) => {
+                let result = if check.observes_paths(self.i) {
+                    let mut observer = check.observer(tally, self.i);
+                    self.transform
+                        .apply_observed(value, produced, &mut observer)
+                } else {
+                    self.transform.apply(value, produced)
+                };
+                // Before the value is written (a big one is moved out).
+                let output = matches!(result, Ok(Output::Value)).then_some(produced.as_str());
+                check.identity(tally, self.i, value, output);
+                result
+            }
+            (Some(value), _, _) => self.transform.apply(value, produced),
+        };
+        let result = result.map_err(|e| e.to_string())?;
+        if let (Some(check), Some(tally), Output::Value) = (self.check, tally, result)
+            && let Some(as_) = check.scan_of(self.i)
+        {
+            check.probe(tally, self.i, as_, produced);
+        }
+        Ok(result)
+    }
 }
 
 /// The row stage itself, once, for both outputs: (rows in, rows out).
@@ -312,11 +524,11 @@ fn process_rows(
                 ColumnAction::Transform { column, transform } => {
                     produced.clear();
                     let null = copy_text::is_null(field);
-                    let result = if null {
-                        transform.apply_null(&mut produced)
+                    let value = if null {
+                        None
                     } else {
                         decoded.clear();
-                        let value: &str = if plan.encoding == TextEncoding::Utf8 {
+                        Some(if plan.encoding == TextEncoding::Utf8 {
                             copy_text::decode_borrowed(field, &mut decoded)
                                 .map_err(|e: CopyTextError| err(Some(column), e.to_string()))?
                         } else {
@@ -326,32 +538,17 @@ fn process_rows(
                             plan.encoding
                                 .decode(&raw, &mut decoded)
                                 .map_err(|e| err(Some(column), e.to_string()))?;
-                            &decoded
-                        };
-                        match (check, tally.as_mut()) {
-                            (Some(check), Some(tally)) => {
-                                let result = if check.observes_paths(i) {
-                                    let mut observer = check.observer(tally, i);
-                                    transform.apply_observed(value, &mut produced, &mut observer)
-                                } else {
-                                    transform.apply(value, &mut produced)
-                                };
-                                // Before the value is written (a big one is moved out).
-                                let output = matches!(result, Ok(Output::Value))
-                                    .then_some(produced.as_str());
-                                check.identity(tally, i, value, output);
-                                result
-                            }
-                            _ => transform.apply(value, &mut produced),
-                        }
+                            decoded.as_str()
+                        })
                     };
-                    let result = result.map_err(|e| err(Some(column), e.to_string()))?;
-                    if let (Some(check), Some(tally), Output::Value) =
-                        (check, tally.as_mut(), result)
-                        && let Some(as_) = check.scan_of(i)
-                    {
-                        check.probe(tally, i, as_, &produced);
-                    }
+                    let rule = Rule {
+                        check,
+                        i,
+                        transform,
+                    };
+                    let result = rule
+                        .apply(value, tally.as_mut(), &mut produced)
+                        .map_err(|e| err(Some(column), e))?;
                     match result {
                         Output::Value if plan.encoding == TextEncoding::Utf8 => {
                             out.value(&mut produced)
@@ -538,6 +735,118 @@ mod tests {
         let err = process_batch(&latin1, b"1\ta\tx\n").unwrap_err();
         assert_eq!(err.column.as_deref(), Some("name"));
         assert!(err.message.contains("LATIN1"), "{}", err.message);
+    }
+
+    /// Issue 14: rows in COPY's binary format go through the same rules as text rows and
+    /// come out as the same values: a kept opaque field byte for byte, a text field and a
+    /// jsonb field (its version byte kept) transformed, NULLs, a value with the characters
+    /// text COPY escapes, the header and trailer written again; a big value is moved, not
+    /// copied.
+    #[test]
+    fn binary_rows_get_the_values_text_rows_get() {
+        fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+            match value {
+                None => out.extend_from_slice(&copy_binary::NULL),
+                Some(v) => {
+                    out.extend_from_slice(&copy_binary::length(v.len()));
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+        let big = "b".repeat(BIG_FIELD + 1);
+        // (id as int4 bytes, name, doc as jsonb)
+        let rows: Vec<(i32, Option<&str>, Option<&str>)> = vec![
+            (1, Some("jos\te\nline"), Some("{\"a\": 1}")),
+            (2, None, None),
+            (3, Some("caf\u{e9}"), Some(big.as_str())),
+        ];
+        let mut binary = copy_binary::SIGNATURE.to_vec();
+        binary.extend_from_slice(&[0; 8]);
+        let mut text = Vec::new();
+        for (id, name, doc) in &rows {
+            binary.extend_from_slice(&copy_binary::field_count(3));
+            field(&mut binary, Some(&id.to_be_bytes()));
+            field(&mut binary, name.map(str::as_bytes));
+            let jsonb = doc.map(|d| [&[1u8][..], d.as_bytes()].concat());
+            field(&mut binary, jsonb.as_deref());
+            text.extend_from_slice(id.to_string().as_bytes());
+            for value in [name, doc] {
+                text.push(b'\t');
+                match value {
+                    None => text.extend_from_slice(copy_text::NULL),
+                    Some(v) => copy_text::encode(v, &mut text),
+                }
+            }
+            text.push(b'\n');
+        }
+        binary.extend_from_slice(&copy_binary::TRAILER);
+        let mut plan = plan(None);
+        plan.columns[2] = ColumnAction::Transform {
+            column: "doc".into(),
+            transform: Arc::new(Upper),
+        };
+        let layouts = [
+            BinaryLayout::Opaque,
+            BinaryLayout::Text,
+            BinaryLayout::Jsonb,
+        ];
+        let input = Bytes::from(binary);
+        let out = process_binary(&plan, &layouts, &input).unwrap();
+        assert_eq!((out.rows_in, out.rows_out), (3, 3));
+        assert!(
+            out.pieces.iter().any(|p| p.len() == BIG_FIELD + 1),
+            "the big value is a piece of its own"
+        );
+        let joined: Vec<u8> = out.pieces.iter().flat_map(|p| p.to_vec()).collect();
+        let mut reader = copy_binary::Reader::new(&joined, 3);
+        let mut fields = Vec::new();
+        let mut values = Vec::new();
+        let mut pieces = Vec::new();
+        while let Some(piece) = reader.next(&mut fields).unwrap() {
+            if piece == Piece::Row {
+                let id = i32::from_be_bytes(fields[0].unwrap().try_into().unwrap());
+                let name = fields[1].map(|b| BinaryLayout::Text.text(b).unwrap().to_string());
+                let doc = fields[2].map(|b| BinaryLayout::Jsonb.text(b).unwrap().to_string());
+                values.push((id.to_string(), name, doc));
+            }
+            pieces.push(match piece {
+                Piece::Header(h) => format!("header {}", h.len()),
+                Piece::Row => "row".into(),
+                Piece::Trailer => "trailer".into(),
+            });
+        }
+        assert_eq!(pieces, ["header 19", "row", "row", "row", "trailer"]);
+        // The text path, decoded the same way.
+        let text_out = process_batch(&plan, &text).unwrap();
+        let mut expected = Vec::new();
+        for row in copy_text::rows(&text_out.data) {
+            let f: Vec<&[u8]> = copy_text::fields(row).collect();
+            let value = |b: &[u8]| {
+                (!copy_text::is_null(b)).then(|| {
+                    let mut s = String::new();
+                    copy_text::decode(b, &mut s).unwrap();
+                    s
+                })
+            };
+            expected.push((value(f[0]).unwrap(), value(f[1]), value(f[2])));
+        }
+        assert_eq!(values, expected);
+        assert_eq!(values[0].1.as_deref(), Some("JOS\tE\nLINE"));
+        assert_eq!(values[1], ("2".to_string(), None, None));
+    }
+
+    /// Damaged binary data is an error that names the table, never a panic.
+    #[test]
+    fn damaged_binary_rows_name_the_table() {
+        let mut input = copy_binary::field_count(3).to_vec();
+        input.extend_from_slice(&copy_binary::length(10));
+        input.extend_from_slice(b"short");
+        let layouts = [BinaryLayout::Opaque, BinaryLayout::Text, BinaryLayout::Text];
+        let err = process_binary(&plan(None), &layouts, &Bytes::from(input)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "public.t: binary COPY data ends inside a row"
+        );
     }
 
     #[test]

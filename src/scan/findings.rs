@@ -490,6 +490,7 @@ mod tests {
             ty: ColumnType::simple("t", kind),
             not_null: false,
             generated: false,
+            binary_copy: None,
         }
     }
 

@@ -426,6 +426,7 @@ mod tests {
                     ty: ColumnType::simple("text", TypeKind::Text),
                     not_null: false,
                     generated: false,
+                    binary_copy: None,
                 })
                 .collect(),
             primary_key: vec![],

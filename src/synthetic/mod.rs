@@ -931,6 +931,7 @@ impl Synthesizer {
                 estimated_rows: table_model.rows,
                 estimated_bytes: table_model.rows * 64,
                 generated: Some(Arc::new(source::TableRows::new(model.clone(), t))),
+                binary_fields: None,
             });
         }
         jobs

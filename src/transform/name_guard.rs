@@ -65,6 +65,16 @@ const OTHER_VOCABULARIES: &[Vocabulary] = &[
         reason: "PostgreSQL's type names (`name`, `json`, `uuid` are types), mapped to kinds",
     },
     Vocabulary {
+        words: &["name", "json", "uuid"],
+        context: Context::Item("BINARY_COPY_TYPES"),
+        reason: "PostgreSQL's type names whose binary COPY format is safe to copy (issue 14)",
+    },
+    Vocabulary {
+        words: &["name", "json"],
+        context: Context::Item("travels_in_binary"),
+        reason: "PostgreSQL's type names, mapped to their binary COPY layout (issue 14)",
+    },
+    Vocabulary {
         words: &["json", "hash"],
         context: Context::Item("value_kind"),
         reason: "the Redis value kinds of the cache warmer's config (`value: hash` is a Redis hash)",
