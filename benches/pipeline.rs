@@ -3,16 +3,25 @@
 //! table (13 columns, 9 of them ruled by `rules/demo.yaml`), plus the same rows with no rule
 //! (fields located, never decoded) for comparison.
 //!
+//! The group `events` puts the same rows of the demo's events (id, user id, kind, a jsonb
+//! payload ruled on two paths, a timestamp) through the row stage in COPY text
+//! (`process_shared`) and in COPY's binary format (`process_binary`, issue 14): restage's own
+//! side of binary COPY (the servers' side, most of the gain, is in benches/README.md).
+//!
 //! Run: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 5`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
-use restage::catalog::{ColumnType, QualifiedName, TypeKind};
+use restage::catalog::{BinaryLayout, ColumnType, QualifiedName, TypeKind};
+use restage::copy_binary;
 use restage::copy_text::encode;
-use restage::refresh::rows::{ColumnAction, RowPlan, process_batch};
+use restage::refresh::rows::{
+    ColumnAction, RowPlan, process_batch, process_binary, process_shared,
+};
 use restage::secret::Secret;
 use restage::transform::{Catalogue, ColumnInfo, RuleSpec};
 
@@ -168,5 +177,105 @@ fn bench(c: &mut Criterion) {
     let _ = bytes;
 }
 
-criterion_group!(benches, bench);
+/// The demo's events rows, in COPY text and in COPY's binary format (the binary batch starts
+/// with the header, as a job's first batch does).
+fn events(rows: usize) -> (Bytes, Bytes) {
+    let mut text = Vec::new();
+    let mut binary = copy_binary::SIGNATURE.to_vec();
+    binary.extend_from_slice(&[0; 8]);
+    for i in 0..rows as i64 {
+        let payload = if i % 3 == 0 {
+            format!(
+                r#"{{"ip": "10.{}.{}.7", "email": "person{i}@example.com"}}"#,
+                i % 200,
+                i % 250
+            )
+        } else {
+            format!(
+                r#"{{"ip": "10.{}.{}.7", "path": "/products/{}"}}"#,
+                i % 200,
+                i % 250,
+                i % 500
+            )
+        };
+        let kind = if i % 3 == 0 { "signup" } else { "view" };
+        text.extend_from_slice(
+            format!(
+                "{i}\t{}\t{kind}\t{payload}\t2025-03-01 12:34:56.789+00\n",
+                i / 20
+            )
+            .as_bytes(),
+        );
+        binary.extend_from_slice(&copy_binary::field_count(5));
+        for field in [
+            i.to_be_bytes().to_vec(),
+            (i / 20).to_be_bytes().to_vec(),
+            kind.as_bytes().to_vec(),
+            [&[1u8][..], payload.as_bytes()].concat(),
+            (794_061_296_789_000i64 + i).to_be_bytes().to_vec(),
+        ] {
+            binary.extend_from_slice(&copy_binary::length(field.len()));
+            binary.extend_from_slice(&field);
+        }
+    }
+    (Bytes::from(text), Bytes::from(binary))
+}
+
+fn events_plan() -> Arc<RowPlan> {
+    let catalogue = Catalogue::new(&Secret::new("benchmark-secret-0123456789"), "en");
+    let ty = ColumnType::simple("jsonb", TypeKind::Jsonb);
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(r#"{ transform: json, paths: { "$.email": email, "$.ip": ipv4 } }"#)
+            .expect("bench YAML");
+    let spec = RuleSpec::from_value(&value).expect("bench rule");
+    let transform = catalogue
+        .bind(
+            &spec,
+            &ColumnInfo {
+                ty: &ty,
+                not_null: true,
+            },
+        )
+        .expect("bench rule binds");
+    Arc::new(RowPlan {
+        table: QualifiedName::new("public", "events"),
+        columns: vec![
+            ColumnAction::Pass,
+            ColumnAction::Pass,
+            ColumnAction::Pass,
+            ColumnAction::Transform {
+                column: "payload".into(),
+                transform,
+            },
+            ColumnAction::Pass,
+        ],
+        filter: None,
+        encoding: Default::default(),
+        check: None,
+    })
+}
+
+fn bench_events(c: &mut Criterion) {
+    let (text, binary) = events(ROWS_PER_BATCH * 4);
+    let plan = events_plan();
+    let layouts = [
+        BinaryLayout::Opaque,
+        BinaryLayout::Opaque,
+        BinaryLayout::Text,
+        BinaryLayout::Jsonb,
+        BinaryLayout::Opaque,
+    ];
+    let mut group = c.benchmark_group("events");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((ROWS_PER_BATCH * 4) as u64));
+    group.bench_function("demo rules, COPY text", |b| {
+        b.iter(|| process_shared(&plan, black_box(&text)).expect("batch"))
+    });
+    group.bench_function("demo rules, COPY binary", |b| {
+        b.iter(|| process_binary(&plan, &layouts, black_box(&binary)).expect("batch"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_events);
 criterion_main!(benches);
