@@ -115,24 +115,10 @@ fn plan(ruled: bool) -> Arc<RowPlan> {
     let columns = columns()
         .into_iter()
         .map(|(name, kind, rule)| match (ruled, rule) {
-            (true, Some(yaml)) => {
-                let ty = ColumnType::simple(name, kind);
-                let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("bench YAML");
-                let spec = RuleSpec::from_value(&value).expect("bench rule");
-                let transform = catalogue
-                    .bind(
-                        &spec,
-                        &ColumnInfo {
-                            ty: &ty,
-                            not_null: false,
-                        },
-                    )
-                    .expect("bench rule binds");
-                ColumnAction::Transform {
-                    column: name.to_string(),
-                    transform,
-                }
-            }
+            (true, Some(yaml)) => ColumnAction::Transform {
+                column: name.to_string(),
+                transform: bind(&catalogue, yaml, name, kind, false),
+            },
             _ => ColumnAction::Pass,
         })
         .collect();
@@ -221,22 +207,31 @@ fn events(rows: usize) -> (Bytes, Bytes) {
     (Bytes::from(text), Bytes::from(binary))
 }
 
+/// The rule `yaml` bound to a column `name` of `kind`.
+fn bind(
+    catalogue: &Catalogue,
+    yaml: &str,
+    name: &str,
+    kind: TypeKind,
+    not_null: bool,
+) -> Arc<dyn restage::transform::Transform> {
+    let ty = ColumnType::simple(name, kind);
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("bench YAML");
+    let spec = RuleSpec::from_value(&value).expect("bench rule");
+    catalogue
+        .bind(&spec, &ColumnInfo { ty: &ty, not_null })
+        .expect("bench rule binds")
+}
+
 fn events_plan() -> Arc<RowPlan> {
     let catalogue = Catalogue::new(&Secret::new("benchmark-secret-0123456789"), "en");
-    let ty = ColumnType::simple("jsonb", TypeKind::Jsonb);
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(r#"{ transform: json, paths: { "$.email": email, "$.ip": ipv4 } }"#)
-            .expect("bench YAML");
-    let spec = RuleSpec::from_value(&value).expect("bench rule");
-    let transform = catalogue
-        .bind(
-            &spec,
-            &ColumnInfo {
-                ty: &ty,
-                not_null: true,
-            },
-        )
-        .expect("bench rule binds");
+    let transform = bind(
+        &catalogue,
+        r#"{ transform: json, paths: { "$.email": email, "$.ip": ipv4 } }"#,
+        "payload",
+        TypeKind::Jsonb,
+        true,
+    );
     Arc::new(RowPlan {
         table: QualifiedName::new("public", "events"),
         columns: vec![

@@ -230,12 +230,7 @@ pub fn process_binary(
                             err(Some(column), CopyTextError::NotUtf8.to_string())
                         })?),
                     };
-                    let rule = Rule {
-                        check,
-                        i,
-                        transform,
-                    };
-                    let result = rule
+                    let result = Rule::new(check, i, transform)
                         .apply(value, tally.as_mut(), &mut produced)
                         .map_err(|e| err(Some(column), e))?;
                     match result {
@@ -428,7 +423,15 @@ struct Rule<'a> {
     transform: &'a Arc<dyn Transform>,
 }
 
-impl Rule<'_> {
+impl<'a> Rule<'a> {
+    fn new(check: Option<&'a TableCheck>, i: usize, transform: &'a Arc<dyn Transform>) -> Self {
+        Rule {
+            check,
+            i,
+            transform,
+        }
+    }
+
     /// Applies the rule to `value` (None: NULL) into `produced`, counting the identity check
     /// and probing the output when the table is checked.
     fn apply(
@@ -541,12 +544,7 @@ fn process_rows(
                             decoded.as_str()
                         })
                     };
-                    let rule = Rule {
-                        check,
-                        i,
-                        transform,
-                    };
-                    let result = rule
+                    let result = Rule::new(check, i, transform)
                         .apply(value, tally.as_mut(), &mut produced)
                         .map_err(|e| err(Some(column), e))?;
                     match result {
