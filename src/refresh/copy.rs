@@ -324,16 +324,39 @@ pub async fn run(
             job.binary_fields = None;
         }
     }
+    // Every worker imports the snapshot before any job starts (all at once, as each would at
+    // its first job): from then on the workers hold the snapshot themselves, and a leader lost
+    // during the copy does not stop a worker from joining it (tests/faults.rs, the leader cut
+    // alone). A session that cannot be opened here is opened by its worker, with its retries.
+    let workers = workers.max(1);
+    let readers = jobs
+        .iter()
+        .filter(|j| j.generated.is_none())
+        .count()
+        .min(workers);
+    let mut sessions: Vec<Option<Client>> =
+        futures_util::future::join_all((0..readers).map(|_| snapshot.session()))
+            .await
+            .into_iter()
+            .map(|opened| {
+                opened
+                    .inspect_err(|e| tracing::warn!(error = %e, "opening a source session before the copy failed; its worker opens one again inside the same snapshot"))
+                    .ok()
+            })
+            .collect();
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..workers.max(1) {
+    for _ in 0..workers {
+        let source = sessions.pop().flatten();
         let queue = queue.clone();
         let snapshot = snapshot.clone();
         let target = target.clone();
         let server = target_server.clone();
         let progress = progress.clone();
         let done = done.clone();
-        set.spawn(async move { worker(queue, snapshot, target, server, progress, done).await });
+        set.spawn(
+            async move { worker(queue, snapshot, target, server, progress, done, source).await },
+        );
     }
     let mut results = Vec::new();
     while let Some(joined) = set.join_next().await {
@@ -379,9 +402,9 @@ async fn worker(
     target_server: String,
     progress: Arc<DataProgress>,
     done: Option<mpsc::UnboundedSender<QualifiedName>>,
+    mut source: Option<Client>,
 ) -> Result<Vec<JobResult>, CopyError> {
     let mut results = Vec::new();
-    let mut source: Option<Client> = None;
     loop {
         let Some(job) = queue.lock().await.pop_front() else {
             break;
