@@ -1658,6 +1658,35 @@ async fn materialized_views_refresh_during_the_copy_only_when_nothing_else_decid
     assert_eq!(populated, 0, "no view refreshed");
 }
 
+/// The format each copy job's rows travelled in, from `-vv` output: (table label, format);
+/// a range job's label is its table's name followed by ` [start..end]`.
+fn travel_formats(stderr: &str) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("rows travel"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(&format!("{name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("{name} in {l}"))
+                    .trim_matches('"')
+                    .to_string()
+            };
+            (field("table"), field("format"))
+        })
+        .collect()
+}
+
+/// The formats of `table`'s jobs (one per page range of a split table) in `formats`.
+fn formats_of<'a>(formats: &'a [(String, String)], table: &str) -> Vec<&'a str> {
+    formats
+        .iter()
+        .filter(|(t, _)| t == table || t.starts_with(&format!("{table} [")))
+        .map(|(_, f)| f.as_str())
+        .collect()
+}
+
 /// Issue 14: a table whose rows pass through untouched and whose columns' types all have a
 /// binary COPY format that holds the value itself travels in binary (the servers' text output
 /// and input are most of a plain copy's CPU); everything else travels in text, as before.
@@ -1729,28 +1758,8 @@ async fn fidelity_untouched_tables_of_binary_safe_types_travel_in_binary_and_sta
     // Split tables over 300 kB into page ranges: split_binary is about 2 MB.
     let (code, out, err) = setup.run_env(&["-vv", "refresh"], &[("RESTAGE_SPLIT_BYTES", "300000")]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    let formats: Vec<(String, String)> = err
-        .lines()
-        .filter(|l| l.contains("rows travel"))
-        .map(|l| {
-            let field = |name: &str| {
-                l.split(&format!("{name}="))
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap_or_else(|| panic!("{name} in {l}"))
-                    .trim_matches('"')
-                    .to_string()
-            };
-            (field("table"), field("format"))
-        })
-        .collect();
-    let format_of = |table: &str| -> Vec<&str> {
-        formats
-            .iter()
-            .filter(|(t, _)| t == table || t.starts_with(&format!("{table} [")))
-            .map(|(_, f)| f.as_str())
-            .collect()
-    };
+    let formats = travel_formats(&err);
+    let format_of = |table: &str| formats_of(&formats, table);
     for table in ["every_type", "empty_binary"] {
         assert_eq!(
             format_of(&format!("public.{table}")),
@@ -1821,18 +1830,8 @@ async fn fidelity_untouched_tables_of_binary_safe_types_travel_in_binary_and_sta
     );
     let (code, out, err) = setup.run(&["-vv", "refresh"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    let format_of = |table: &str| -> Vec<String> {
-        err.lines()
-            .filter(|l| l.contains("rows travel") && l.contains(&format!("table={table} ")))
-            .map(|l| {
-                l.rsplit("format=")
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches('"')
-                    .to_string()
-            })
-            .collect()
-    };
+    let formats = travel_formats(&err);
+    let format_of = |table: &str| formats_of(&formats, table);
     for table in ["people", "kept"] {
         assert_eq!(
             format_of(&format!("public.{table}")),
